@@ -1,0 +1,35 @@
+//! The fieldbridge configuration (see DESIGN.md, "Configuration").
+//!
+//! Three steps, kept apart:
+//! 1. **parse** JSON text into a [`RawConfig`] ([`RawConfig::parse`]), or **load** a file
+//!    layered with figment: defaults, then the file, then `FIELDBRIDGE_REDIS_URL` /
+//!    `FIELDBRIDGE_STREAM_MAX_LEN` ([`RawConfig::load`]);
+//! 2. the raw config is two lists of rows (column -> cell), exactly the `Devices` and
+//!    `Signals` sheets of the workbook, so the workbook importer and the JSON share one model;
+//! 3. [`validate`] turns rows into typed [`Device`]s and [`Signal`]s per protocol and returns
+//!    **all** errors, each with its path (`signals[3].source_device_alias: no device "rtu9"
+//!    in devices`) and the protocol it belongs to, so the supervisor can start the protocols
+//!    whose part is valid and hold back the others.
+//!
+//! Cells are read leniently, as a spreadsheet writes them: numbers as text (`"1883"`),
+//! integral floats (`1883.0`), booleans as `0/1`, `true/false`, `yes/no`, `on/off`; an empty
+//! cell is an absent one (its default applies). Unknown columns and columns of another
+//! protocol are warnings, not errors.
+
+mod cell;
+mod error;
+pub mod iec104;
+mod model;
+pub mod modbus;
+pub mod mqtt;
+mod raw;
+mod validate;
+
+pub use cell::{cell_bool, cell_float, cell_int, cell_text};
+pub use error::{ConfigError, ConfigErrors, ConfigPath, Section};
+pub use model::{Applet, Config, Device, DeviceKind, Protocol, Secret, Signal, SignalKind};
+pub use raw::{LoadError, RawConfig, Row, DEFAULT_CONFIG_PATH, DEFAULT_REDIS_URL, ENV_KEYS, ENV_PREFIX};
+pub use validate::{
+    device_columns, signal_columns, validate, Validated, DEVICE_COMMON_COLUMNS, SIGNAL_COMMON_COLUMNS,
+    STREAM_MAX_LEN_RANGE,
+};

@@ -1,0 +1,345 @@
+//! The Modbus master part: RTU devices on serial ports (`protocol: modbus-rtu`), TCP servers
+//! (`protocol: modbus-tcp`), and their registers. Times are in milliseconds.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::cell::RowReader;
+
+/// Device columns of Modbus RTU.
+pub const RTU_DEVICE_COLUMNS: &[&str] = &[
+    "serial_port",
+    "baudrate",
+    "parity",
+    "data_bits",
+    "stop_bits",
+    "modbus_id",
+    "timeout_ms",
+    "poll_interval_ms",
+    "inter_frame_delay_ms",
+    "retries",
+    "command_max_age_ms",
+];
+
+/// Device columns of Modbus TCP.
+pub const TCP_DEVICE_COLUMNS: &[&str] = &[
+    "ip",
+    "port",
+    "modbus_id",
+    "timeout_ms",
+    "poll_interval_ms",
+    "inter_frame_delay_ms",
+    "retries",
+    "command_max_age_ms",
+];
+
+/// Signal columns of Modbus.
+pub const SIGNAL_COLUMNS: &[&str] = &[
+    "function",
+    "address",
+    "data_type",
+    "bit",
+    "byte_order",
+    "word_order",
+    "multiplier",
+    "offset",
+    "writable",
+];
+
+/// Serial parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+impl FromStr for Parity {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "n" | "none" => Ok(Parity::None),
+            "e" | "even" => Ok(Parity::Even),
+            "o" | "odd" => Ok(Parity::Odd),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Timing shared by RTU and TCP devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModbusTiming {
+    pub modbus_id: u8,
+    /// How long to wait for an answer.
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+    /// Silence kept between frames on the bus (None: 3.5 character times, at least 2 ms).
+    pub inter_frame_delay: Option<Duration>,
+    /// Retries of a request that timed out before the device counts as not answering.
+    pub retries: u8,
+    /// A write whose `out` value is older than this is refused.
+    pub command_max_age: Duration,
+}
+
+/// A slave on a serial port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusRtuDevice {
+    pub serial_port: String,
+    pub baudrate: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+    pub timing: ModbusTiming,
+}
+
+/// A Modbus TCP server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusTcpDevice {
+    pub host: String,
+    pub port: u16,
+    pub timing: ModbusTiming,
+}
+
+/// The `function` column: the read (1-4) or write (5, 6, 15, 16) function of a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    ReadCoils = 1,
+    ReadDiscreteInputs = 2,
+    ReadHoldingRegisters = 3,
+    ReadInputRegisters = 4,
+    WriteSingleCoil = 5,
+    WriteSingleRegister = 6,
+    WriteMultipleCoils = 15,
+    WriteMultipleRegisters = 16,
+}
+
+impl Function {
+    /// From the function code.
+    pub fn from_code(n: i64) -> Option<Self> {
+        Some(match n {
+            1 => Function::ReadCoils,
+            2 => Function::ReadDiscreteInputs,
+            3 => Function::ReadHoldingRegisters,
+            4 => Function::ReadInputRegisters,
+            5 => Function::WriteSingleCoil,
+            6 => Function::WriteSingleRegister,
+            15 => Function::WriteMultipleCoils,
+            16 => Function::WriteMultipleRegisters,
+            _ => return None,
+        })
+    }
+    /// The function code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+    /// Whether it reads bits (coils, discrete inputs) or writes coils.
+    pub fn is_bit(self) -> bool {
+        matches!(
+            self,
+            Function::ReadCoils
+                | Function::ReadDiscreteInputs
+                | Function::WriteSingleCoil
+                | Function::WriteMultipleCoils
+        )
+    }
+    /// Whether it is a write function (the signal is write-only).
+    pub fn is_write(self) -> bool {
+        self.code() >= 5
+    }
+}
+
+/// The `data_type` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    Bool,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    U64,
+    I64,
+    F64,
+}
+
+impl DataType {
+    /// How many 16-bit registers it takes (1 for a bool).
+    pub fn registers(self) -> u16 {
+        match self {
+            DataType::Bool | DataType::U16 | DataType::I16 => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::U64 | DataType::I64 | DataType::F64 => 4,
+        }
+    }
+}
+
+impl FromStr for DataType {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "bool" | "bit" | "boolean" => DataType::Bool,
+            "u16" | "uint16" => DataType::U16,
+            "i16" | "int16" => DataType::I16,
+            "u32" | "uint32" => DataType::U32,
+            "i32" | "int32" => DataType::I32,
+            "f32" | "float" | "float32" => DataType::F32,
+            "u64" | "uint64" => DataType::U64,
+            "i64" | "int64" => DataType::I64,
+            "f64" | "double" | "float64" => DataType::F64,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// Byte order inside a register, or word order across registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endian {
+    Big,
+    Little,
+}
+
+impl FromStr for Endian {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "big" | "be" | "msb" | "high_first" | "abcd" => Ok(Endian::Big),
+            "little" | "le" | "lsb" | "low_first" | "swapped" | "cdab" => Ok(Endian::Little),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A register or bit of a Modbus device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusSignal {
+    pub function: Function,
+    /// The 0-based protocol address.
+    pub address: u16,
+    pub data_type: DataType,
+    /// For a bool in a register (functions 3/4): the bit, 0 = least significant.
+    pub bit: Option<u8>,
+    pub byte_order: Endian,
+    pub word_order: Endian,
+    pub multiplier: f64,
+    pub offset: f64,
+    /// Values from `tag/<dev>/<sig>/out` are written (always true for functions 5/6/15/16;
+    /// for 1 and 3 with `writable: 1` the matching write function is used).
+    pub writable: bool,
+}
+
+fn timing(r: &mut RowReader<'_>, id_min: i64, id_max: i64, id_default: Option<i64>) -> Option<ModbusTiming> {
+    let modbus_id = match id_default {
+        Some(d) => r.int_or("modbus_id", d, id_min, id_max),
+        None => r.req_int("modbus_id", id_min, id_max),
+    };
+    let timeout = r.int_or("timeout_ms", 1000, 10, 60_000);
+    let poll = r.int_or("poll_interval_ms", 1000, 10, 86_400_000);
+    let ifd = r.opt_int("inter_frame_delay_ms", 0, 10_000);
+    let retries = r.int_or("retries", 2, 0, 10);
+    let max_age = r.int_or("command_max_age_ms", 10_000, 100, 3_600_000);
+    let ms = |v: i64| u64::try_from(v).ok().map(Duration::from_millis);
+    Some(ModbusTiming {
+        modbus_id: u8::try_from(modbus_id?).ok()?,
+        timeout: ms(timeout?)?,
+        poll_interval: ms(poll?)?,
+        inter_frame_delay: match ifd {
+            Ok(Some(v)) => Some(ms(v)?),
+            Ok(None) => None,
+            Err(()) => return None,
+        },
+        retries: u8::try_from(retries?).ok()?,
+        command_max_age: ms(max_age?)?,
+    })
+}
+
+pub(crate) fn read_rtu_device(r: &mut RowReader<'_>) -> Option<ModbusRtuDevice> {
+    let serial_port = r.req_string("serial_port").map(|s| s.trim().to_owned());
+    let baudrate = r.int_or("baudrate", 9600, 300, 4_000_000);
+    let parity = r.parse_or("parity", Parity::None, "N, E or O");
+    let data_bits = r.int_or("data_bits", 8, 5, 8);
+    let stop_bits = r.int_or("stop_bits", 1, 1, 2);
+    let timing = timing(r, 1, 247, None);
+    Some(ModbusRtuDevice {
+        serial_port: serial_port?,
+        baudrate: u32::try_from(baudrate?).ok()?,
+        parity: parity?,
+        data_bits: u8::try_from(data_bits?).ok()?,
+        stop_bits: u8::try_from(stop_bits?).ok()?,
+        timing: timing?,
+    })
+}
+
+pub(crate) fn read_tcp_device(r: &mut RowReader<'_>) -> Option<ModbusTcpDevice> {
+    let host = r.req_string("ip").map(|s| s.trim().to_owned());
+    let port = r.int_or("port", 502, 1, 65_535);
+    let timing = timing(r, 0, 255, Some(1));
+    Some(ModbusTcpDevice {
+        host: host?,
+        port: u16::try_from(port?).ok()?,
+        timing: timing?,
+    })
+}
+
+pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
+    let function = match r.req_int("function", 1, 16) {
+        Some(n) => match Function::from_code(n) {
+            Some(f) => Some(f),
+            None => {
+                r.error(Some("function"), format!("{n} is not one of 1, 2, 3, 4, 5, 6, 15, 16"));
+                None
+            }
+        },
+        None => None,
+    };
+    let address = r.req_int("address", 0, 65_535);
+    let default_type = if function.is_some_and(Function::is_bit) {
+        DataType::Bool
+    } else {
+        DataType::U16
+    };
+    let data_type = r.parse_or("data_type", default_type, "bool, u16, i16, u32, i32, f32, u64, i64 or f64");
+    let bit = r.opt_int("bit", 0, 15);
+    let byte_order = r.parse_or("byte_order", Endian::Big, "big or little");
+    let word_order = r.parse_or("word_order", Endian::Big, "big or little");
+    let multiplier = r.float_or("multiplier", 1.0);
+    let offset = r.float_or("offset", 0.0);
+    let writable = r.bool_or("writable", false);
+
+    let (function, data_type, address) = (function?, data_type?, address?);
+    if function.is_bit() && data_type != DataType::Bool {
+        r.error(Some("data_type"), format!("function {} reads bits: data_type must be bool", function.code()));
+        return None;
+    }
+    let bit = match bit {
+        Ok(b) => b.and_then(|b| u8::try_from(b).ok()),
+        Err(()) => return None,
+    };
+    if bit.is_some() && (function.is_bit() || data_type != DataType::Bool) {
+        r.error(Some("bit"), "bit applies only to a bool in a register (functions 3, 4, 6, 16)");
+        return None;
+    }
+    if address.saturating_add(i64::from(data_type.registers())) > 65_536 {
+        r.error(Some("address"), "the value runs past register 65535");
+        return None;
+    }
+    if function == Function::WriteSingleRegister && data_type.registers() > 1 {
+        r.error(Some("function"), "function 6 writes one register; use 16 for multi-register types");
+        return None;
+    }
+    let writable = writable? || function.is_write();
+    if writable && matches!(function, Function::ReadDiscreteInputs | Function::ReadInputRegisters) {
+        r.error(Some("writable"), format!("function {} is read-only", function.code()));
+        return None;
+    }
+    Some(ModbusSignal {
+        function,
+        address: u16::try_from(address).ok()?,
+        data_type,
+        bit,
+        byte_order: byte_order?,
+        word_order: word_order?,
+        multiplier: multiplier?,
+        offset: offset?,
+        writable,
+    })
+}

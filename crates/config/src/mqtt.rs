@@ -1,0 +1,393 @@
+//! The MQTT part: broker devices (`protocol: mqtt`) and the signals they forward. Column
+//! names and defaults are the WCC Lite MQTT tables', plus fieldbridge's additions
+//! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive`, `clean_session`,
+//! `payload_format`, `tls_insecure`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tagbus::{Direction, TagKey};
+
+use crate::cell::RowReader;
+use crate::model::Secret;
+
+/// Device columns of the MQTT protocol.
+pub const DEVICE_COLUMNS: &[&str] = &[
+    "ip",
+    "port",
+    "enable_threshold",
+    "mqtt_qos",
+    "mqtt_retain",
+    "username",
+    "password",
+    "auth",
+    "ca_certificate",
+    "client_certificate",
+    "client_key",
+    "use_last_will",
+    "last_will_topic",
+    "last_will_message",
+    "last_will_qos",
+    "last_will_retain",
+    "client_id",
+    "transport",
+    "ws_path",
+    "ws_subprotocol",
+    "mqtt_version",
+    "keepalive",
+    "clean_session",
+    "payload_format",
+    "tls_insecure",
+];
+
+/// Signal columns of the MQTT protocol.
+pub const SIGNAL_COLUMNS: &[&str] = &["source_device_alias", "source_signal_alias", "topic"];
+
+/// An MQTT QoS level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Qos {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl Qos {
+    /// From 0, 1 or 2.
+    pub fn from_u8(n: u8) -> Option<Self> {
+        match n {
+            0 => Some(Qos::AtMostOnce),
+            1 => Some(Qos::AtLeastOnce),
+            2 => Some(Qos::ExactlyOnce),
+            _ => None,
+        }
+    }
+    /// 0, 1 or 2.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// An MQTT topic name to publish on: 1 to 65535 bytes, no `+` or `#` wildcards, no NUL.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Topic(String);
+
+impl Topic {
+    /// Validates a topic name.
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("topic is empty".into());
+        }
+        if s.len() > 65_535 {
+            return Err("topic is longer than 65535 bytes".into());
+        }
+        if s.contains(['+', '#', '\0']) {
+            return Err(format!("topic {s:?} contains a wildcard (+ or #) or NUL"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+    /// The default topic of a source tag: the tag key itself.
+    pub fn from_tag(key: &TagKey) -> Self {
+        Self(key.to_string())
+    }
+    /// The topic text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the publisher authenticates (`auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    Password,
+    Tls,
+}
+
+impl FromStr for Auth {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Auth::None),
+            "password" => Ok(Auth::Password),
+            "tls" => Ok(Auth::Tls),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The byte transport under MQTT (`transport`); TLS comes from `auth: tls` (tcp+tls = tls,
+/// ws+tls = wss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    WebSocket,
+}
+
+impl FromStr for Transport {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" | "tls" => Ok(Transport::Tcp),
+            "ws" | "wss" | "websocket" => Ok(Transport::WebSocket),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The MQTT protocol version (`mqtt_version`: 3.1.1, or 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttVersion {
+    V311,
+    V5,
+}
+
+impl FromStr for MqttVersion {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "3.1.1" | "311" | "3" | "4" | "v3.1.1" => Ok(MqttVersion::V311),
+            "5" | "5.0" | "v5" => Ok(MqttVersion::V5),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The payload format (`payload_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// `value,timestamp,quality` (the WCC Lite format, the default).
+    Csv,
+    /// `{"value":..,"ts":..,"quality":..,"flags":[..]}`.
+    Json,
+}
+
+impl FromStr for PayloadFormat {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" => Ok(PayloadFormat::Csv),
+            "json" => Ok(PayloadFormat::Json),
+            _ => Err(()),
+        }
+    }
+}
+
+/// TLS files of a broker connection (`auth: tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// CA certificate(s) (PEM) the broker's certificate is verified against.
+    pub ca_certificate: PathBuf,
+    /// Client certificate and key (PEM), both or neither.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// `tls_insecure`: skip verifying the broker's certificate (logged loudly).
+    pub insecure: bool,
+}
+
+/// The Last Will the broker publishes when the publisher vanishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastWill {
+    pub topic: Topic,
+    pub message: String,
+    pub qos: Qos,
+    pub retain: bool,
+}
+
+/// A broker the publisher forwards to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttDevice {
+    pub host: String,
+    pub port: u16,
+    /// `client_id`; when empty the publisher uses `fieldbridge-<hostname>-<device_alias>`.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub auth: Auth,
+    pub tls: Option<TlsConfig>,
+    pub qos: Qos,
+    pub retain: bool,
+    /// Drop a value equal to the last one published for its signal.
+    pub enable_threshold: bool,
+    pub last_will: Option<LastWill>,
+    pub transport: Transport,
+    pub ws_path: String,
+    pub ws_subprotocol: String,
+    pub version: MqttVersion,
+    pub keepalive: Duration,
+    pub clean_session: bool,
+    pub payload_format: PayloadFormat,
+}
+
+/// A signal forwarded to a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSignal {
+    /// The tag read: `tag/<source_device_alias>/<source_signal_alias>/in`.
+    pub source: TagKey,
+    /// The topic published on (`topic`, default: the source tag's key).
+    pub topic: Topic,
+}
+
+fn qos_from(r: &mut RowReader<'_>, column: &'static str) -> Option<Qos> {
+    r.int_or(column, 0, 0, 2)
+        .and_then(|n| u8::try_from(n).ok())
+        .and_then(Qos::from_u8)
+}
+
+fn topic_from(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<Topic>> {
+    let Some(s) = r.opt_string(column) else {
+        return Some(None);
+    };
+    match Topic::new(s.trim()) {
+        Ok(t) => Some(Some(t)),
+        Err(e) => {
+            r.error(Some(column), e);
+            None
+        }
+    }
+}
+
+pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
+    let host = r.req_string("ip").map(|s| s.trim().to_owned());
+    if host.as_deref().is_some_and(|h| h.contains(char::is_whitespace)) {
+        r.error(Some("ip"), "a host name or address has no spaces");
+    }
+    let port = r.int_or("port", 1883, 1, 65_535).and_then(|p| u16::try_from(p).ok());
+    let client_id = r.opt_string("client_id").map(|s| s.trim().to_owned());
+    if client_id.as_deref().is_some_and(|c| c.len() > 65_535) {
+        r.error(Some("client_id"), "longer than 65535 bytes");
+    }
+    let username = r.opt_string("username");
+    let password = r.opt_string("password").map(Secret::new);
+    let auth = r.parse_or("auth", Auth::None, "none, password or tls");
+    let qos = qos_from(r, "mqtt_qos");
+    let retain = r.bool_or("mqtt_retain", false);
+    let enable_threshold = r.bool_or("enable_threshold", true);
+    let use_last_will = r.bool_or("use_last_will", false);
+    let lw_topic = topic_from(r, "last_will_topic");
+    let lw_message = r.opt_string("last_will_message").unwrap_or_default();
+    let lw_qos = qos_from(r, "last_will_qos");
+    let lw_retain = r.bool_or("last_will_retain", false);
+    let transport = r.parse_or("transport", Transport::Tcp, "tcp or ws");
+    let ws_path = r.opt_string("ws_path").unwrap_or_else(|| "/mqtt".into());
+    if !ws_path.starts_with('/') {
+        r.error(Some("ws_path"), format!("{ws_path:?} does not start with '/'"));
+    }
+    let ws_subprotocol = r.opt_string("ws_subprotocol").unwrap_or_else(|| "mqtt".into());
+    let version = r.parse_or("mqtt_version", MqttVersion::V311, "3.1.1 or 5");
+    let keepalive = r.int_or("keepalive", 60, 5, 65_535);
+    let clean_session = r.bool_or("clean_session", true);
+    let payload_format = r.parse_or("payload_format", PayloadFormat::Csv, "csv or json");
+    let insecure = r.bool_or("tls_insecure", false);
+
+    let ca = r.opt_string("ca_certificate").map(PathBuf::from);
+    let cert = r.opt_string("client_certificate").map(PathBuf::from);
+    let key = r.opt_string("client_key").map(PathBuf::from);
+    let mut tls = None;
+    match auth {
+        Some(Auth::Tls) => {
+            for (column, path) in [
+                ("ca_certificate", &ca),
+                ("client_certificate", &cert),
+                ("client_key", &key),
+            ] {
+                if let Some(p) = path {
+                    if !p.is_file() {
+                        r.error(Some(column), format!("file {} does not exist", p.display()));
+                    }
+                }
+            }
+            match &ca {
+                None => r.error(Some("ca_certificate"), "required when auth is tls"),
+                Some(ca) => {
+                    let client_auth = match (&cert, &key) {
+                        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                        (None, None) => None,
+                        (Some(_), None) => {
+                            r.error(Some("client_key"), "required with client_certificate");
+                            None
+                        }
+                        (None, Some(_)) => {
+                            r.error(Some("client_certificate"), "required with client_key");
+                            None
+                        }
+                    };
+                    tls = Some(TlsConfig {
+                        ca_certificate: ca.clone(),
+                        client_auth,
+                        insecure: insecure.unwrap_or(false),
+                    });
+                }
+            }
+        }
+        Some(Auth::Password) if username.is_none() => {
+            r.error(Some("username"), "required when auth is password");
+        }
+        _ => {}
+    }
+
+    let mut last_will = None;
+    if use_last_will == Some(true) {
+        match lw_topic.clone().flatten() {
+            Some(topic) => {
+                last_will = Some(LastWill {
+                    topic,
+                    message: lw_message,
+                    qos: lw_qos.unwrap_or(Qos::AtMostOnce),
+                    retain: lw_retain.unwrap_or(false),
+                });
+            }
+            None if lw_topic.is_some() => {
+                r.error(Some("last_will_topic"), "required when use_last_will is 1");
+            }
+            None => {}
+        }
+    }
+
+    let (username, password) = match auth {
+        Some(Auth::None) => (None, None),
+        _ => (username, password),
+    };
+    Some(MqttDevice {
+        host: host?,
+        port: port?,
+        client_id: client_id.filter(|c| !c.is_empty()),
+        username,
+        password,
+        auth: auth?,
+        tls,
+        qos: qos?,
+        retain: retain?,
+        enable_threshold: enable_threshold?,
+        last_will,
+        transport: transport?,
+        ws_path,
+        ws_subprotocol,
+        version: version?,
+        keepalive: Duration::from_secs(u64::try_from(keepalive?).ok()?),
+        clean_session: clean_session?,
+        payload_format: payload_format?,
+    })
+    .filter(|_| lw_qos.is_some() && lw_retain.is_some() && use_last_will.is_some() && insecure.is_some())
+}
+
+/// Reads the MQTT columns of a signal row; the source reference is checked by the caller.
+pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<(tagbus::Alias, tagbus::Alias, Option<Topic>)> {
+    let dev = r.req_alias("source_device_alias");
+    let sig = r.req_alias("source_signal_alias");
+    let topic = topic_from(r, "topic");
+    Some((dev?, sig?, topic?))
+}
+
+/// Builds the signal once the source is known to exist.
+pub(crate) fn make_signal(dev: tagbus::Alias, sig: tagbus::Alias, topic: Option<Topic>) -> MqttSignal {
+    let source = TagKey::new(dev, sig, Direction::In);
+    let topic = topic.unwrap_or_else(|| Topic::from_tag(&source));
+    MqttSignal { source, topic }
+}

@@ -1,0 +1,299 @@
+//! Validation: raw rows -> typed config, with every error found (not just the first).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tagbus::Alias;
+
+use crate::cell::{cell_int, cell_text, RowReader};
+use crate::error::{ConfigError, ConfigErrors, ConfigPath, Section};
+use crate::model::{Applet, Config, Device, DeviceKind, Protocol, Signal, SignalKind};
+use crate::raw::{RawConfig, DEFAULT_REDIS_URL};
+use crate::{iec104, modbus, mqtt};
+
+/// Columns every device row has.
+pub const DEVICE_COMMON_COLUMNS: &[&str] = &["name", "device_alias", "enable", "protocol"];
+/// Columns every signal row has.
+pub const SIGNAL_COMMON_COLUMNS: &[&str] = &["signal_name", "device_alias", "signal_alias", "enable", "log"];
+
+/// The device columns of a protocol (without the common ones).
+pub fn device_columns(p: Protocol) -> &'static [&'static str] {
+    match p {
+        Protocol::Mqtt => mqtt::DEVICE_COLUMNS,
+        Protocol::Iec104Master => iec104::DEVICE_COLUMNS,
+        Protocol::ModbusRtu => modbus::RTU_DEVICE_COLUMNS,
+        Protocol::ModbusTcp => modbus::TCP_DEVICE_COLUMNS,
+    }
+}
+
+/// The signal columns of a protocol (without the common ones).
+pub fn signal_columns(p: Protocol) -> &'static [&'static str] {
+    match p {
+        Protocol::Mqtt => mqtt::SIGNAL_COLUMNS,
+        Protocol::Iec104Master => iec104::SIGNAL_COLUMNS,
+        Protocol::ModbusRtu | Protocol::ModbusTcp => modbus::SIGNAL_COLUMNS,
+    }
+}
+
+/// The smallest and largest accepted stream cap.
+pub const STREAM_MAX_LEN_RANGE: (i64, i64) = (1_000, 100_000_000);
+
+/// The result of validation: the typed config (rows with errors left out), all errors and
+/// all warnings (unknown columns, columns of another protocol, ...).
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub config: Config,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Validated {
+    /// The errors that stop an applet: those of its protocols, and top-level ones.
+    pub fn errors_for(&self, applet: Applet) -> Vec<&ConfigError> {
+        self.errors
+            .iter()
+            .filter(|e| {
+                e.path.section == Section::Top
+                    || e.protocol.is_some_and(|p| applet.protocols().contains(&p))
+            })
+            .collect()
+    }
+
+    /// The config when there are no errors at all.
+    pub fn into_result(self) -> Result<Config, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
+struct RawDevice {
+    index: usize,
+    protocol: Option<Protocol>,
+}
+
+/// Validates a raw config. Never fails: problems are in [`Validated::errors`].
+pub fn validate(raw: &RawConfig) -> Validated {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    let redis_url = raw.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS_URL.into());
+    if !["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|p| redis_url.starts_with(p))
+    {
+        errors.push(top_error("redis_url", format!("{redis_url:?} is not a redis:// URL")));
+    }
+    let (min, max) = STREAM_MAX_LEN_RANGE;
+    let stream_max_len = match &raw.stream_max_len {
+        None | Some(serde_json::Value::Null) => tagbus::DEFAULT_STREAM_MAX_LEN,
+        Some(v) => match cell_int(v) {
+            Some(n) if (min..=max).contains(&n) => u64::try_from(n).unwrap_or(tagbus::DEFAULT_STREAM_MAX_LEN),
+            _ => {
+                errors.push(top_error("stream_max_len", format!("expected an integer in {min}..={max}")));
+                tagbus::DEFAULT_STREAM_MAX_LEN
+            }
+        },
+    };
+    for key in raw.unknown.keys() {
+        warnings.push(top_error(key, "unknown setting, ignored".to_string()));
+    }
+
+    // Devices.
+    let mut raw_devices: BTreeMap<Alias, RawDevice> = BTreeMap::new();
+    let mut devices: Vec<Device> = Vec::new();
+    for (index, row) in raw.devices.iter().enumerate() {
+        let mut r = RowReader::new(Section::Devices, index, row);
+        let protocol = r.req_string("protocol").and_then(|s| match s.parse::<Protocol>() {
+            Ok(p) => Some(p),
+            Err(()) => {
+                r.error(
+                    Some("protocol"),
+                    format!("unknown protocol {s:?} (expected mqtt, iec104-master, modbus-rtu or modbus-tcp)"),
+                );
+                None
+            }
+        });
+        r.protocol = protocol;
+        let name = r.req_string("name");
+        let alias = r.req_alias("device_alias");
+        let enabled = r.bool_or("enable", true);
+        if let Some(alias) = &alias {
+            if let Some(first) = raw_devices.get(alias) {
+                r.error(
+                    Some("device_alias"),
+                    format!("duplicate device_alias \"{alias}\" (also devices[{}])", first.index),
+                );
+            } else {
+                raw_devices.insert(alias.clone(), RawDevice { index, protocol });
+            }
+        }
+        let kind = match protocol {
+            Some(Protocol::Mqtt) => mqtt::read_device(&mut r).map(DeviceKind::Mqtt),
+            Some(Protocol::Iec104Master) => iec104::read_device(&mut r).map(DeviceKind::Iec104Master),
+            Some(Protocol::ModbusRtu) => modbus::read_rtu_device(&mut r).map(DeviceKind::ModbusRtu),
+            Some(Protocol::ModbusTcp) => modbus::read_tcp_device(&mut r).map(DeviceKind::ModbusTcp),
+            None => None,
+        };
+        if let Some(p) = protocol {
+            unknown_columns(&r, DEVICE_COMMON_COLUMNS, p, device_columns, &mut warnings);
+        }
+        let ok = r.errors.is_empty();
+        errors.append(&mut r.errors);
+        if let (true, Some(name), Some(alias), Some(enabled), Some(kind)) = (ok, name, alias, enabled, kind) {
+            devices.push(Device {
+                index,
+                name,
+                alias,
+                enabled,
+                kind,
+            });
+        }
+    }
+
+    // Every (device, signal) pair in the rows, to check MQTT source references.
+    let raw_signals: BTreeSet<(String, String)> = raw
+        .signals
+        .iter()
+        .filter_map(|row| {
+            let d = row.get("device_alias").and_then(cell_text)?;
+            let s = row.get("signal_alias").and_then(cell_text)?;
+            Some((d.trim().to_owned(), s.trim().to_owned()))
+        })
+        .collect();
+
+    // Signals.
+    let mut signals: Vec<Signal> = Vec::new();
+    let mut seen: BTreeMap<(Alias, Alias), usize> = BTreeMap::new();
+    let mut seen_ioa: BTreeMap<(Alias, u32), usize> = BTreeMap::new();
+    for (index, row) in raw.signals.iter().enumerate() {
+        let mut r = RowReader::new(Section::Signals, index, row);
+        let device_alias = r.req_alias("device_alias");
+        let raw_device = device_alias.as_ref().and_then(|a| raw_devices.get(a));
+        r.protocol = raw_device.and_then(|d| d.protocol);
+        if let (Some(a), None) = (&device_alias, raw_device) {
+            r.error(Some("device_alias"), format!("no device \"{a}\" in devices"));
+        }
+        let alias = r.req_alias("signal_alias");
+        let name = r.opt_string("signal_name");
+        let enabled = r.bool_or("enable", true);
+        let log = r.bool_or("log", false);
+        if let (Some(d), Some(s)) = (&device_alias, &alias) {
+            let key = (d.clone(), s.clone());
+            if let Some(first) = seen.get(&key) {
+                r.error(
+                    Some("signal_alias"),
+                    format!("duplicate signal_alias \"{s}\" on device \"{d}\" (also signals[{first}])"),
+                );
+            } else {
+                seen.insert(key, index);
+            }
+        }
+        let device = device_alias.as_ref().and_then(|a| devices.iter().find(|d| &d.alias == a));
+        let kind = match device.map(|d| &d.kind) {
+            Some(DeviceKind::Mqtt(_)) => mqtt::read_signal(&mut r).and_then(|(sd, ss, topic)| {
+                match raw_devices.get(&sd) {
+                    None => {
+                        r.error(Some("source_device_alias"), format!("no device \"{sd}\" in devices"));
+                        return None;
+                    }
+                    Some(src) if src.protocol == Some(Protocol::Mqtt) => {
+                        r.error(
+                            Some("source_device_alias"),
+                            format!("\"{sd}\" is an MQTT device; a source must be a field device"),
+                        );
+                        return None;
+                    }
+                    Some(_) => {}
+                }
+                if !raw_signals.contains(&(sd.to_string(), ss.to_string())) {
+                    r.error(
+                        Some("source_signal_alias"),
+                        format!("no signal \"{ss}\" on device \"{sd}\""),
+                    );
+                    return None;
+                }
+                Some(SignalKind::Mqtt(mqtt::make_signal(sd, ss, topic)))
+            }),
+            Some(DeviceKind::Iec104Master(dev)) => iec104::read_signal(&mut r, dev).map(SignalKind::Iec104),
+            Some(DeviceKind::ModbusRtu(_) | DeviceKind::ModbusTcp(_)) => {
+                modbus::read_signal(&mut r).map(SignalKind::Modbus)
+            }
+            // The device row has errors of its own (already reported) or does not exist.
+            None => None,
+        };
+        if let (Some(SignalKind::Iec104(sig)), Some(d)) = (&kind, &device_alias) {
+            if sig.type_id.is_some() {
+                if let Some(first) = seen_ioa.get(&(d.clone(), sig.ioa)) {
+                    r.error(
+                        Some("info_address"),
+                        format!("duplicate info_address {} on device \"{d}\" (also signals[{first}])", sig.ioa),
+                    );
+                } else {
+                    seen_ioa.insert((d.clone(), sig.ioa), index);
+                }
+            }
+        }
+        if let Some(p) = r.protocol {
+            unknown_columns(&r, SIGNAL_COMMON_COLUMNS, p, signal_columns, &mut warnings);
+        }
+        let ok = r.errors.is_empty();
+        errors.append(&mut r.errors);
+        if let (true, Some(device), Some(alias), Some(enabled), Some(log), Some(kind)) =
+            (ok, device_alias, alias, enabled, log, kind)
+        {
+            signals.push(Signal {
+                index,
+                name: name.unwrap_or_else(|| alias.to_string()),
+                device,
+                alias,
+                enabled,
+                log,
+                kind,
+            });
+        }
+    }
+
+    Validated {
+        config: Config {
+            redis_url,
+            stream_max_len,
+            devices,
+            signals,
+        },
+        errors,
+        warnings,
+    }
+}
+
+fn top_error(key: &str, message: String) -> ConfigError {
+    ConfigError {
+        path: ConfigPath::top(key),
+        protocol: None,
+        message,
+    }
+}
+
+fn unknown_columns(
+    r: &RowReader<'_>,
+    common: &[&str],
+    protocol: Protocol,
+    columns_of: fn(Protocol) -> &'static [&'static str],
+    warnings: &mut Vec<ConfigError>,
+) {
+    for column in r.present_columns() {
+        if common.contains(&column) || columns_of(protocol).contains(&column) {
+            continue;
+        }
+        let message = match Protocol::ALL.iter().find(|p| columns_of(**p).contains(&column)) {
+            Some(other) => format!("column {column} does not apply to protocol {protocol} (it is for {other}); ignored"),
+            None => format!("unknown column {column}, ignored"),
+        };
+        warnings.push(ConfigError {
+            path: ConfigPath::row(r.section, r.index, Some(column)),
+            protocol: Some(protocol),
+            message,
+        });
+    }
+}
