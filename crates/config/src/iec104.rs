@@ -271,8 +271,9 @@ fn type_id(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<IecType
     }
 }
 
-pub(crate) fn read_signal(r: &mut RowReader<'_>, device: &Iec104Device) -> Option<Iec104Signal> {
-    let ioa_max = match device.ioa_size {
+/// Reads a point; `ioa_size` is its device's (3 when the device row itself is invalid).
+pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104Signal> {
+    let ioa_max = match ioa_size {
         1 => 255,
         2 => 65_535,
         _ => 16_777_215,

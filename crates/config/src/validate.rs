@@ -71,6 +71,8 @@ impl Validated {
 struct RawDevice {
     index: usize,
     protocol: Option<Protocol>,
+    /// The IEC 104 IOA size, as far as the row says (3 when absent or wrong).
+    ioa_size: u8,
 }
 
 /// Validates a raw config. Never fails: problems are in [`Validated::errors`].
@@ -126,7 +128,13 @@ pub fn validate(raw: &RawConfig) -> Validated {
                     format!("duplicate device_alias \"{alias}\" (also devices[{}])", first.index),
                 );
             } else {
-                raw_devices.insert(alias.clone(), RawDevice { index, protocol });
+                let ioa_size = row
+                    .get("ioa_size")
+                    .and_then(cell_int)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .filter(|n| (1..=3).contains(n))
+                    .unwrap_or(3);
+                raw_devices.insert(alias.clone(), RawDevice { index, protocol, ioa_size });
             }
         }
         let kind = match protocol {
@@ -190,9 +198,13 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 seen.insert(key, index);
             }
         }
-        let device = device_alias.as_ref().and_then(|a| devices.iter().find(|d| &d.alias == a));
-        let kind = match device.map(|d| &d.kind) {
-            Some(DeviceKind::Mqtt(_)) => mqtt::read_signal(&mut r).and_then(|(sd, ss, topic)| {
+        // Signals of a device whose row has errors are still checked (every mistake is
+        // reported in one run) but left out of the config with their device.
+        let device_ok = device_alias
+            .as_ref()
+            .is_some_and(|a| devices.iter().any(|d| &d.alias == a));
+        let kind = match raw_device.and_then(|d| d.protocol) {
+            Some(Protocol::Mqtt) => mqtt::read_signal(&mut r).and_then(|(sd, ss, topic)| {
                 match raw_devices.get(&sd) {
                     None => {
                         r.error(Some("source_device_alias"), format!("no device \"{sd}\" in devices"));
@@ -216,11 +228,12 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 }
                 Some(SignalKind::Mqtt(mqtt::make_signal(sd, ss, topic)))
             }),
-            Some(DeviceKind::Iec104Master(dev)) => iec104::read_signal(&mut r, dev).map(SignalKind::Iec104),
-            Some(DeviceKind::ModbusRtu(_) | DeviceKind::ModbusTcp(_)) => {
-                modbus::read_signal(&mut r).map(SignalKind::Modbus)
+            Some(Protocol::Iec104Master) => {
+                let ioa_size = raw_device.map_or(3, |d| d.ioa_size);
+                iec104::read_signal(&mut r, ioa_size).map(SignalKind::Iec104)
             }
-            // The device row has errors of its own (already reported) or does not exist.
+            Some(Protocol::ModbusRtu | Protocol::ModbusTcp) => modbus::read_signal(&mut r).map(SignalKind::Modbus),
+            // No such device, or its protocol is unknown: already reported.
             None => None,
         };
         if let (Some(SignalKind::Iec104(sig)), Some(d)) = (&kind, &device_alias) {
@@ -240,8 +253,8 @@ pub fn validate(raw: &RawConfig) -> Validated {
         }
         let ok = r.errors.is_empty();
         errors.append(&mut r.errors);
-        if let (true, Some(device), Some(alias), Some(enabled), Some(log), Some(kind)) =
-            (ok, device_alias, alias, enabled, log, kind)
+        if let (true, true, Some(device), Some(alias), Some(enabled), Some(log), Some(kind)) =
+            (ok, device_ok, device_alias, alias, enabled, log, kind)
         {
             signals.push(Signal {
                 index,

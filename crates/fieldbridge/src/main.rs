@@ -1,1 +1,27 @@
-fn main() {}
+//! `fieldbridge`: one static multi-call binary with every applet of the gateway.
+//!
+//! `fieldbridge <applet> ...`, or a symlink named after the applet (`mqtt-client -c FILE`).
+//! `main` only wires: it picks the applet, sets up logging and hands over.
+
+mod applets;
+mod cli;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse_from(cli::multicall_args(std::env::args_os()));
+    match applets::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // The error chain, once, on stderr (logging may not be up yet).
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("fieldbridge: {e:#}\n").as_bytes(),
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

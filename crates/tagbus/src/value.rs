@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn malformed_input_is_an_error() {
         let garbage: String = (0..10_240u32)
-            .map(|i| char::from(b"a,;\x00\xff 9"[(i % 8) as usize]))
+            .map(|i| char::from(b"a,;\x00\xff 9"[(i % 7) as usize]))
             .collect();
         let cases: Vec<String> = vec![
             "".into(),
@@ -424,7 +424,7 @@ mod tests {
             "1;2;3".into(),
             "1 2,3,".into(),
             garbage.clone(),
-            format!("1,2,{}", "a ".repeat(20)),
+            format!("1,2,{}", (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(" ")),
         ];
         for c in &cases {
             assert!(c.parse::<TagValue>().is_err(), "{c:?} accepted");

@@ -1,0 +1,159 @@
+//! The command line: one subcommand per applet, and the multi-call name handling.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Applets that can be run through a symlink of their name.
+pub const APPLET_NAMES: &[&str] = &[
+    "supervise",
+    "iec104-master",
+    "modbus-master",
+    "mqtt-client",
+    "config",
+    "tag",
+    "status",
+    "demo",
+];
+
+/// When called as `mqtt-client` (a symlink), behave as `fieldbridge mqtt-client`.
+pub fn multicall_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.collect();
+    let name = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .map(str::to_owned);
+    if let Some(name) = name {
+        if APPLET_NAMES.contains(&name.as_str()) {
+            if let Some(first) = args.first_mut() {
+                *first = OsString::from(name);
+            }
+            args.insert(0, OsString::from("fieldbridge"));
+        }
+    }
+    args
+}
+
+/// fieldbridge: an IEC 60870-5-104 and Modbus to MQTT protocol gateway.
+#[derive(Debug, Parser)]
+#[command(name = "fieldbridge", version, propagate_version = true, disable_help_subcommand = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub applet: Applet,
+}
+
+/// Options every applet that talks to Redis has.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL of the tag bus [default: the config's redis_url, else FIELDBRIDGE_REDIS_URL,
+    /// else redis://127.0.0.1:6379]
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+}
+
+/// The config file option.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Configuration file
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+/// The log level option.
+#[derive(Debug, Clone, Args)]
+pub struct DebugArg {
+    /// Log level: error, warn, info, debug or trace (or a tracing filter)
+    #[arg(short = 'd', long = "debug", value_name = "LEVEL", default_value = "info")]
+    pub debug: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Applet {
+    /// Run the gateway: start, watch and restart the protocol applets (procd runs this)
+    Supervise(crate::applets::supervise::Args),
+    /// Print the supervisor's state of each protocol
+    Status(crate::applets::status::Args),
+    /// IEC 60870-5-104 controlling station driver: outstations -> tag bus
+    #[command(name = "iec104-master")]
+    Iec104Master(crate::applets::iec104_master::Args),
+    /// Modbus RTU and Modbus TCP master driver: slaves -> tag bus
+    #[command(name = "modbus-master")]
+    ModbusMaster(crate::applets::modbus_master::Args),
+    /// MQTT publisher: tag bus -> brokers
+    #[command(name = "mqtt-client")]
+    MqttClient(crate::applets::mqtt_client::Args),
+    /// Read and write the tag bus (a debugging and scripting aid)
+    Tag(TagArgs),
+    /// Check, show, import and export the configuration
+    Config(ConfigArgs),
+    /// Run the whole chain on this machine with simulated devices, printing what MQTT receives
+    Demo(crate::applets::demo::Args),
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Configuration file to take redis_url from (used if it exists)
+    #[arg(short = 'c', long = "config", value_name = "FILE", global = true, default_value = config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: TagCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Print a tag's value (the CSV text `value,timestamp_ms,flags`)
+    Get {
+        /// The tag key, e.g. tag/rtu1/cb1/in
+        key: String,
+    },
+    /// Write a value through the drivers' writer (SET + PUBLISH + XADD); KEY `-` reads
+    /// lines `KEY CSV` from stdin and writes them pipelined
+    Set {
+        /// The tag key, or `-` for lines from stdin
+        key: String,
+        /// The value: an integer, a float or nan
+        #[arg(allow_hyphen_values = true)]
+        value: Option<String>,
+        /// Flags, space separated (e.g. "iv nt")
+        #[arg(long, default_value = "")]
+        flags: String,
+        /// Timestamp in Unix milliseconds [default: now]
+        #[arg(long)]
+        ts: Option<u64>,
+    },
+    /// Print values as they arrive (`KEY CSV` per line), after the current ones
+    Watch {
+        /// Redis glob of the keys to watch
+        #[arg(default_value = "tag/*")]
+        pattern: String,
+        /// Only live values, not the current ones first
+        #[arg(long)]
+        live: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file; prints every error with its path; exit 1 on errors
+    Validate {
+        /// The JSON configuration file
+        #[arg(default_value = config::DEFAULT_CONFIG_PATH)]
+        file: PathBuf,
+    },
+    /// Print the validated configuration (secrets masked)
+    Show {
+        /// The JSON configuration file
+        #[arg(default_value = config::DEFAULT_CONFIG_PATH)]
+        file: PathBuf,
+    },
+}

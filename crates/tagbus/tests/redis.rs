@@ -1,0 +1,167 @@
+//! The tag bus against a real redis-server.
+#![allow(clippy::arithmetic_side_effects)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tagbus::{
+    spawn_reader, spawn_writer, FeedEvent, Flags, Origin, ReaderConfig, TagFeed, TagKey, TagValue, TagWriter,
+    WriterConfig, STREAM_KEY,
+};
+use testrig::RedisServer;
+
+fn key(i: usize) -> TagKey {
+    format!("tag/dev{}/sig{}/in", i % 10, i).parse().unwrap()
+}
+
+async fn next(feed: &mut TagFeed) -> FeedEvent {
+    tokio::time::timeout(Duration::from_secs(10), feed.recv())
+        .await
+        .expect("no feed event within 10 s")
+        .expect("reader stopped")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_values_via_snapshot_and_live_feed() {
+    let redis = RedisServer::start();
+    const N: usize = 10_000;
+
+    // Half written before the reader starts (the snapshot), half after (the live feed).
+    let mut writer = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
+    let batch: Vec<_> = (0..N / 2)
+        .map(|i| (key(i), TagValue::new(i as i64, 1_700_000_000_000 + i as u64)))
+        .collect();
+    for chunk in batch.chunks(1000) {
+        writer.write_batch(chunk).await.unwrap();
+    }
+
+    let mut feed = spawn_reader(
+        ReaderConfig {
+            redis_url: redis.url(),
+            pattern: TagKey::pattern(Some(tagbus::Direction::In)),
+        },
+        256,
+    )
+    .unwrap();
+    let mut seen: HashMap<TagKey, TagValue> = HashMap::new();
+    loop {
+        match next(&mut feed).await {
+            FeedEvent::Value { key, value, origin } => {
+                assert_eq!(origin, Origin::Snapshot);
+                seen.insert(key, value);
+            }
+            FeedEvent::SnapshotComplete { count } => {
+                assert_eq!(count, N / 2);
+                break;
+            }
+            FeedEvent::Disconnected => panic!("disconnected"),
+        }
+    }
+    assert_eq!(seen.len(), N / 2);
+
+    // The live half goes through the writer task (batched, as the drivers do).
+    let handle = spawn_writer(WriterConfig::new(redis.url()), 1024).unwrap();
+    let flags = Flags::empty().with("gt");
+    let live_writer = tokio::spawn(async move {
+        for i in N / 2..N {
+            let v = TagValue::new(i as f64 + 0.5, 1_700_000_000_000 + i as u64).with_flags(flags.clone());
+            handle.write(key(i), v).await.unwrap();
+        }
+        handle.flush().await.unwrap();
+    });
+    let mut live = 0;
+    while live < N / 2 {
+        match next(&mut feed).await {
+            FeedEvent::Value { key, value, origin } => {
+                assert_eq!(origin, Origin::Live);
+                seen.insert(key, value);
+                live += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    live_writer.await.unwrap();
+    assert_eq!(seen.len(), N);
+    for i in 0..N {
+        let v = &seen[&key(i)];
+        assert_eq!(v.timestamp_ms, 1_700_000_000_000 + i as u64);
+        if i >= N / 2 {
+            assert_eq!(v.to_string(), format!("{}.5,{},gt", i, 1_700_000_000_000 + i as u64));
+        }
+    }
+    // Every value also went to the durable stream, and the keys hold the latest values.
+    assert_eq!(redis.cli(&["XLEN", STREAM_KEY]), N.to_string());
+    assert_eq!(redis.cli(&["GET", "tag/dev3/sig3/in"]), "3,1700000000003,");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_values_are_not_streamed() {
+    let redis = RedisServer::start();
+    let mut writer = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
+    let k: TagKey = "tag/d/s/rin".parse().unwrap();
+    writer.write(&k, &TagValue::new(1, 1)).await.unwrap();
+    assert_eq!(redis.cli(&["GET", "tag/d/s/rin"]), "1,1,");
+    assert_eq!(redis.cli(&["XLEN", STREAM_KEY]), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_survives_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let mut feed = spawn_reader(
+        ReaderConfig {
+            redis_url: redis.url(),
+            pattern: "tag/*".into(),
+        },
+        64,
+    )
+    .unwrap();
+    assert_eq!(next(&mut feed).await, FeedEvent::SnapshotComplete { count: 0 });
+    let handle = spawn_writer(WriterConfig::new(redis.url()), 64).unwrap();
+    let k1: TagKey = "tag/a/before/in".parse().unwrap();
+    handle.write(k1.clone(), TagValue::new(1, 1)).await.unwrap();
+    handle.flush().await.unwrap();
+    assert!(matches!(next(&mut feed).await, FeedEvent::Value { key, .. } if key == k1));
+
+    redis.restart(); // a crash: no save, an empty Redis comes back on the same port
+    assert_eq!(next(&mut feed).await, FeedEvent::Disconnected);
+
+    // The writer task keeps what it is given while Redis is away and writes it when it is back.
+    let k2: TagKey = "tag/a/after/in".parse().unwrap();
+    handle.write(k2.clone(), TagValue::new(2, 2)).await.unwrap();
+    handle.flush().await.unwrap();
+    let mut got_after = false;
+    for _ in 0..10 {
+        match next(&mut feed).await {
+            FeedEvent::Value { key, value, .. } if key == k2 => {
+                assert_eq!(value, TagValue::new(2, 2));
+                got_after = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(got_after, "the value written after the restart never arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_values_on_the_bus_are_skipped() {
+    let redis = RedisServer::start();
+    redis.cli(&["SET", "tag/x/bad/in", "abc,1,"]);
+    redis.cli(&["SET", "tag/x/good/in", "5,1,"]);
+    redis.cli(&["SET", "tag/x y/bad/in", "5,1,"]);
+    let mut feed = spawn_reader(
+        ReaderConfig {
+            redis_url: redis.url(),
+            pattern: "tag/*".into(),
+        },
+        64,
+    )
+    .unwrap();
+    let first = next(&mut feed).await;
+    assert!(matches!(first, FeedEvent::Value { ref key, .. } if key.to_string() == "tag/x/good/in"), "{first:?}");
+    assert_eq!(next(&mut feed).await, FeedEvent::SnapshotComplete { count: 1 });
+    redis.cli(&["PUBLISH", "tag/x/good/in", "garbage"]);
+    redis.cli(&["PUBLISH", "tag/x/good/in", "6,2,"]);
+    let ev = next(&mut feed).await;
+    assert!(matches!(ev, FeedEvent::Value { ref value, .. } if value.to_string() == "6,2,"), "{ev:?}");
+}
