@@ -1,17 +1,99 @@
-//! Logging: `tracing` to stderr in a plain format procd/logd keep readable.
+//! Logging: `tracing` to journald or to stderr, one setup for every applet.
+//!
+//! - **journald** when its socket (`/run/systemd/journal/socket`) exists and stderr is not a
+//!   terminal (someone running an applet by hand wants to see its log): native fields,
+//!   priorities from the levels, `SYSLOG_IDENTIFIER=fieldbridge-<applet>`.
+//! - **stderr** otherwise, the OpenWrt case: procd passes a service's stderr to logd, which
+//!   adds the time and the service's tag. So one plain line per event, no ANSI colours, no
+//!   timestamp, prefixed with the applet and its pid (all children of the supervisor share
+//!   its stderr, and logd tags them all with the supervisor's pid):
+//!   `mqtt-client[1234]: WARN broker unreachable host=10.0.0.9 retry_in_ms=2000`.
+//!   On a terminal each line starts with a UTC timestamp.
+//! - `FIELDBRIDGE_LOG=stderr` or `FIELDBRIDGE_LOG=journald` overrides the choice.
+//!
+//! Secrets are never logged: passwords and keys are `config::Secret`, whose Debug and
+//! Display print `***`, and config error messages never show a secret cell.
 
+use std::io::IsTerminal;
+use std::path::Path;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{FmtSpan, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+/// The journald socket whose presence selects journald.
+const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// Sets up logging at `level` (error, warn, info, debug, trace, or a tracing filter).
 /// `RUST_LOG`, when set, wins.
 pub fn init(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new(level))
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    let name = applet_name();
+    let choice = std::env::var("FIELDBRIDGE_LOG").unwrap_or_default();
+    let terminal = std::io::stderr().is_terminal();
+    let journald = match choice.as_str() {
+        "stderr" => false,
+        "journald" => true,
+        _ => !terminal && Path::new(JOURNALD_SOCKET).exists(),
+    };
+    if journald {
+        if let Ok(layer) = tracing_journald::layer() {
+            let layer = layer.with_syslog_identifier(format!("fieldbridge-{name}"));
+            let _ = tracing_subscriber::registry().with(filter()).with(layer).try_init();
+            return;
+        }
+    }
+    let prefix = format!("{name}[{}]", std::process::id());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_target(false)
-        .try_init();
+        .with_span_events(FmtSpan::NONE);
+    let _ = if terminal {
+        let format = tracing_subscriber::fmt::format().with_ansi(false).with_target(false);
+        builder.event_format(Prefixed { prefix, inner: format }).try_init()
+    } else {
+        let format = tracing_subscriber::fmt::format()
+            .with_ansi(false)
+            .with_target(false)
+            .without_time();
+        builder.event_format(Prefixed { prefix, inner: format }).try_init()
+    };
+}
+
+/// The applet this process runs (`mqtt-client`, ...), from the command line.
+fn applet_name() -> String {
+    crate::cli::multicall_args(std::env::args_os())
+        .get(1)
+        .and_then(|a| a.to_str())
+        .filter(|a| crate::cli::APPLET_NAMES.contains(a))
+        .unwrap_or("fieldbridge")
+        .to_owned()
+}
+
+/// A formatter that writes `prefix: ` before each event.
+struct Prefixed<F> {
+    prefix: String,
+    inner: F,
+}
+
+impl<S, N, F> FormatEvent<S, N> for Prefixed<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        writer.write_str(&self.prefix)?;
+        writer.write_str(": ")?;
+        self.inner.format_event(ctx, writer, event)
+    }
 }
