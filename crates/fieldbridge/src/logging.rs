@@ -18,8 +18,10 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::{FmtSpan, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -47,26 +49,22 @@ pub fn init(level: &str) {
     if journald {
         if let Ok(layer) = tracing_journald::layer() {
             let layer = layer.with_syslog_identifier(format!("fieldbridge-{name}"));
-            let _ = tracing_subscriber::registry().with(filter()).with(layer).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter())
+                .with(layer)
+                .try_init();
             return;
         }
     }
-    let prefix = format!("{name}[{}]", std::process::id());
-    let builder = tracing_subscriber::fmt()
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_span_events(FmtSpan::NONE);
-    let _ = if terminal {
-        let format = tracing_subscriber::fmt::format().with_ansi(false).with_target(false);
-        builder.event_format(Prefixed { prefix, inner: format }).try_init()
-    } else {
-        let format = tracing_subscriber::fmt::format()
-            .with_ansi(false)
-            .with_target(false)
-            .without_time();
-        builder.event_format(Prefixed { prefix, inner: format }).try_init()
-    };
+        .event_format(Plain {
+            prefix: format!("{name}[{}]", std::process::id()),
+            timestamps: terminal,
+        })
+        .try_init();
 }
 
 /// The applet this process runs (`mqtt-client`, ...), from the command line.
@@ -79,21 +77,40 @@ fn applet_name() -> String {
         .to_owned()
 }
 
-/// A formatter that writes `prefix: ` before each event.
-struct Prefixed<F> {
+/// One plain line per event: `[time ]applet[pid]: LEVEL span{fields}: message field=value`.
+struct Plain {
     prefix: String,
-    inner: F,
+    timestamps: bool,
 }
 
-impl<S, N, F> FormatEvent<S, N> for Prefixed<F>
+impl<S, N> FormatEvent<S, N> for Plain
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
-        writer.write_str(&self.prefix)?;
-        writer.write_str(": ")?;
-        self.inner.format_event(ctx, writer, event)
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        if self.timestamps {
+            SystemTime.format_time(&mut writer)?;
+            writer.write_char(' ')?;
+        }
+        write!(writer, "{}: {} ", self.prefix, event.metadata().level())?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                writer.write_str(span.name())?;
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+                    if !fields.is_empty() {
+                        write!(writer, "{{{fields}}}")?;
+                    }
+                }
+                writer.write_str(": ")?;
+            }
+        }
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }

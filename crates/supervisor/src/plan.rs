@@ -165,7 +165,9 @@ mod tests {
         assert!(matches!(p.get(Applet::MqttClient), Desired::Run(_)));
         assert!(matches!(p.get(Applet::Iec104Master), Desired::Run(_)));
         match p.get(Applet::ModbusMaster) {
-            Desired::Invalid(errors) => assert!(errors.iter().any(|e| e.contains("modbus_id")), "{errors:?}"),
+            Desired::Invalid(errors) => {
+                assert!(errors.iter().any(|e| e.contains("modbus_id")), "{errors:?}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -184,9 +186,18 @@ mod tests {
     fn a_change_touches_only_its_part() {
         let before = plan(BASE);
         let after = plan(&BASE.replace(r#""asdu_address": 1"#, r#""asdu_address": 2"#));
-        assert_eq!(before.get(Applet::MqttClient), after.get(Applet::MqttClient));
-        assert_eq!(before.get(Applet::ModbusMaster), after.get(Applet::ModbusMaster));
-        assert_ne!(before.get(Applet::Iec104Master), after.get(Applet::Iec104Master));
+        assert_eq!(
+            before.get(Applet::MqttClient),
+            after.get(Applet::MqttClient)
+        );
+        assert_eq!(
+            before.get(Applet::ModbusMaster),
+            after.get(Applet::ModbusMaster)
+        );
+        assert_ne!(
+            before.get(Applet::Iec104Master),
+            after.get(Applet::Iec104Master)
+        );
         // A top-level setting is everybody's.
         let after = plan(&BASE.replacen('{', r#"{"redis_url": "redis://127.0.0.1:7000","#, 1));
         for a in Applet::ALL {

@@ -16,7 +16,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::child::{signal_group, Launcher};
 use crate::plan::{Desired, Plan};
-use crate::status::{to_unix, unix_now, AppletStatus, ExitInfo, State, Status, SupervisorStatus, STATUS_VERSION};
+use crate::status::{
+    to_unix, unix_now, AppletStatus, ExitInfo, State, Status, SupervisorStatus, STATUS_VERSION,
+};
 
 /// How the supervisor runs.
 #[derive(Debug, Clone)]
@@ -83,7 +85,10 @@ enum Run {
         then_start: bool,
     },
     /// Exited; start again at `at`.
-    Backoff { at: Instant, wall: SystemTime },
+    Backoff {
+        at: Instant,
+        wall: SystemTime,
+    },
 }
 
 #[derive(Debug)]
@@ -120,9 +125,12 @@ struct Supervisor {
 /// Must run on a current-thread runtime (see [`crate::child`]: the parent-death signal is
 /// tied to the thread that spawned the child).
 pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| SuperviseError::Signal("SIGTERM", e))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| SuperviseError::Signal("SIGINT", e))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| SuperviseError::Signal("SIGHUP", e))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| SuperviseError::Signal("SIGTERM", e))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| SuperviseError::Signal("SIGINT", e))?;
+    let mut sighup =
+        signal(SignalKind::hangup()).map_err(|e| SuperviseError::Signal("SIGHUP", e))?;
     // Each child has one watcher; they report at most one exit each.
     let (exits_tx, mut exits_rx) = mpsc::channel::<Exit>(16);
     let now = SystemTime::now();
@@ -158,7 +166,9 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
         status_file = %sup.opts.status_file.display(),
         "supervisor starting"
     );
-    let plan = sup.load_plan(true).unwrap_or_else(|message| Plan::unreadable(&message));
+    let plan = sup
+        .load_plan(true)
+        .unwrap_or_else(|message| Plan::unreadable(&message));
     sup.apply(plan, true);
     sup.write_status(true);
 
@@ -187,7 +197,8 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
 
 /// `base + d`, saturating at a day later (delays here are seconds).
 fn after(base: Instant, d: Duration) -> Instant {
-    base.checked_add(d.min(Duration::from_secs(86_400))).unwrap_or(base)
+    base.checked_add(d.min(Duration::from_secs(86_400)))
+        .unwrap_or(base)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -235,7 +246,10 @@ impl Supervisor {
             };
             let changed = slot.desired != desired;
             if !changed && !initial {
-                debug!(applet = applet.as_str(), "its part of the config is unchanged");
+                debug!(
+                    applet = applet.as_str(),
+                    "its part of the config is unchanged"
+                );
                 continue;
             }
             match &desired {
@@ -249,9 +263,15 @@ impl Supervisor {
                         "{applet} is not started: its part of the config has errors"
                     );
                 }
-                Desired::Disabled => info!(applet = applet.as_str(), "{applet}: no enabled device, not started"),
+                Desired::Disabled => info!(
+                    applet = applet.as_str(),
+                    "{applet}: no enabled device, not started"
+                ),
                 Desired::Run(_) if matches!(slot.desired, Desired::Run(_)) => {
-                    info!(applet = applet.as_str(), "{applet}: its part of the config changed")
+                    info!(
+                        applet = applet.as_str(),
+                        "{applet}: its part of the config changed"
+                    )
                 }
                 Desired::Run(_) => {}
             }
@@ -267,7 +287,11 @@ impl Supervisor {
                         applet = applet.as_str(),
                         pid = child.pid,
                         "stopping {applet}{}",
-                        if run_it { " to restart it with the new config" } else { "" }
+                        if run_it {
+                            " to restart it with the new config"
+                        } else {
+                            ""
+                        }
                     );
                     let _ = child.ctl.try_send(Signal::SIGTERM);
                     Run::Stopping {
@@ -317,7 +341,13 @@ impl Supervisor {
                     "started {applet}"
                 );
                 let (ctl_tx, ctl_rx) = mpsc::channel(4);
-                tokio::spawn(watch(applet, generation, child, ctl_rx, self.exits_tx.clone()));
+                tokio::spawn(watch(
+                    applet,
+                    generation,
+                    child,
+                    ctl_rx,
+                    self.exits_tx.clone(),
+                ));
                 slot.run = Run::Running(ChildRef {
                     pid,
                     generation,
@@ -327,7 +357,10 @@ impl Supervisor {
             }
             Err(e) => {
                 let delay = slot.backoff.next_delay();
-                let description = format!("could not start {}: {e}", self.opts.launcher.program.display());
+                let description = format!(
+                    "could not start {}: {e}",
+                    self.opts.launcher.program.display()
+                );
                 error!(
                     applet = applet.as_str(),
                     retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -343,7 +376,9 @@ impl Supervisor {
                 });
                 slot.run = Run::Backoff {
                     at: after(Instant::now(), delay),
-                    wall: SystemTime::now().checked_add(delay).unwrap_or_else(SystemTime::now),
+                    wall: SystemTime::now()
+                        .checked_add(delay)
+                        .unwrap_or_else(SystemTime::now),
                 };
             }
         }
@@ -356,7 +391,9 @@ impl Supervisor {
         };
         let (pid, started, stopping, then_start) = match &slot.run {
             Run::Running(c) if c.generation == exit.generation => (c.pid, c.started, false, false),
-            Run::Stopping { child, then_start, .. } if child.generation == exit.generation => {
+            Run::Stopping {
+                child, then_start, ..
+            } if child.generation == exit.generation => {
                 (child.pid, child.started, true, *then_start)
             }
             // A child of an older generation: already dealt with.
@@ -375,7 +412,10 @@ impl Supervisor {
         });
         slot.since = SystemTime::now();
         if stopping {
-            info!(applet = applet.as_str(), pid, "{applet} stopped ({description})");
+            info!(
+                applet = applet.as_str(),
+                pid, "{applet} stopped ({description})"
+            );
             slot.run = Run::Idle;
             if then_start && matches!(slot.desired, Desired::Run(_)) {
                 self.start(applet, false);
@@ -398,7 +438,9 @@ impl Supervisor {
         );
         slot.run = Run::Backoff {
             at: after(Instant::now(), delay),
-            wall: SystemTime::now().checked_add(delay).unwrap_or_else(SystemTime::now),
+            wall: SystemTime::now()
+                .checked_add(delay)
+                .unwrap_or_else(SystemTime::now),
         };
     }
 
@@ -408,7 +450,9 @@ impl Supervisor {
             .filter_map(|s| match &s.run {
                 Run::Backoff { at, .. } => Some(*at),
                 Run::Stopping {
-                    kill_at, killed: false, ..
+                    kill_at,
+                    killed: false,
+                    ..
                 } => Some(*kill_at),
                 _ => None,
             })
@@ -460,7 +504,12 @@ impl Supervisor {
         for slot in self.slots.values_mut() {
             slot.run = match std::mem::replace(&mut slot.run, Run::Idle) {
                 Run::Running(child) => {
-                    info!(applet = slot.applet.as_str(), pid = child.pid, "stopping {}", slot.applet);
+                    info!(
+                        applet = slot.applet.as_str(),
+                        pid = child.pid,
+                        "stopping {}",
+                        slot.applet
+                    );
                     let _ = child.ctl.try_send(Signal::SIGTERM);
                     Run::Stopping {
                         child,
@@ -469,7 +518,12 @@ impl Supervisor {
                         then_start: false,
                     }
                 }
-                Run::Stopping { child, kill_at, killed, .. } => Run::Stopping {
+                Run::Stopping {
+                    child,
+                    kill_at,
+                    killed,
+                    ..
+                } => Run::Stopping {
                     child,
                     kill_at,
                     killed,
@@ -481,7 +535,11 @@ impl Supervisor {
         self.write_status(true);
         // Bounded: stop timeout, then at most as long again for the killed ones to be reaped.
         let give_up = after(kill_at, self.opts.stop_timeout.max(Duration::from_secs(1)));
-        while self.slots.values().any(|s| matches!(s.run, Run::Stopping { .. })) {
+        while self
+            .slots
+            .values()
+            .any(|s| matches!(s.run, Run::Stopping { .. }))
+        {
             let deadline = self.next_deadline();
             tokio::select! {
                 Some(exit) = exits.recv() => self.on_exit(exit),
@@ -519,8 +577,15 @@ impl Supervisor {
             .values()
             .map(|slot| {
                 let (state, pid, next_start, message) = match (&slot.run, &slot.desired) {
-                    (Run::Running(c), _) => (State::Running, Some(c.pid), None, "running".to_owned()),
-                    (Run::Stopping { child, then_start, .. }, _) => (
+                    (Run::Running(c), _) => {
+                        (State::Running, Some(c.pid), None, "running".to_owned())
+                    }
+                    (
+                        Run::Stopping {
+                            child, then_start, ..
+                        },
+                        _,
+                    ) => (
                         State::Stopping,
                         Some(child.pid),
                         None,
@@ -536,7 +601,9 @@ impl Supervisor {
                         Some(to_unix(*wall)),
                         format!(
                             "{}; restarting in {} s",
-                            slot.last_exit.as_ref().map_or("exited", |e| e.description.as_str()),
+                            slot.last_exit
+                                .as_ref()
+                                .map_or("exited", |e| e.description.as_str()),
                             to_unix(*wall).saturating_sub(unix_now())
                         ),
                     ),

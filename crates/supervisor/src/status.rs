@@ -123,9 +123,15 @@ pub struct AppletStatus {
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a fieldbridge status file: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 /// Now, in Unix seconds.
@@ -135,7 +141,9 @@ pub fn unix_now() -> u64 {
 
 /// A time in Unix seconds (0 before 1970).
 pub fn to_unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Status {
@@ -151,7 +159,8 @@ impl Status {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut text = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
         text.push('\n');
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(text.as_bytes()).map_err(io)?;
@@ -238,7 +247,10 @@ impl Status {
         };
         line(&mut out, header);
         for row in &rows {
-            line(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+            line(
+                &mut out,
+                [&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]],
+            );
         }
         for (name, a) in &self.applets {
             if let Some(e) = &a.last_exit {
@@ -260,7 +272,12 @@ impl Status {
 
 /// `3d4h`, `2h5m`, `4m12s`, `7s`.
 pub fn human_duration(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    let (d, h, m, s) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
     if d > 0 {
         format!("{d}d{h}h")
     } else if h > 0 {
@@ -333,7 +350,8 @@ mod tests {
         s.write_atomic(&path).unwrap();
         assert_eq!(Status::read(&path).unwrap(), s);
         assert!(!dir.path().join("sub/status.json.tmp").exists());
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(v["applets"]["modbus-master"]["state"], "invalid_config");
     }
 
@@ -341,9 +359,18 @@ mod tests {
     fn renders_a_table() {
         let t = sample().render(1065, true);
         assert!(t.contains("supervisor: running, pid 7, up 2m45s"), "{t}");
-        assert!(t.contains("modbus-master  invalid_config  -    0         1m5s  not started"), "{t}");
-        assert!(t.contains("mqtt-client: last exit 1m15s ago: exit code 1 after 1s"), "{t}");
-        assert!(t.contains("modbus-master: config error: devices[2].modbus_id"), "{t}");
+        assert!(
+            t.contains("modbus-master  invalid_config  -    0         1m5s  not started"),
+            "{t}"
+        );
+        assert!(
+            t.contains("mqtt-client: last exit 1m15s ago: exit code 1 after 1s"),
+            "{t}"
+        );
+        assert!(
+            t.contains("modbus-master: config error: devices[2].modbus_id"),
+            "{t}"
+        );
         assert!(sample().render(1065, false).contains("NOT RUNNING"));
     }
 

@@ -24,7 +24,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let status = match Status::read(&args.status_file) {
         Ok(s) => s,
-        Err(supervisor::StatusError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(supervisor::StatusError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(
                 err,
@@ -35,7 +37,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let alive = status.supervisor.running && std::path::Path::new(&format!("/proc/{}", status.supervisor.pid)).exists();
+    let alive = status.supervisor.running
+        && std::path::Path::new(&format!("/proc/{}", status.supervisor.pid)).exists();
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&status).context("encoding the status")?;
         s.push('\n');
@@ -49,5 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .applets
             .values()
             .all(|a| matches!(a.state, State::Running | State::Disabled));
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -13,7 +13,12 @@ pub struct Args {
     pub config: PathBuf,
     /// Log level: error, warn, info, debug or trace (or a tracing filter); passed on to the
     /// applets it starts
-    #[arg(short = 'd', long = "debug", value_name = "LEVEL", default_value = "info")]
+    #[arg(
+        short = 'd',
+        long = "debug",
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
     pub debug: String,
     /// Where to write the state of each applet (JSON; read by `fieldbridge status`)
     #[arg(long, value_name = "PATH", default_value = supervisor::DEFAULT_STATUS_PATH)]
