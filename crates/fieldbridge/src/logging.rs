@@ -9,7 +9,8 @@
 //!   its stderr, and logd tags them all with the supervisor's pid):
 //!   `mqtt-client[1234]: WARN broker unreachable host=10.0.0.9 retry_in_ms=2000`.
 //!   On a terminal each line starts with a UTC timestamp.
-//! - `FIELDBRIDGE_LOG=stderr` or `FIELDBRIDGE_LOG=journald` overrides the choice.
+//! - `FIELDBRIDGE_LOG=stderr` or `FIELDBRIDGE_LOG=journald` overrides the choice. The
+//!   journald support is the cargo feature `journald` (default; OpenWrt builds can drop it).
 //!
 //! Secrets are never logged: passwords and keys are `config::Secret`, whose Debug and
 //! Display print `***`, and config error messages never show a secret cell.
@@ -22,8 +23,10 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+#[cfg(feature = "journald")]
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+#[cfg(feature = "journald")]
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
@@ -46,6 +49,7 @@ pub fn init(level: &str) {
         "journald" => true,
         _ => !terminal && Path::new(JOURNALD_SOCKET).exists(),
     };
+    #[cfg(feature = "journald")]
     if journald {
         if let Ok(layer) = tracing_journald::layer() {
             let layer = layer.with_syslog_identifier(format!("fieldbridge-{name}"));
@@ -56,6 +60,8 @@ pub fn init(level: &str) {
             return;
         }
     }
+    #[cfg(not(feature = "journald"))]
+    let _ = journald;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(std::io::stderr)

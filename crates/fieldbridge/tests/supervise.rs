@@ -5,7 +5,11 @@
 //! option (it records its arguments, then sleeps); the PDEATHSIG test runs the fieldbridge
 //! binary itself as the child (`tag watch` on a dead Redis stays up, retrying).
 
-#![allow(clippy::arithmetic_side_effects, clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

@@ -25,7 +25,25 @@
 //!   sets itself, as the workspace forbids `unsafe` and so `pre_exec`).
 //! - **Logs**: children share the supervisor's stderr (procd/logd or journald take both).
 //! - **Status file** ([`status`]): JSON under `/var/run/fieldbridge`, rewritten atomically
-//!   after every change.
+//!   after every change; the last write (on exit) says `"running": false` and every applet
+//!   `stopped`. `fieldbridge status` also notices a file whose supervisor pid is gone.
+//!
+//! # Running it
+//!
+//! ```text
+//! fieldbridge supervise -c /etc/fieldbridge/config.json [-d info] \
+//!     [--status-file /var/run/fieldbridge/status.json] [--stop-timeout 5]
+//! ```
+//! Each applet runs as `fieldbridge <applet> -c FILE -d LEVEL` (so every protocol applet
+//! takes `-c` and `-d`), from `/proc/self/exe`, in its own process group, with
+//! `FIELDBRIDGE_SUPERVISED=1` and `FIELDBRIDGE_SUPERVISOR_PID`. Signals: SIGHUP reloads,
+//! SIGTERM/SIGINT stop (exit status 0). Another program (the `demo` applet, a test) runs it
+//! as a child with a config and a status file in a temporary directory and stops it with
+//! SIGTERM.
+//!
+//! Hidden options, for tests only: `--child-program PATH` runs `PATH <applet> -c FILE -d
+//! LEVEL` instead of the fieldbridge binary (a script that stays up, or one that dies), and
+//! `--backoff-min-ms MS` shortens the first restart delay.
 
 pub mod child;
 pub mod plan;

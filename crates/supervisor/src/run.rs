@@ -246,10 +246,16 @@ impl Supervisor {
             };
             let changed = slot.desired != desired;
             if !changed && !initial {
-                debug!(
+                info!(
                     applet = applet.as_str(),
-                    "its part of the config is unchanged"
+                    "{applet}: its part of the config is unchanged ({})",
+                    desired.describe()
                 );
+                if let Desired::Invalid(errors) = &desired {
+                    for e in errors {
+                        error!(applet = applet.as_str(), "config error: {e}");
+                    }
+                }
                 continue;
             }
             match &desired {
