@@ -66,6 +66,9 @@ pub fn init(level: &str) {
         .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        // A closed stderr must not panic the process (the default reports a failed write
+        // with eprintln!, which panics when stderr is gone).
+        .log_internal_errors(false)
         .event_format(Plain {
             prefix: format!("{name}[{}]", std::process::id()),
             timestamps: terminal,

@@ -555,3 +555,43 @@ fn status_without_a_file_says_so() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `fieldbridge supervise` running?"));
 }
+
+#[test]
+fn a_closed_stderr_does_not_kill_the_supervisor() {
+    // Logging to a pipe nobody reads any more (a `| head`, a dead log reader) must not panic.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), config("1", "1")).unwrap();
+    let status_file = dir.path().join("status.json");
+    let mut child = Command::new(BIN)
+        .arg("supervise")
+        .arg("-c")
+        .arg(dir.path().join("config.json"))
+        .arg("--status-file")
+        .arg(&status_file)
+        .args(["--child-program", "/bin/false", "--backoff-min-ms", "50"])
+        .env("FIELDBRIDGE_LOG", "stderr")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take()); // the read end is closed: every log write fails
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Children dying and restarting make it log a lot meanwhile.
+    while Status::read(&status_file).map_or(true, |s| s.applets["mqtt-client"].restarts < 3) {
+        assert!(Instant::now() < deadline, "no restarts seen");
+        assert!(child.try_wait().unwrap().is_none(), "the supervisor died");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+    assert!(!Status::read(&status_file).unwrap().supervisor.running);
+}
