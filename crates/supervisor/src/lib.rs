@@ -18,6 +18,8 @@
 //! - **Restarts**: 1 s doubling up to 60 s with equal jitter (crates/backoff); a child that
 //!   ran 60 s or more starts again from 1 s. A config change restarts at once, no backoff.
 //!   A restarted child reads the config file as it is then (apply edits with SIGHUP).
+//!   On SIGHUP, an applet whose part is unchanged keeps running; one waiting in backoff is
+//!   started at once (the fix may be outside the config: a certificate, a serial port).
 //! - **Stopping**: SIGTERM to the child's process group, SIGKILL after 5 s; on SIGTERM or
 //!   SIGINT the supervisor stops all children that way and exits 0; a second signal kills
 //!   at once.

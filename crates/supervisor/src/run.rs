@@ -256,6 +256,17 @@ impl Supervisor {
                         error!(applet = applet.as_str(), "config error: {e}");
                     }
                 }
+                // One waiting to be restarted is tried again now: a reload often follows a
+                // fix outside the config (a certificate, a serial port).
+                if matches!(slot.run, Run::Backoff { .. }) && matches!(desired, Desired::Run(_)) {
+                    info!(
+                        applet = applet.as_str(),
+                        "{applet}: starting it now instead of after the backoff"
+                    );
+                    slot.backoff.reset();
+                    slot.run = Run::Idle;
+                    self.start(applet, true);
+                }
                 continue;
             }
             match &desired {
