@@ -357,6 +357,20 @@ fn a_child_that_keeps_dying_backs_off() {
         delays[0] <= 200 && delays[1] >= 200 && delays[2] >= 400,
         "{delays:?}"
     );
+
+    // A SIGHUP (config unchanged) starts one waiting in backoff at once.
+    sup.wait_for("mqtt-client in backoff", |s| {
+        state(s, "mqtt-client") == Some(State::Backoff)
+    });
+    kill(sup.pid(), Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sup
+        .log()
+        .contains("mqtt-client: starting it now instead of after the backoff")
+    {
+        assert!(Instant::now() < deadline, "{}", sup.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(sup.stop(), Some(0));
 }
 
