@@ -3,6 +3,29 @@
 //! JSON, rewritten atomically (a temporary file in the same directory, then rename) after
 //! every change, so a reader never sees half a file. Times are Unix seconds (UTC).
 //! It lives on tmpfs (`/var/run`), so it is not fsync'ed: flash is not worn by it.
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "supervisor": {"pid": 812, "config": "/etc/fieldbridge/config.json", "started": 1795358298,
+//!                  "updated": 1795358300, "running": true, "config_loaded": 1795358298},
+//!   "applets": {
+//!     "iec104-master": {"state": "disabled", "restarts": 0, "since": 1795358298,
+//!                       "message": "no enabled device of protocol iec104-master"},
+//!     "modbus-master": {"state": "invalid_config", "restarts": 0, "since": 1795358298,
+//!                       "errors": ["devices[2].modbus_id: expected an integer, got \"abc\""],
+//!                       "message": "not started: 1 config error (first: devices[2].modbus_id: ...)"},
+//!     "mqtt-client": {"state": "backoff", "restarts": 3, "since": 1795358299,
+//!                     "next_start": 1795358303,
+//!                     "last_exit": {"at": 1795358299, "code": 1, "ran_ms": 230,
+//!                                   "description": "exit code 1"},
+//!                     "message": "exit code 1; restarting in 4 s"}
+//!   }
+//! }
+//! ```
+//! `state` is one of `running` (with `pid`), `backoff` (with `next_start`), `stopping`,
+//! `invalid_config` (with `errors`), `disabled`, `stopped`; `last_exit` has `code` or
+//! `signal`. A `config_error` in `supervisor` says the file could not be read at all.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
