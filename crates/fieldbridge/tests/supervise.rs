@@ -3,7 +3,7 @@
 //!
 //! Children that must stay up are a shell script given with the hidden `--child-program`
 //! option (it records its arguments, then sleeps); the PDEATHSIG test runs the fieldbridge
-//! binary itself as the child (`tag watch` on a dead Redis stays up, retrying).
+//! binary itself as the child (`supervise` of a missing config stays up, waiting).
 
 #![allow(
     clippy::arithmetic_side_effects,
@@ -474,11 +474,13 @@ fn sigterm_leaves_no_process_behind() {
 
 #[test]
 fn children_die_with_a_killed_supervisor() {
-    // The child is fieldbridge itself (`tag watch` on a dead Redis retries forever), so its
-    // main sets the parent-death signal.
+    // The child is fieldbridge itself, so its main sets the parent-death signal: a
+    // `supervise` of a config that does not exist, which waits for a SIGHUP forever.
     let mut sup = Sup::start(
         &config("1", "1"),
-        Some(r#"exec "$FIELDBRIDGE_TEST_BIN" tag watch --redis-url redis://127.0.0.1:1"#),
+        Some(
+            r#"exec "$FIELDBRIDGE_TEST_BIN" supervise -c "$FIELDBRIDGE_TEST_DIR/none.json" --status-file "$FIELDBRIDGE_TEST_DIR/$1.json""#,
+        ),
         &[],
     );
     let all = ["mqtt-client", "iec104-master", "modbus-master"];
@@ -502,7 +504,7 @@ fn children_die_with_a_killed_supervisor() {
 fn a_child_whose_supervisor_is_gone_exits_at_once() {
     // Started "supervised" by a pid that is not its parent: it must not run.
     let out = Command::new(BIN)
-        .args(["tag", "watch", "--redis-url", "redis://127.0.0.1:1"])
+        .args(["status", "--status-file", "/nonexistent/status.json"])
         .env(supervisor::ENV_SUPERVISED, "1")
         .env(supervisor::ENV_SUPERVISOR_PID, "1")
         .stdin(Stdio::null())
