@@ -1,0 +1,6 @@
+//! Simulated field devices, for `fieldbridge demo` and the benchmarks: they stand in for the
+//! meters and RTUs of a substation on a development machine. Not for production use.
+//!
+//! - [`modbus`]: a Modbus TCP server with a register bank and a simulated energy meter.
+
+pub mod modbus;
