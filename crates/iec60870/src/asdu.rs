@@ -705,6 +705,9 @@ impl Asdu {
 
     /// Decodes an ASDU occupying all of `data`.
     pub fn decode(data: &[u8], sizes: &AsduSizes) -> Result<Self, AsduError> {
+        if data.len() > MAX_ASDU_LEN {
+            return Err(AsduError::TooLong(data.len()));
+        }
         let mut r = Reader::new(data);
         let tid_raw = r.read_u8()?;
         let type_id = TypeId::from_u8(tid_raw).ok_or(AsduError::UnknownTypeId(tid_raw))?;
