@@ -243,8 +243,10 @@ fn pump(from: &mut Link, to: &mut Link, now: Instant) {
 
 #[test]
 fn sequence_numbers_wrap_past_32767() {
-    // runs in the test profile, which has overflow checks on
-    assert!(cfg!(debug_assertions), "run this test with overflow checks");
+    // this build must have overflow checks on (the test profile does), so any unchecked
+    // `+ 1` on a sequence number would panic here
+    let overflow = std::panic::catch_unwind(|| std::hint::black_box(u16::MAX) + 1);
+    assert!(overflow.is_err(), "run this test with overflow checks on");
     let t0 = Instant::now();
     let mut master = started_master(t0);
     let mut out = Link::new(Role::Controlled, LinkConfig::default(), t0);
