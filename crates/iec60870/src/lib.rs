@@ -33,16 +33,18 @@ pub use asdu::{
     Asdu, AsduError, InformationElement, InformationObject, StepCommand, TimeTag, MAX_ASDU_LEN,
 };
 pub use decode::DecodeLevel;
-pub use link::{ApciParams, Link, LinkConfig, LinkError, LinkEvent, LinkState, Role, SendError};
+pub use link::{
+    ApciParams, ConfigError, Link, LinkConfig, LinkError, LinkEvent, LinkState, Role, SendError,
+};
 pub use master::{
-    spawn_master, CommandResult, MasterConfig, MasterError, MasterEvent, MasterHandle,
+    command_type, spawn_master, CommandResult, MasterConfig, MasterError, MasterEvent, MasterHandle,
 };
 pub use outstation::{
-    spawn_outstation, CommandHandler, CommandRequest, OutstationConfig, OutstationHandle, Point,
-    PointDb,
+    spawn_outstation, AcceptAll, CommandHandler, CommandRequest, OutstationConfig, OutstationError,
+    OutstationHandle, Point, PointDb,
 };
 pub use time::{Cp16Time2a, Cp24Time2a, Cp56Time2a, TimeError};
 pub use types::{
-    AsduSizes, CaSize, Cause, CommonAddress, Cot, CotSize, DoublePointValue, Ioa, IoaSize, Quality,
-    TimeTagKind, TypeId,
+    AsduSizes, CaSize, Cause, CommonAddress, Cot, CotSize, DoublePointValue, Ioa, IoaSize, Qds,
+    Quality, TimeTagKind, TypeId,
 };

@@ -68,6 +68,9 @@ pub enum ConfigError {
     /// t2 is not below t1.
     #[error("t2 must be less than t1")]
     T2NotBelowT1,
+    /// A queue or channel size is zero.
+    #[error("queue size must be at least 1")]
+    BadQueueSize,
 }
 
 impl LinkConfig {

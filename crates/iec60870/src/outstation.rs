@@ -265,6 +265,10 @@ pub async fn spawn_outstation<H: CommandHandler>(
     db: PointDb,
     handler: H,
 ) -> std::io::Result<OutstationHandle> {
+    config
+        .link
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(config.bind).await?;
     let local_addr = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(config.max_queued.max(1));

@@ -585,6 +585,9 @@ impl Quality {
     }
 }
 
+/// The standard's name for the quality descriptor.
+pub type Qds = Quality;
+
 impl std::ops::BitOr for Quality {
     type Output = Quality;
     fn bitor(self, rhs: Self) -> Self {
