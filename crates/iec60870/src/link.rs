@@ -343,7 +343,7 @@ impl Link {
                 return Err(LinkError::T1Expired("I frame acknowledgement"));
             }
         }
-        if self.recv_unacked > 0 && due(self.t2_deadline, now) {
+        if due(self.t2_deadline, now) {
             self.send_ack_if_needed();
         }
         if now >= self.t3_deadline {
