@@ -71,6 +71,9 @@ pub enum ConfigError {
     /// A queue or channel size is zero.
     #[error("queue size must be at least 1")]
     BadQueueSize,
+    /// Reconnect delays: the minimum is below 10 ms or above the maximum.
+    #[error("reconnect_min must be at least 10 ms and at most reconnect_max")]
+    BadReconnect,
 }
 
 impl LinkConfig {

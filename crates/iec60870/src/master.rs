@@ -64,6 +64,9 @@ impl MasterConfig {
         if self.queue_size == 0 {
             return Err(ConfigError::BadQueueSize);
         }
+        if self.reconnect_min < MIN_RECONNECT_DELAY || self.reconnect_max < self.reconnect_min {
+            return Err(ConfigError::BadReconnect);
+        }
         Ok(())
     }
 
@@ -461,9 +464,15 @@ pub fn spawn_master(config: MasterConfig) -> (MasterHandle, mpsc::Receiver<Maste
     (handle, ev_rx)
 }
 
+/// Never less than this between connection rounds.
+const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
+
 fn jittered(d: Duration) -> Duration {
-    // +-25 %
-    d.mul_f64(0.75 + fastrand::f64() * 0.5)
+    // +-25 %; try_from never panics (unlike mul_f64 on overflow)
+    let factor = 0.75 + fastrand::f64() * 0.5;
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor)
+        .unwrap_or(d)
+        .max(MIN_RECONNECT_DELAY)
 }
 
 enum Offline {

@@ -551,3 +551,34 @@ async fn outstation_against_scripted_master() {
     out.shutdown().await;
     assert_eq!(m2.read().await, None);
 }
+
+#[tokio::test]
+async fn invalid_master_config_is_reported() {
+    let mut cfg = MasterConfig::new(vec![]);
+    cfg.reconnect_min = Duration::ZERO;
+    let (master, mut rx) = spawn_master(cfg);
+    assert!(matches!(
+        next_event(&mut rx).await,
+        MasterEvent::Disconnected { reason } if reason.contains("invalid configuration")
+    ));
+    assert_eq!(
+        master.general_interrogation(CA).await,
+        Err(MasterError::Shutdown)
+    );
+    let mut cfg = MasterConfig::new(vec![]);
+    cfg.link.k = 0;
+    assert!(cfg.validate().is_err());
+    // no address at all: reported, retried with backoff, never a tight loop
+    let mut cfg = MasterConfig::new(vec![]);
+    cfg.reconnect_min = Duration::from_millis(50);
+    cfg.reconnect_max = Duration::from_millis(100);
+    let (_master, mut rx) = spawn_master(cfg);
+    let start = tokio::time::Instant::now();
+    for _ in 0..3 {
+        assert!(matches!(
+            next_event(&mut rx).await,
+            MasterEvent::Disconnected { .. }
+        ));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(75));
+}
