@@ -205,6 +205,15 @@ async fn our_master_against_c104_server() {
         "{objs:?}"
     );
 
+    // a time-tagged point in the GI answer keeps its CP56 time (UTC)
+    let tf = objs
+        .iter()
+        .find(|(_, o)| o.ioa == Ioa(201))
+        .unwrap_or_else(|| panic!("IOA 201 missing: {objs:?}"));
+    assert!(matches!(tf.1.element, InformationElement::Float { value, .. } if value == -3.25));
+    assert_eq!(tf.0, TypeId::M_ME_TF_1);
+    assert_eq!(tf.1.timestamp_ms(), Some(1_709_214_312_345));
+
     // counter interrogation: integrated totals with COT 37
     log.clear();
     assert!(master
@@ -375,6 +384,11 @@ async fn c104_client_against_our_outstation() {
     )
     .await
     .unwrap();
+    // a time-tagged spontaneous value: 2024-02-29T13:45:12.345Z
+    let t = Cp56Time2a::from_unix_ms(1_709_214_312_345).unwrap();
+    out.update(Point::float(Ioa(201), -3.25, Quality::GOOD).with_time(t))
+        .await
+        .unwrap();
     let ok = tokio::task::spawn_blocking(move || {
         let ok = peer.wait_exit(Duration::from_secs(40));
         (ok, peer)

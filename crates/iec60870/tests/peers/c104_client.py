@@ -3,9 +3,11 @@
 Usage: c104_client.py PORT
 Expects station CA 1 with M_SP_NA_1 100 (on), M_ME_NC_1 200 (12.5), M_IT_NA_1 300 (1234),
 a direct C_SC_NA_1 400 and a select-and-execute C_SE_NC_1 500. Prints GI_DONE after the
-interrogation and then waits for a spontaneous M_ME_NC_1 200 = 99.5. Prints "RESULT ok" and
+interrogation and then waits for a spontaneous M_ME_NC_1 200 = 99.5 and a spontaneous M_ME_TF_1 201 = -3.25 at
+2024-02-29T13:45:12.345Z. Prints "RESULT ok" and
 exits 0 when every step passed, else prints "FAIL ..." and exits 1. Every wait is bounded.
 """
+import datetime
 import os
 import sys
 import time
@@ -55,6 +57,7 @@ def main() -> int:
     station = conn.add_station(common_address=1)
     sp = station.add_point(io_address=100, type=c104.Type.M_SP_NA_1)
     me = station.add_point(io_address=200, type=c104.Type.M_ME_NC_1)
+    tf = station.add_point(io_address=201, type=c104.Type.M_ME_TF_1)
     it = station.add_point(io_address=300, type=c104.Type.M_IT_NA_1)
     sc = station.add_point(io_address=400, type=c104.Type.C_SC_NA_1)
     se = station.add_point(io_address=500, type=c104.Type.C_SE_NC_1,
@@ -82,6 +85,12 @@ def main() -> int:
         print("GI_DONE", flush=True)
         wait_for(lambda: abs(me.value - 99.5) < 1e-6, "spontaneous update")
         wait_for(lambda: asdus(13, 3), "spontaneous COT 3")
+        wait_for(lambda: abs(tf.value + 3.25) < 1e-6, "time-tagged spontaneous update")
+        expected = datetime.datetime(2024, 2, 29, 13, 45, 12, 345000, tzinfo=datetime.timezone.utc)
+        got = tf.recorded_at
+        if got is not None and got.tzinfo is None:
+            got = got.replace(tzinfo=datetime.timezone.utc)
+        check(got == expected, f"CP56 time tag {tf.recorded_at!r}")
 
         conn.counter_interrogation(common_address=1, cause=c104.Cot.ACTIVATION,
                                    qualifier=c104.Rqt.GENERAL, freeze=c104.Frz.READ,
