@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 use config::{validate, Applet, DeviceKind, Protocol, RawConfig, SignalKind};
 use serde_json::json;
 

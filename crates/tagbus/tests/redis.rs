@@ -1,5 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 //! The tag bus against a real redis-server.
-#![allow(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
 use std::time::Duration;
