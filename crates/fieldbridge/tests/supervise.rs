@@ -375,6 +375,27 @@ fn a_child_that_keeps_dying_backs_off() {
 }
 
 #[test]
+fn a_child_that_ran_long_enough_starts_from_the_first_delay() {
+    // Each run lasts 300 ms, more than --stable-after-ms 100: the delay never grows.
+    let mut sup = Sup::start(
+        &config("1", "1"),
+        Some("sleep 0.3; exit 1"),
+        &["--stable-after-ms", "100"],
+    );
+    sup.wait_for("four restarts", |s| s.applets["mqtt-client"].restarts >= 4);
+    let log = sup.log();
+    let delays: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("mqtt-client exited"))
+        .filter_map(|l| l.split("restart_in_ms=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(delays.len() >= 4, "{log}");
+    assert!(delays.iter().all(|d| *d <= 200), "{delays:?}");
+    assert_eq!(sup.stop(), Some(0));
+}
+
+#[test]
 fn sighup_restarts_only_what_changed() {
     let mut sup = Sup::start(&config("1", "1"), Some("exec sleep 120"), &[]);
     let all = ["mqtt-client", "iec104-master", "modbus-master"];

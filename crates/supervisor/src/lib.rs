@@ -45,7 +45,8 @@
 //!
 //! Hidden options, for tests only: `--child-program PATH` runs `PATH <applet> -c FILE -d
 //! LEVEL` instead of the fieldbridge binary (a script that stays up, or one that dies), and
-//! `--backoff-min-ms MS` shortens the first restart delay.
+//! `--backoff-min-ms MS` shortens the first restart delay, `--stable-after-ms MS` the run
+//! that resets the backoff.
 
 pub mod child;
 pub mod plan;

@@ -33,6 +33,9 @@ pub struct Args {
     /// Testing aid: the first restart delay in milliseconds (default 1000)
     #[arg(long, value_name = "MS", hide = true)]
     pub backoff_min_ms: Option<u64>,
+    /// Testing aid: a run this long (milliseconds) resets the backoff (default 60000)
+    #[arg(long, value_name = "MS", hide = true)]
+    pub stable_after_ms: Option<u64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -44,6 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(ms) = args.backoff_min_ms {
         opts.backoff_min = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.stable_after_ms {
+        opts.stable_after = Duration::from_millis(ms);
     }
     // Current-thread: the children's parent-death signal is tied to the spawning thread.
     let rt = super::runtime()?;
