@@ -12,10 +12,14 @@
 //! - [`spawn_reader`]: the snapshot of current values plus the live feed, reconnecting with
 //!   backoff when Redis restarts.
 //!
+//! - [`command`]: the command-outcome contract every master driver follows
+//!   ([`command::CommandResult`] on `result/<device>/<signal>`).
+//!
 //! Decision: only `in` and `out` values are added to the stream. `rin`/`rout` (the raw twins)
 //! are SET and PUBLISHed like every value but not streamed: nothing forwards them durably, and
 //! streaming them would halve how long an outage the capped stream can bridge.
 
+pub mod command;
 mod key;
 mod reader;
 mod value;
