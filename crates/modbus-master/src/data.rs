@@ -136,7 +136,7 @@ fn int_in(raw: Value, min: i128, max: i128) -> Result<i128, EncodeError> {
                 return Err(EncodeError::NotFinite);
             }
             let r = f.round();
-            if r < -1.0e20 || r > 1.0e20 {
+            if !(-1.0e20..=1.0e20).contains(&r) {
                 return Err(EncodeError::OutOfRange);
             }
             #[allow(clippy::cast_possible_truncation)]

@@ -22,6 +22,7 @@
 //!   we drain and log stale bytes before each request instead;
 //! - it pulls in tokio-util, bytes, futures sinks, async-trait, smallvec, byteorder and log
 //!   for about 300 lines of framing we need.
+//!
 //! The codec here is ~500 lines including tests; the bus task owns timing, retries and
 //! backoff, which is where the hard requirements are.
 //!
