@@ -65,6 +65,8 @@ pub struct DeviceState {
     pub timing: ModbusTiming,
     pub signals: Vec<SignalState>,
     blocks: Vec<Block>,
+    /// The exception each block's last read got (logged at warn only when it changes).
+    block_exceptions: Vec<Option<crate::pdu::ExceptionCode>>,
     next_due: Instant,
     offline: bool,
     retry_at: Instant,
@@ -78,8 +80,10 @@ impl DeviceState {
     pub fn new(alias: Alias, timing: ModbusTiming, signals: Vec<SignalState>, max_gap: u16) -> Self {
         let defs: Vec<ModbusSignal> = signals.iter().map(|s| s.signal.clone()).collect();
         let now = Instant::now();
+        let blocks = plan::plan(&defs, max_gap);
         Self {
-            blocks: plan::plan(&defs, max_gap),
+            block_exceptions: vec![None; blocks.len()],
+            blocks,
             backoff: backoff::Backoff::new(
                 timing.poll_interval.max(MIN_DEVICE_BACKOFF),
                 MAX_DEVICE_BACKOFF.max(timing.poll_interval),
@@ -270,6 +274,11 @@ async fn poll_device(d: &mut DeviceState, link: &mut Link, due: Instant, out: &O
         match result {
             Ok(Ok(response)) => {
                 go_online(d);
+                if let Some(slot) = d.block_exceptions.get_mut(bi) {
+                    if slot.take().is_some() {
+                        tracing::info!(device = %d.alias, function = request.function_code(), address = block_address(d, bi), "read answers again");
+                    }
+                }
                 let Some(block) = d.blocks.get(bi) else { break };
                 let members = block.members.clone();
                 let base = block.address;
@@ -290,7 +299,13 @@ async fn poll_device(d: &mut DeviceState, link: &mut Link, due: Instant, out: &O
             Ok(Err(exception)) => {
                 // An answer: the device is there; the signals of this read are invalid.
                 go_online(d);
-                tracing::warn!(device = %d.alias, function = request.function_code(), address = block_address(d, bi), %exception, "exception response; the signals of this read are iv");
+                let address = block_address(d, bi);
+                let previous = d.block_exceptions.get_mut(bi).and_then(|slot| slot.replace(exception));
+                if previous == Some(exception) {
+                    tracing::debug!(device = %d.alias, function = request.function_code(), address, %exception, "exception response");
+                } else {
+                    tracing::warn!(device = %d.alias, function = request.function_code(), address, %exception, "exception response; the signals of this read are iv");
+                }
                 let members = d.blocks.get(bi).map(|b| b.members.clone()).unwrap_or_default();
                 for i in members {
                     if let Some(s) = d.signals.get_mut(i) {
@@ -417,10 +432,23 @@ async fn link_lost(bus: &mut Bus, out: &Outputs) {
     }
 }
 
-/// Runs a bus until `commands` closes: opens the link (with backoff), polls each device when
+/// The next command; never resolves once the channel has closed (a bus without writable
+/// signals has no senders at all, and it polls on).
+async fn next_command(rx: &mut Option<mpsc::Receiver<Command>>) -> Command {
+    if let Some(r) = rx.as_mut() {
+        if let Some(cmd) = r.recv().await {
+            return cmd;
+        }
+    }
+    *rx = None;
+    std::future::pending().await
+}
+
+/// Runs a bus for as long as the runtime runs: opens the link (with backoff), polls each device when
 /// it is due (a device that stops answering is backed off on its own), and executes queued
 /// writes between transactions.
-pub async fn run_bus(mut bus: Bus, out: Outputs, mut commands: mpsc::Receiver<Command>) {
+pub async fn run_bus(mut bus: Bus, out: Outputs, commands: mpsc::Receiver<Command>) {
+    let mut commands = Some(commands);
     let mut link: Option<Link> = None;
     let mut link_backoff = backoff::Backoff::new(LINK_BACKOFF_MIN, LINK_BACKOFF_MAX);
     let mut pending: VecDeque<Command> = VecDeque::new();
@@ -450,17 +478,14 @@ pub async fn run_bus(mut bus: Bus, out: Outputs, mut commands: mpsc::Receiver<Co
                     loop {
                         tokio::select! {
                             () = tokio::time::sleep_until(until) => break,
-                            cmd = commands.recv() => match cmd {
-                                Some(cmd) => out.report(&cmd, CommandOutcome::LinkDown, None).await,
-                                None => return,
-                            },
+                            cmd = next_command(&mut commands) => out.report(&cmd, CommandOutcome::LinkDown, None).await,
                         }
                     }
                 }
             }
             continue;
         };
-        while let Ok(cmd) = commands.try_recv() {
+        while let Some(cmd) = commands.as_mut().and_then(|c| c.try_recv().ok()) {
             enqueue(&mut pending, cmd, &out).await;
         }
         if let Some(cmd) = pending.pop_front() {
@@ -483,10 +508,7 @@ pub async fn run_bus(mut bus: Bus, out: Outputs, mut commands: mpsc::Receiver<Co
         };
         tokio::select! {
             biased;
-            cmd = commands.recv() => match cmd {
-                Some(cmd) => enqueue(&mut pending, cmd, &out).await,
-                None => return,
-            },
+            cmd = next_command(&mut commands) => enqueue(&mut pending, cmd, &out).await,
             () = tokio::time::sleep_until(due) => {
                 let Some(d) = bus.devices.get_mut(index) else { continue };
                 if let Err(e) = poll_device(d, l, due, &out).await {

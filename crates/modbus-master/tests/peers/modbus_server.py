@@ -132,7 +132,12 @@ class Mangler:
         return out
 
 
+SERVED: set[int] = set()
+
+
 def trace_pdu(sending: bool, pdu):
+    """Logs each request; a request to an id not served gets no answer (returning None drops
+    it), as a missing slave on a real bus."""
     if not sending:
         fc = pdu.function_code
         if fc in (5, 6, 15, 16):
@@ -140,6 +145,8 @@ def trace_pdu(sending: bool, pdu):
             emit(event="write", dev=pdu.dev_id, fc=fc, addr=pdu.address, values=[int(v) for v in values])
         else:
             emit(event="request", dev=pdu.dev_id, fc=fc, addr=pdu.address, count=getattr(pdu, "count", 0))
+        if pdu.dev_id not in SERVED:
+            return None
     return pdu
 
 
@@ -155,7 +162,8 @@ async def main() -> None:
     ap.add_argument("--ids", default="1")
     ap.add_argument("--corrupt", type=int, default=0)
     args = ap.parse_args()
-    devices = [device(int(i)) for i in args.ids.split(",")]
+    SERVED.update(int(i) for i in args.ids.split(","))
+    devices = [device(i) for i in sorted(SERVED)]
     common = dict(
         trace_pdu=trace_pdu,
         trace_connect=trace_connect,
