@@ -2,7 +2,13 @@
 //! server on one end of a socat pty pair (the applet on the other end) and as a TCP server,
 //! real redis-server, the real binary. The peer script is
 //! crates/modbus-master/tests/peers/modbus_server.py; it prints every request it serves.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::print_stdout
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -56,8 +62,14 @@ impl PtyPair {
             .spawn()
             .expect("socat");
         let guard = KillOnDrop(child);
-        wait_for("the pty pair", Duration::from_secs(10), || (a.exists() && b.exists()).then_some(()));
-        Self { _socat: guard, a, b }
+        wait_for("the pty pair", Duration::from_secs(10), || {
+            (a.exists() && b.exists()).then_some(())
+        });
+        Self {
+            _socat: guard,
+            a,
+            b,
+        }
     }
 }
 
@@ -87,13 +99,23 @@ impl Peer {
                 }
             }
         });
-        let peer = Self { _child: KillOnDrop(child), events };
-        wait_for("the peer to be ready", Duration::from_secs(20), || peer.count(|e| e["event"] == "ready").gt(&0).then_some(()));
+        let peer = Self {
+            _child: KillOnDrop(child),
+            events,
+        };
+        wait_for("the peer to be ready", Duration::from_secs(20), || {
+            peer.count(|e| e["event"] == "ready").gt(&0).then_some(())
+        });
         peer
     }
 
     fn count(&self, pred: impl Fn(&Json) -> bool) -> usize {
-        self.events.lock().unwrap().iter().filter(|(_, e)| pred(e)).count()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, e)| pred(e))
+            .count()
     }
 
     fn count_between(&self, from: Instant, to: Instant, pred: impl Fn(&Json) -> bool) -> usize {
@@ -125,7 +147,10 @@ impl Applet {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("fieldbridge");
-        Self { _child: KillOnDrop(child), log }
+        Self {
+            _child: KillOnDrop(child),
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -141,15 +166,22 @@ struct Bus {
 impl Bus {
     fn new(redis: &RedisServer) -> Self {
         let client = redis::Client::open(redis.url()).unwrap();
-        Self { con: client.get_connection().unwrap(), url: redis.url() }
+        Self {
+            con: client.get_connection().unwrap(),
+            url: redis.url(),
+        }
     }
 
     fn get_text(&mut self, key: &str) -> Option<String> {
-        redis::cmd("GET").arg(key).query::<Option<String>>(&mut self.con).unwrap()
+        redis::cmd("GET")
+            .arg(key)
+            .query::<Option<String>>(&mut self.con)
+            .unwrap()
     }
 
     fn get(&mut self, key: &str) -> Option<TagValue> {
-        self.get_text(key).map(|t| t.parse().unwrap_or_else(|e| panic!("{key}: {t:?}: {e}")))
+        self.get_text(key)
+            .map(|t| t.parse().unwrap_or_else(|e| panic!("{key}: {t:?}: {e}")))
     }
 
     /// Waits for a value of `key` that satisfies `pred`.
@@ -162,7 +194,10 @@ impl Bus {
                 return v.clone();
             }
             last = v.or(last);
-            assert!(Instant::now() < deadline, "{key}: timed out; last value {last:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{key}: timed out; last value {last:?}"
+            );
             std::thread::sleep(STEP);
         }
     }
@@ -212,11 +247,41 @@ fn map_signals(dev: &str) -> Vec<Json> {
     vec![
         sig(dev, "u16", 3, 0, json!({"data_type": "u16"})),
         sig(dev, "i16", 3, 1, json!({"data_type": "i16"})),
-        sig(dev, "u32be", 3, 2, json!({"data_type": "u32", "word_order": "big"})),
-        sig(dev, "u32le", 3, 4, json!({"data_type": "u32", "word_order": "little"})),
-        sig(dev, "f32be", 3, 6, json!({"data_type": "f32", "word_order": "big"})),
-        sig(dev, "f32le", 3, 8, json!({"data_type": "f32", "word_order": "little"})),
-        sig(dev, "scaled", 3, 10, json!({"data_type": "u16", "multiplier": 0.1, "offset": -10})),
+        sig(
+            dev,
+            "u32be",
+            3,
+            2,
+            json!({"data_type": "u32", "word_order": "big"}),
+        ),
+        sig(
+            dev,
+            "u32le",
+            3,
+            4,
+            json!({"data_type": "u32", "word_order": "little"}),
+        ),
+        sig(
+            dev,
+            "f32be",
+            3,
+            6,
+            json!({"data_type": "f32", "word_order": "big"}),
+        ),
+        sig(
+            dev,
+            "f32le",
+            3,
+            8,
+            json!({"data_type": "f32", "word_order": "little"}),
+        ),
+        sig(
+            dev,
+            "scaled",
+            3,
+            10,
+            json!({"data_type": "u16", "multiplier": 0.1, "offset": -10}),
+        ),
         sig(dev, "sp", 3, 20, json!({"data_type": "u16", "writable": 1})),
         sig(dev, "ctr", 3, 30, json!({"data_type": "u16"})),
         sig(dev, "missing", 3, 100, json!({"data_type": "u16"})),
@@ -232,62 +297,123 @@ fn map_signals(dev: &str) -> Vec<Json> {
 fn check_map(bus: &mut Bus, peer: &Peer, applet: &Applet, dev: &str) {
     let t = Duration::from_secs(20);
     let k = |s: &str, d: &str| format!("tag/{dev}/{s}/{d}");
-    assert_eq!(bus.wait(&k("u16", "in"), t, good).value, tagbus::Value::Int(1234));
-    assert_eq!(bus.wait(&k("i16", "in"), t, good).value, tagbus::Value::Int(-2));
-    assert_eq!(bus.wait(&k("u32be", "in"), t, good).value, tagbus::Value::Int(74565));
-    assert_eq!(bus.wait(&k("u32le", "in"), t, good).value, tagbus::Value::Int(74565));
+    assert_eq!(
+        bus.wait(&k("u16", "in"), t, good).value,
+        tagbus::Value::Int(1234)
+    );
+    assert_eq!(
+        bus.wait(&k("i16", "in"), t, good).value,
+        tagbus::Value::Int(-2)
+    );
+    assert_eq!(
+        bus.wait(&k("u32be", "in"), t, good).value,
+        tagbus::Value::Int(74565)
+    );
+    assert_eq!(
+        bus.wait(&k("u32le", "in"), t, good).value,
+        tagbus::Value::Int(74565)
+    );
     assert_eq!(num(&bus.wait(&k("f32be", "in"), t, good)), 123.5);
     assert_eq!(num(&bus.wait(&k("f32le", "in"), t, good)), -42.25);
     assert!((num(&bus.wait(&k("scaled", "in"), t, good)) - 40.0).abs() < 1e-9);
-    assert_eq!(bus.wait(&k("scaled", "rin"), t, good).value, tagbus::Value::Int(500));
-    assert_eq!(bus.wait(&k("coil0", "in"), t, good).value, tagbus::Value::Int(1));
-    assert_eq!(bus.wait(&k("coil2", "in"), t, good).value, tagbus::Value::Int(1));
-    assert_eq!(bus.wait(&k("coil5", "in"), t, good).value, tagbus::Value::Int(0));
-    assert_eq!(bus.wait(&k("di1", "in"), t, good).value, tagbus::Value::Int(1));
-    assert_eq!(bus.wait(&k("ir0", "in"), t, good).value, tagbus::Value::Int(777));
+    assert_eq!(
+        bus.wait(&k("scaled", "rin"), t, good).value,
+        tagbus::Value::Int(500)
+    );
+    assert_eq!(
+        bus.wait(&k("coil0", "in"), t, good).value,
+        tagbus::Value::Int(1)
+    );
+    assert_eq!(
+        bus.wait(&k("coil2", "in"), t, good).value,
+        tagbus::Value::Int(1)
+    );
+    assert_eq!(
+        bus.wait(&k("coil5", "in"), t, good).value,
+        tagbus::Value::Int(0)
+    );
+    assert_eq!(
+        bus.wait(&k("di1", "in"), t, good).value,
+        tagbus::Value::Int(1)
+    );
+    assert_eq!(
+        bus.wait(&k("ir0", "in"), t, good).value,
+        tagbus::Value::Int(777)
+    );
     let ts = bus.get(&k("u16", "in")).unwrap().timestamp_ms;
-    assert!(ts.abs_diff(tagbus::now_ms()) < 60_000, "timestamp is the receive time");
+    assert!(
+        ts.abs_diff(tagbus::now_ms()) < 60_000,
+        "timestamp is the receive time"
+    );
 
     // The exception: iv, and the device keeps being polled over the same link.
     let missing = bus.wait(&k("missing", "in"), t, |v| v.flags.contains("iv"));
-    assert!(!missing.flags.contains("nt"), "an exception is an answer: {missing:?}");
+    assert!(
+        !missing.flags.contains("nt"),
+        "an exception is an answer: {missing:?}"
+    );
     let c1 = num(&bus.wait(&k("ctr", "in"), t, good));
     let c2 = num(&bus.wait(&k("ctr", "in"), t, |v| good(v) && num(v) >= c1 + 3.0));
     println!("{dev}: counter went {c1} -> {c2} after the exception");
     assert!(bus.get(&k("missing", "in")).unwrap().flags.contains("iv"));
-    assert!(applet.log().contains("exception response"), "{}", applet.log());
+    assert!(
+        applet.log().contains("exception response"),
+        "{}",
+        applet.log()
+    );
 
     // A register write: the server's register shows it (we read it back through the driver).
     let before = tagbus::now_ms();
     bus.command(&k("sp", "out"), "4321", None);
     let result = bus.wait_result(&format!("result/{dev}/sp"), before, t);
     assert!(result.starts_with("confirmed,"), "{result}");
-    assert_eq!(bus.wait(&k("sp", "in"), t, |v| good(v) && num(v) == 4321.0).value, tagbus::Value::Int(4321));
-    assert_eq!(bus.get(&k("sp", "rout")).unwrap().value, tagbus::Value::Int(4321));
+    assert_eq!(
+        bus.wait(&k("sp", "in"), t, |v| good(v) && num(v) == 4321.0)
+            .value,
+        tagbus::Value::Int(4321)
+    );
+    assert_eq!(
+        bus.get(&k("sp", "rout")).unwrap().value,
+        tagbus::Value::Int(4321)
+    );
     wait_for("the peer to log the write", t, || {
-        (peer.count(|e| e["event"] == "write" && e["addr"] == 20 && e["values"] == json!([4321])) == 1).then_some(())
+        (peer.count(|e| e["event"] == "write" && e["addr"] == 20 && e["values"] == json!([4321]))
+            == 1)
+            .then_some(())
     });
 
     // A coil write.
     let before = tagbus::now_ms();
     bus.command(&k("coil5", "out"), "1", None);
-    assert!(bus.wait_result(&format!("result/{dev}/coil5"), before, t).starts_with("confirmed,"));
+    assert!(bus
+        .wait_result(&format!("result/{dev}/coil5"), before, t)
+        .starts_with("confirmed,"));
     bus.wait(&k("coil5", "in"), t, |v| good(v) && num(v) == 1.0);
 
     // Refusals: too old, not writable, out of range.
     let before = tagbus::now_ms();
     bus.command(&k("sp", "out"), "1", Some(before - 600_000));
-    assert!(bus.wait_result(&format!("result/{dev}/sp"), before, t).starts_with("too_old,"));
+    assert!(bus
+        .wait_result(&format!("result/{dev}/sp"), before, t)
+        .starts_with("too_old,"));
     let before = tagbus::now_ms();
     bus.command(&k("u16", "out"), "5", None);
-    assert!(bus.wait_result(&format!("result/{dev}/u16"), before, t).starts_with("not_writable,"));
+    assert!(bus
+        .wait_result(&format!("result/{dev}/u16"), before, t)
+        .starts_with("not_writable,"));
     let before = tagbus::now_ms();
     bus.command(&k("sp", "out"), "70000", None);
     let r = bus.wait_result(&format!("result/{dev}/sp"), before, t);
-    assert!(r.starts_with("rejected,") && r.ends_with(",out_of_range"), "{r}");
+    assert!(
+        r.starts_with("rejected,") && r.ends_with(",out_of_range"),
+        "{r}"
+    );
     // None of the refused commands reached the wire; the stale snapshot value never did.
     assert_eq!(peer.count(|e| e["event"] == "write" && e["addr"] == 20), 1);
-    assert_eq!(peer.count(|e| e["event"] == "write" && e["values"] == json!([999])), 0);
+    assert_eq!(
+        peer.count(|e| e["event"] == "write" && e["values"] == json!([999])),
+        0
+    );
 }
 
 #[test]
@@ -298,7 +424,11 @@ fn rtu_values_exception_and_writes_over_a_pty() {
     let pty = PtyPair::new(dir.path());
     let peer = Peer::start(&["--rtu", pty.a.to_str().unwrap(), "--ids", "1"]);
     // A stale command in the key before the driver starts: it must never be executed.
-    redis.cli(&["SET", "tag/m1/sp/out", &format!("999,{},", tagbus::now_ms())]);
+    redis.cli(&[
+        "SET",
+        "tag/m1/sp/out",
+        &format!("999,{},", tagbus::now_ms()),
+    ]);
     let config = json!({
         "devices": [{"name": "Meter", "device_alias": "m1", "protocol": "modbus-rtu",
             "serial_port": pty.b.to_str().unwrap(), "baudrate": 19200, "modbus_id": 1,
@@ -308,7 +438,11 @@ fn rtu_values_exception_and_writes_over_a_pty() {
     let applet = Applet::start(dir.path(), &config, &redis.url());
     check_map(&mut bus, &peer, &applet, "m1");
     let log = applet.log();
-    assert_eq!(log.matches("bus opened").count(), 1, "the port was reopened:\n{log}");
+    assert_eq!(
+        log.matches("bus opened").count(),
+        1,
+        "the port was reopened:\n{log}"
+    );
 }
 
 #[test]
@@ -318,7 +452,11 @@ fn tcp_values_exception_and_writes() {
     let mut bus = Bus::new(&redis);
     let port = testrig::free_port();
     let peer = Peer::start(&["--tcp", &port.to_string(), "--ids", "1"]);
-    redis.cli(&["SET", "tag/t1/sp/out", &format!("999,{},", tagbus::now_ms())]);
+    redis.cli(&[
+        "SET",
+        "tag/t1/sp/out",
+        &format!("999,{},", tagbus::now_ms()),
+    ]);
     let config = json!({
         "devices": [{"name": "Inverter", "device_alias": "t1", "protocol": "modbus-tcp",
             "ip": "127.0.0.1", "port": port, "modbus_id": 1,
@@ -327,7 +465,11 @@ fn tcp_values_exception_and_writes() {
     });
     let applet = Applet::start(dir.path(), &config, &redis.url());
     check_map(&mut bus, &peer, &applet, "t1");
-    assert_eq!(peer.count(|e| e["event"] == "connect"), 1, "the driver reconnected");
+    assert_eq!(
+        peer.count(|e| e["event"] == "connect"),
+        1,
+        "the driver reconnected"
+    );
     assert_eq!(applet.log().matches("bus opened").count(), 1);
 }
 
@@ -364,8 +506,14 @@ fn rtu_silent_slave_does_not_slow_the_other() {
     let expected = window.as_millis() as f64 / poll_ms as f64;
     let share = alive as f64 / expected;
     println!("poll rate over {window:?}: alive {alive} polls ({:.0}% of {expected:.0} configured), dead {dead_polls} probes", share * 100.0);
-    assert!(share >= 0.8, "the answering device got {alive} polls of {expected}");
-    assert!(dead_polls <= 6, "the silent device was not backed off: {dead_polls} requests");
+    assert!(
+        share >= 0.8,
+        "the answering device got {alive} polls of {expected}"
+    );
+    assert!(
+        dead_polls <= 6,
+        "the silent device was not backed off: {dead_polls} requests"
+    );
     assert!(good(&bus.get("tag/alive/ctr/in").unwrap()));
     assert!(applet.log().contains("device is not answering"));
 }
@@ -378,7 +526,14 @@ fn rtu_malformed_frames_are_dropped_and_polling_goes_on() {
     let pty = PtyPair::new(dir.path());
     // The first 5 answers: bad CRC, short frame, another slave's frame, garbage, garbage
     // followed by the real answer.
-    let peer = Peer::start(&["--rtu", pty.a.to_str().unwrap(), "--ids", "1", "--corrupt", "5"]);
+    let peer = Peer::start(&[
+        "--rtu",
+        pty.a.to_str().unwrap(),
+        "--ids",
+        "1",
+        "--corrupt",
+        "5",
+    ]);
     let config = json!({
         "devices": [{"name": "Meter", "device_alias": "m1", "protocol": "modbus-rtu",
             "serial_port": pty.b.to_str().unwrap(), "baudrate": 19200, "modbus_id": 1,
@@ -389,14 +544,33 @@ fn rtu_malformed_frames_are_dropped_and_polling_goes_on() {
     let t = Duration::from_secs(30);
     let c1 = num(&bus.wait("tag/m1/ctr/in", t, good));
     bus.wait("tag/m1/ctr/in", t, |v| good(v) && num(v) >= c1 + 3.0);
-    assert_eq!(bus.get("tag/m1/u16/in").unwrap().value, tagbus::Value::Int(1234));
+    assert_eq!(
+        bus.get("tag/m1/u16/in").unwrap().value,
+        tagbus::Value::Int(1234)
+    );
     assert_eq!(peer.count(|e| e["event"] == "corrupt"), 5);
     let log = applet.log();
-    for reason in ["bad CRC", "short frame", "wrong slave id", "garbage", "dropped bytes before the answer"] {
+    for reason in [
+        "bad CRC",
+        "short frame",
+        "wrong slave id",
+        "garbage",
+        "dropped bytes before the answer",
+    ] {
         assert!(log.contains(reason), "no log line for {reason}:\n{log}");
     }
-    assert_eq!(log.matches("bus opened").count(), 1, "the port was reopened:\n{log}");
-    println!("{}", log.lines().filter(|l| l.contains("dropped")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        log.matches("bus opened").count(),
+        1,
+        "the port was reopened:\n{log}"
+    );
+    println!(
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("dropped"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]
@@ -408,7 +582,11 @@ fn invalid_config_exits_non_zero_with_every_error() {
         "signals": [sig("m1", "x", 7, 0, json!({}))],
     });
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
-    let out = Command::new(bin()).args(["modbus-master", "-c"]).arg(&path).output().unwrap();
+    let out = Command::new(bin())
+        .args(["modbus-master", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("serial_port"), "{err}");

@@ -77,7 +77,12 @@ pub struct DeviceState {
 
 impl DeviceState {
     /// A device with its signals; reads are planned here.
-    pub fn new(alias: Alias, timing: ModbusTiming, signals: Vec<SignalState>, max_gap: u16) -> Self {
+    pub fn new(
+        alias: Alias,
+        timing: ModbusTiming,
+        signals: Vec<SignalState>,
+        max_gap: u16,
+    ) -> Self {
         let defs: Vec<ModbusSignal> = signals.iter().map(|s| s.signal.clone()).collect();
         let now = Instant::now();
         let blocks = plan::plan(&defs, max_gap);
@@ -166,8 +171,16 @@ impl Outputs {
 
 /// Writes a fresh value (and its raw twin) when it changed or the refresh is due.
 async fn publish(s: &mut SignalState, raw: Value, t_ms: u64, now: Instant, out: &Outputs) {
-    let value = TagValue { value: data::scale(raw, &s.signal), timestamp_ms: t_ms, flags: gt() };
-    let raw = TagValue { value: raw, timestamp_ms: t_ms, flags: gt() };
+    let value = TagValue {
+        value: data::scale(raw, &s.signal),
+        timestamp_ms: t_ms,
+        flags: gt(),
+    };
+    let raw = TagValue {
+        value: raw,
+        timestamp_ms: t_ms,
+        flags: gt(),
+    };
     let changed = match &s.last {
         Some((last, _)) => last.value != value.value || last.flags != value.flags,
         None => true,
@@ -202,7 +215,11 @@ async fn mark(s: &mut SignalState, code: &str, t_ms: u64, now: Instant, out: &Ou
             (v, r)
         }
         None => {
-            let v = TagValue { value: Value::Float(f64::NAN), timestamp_ms: t_ms, flags: with_flag(&gt(), code) };
+            let v = TagValue {
+                value: Value::Float(f64::NAN),
+                timestamp_ms: t_ms,
+                flags: with_flag(&gt(), code),
+            };
             (v.clone(), v)
         }
     };
@@ -248,12 +265,21 @@ async fn transact_retrying(
     d: &DeviceState,
     request: &Request,
 ) -> Result<crate::pdu::Answer, TransactError> {
-    let tries = if d.offline { 1 } else { u32::from(d.timing.retries).saturating_add(1) };
+    let tries = if d.offline {
+        1
+    } else {
+        u32::from(d.timing.retries).saturating_add(1)
+    };
     let mut attempt = 0u32;
     loop {
         attempt = attempt.saturating_add(1);
         match link
-            .transact(d.timing.modbus_id, request, d.timing.timeout, d.alias.as_str())
+            .transact(
+                d.timing.modbus_id,
+                request,
+                d.timing.timeout,
+                d.alias.as_str(),
+            )
             .await
         {
             Err(TransactError::Timeout) if attempt < tries => {
@@ -265,7 +291,12 @@ async fn transact_retrying(
 }
 
 /// One poll cycle of a device. `Err` only when the link failed.
-async fn poll_device(d: &mut DeviceState, link: &mut Link, due: Instant, out: &Outputs) -> Result<(), TransactError> {
+async fn poll_device(
+    d: &mut DeviceState,
+    link: &mut Link,
+    due: Instant,
+    out: &Outputs,
+) -> Result<(), TransactError> {
     for bi in 0..d.blocks.len() {
         let Some(block) = d.blocks.get(bi) else { break };
         let request = block.request();
@@ -283,11 +314,15 @@ async fn poll_device(d: &mut DeviceState, link: &mut Link, due: Instant, out: &O
                 let members = block.members.clone();
                 let base = block.address;
                 for i in members {
-                    let Some(s) = d.signals.get_mut(i) else { continue };
+                    let Some(s) = d.signals.get_mut(i) else {
+                        continue;
+                    };
                     let offset = usize::from(s.signal.address.saturating_sub(base));
                     let raw = match &response {
                         Response::Bits(bits) => bits.get(offset).map(|b| Value::from(*b)),
-                        Response::Registers(regs) => regs.get(offset..).and_then(|r| data::decode_registers(r, &s.signal)),
+                        Response::Registers(regs) => regs
+                            .get(offset..)
+                            .and_then(|r| data::decode_registers(r, &s.signal)),
                         Response::Written => None,
                     };
                     match raw {
@@ -300,13 +335,20 @@ async fn poll_device(d: &mut DeviceState, link: &mut Link, due: Instant, out: &O
                 // An answer: the device is there; the signals of this read are invalid.
                 go_online(d);
                 let address = block_address(d, bi);
-                let previous = d.block_exceptions.get_mut(bi).and_then(|slot| slot.replace(exception));
+                let previous = d
+                    .block_exceptions
+                    .get_mut(bi)
+                    .and_then(|slot| slot.replace(exception));
                 if previous == Some(exception) {
                     tracing::debug!(device = %d.alias, function = request.function_code(), address, %exception, "exception response");
                 } else {
                     tracing::warn!(device = %d.alias, function = request.function_code(), address, %exception, "exception response; the signals of this read are iv");
                 }
-                let members = d.blocks.get(bi).map(|b| b.members.clone()).unwrap_or_default();
+                let members = d
+                    .blocks
+                    .get(bi)
+                    .map(|b| b.members.clone())
+                    .unwrap_or_default();
                 for i in members {
                     if let Some(s) = d.signals.get_mut(i) {
                         mark(s, Flag::IV, t_ms, now, out).await;
@@ -342,19 +384,37 @@ pub fn write_request(s: &ModbusSignal, value: Value) -> Result<(Request, Value),
     Ok(match s.function {
         Function::ReadCoils | Function::WriteSingleCoil => {
             let on = raw.as_f64() != 0.0;
-            (Request::WriteSingleCoil { address, value: on }, Value::from(on))
+            (
+                Request::WriteSingleCoil { address, value: on },
+                Value::from(on),
+            )
         }
         Function::WriteMultipleCoils => {
             let on = raw.as_f64() != 0.0;
-            (Request::WriteMultipleCoils { address, values: vec![on] }, Value::from(on))
+            (
+                Request::WriteMultipleCoils {
+                    address,
+                    values: vec![on],
+                },
+                Value::from(on),
+            )
         }
         _ => {
             let regs = data::encode_registers(raw, s)?;
             let sent = data::decode_registers(&regs, s).unwrap_or(raw);
             let request = match (s.function, regs.as_slice()) {
-                (Function::WriteMultipleRegisters, _) => Request::WriteMultipleRegisters { address, values: regs },
-                (_, [one]) => Request::WriteSingleRegister { address, value: *one },
-                _ => Request::WriteMultipleRegisters { address, values: regs },
+                (Function::WriteMultipleRegisters, _) => Request::WriteMultipleRegisters {
+                    address,
+                    values: regs,
+                },
+                (_, [one]) => Request::WriteSingleRegister {
+                    address,
+                    value: *one,
+                },
+                _ => Request::WriteMultipleRegisters {
+                    address,
+                    values: regs,
+                },
             };
             (request, sent)
         }
@@ -362,9 +422,18 @@ pub fn write_request(s: &ModbusSignal, value: Value) -> Result<(Request, Value),
 }
 
 /// Executes one write. `Err` only when the link failed.
-async fn execute(bus: &mut Bus, link: &mut Link, cmd: &Command, out: &Outputs) -> Result<(), TransactError> {
-    let Some(d) = bus.devices.get_mut(cmd.device) else { return Ok(()) };
-    let Some(s) = d.signals.get(cmd.signal) else { return Ok(()) };
+async fn execute(
+    bus: &mut Bus,
+    link: &mut Link,
+    cmd: &Command,
+    out: &Outputs,
+) -> Result<(), TransactError> {
+    let Some(d) = bus.devices.get_mut(cmd.device) else {
+        return Ok(());
+    };
+    let Some(s) = d.signals.get(cmd.signal) else {
+        return Ok(());
+    };
     let age = tagbus::now_ms().saturating_sub(cmd.value.timestamp_ms);
     if u128::from(age) > d.timing.command_max_age.as_millis() {
         tracing::warn!(tag = %cmd.key, age_ms = age, "command refused: older than command_max_age_ms");
@@ -372,14 +441,16 @@ async fn execute(bus: &mut Bus, link: &mut Link, cmd: &Command, out: &Outputs) -
         return Ok(());
     }
     if d.offline {
-        out.report(cmd, CommandOutcome::LinkDown, Some("device_not_answering")).await;
+        out.report(cmd, CommandOutcome::LinkDown, Some("device_not_answering"))
+            .await;
         return Ok(());
     }
     let (request, sent) = match write_request(&s.signal, cmd.value.value) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(tag = %cmd.key, value = %cmd.value.value, error = %e, "command refused");
-            out.report(cmd, CommandOutcome::Rejected, Some(e.code())).await;
+            out.report(cmd, CommandOutcome::Rejected, Some(e.code()))
+                .await;
             return Ok(());
         }
     };
@@ -387,7 +458,8 @@ async fn execute(bus: &mut Bus, link: &mut Link, cmd: &Command, out: &Outputs) -
     match transact_retrying(link, d, &request).await {
         Ok(Ok(_)) => {
             go_online(d);
-            out.write(&rout_key, TagValue::new(sent, cmd.value.timestamp_ms)).await;
+            out.write(&rout_key, TagValue::new(sent, cmd.value.timestamp_ms))
+                .await;
             out.report(cmd, CommandOutcome::Confirmed, None).await;
             // Read the device again soon, so `in` shows what the write did.
             d.next_due = Instant::now();
@@ -396,7 +468,8 @@ async fn execute(bus: &mut Bus, link: &mut Link, cmd: &Command, out: &Outputs) -
         Ok(Err(exception)) => {
             go_online(d);
             tracing::warn!(tag = %cmd.key, %exception, "write refused by the device");
-            out.report(cmd, CommandOutcome::Rejected, Some(&exception.name())).await;
+            out.report(cmd, CommandOutcome::Rejected, Some(&exception.name()))
+                .await;
             Ok(())
         }
         Err(TransactError::Timeout) => {
@@ -407,7 +480,8 @@ async fn execute(bus: &mut Bus, link: &mut Link, cmd: &Command, out: &Outputs) -
         }
         Err(TransactError::Encode(e)) => {
             tracing::warn!(tag = %cmd.key, error = %e, "command not encodable");
-            out.report(cmd, CommandOutcome::Rejected, Some("not_encodable")).await;
+            out.report(cmd, CommandOutcome::Rejected, Some("not_encodable"))
+                .await;
             Ok(())
         }
         Err(e) => {
@@ -420,7 +494,8 @@ async fn execute(bus: &mut Bus, link: &mut Link, cmd: &Command, out: &Outputs) -
 async fn enqueue(pending: &mut VecDeque<Command>, cmd: Command, out: &Outputs) {
     if pending.len() >= MAX_PENDING_COMMANDS {
         tracing::warn!(tag = %cmd.key, "command refused: the bus's write queue is full");
-        out.report(&cmd, CommandOutcome::Rejected, Some("queue_full")).await;
+        out.report(&cmd, CommandOutcome::Rejected, Some("queue_full"))
+            .await;
     } else {
         pending.push_back(cmd);
     }
@@ -474,7 +549,9 @@ pub async fn run_bus(mut bus: Bus, out: Outputs, commands: mpsc::Receiver<Comman
                     while let Some(cmd) = pending.pop_front() {
                         out.report(&cmd, CommandOutcome::LinkDown, None).await;
                     }
-                    let until = Instant::now().checked_add(delay).unwrap_or_else(Instant::now);
+                    let until = Instant::now()
+                        .checked_add(delay)
+                        .unwrap_or_else(Instant::now);
                     loop {
                         tokio::select! {
                             () = tokio::time::sleep_until(until) => break,
@@ -504,7 +581,12 @@ pub async fn run_bus(mut bus: Bus, out: Outputs, commands: mpsc::Receiver<Comman
             .min_by_key(|(_, t)| *t);
         let (index, due) = match next {
             Some(n) => n,
-            None => (usize::MAX, Instant::now().checked_add(Duration::from_secs(3600)).unwrap_or_else(Instant::now)),
+            None => (
+                usize::MAX,
+                Instant::now()
+                    .checked_add(Duration::from_secs(3600))
+                    .unwrap_or_else(Instant::now),
+            ),
         };
         tokio::select! {
             biased;

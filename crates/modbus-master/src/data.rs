@@ -52,7 +52,10 @@ fn registers_of(bytes: &[u8], byte_order: Endian, word_order: Endian) -> Vec<u16
     let mut regs: Vec<u16> = bytes
         .chunks_exact(2)
         .map(|c| {
-            let pair = [c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)];
+            let pair = [
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ];
             match byte_order {
                 Endian::Big => u16::from_be_bytes(pair),
                 Endian::Little => u16::from_le_bytes(pair),
@@ -225,17 +228,35 @@ mod tests {
         assert_eq!(d(&[0xFFFE], &sig(U16, Big, Big)), Value::Int(65534));
         assert_eq!(d(&[0xFFFE], &sig(I16, Big, Big)), Value::Int(-2));
         assert_eq!(d(&[0x3412], &sig(U16, Little, Big)), Value::Int(0x1234));
-        assert_eq!(d(&[0x0001, 0x0002], &sig(U32, Big, Big)), Value::Int(0x0001_0002));
-        assert_eq!(d(&[0x0002, 0x0001], &sig(U32, Big, Little)), Value::Int(0x0001_0002));
+        assert_eq!(
+            d(&[0x0001, 0x0002], &sig(U32, Big, Big)),
+            Value::Int(0x0001_0002)
+        );
+        assert_eq!(
+            d(&[0x0002, 0x0001], &sig(U32, Big, Little)),
+            Value::Int(0x0001_0002)
+        );
         assert_eq!(d(&[0xFFFF, 0xFFFE], &sig(I32, Big, Big)), Value::Int(-2));
         // 123.456f32 = 0x42F6E979.
-        assert_eq!(d(&[0x42F6, 0xE979], &sig(F32, Big, Big)), Value::Float(f64::from(123.456f32)));
-        assert_eq!(d(&[0xE979, 0x42F6], &sig(F32, Big, Little)), Value::Float(f64::from(123.456f32)));
-        assert_eq!(d(&[0xF642, 0x79E9], &sig(F32, Little, Big)), Value::Float(f64::from(123.456f32)));
+        assert_eq!(
+            d(&[0x42F6, 0xE979], &sig(F32, Big, Big)),
+            Value::Float(f64::from(123.456f32))
+        );
+        assert_eq!(
+            d(&[0xE979, 0x42F6], &sig(F32, Big, Little)),
+            Value::Float(f64::from(123.456f32))
+        );
+        assert_eq!(
+            d(&[0xF642, 0x79E9], &sig(F32, Little, Big)),
+            Value::Float(f64::from(123.456f32))
+        );
         assert_eq!(d(&[0, 0, 0, 5], &sig(U64, Big, Big)), Value::Int(5));
         assert_eq!(d(&[5, 0, 0, 0], &sig(U64, Big, Little)), Value::Int(5));
         assert_eq!(d(&[0xFFFF; 4], &sig(I64, Big, Big)), Value::Int(-1));
-        assert_eq!(d(&[0x4000, 0, 0, 0], &sig(F64, Big, Big)), Value::Float(2.0));
+        assert_eq!(
+            d(&[0x4000, 0, 0, 0], &sig(F64, Big, Big)),
+            Value::Float(2.0)
+        );
         let mut b = sig(Bool, Big, Big);
         b.bit = Some(15);
         assert_eq!(d(&[0x8000], &b), Value::Int(1));
@@ -252,11 +273,21 @@ mod tests {
         assert_eq!(scale(Value::Int(250), &s), Value::Float(20.0));
         let raw = unscale(Value::Float(20.0), &s).unwrap();
         assert_eq!(encode_registers(raw, &s).unwrap(), vec![250]);
-        assert_eq!(encode_registers(Value::Int(70000), &s), Err(EncodeError::OutOfRange));
-        assert_eq!(encode_registers(Value::Float(f64::NAN), &s), Err(EncodeError::NotFinite));
+        assert_eq!(
+            encode_registers(Value::Int(70000), &s),
+            Err(EncodeError::OutOfRange)
+        );
+        assert_eq!(
+            encode_registers(Value::Float(f64::NAN), &s),
+            Err(EncodeError::NotFinite)
+        );
         for (dt, wo, v) in [
             (DataType::U32, Endian::Little, Value::Int(0x0102_0304)),
-            (DataType::F32, Endian::Little, Value::Float(f64::from(-1.5f32))),
+            (
+                DataType::F32,
+                Endian::Little,
+                Value::Float(f64::from(-1.5f32)),
+            ),
             (DataType::I64, Endian::Big, Value::Int(-123_456_789_012)),
             (DataType::F64, Endian::Little, Value::Float(6.02e23)),
         ] {
@@ -268,6 +299,9 @@ mod tests {
         assert_eq!(scale(Value::Int(7), &id), Value::Int(7));
         let mut bit = sig(DataType::Bool, Endian::Big, Endian::Big);
         bit.bit = Some(3);
-        assert_eq!(encode_registers(Value::Int(1), &bit), Err(EncodeError::BitInRegister));
+        assert_eq!(
+            encode_registers(Value::Int(1), &bit),
+            Err(EncodeError::BitInRegister)
+        );
     }
 }

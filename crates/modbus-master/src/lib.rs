@@ -106,7 +106,9 @@ pub fn buses(config: &Config) -> Vec<Bus> {
             .signals_of(&device.alias)
             .filter(|s| s.enabled)
             .filter_map(|s| match &s.kind {
-                SignalKind::Modbus(m) => Some(SignalState::new(&device.alias, s.alias.clone(), m.clone())),
+                SignalKind::Modbus(m) => {
+                    Some(SignalState::new(&device.alias, s.alias.clone(), m.clone()))
+                }
                 _ => None,
             })
             .collect();
@@ -119,11 +121,17 @@ pub fn buses(config: &Config) -> Vec<Bus> {
                     data_bits: r.data_bits,
                     stop_bits: r.stop_bits,
                 };
-                let ifd = r.timing.inter_frame_delay.unwrap_or_else(|| settings.default_inter_frame_delay());
+                let ifd = r
+                    .timing
+                    .inter_frame_delay
+                    .unwrap_or_else(|| settings.default_inter_frame_delay());
                 (Endpoint::Serial(settings), r.timing, ifd)
             }
             DeviceKind::ModbusTcp(t) => (
-                Endpoint::Tcp { host: t.host.clone(), port: t.port },
+                Endpoint::Tcp {
+                    host: t.host.clone(),
+                    port: t.port,
+                },
                 t.timing,
                 t.timing.inter_frame_delay.unwrap_or(Duration::ZERO),
             ),
@@ -156,7 +164,10 @@ pub async fn run(config: &Config, redis_url: &str) -> Result<(), ModbusError> {
         return Err(ModbusError::NoDevices);
     }
     let values = tagbus::spawn_writer(
-        WriterConfig { redis_url: redis_url.to_owned(), stream_max_len: config.stream_max_len },
+        WriterConfig {
+            redis_url: redis_url.to_owned(),
+            stream_max_len: config.stream_max_len,
+        },
         WRITER_CAPACITY,
     )?;
     let results = tagbus::command::spawn_result_writer(redis_url, COMMAND_CAPACITY)?;
@@ -181,7 +192,13 @@ pub async fn run(config: &Config, redis_url: &str) -> Result<(), ModbusError> {
                 },
                 COMMAND_CAPACITY,
             )?;
-            tasks.push(tokio::spawn(forward_commands(feed, index, writable, tx.clone(), outputs.results.clone())));
+            tasks.push(tokio::spawn(forward_commands(
+                feed,
+                index,
+                writable,
+                tx.clone(),
+                outputs.results.clone(),
+            )));
         }
         tracing::info!(bus = %bus.endpoint, devices = bus.devices.len(), inter_frame_ms = bus.inter_frame.as_millis() as u64, "starting bus");
         tasks.push(tokio::spawn(bus::run_bus(bus, outputs.clone(), rx)));
@@ -202,10 +219,22 @@ async fn forward_commands(
     results: ResultWriterHandle,
 ) {
     while let Some(event) = feed.recv().await {
-        let FeedEvent::Value { key, value, origin: Origin::Live } = event else { continue };
+        let FeedEvent::Value {
+            key,
+            value,
+            origin: Origin::Live,
+        } = event
+        else {
+            continue;
+        };
         match signals.get(&key.signal) {
             Some((signal, true)) => {
-                let cmd = Command { device, signal: *signal, key, value };
+                let cmd = Command {
+                    device,
+                    signal: *signal,
+                    key,
+                    value,
+                };
                 if tx.send(cmd).await.is_err() {
                     return;
                 }
@@ -213,7 +242,10 @@ async fn forward_commands(
             _ => {
                 tracing::warn!(tag = %key, "command for a signal that is not writable");
                 let _ = results
-                    .report(&key, CommandResult::now(CommandOutcome::NotWritable, value.timestamp_ms))
+                    .report(
+                        &key,
+                        CommandResult::now(CommandOutcome::NotWritable, value.timestamp_ms),
+                    )
                     .await;
             }
         }

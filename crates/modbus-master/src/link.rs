@@ -109,7 +109,11 @@ const MAX_DRAIN_READS: usize = 16;
 
 impl Link {
     /// Opens the port or connects, within `timeout`.
-    pub async fn open(endpoint: &Endpoint, inter_frame: Duration, timeout: Duration) -> io::Result<Link> {
+    pub async fn open(
+        endpoint: &Endpoint,
+        inter_frame: Duration,
+        timeout: Duration,
+    ) -> io::Result<Link> {
         let io = match endpoint {
             Endpoint::Serial(s) => {
                 let builder = tokio_serial::new(s.path.as_str(), s.baudrate)
@@ -132,9 +136,12 @@ impl Link {
                 Io::Serial(builder.open_native_async().map_err(io::Error::from)?)
             }
             Endpoint::Tcp { host, port } => {
-                let stream = tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), *port)))
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+                let stream =
+                    tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), *port)))
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+                        })??;
                 stream.set_nodelay(true)?;
                 Io::Tcp(stream)
             }
@@ -225,7 +232,8 @@ impl Link {
         let mut chunk = [0u8; 260];
         loop {
             if serial {
-                if let rtu::Scan::Frame { start, len, answer } = rtu::scan(&self.rx, unit, request) {
+                if let rtu::Scan::Frame { start, len, answer } = rtu::scan(&self.rx, unit, request)
+                {
                     let end = start.saturating_add(len);
                     if start > 0 {
                         let before = self.rx.get(..start).unwrap_or_default();
@@ -253,7 +261,8 @@ impl Link {
                             return Ok(answer);
                         }
                         tcp::Scan::Skip { len, reason } => {
-                            let dropped: Vec<u8> = self.rx.drain(..len.min(self.rx.len())).collect();
+                            let dropped: Vec<u8> =
+                                self.rx.drain(..len.min(self.rx.len())).collect();
                             tracing::warn!(bus = %self.name, device, reason, data = %rtu::hex(&dropped), "dropped a frame");
                         }
                         tcp::Scan::Corrupt(reason) => {
@@ -274,7 +283,9 @@ impl Link {
                     return Err(TransactError::Timeout);
                 }
                 Ok(Ok(0)) => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed").into())
+                    return Err(
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed").into(),
+                    )
                 }
                 Ok(Ok(n)) => {
                     let got = chunk.get(..n).unwrap_or_default();

@@ -112,7 +112,8 @@ impl Request {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), PduError> {
         out.push(self.function_code());
         match self {
-            Request::ReadCoils { address, count } | Request::ReadDiscreteInputs { address, count } => {
+            Request::ReadCoils { address, count }
+            | Request::ReadDiscreteInputs { address, count } => {
                 if *count == 0 || *count > MAX_READ_BITS {
                     return Err(PduError::BadCount(usize::from(*count)));
                 }
@@ -161,7 +162,10 @@ impl Request {
                     .ok_or(PduError::BadCount(values.len()))?;
                 push_u16(out, *address);
                 push_u16(out, count);
-                out.push(u8::try_from(values.len().saturating_mul(2)).map_err(|_| PduError::BadCount(values.len()))?);
+                out.push(
+                    u8::try_from(values.len().saturating_mul(2))
+                        .map_err(|_| PduError::BadCount(values.len()))?,
+                );
                 for v in values {
                     push_u16(out, *v);
                 }
@@ -182,7 +186,10 @@ impl Request {
             return Ok(Some(2));
         }
         if first != fc {
-            return Err(PduError::FunctionMismatch { expected: fc, got: first });
+            return Err(PduError::FunctionMismatch {
+                expected: fc,
+                got: first,
+            });
         }
         match self {
             Request::ReadCoils { .. }
@@ -202,11 +209,17 @@ impl Request {
         if first == fc | 0x80 {
             return match data {
                 [code] => Ok(Err(ExceptionCode(*code))),
-                _ => Err(PduError::Length { expected: 2, got: pdu.len() }),
+                _ => Err(PduError::Length {
+                    expected: 2,
+                    got: pdu.len(),
+                }),
             };
         }
         if first != fc {
-            return Err(PduError::FunctionMismatch { expected: fc, got: first });
+            return Err(PduError::FunctionMismatch {
+                expected: fc,
+                got: first,
+            });
         }
         match self {
             Request::ReadCoils { count, .. } | Request::ReadDiscreteInputs { count, .. } => {
@@ -220,12 +233,18 @@ impl Request {
                     .collect();
                 Ok(Ok(Response::Bits(bits)))
             }
-            Request::ReadHoldingRegisters { count, .. } | Request::ReadInputRegisters { count, .. } => {
+            Request::ReadHoldingRegisters { count, .. }
+            | Request::ReadInputRegisters { count, .. } => {
                 let expected = usize::from(*count).saturating_mul(2);
                 let bytes = counted(data, expected)?;
                 let regs = bytes
                     .chunks_exact(2)
-                    .map(|c| u16::from_be_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+                    .map(|c| {
+                        u16::from_be_bytes([
+                            c.first().copied().unwrap_or(0),
+                            c.get(1).copied().unwrap_or(0),
+                        ])
+                    })
                     .collect();
                 Ok(Ok(Response::Registers(regs)))
             }
@@ -234,7 +253,10 @@ impl Request {
             | Request::WriteMultipleCoils { .. }
             | Request::WriteMultipleRegisters { .. } => {
                 if data.len() != 4 {
-                    return Err(PduError::Length { expected: 5, got: pdu.len() });
+                    return Err(PduError::Length {
+                        expected: 5,
+                        got: pdu.len(),
+                    });
                 }
                 let mut req = Vec::with_capacity(8);
                 self.encode(&mut req).map_err(|_| PduError::EchoMismatch)?;
@@ -255,7 +277,10 @@ fn counted(data: &[u8], expected: usize) -> Result<&[u8], PduError> {
         got: 1,
     })?;
     if usize::from(bc) != expected {
-        return Err(PduError::ByteCount { expected, got: usize::from(bc) });
+        return Err(PduError::ByteCount {
+            expected,
+            got: usize::from(bc),
+        });
     }
     if rest.len() != expected {
         return Err(PduError::Length {
@@ -278,33 +303,86 @@ mod tests {
 
     #[test]
     fn encodes_requests() {
-        assert_eq!(enc(&Request::ReadHoldingRegisters { address: 0x006B, count: 3 }), [0x03, 0x00, 0x6B, 0x00, 0x03]);
-        assert_eq!(enc(&Request::ReadCoils { address: 0x0013, count: 19 }), [0x01, 0x00, 0x13, 0x00, 0x13]);
-        assert_eq!(enc(&Request::WriteSingleCoil { address: 0x00AC, value: true }), [0x05, 0x00, 0xAC, 0xFF, 0x00]);
-        assert_eq!(enc(&Request::WriteSingleRegister { address: 1, value: 3 }), [0x06, 0x00, 0x01, 0x00, 0x03]);
-        // The spec's example: 10 coils from 20: CD 01.
-        let coils = [true, false, true, true, false, false, true, true, true, false];
         assert_eq!(
-            enc(&Request::WriteMultipleCoils { address: 0x0013, values: coils.to_vec() }),
+            enc(&Request::ReadHoldingRegisters {
+                address: 0x006B,
+                count: 3
+            }),
+            [0x03, 0x00, 0x6B, 0x00, 0x03]
+        );
+        assert_eq!(
+            enc(&Request::ReadCoils {
+                address: 0x0013,
+                count: 19
+            }),
+            [0x01, 0x00, 0x13, 0x00, 0x13]
+        );
+        assert_eq!(
+            enc(&Request::WriteSingleCoil {
+                address: 0x00AC,
+                value: true
+            }),
+            [0x05, 0x00, 0xAC, 0xFF, 0x00]
+        );
+        assert_eq!(
+            enc(&Request::WriteSingleRegister {
+                address: 1,
+                value: 3
+            }),
+            [0x06, 0x00, 0x01, 0x00, 0x03]
+        );
+        // The spec's example: 10 coils from 20: CD 01.
+        let coils = [
+            true, false, true, true, false, false, true, true, true, false,
+        ];
+        assert_eq!(
+            enc(&Request::WriteMultipleCoils {
+                address: 0x0013,
+                values: coils.to_vec()
+            }),
             [0x0F, 0x00, 0x13, 0x00, 0x0A, 0x02, 0xCD, 0x01]
         );
         assert_eq!(
-            enc(&Request::WriteMultipleRegisters { address: 1, values: vec![0x000A, 0x0102] }),
+            enc(&Request::WriteMultipleRegisters {
+                address: 1,
+                values: vec![0x000A, 0x0102]
+            }),
             [0x10, 0x00, 0x01, 0x00, 0x02, 0x04, 0x00, 0x0A, 0x01, 0x02]
         );
         let mut v = Vec::new();
-        assert!(Request::ReadHoldingRegisters { address: 0, count: 126 }.encode(&mut v).is_err());
-        assert!(Request::ReadCoils { address: 0, count: 0 }.encode(&mut v).is_err());
-        assert!(Request::WriteMultipleRegisters { address: 0, values: vec![] }.encode(&mut v).is_err());
+        assert!(Request::ReadHoldingRegisters {
+            address: 0,
+            count: 126
+        }
+        .encode(&mut v)
+        .is_err());
+        assert!(Request::ReadCoils {
+            address: 0,
+            count: 0
+        }
+        .encode(&mut v)
+        .is_err());
+        assert!(Request::WriteMultipleRegisters {
+            address: 0,
+            values: vec![]
+        }
+        .encode(&mut v)
+        .is_err());
     }
 
     #[test]
     fn decodes_responses() {
-        let r = Request::ReadHoldingRegisters { address: 0x006B, count: 3 };
+        let r = Request::ReadHoldingRegisters {
+            address: 0x006B,
+            count: 3,
+        };
         let pdu = [0x03, 0x06, 0x02, 0x2B, 0x00, 0x00, 0x00, 0x64];
         assert_eq!(r.response_len(&pdu[..1]), Ok(None));
         assert_eq!(r.response_len(&pdu), Ok(Some(8)));
-        assert_eq!(r.decode_response(&pdu), Ok(Ok(Response::Registers(vec![0x022B, 0, 0x64]))));
+        assert_eq!(
+            r.decode_response(&pdu),
+            Ok(Ok(Response::Registers(vec![0x022B, 0, 0x64])))
+        );
         // Exception.
         assert_eq!(r.response_len(&[0x83]), Ok(Some(2)));
         assert_eq!(r.decode_response(&[0x83, 0x02]), Ok(Err(ExceptionCode(2))));
@@ -314,18 +392,42 @@ mod tests {
         assert!(r.response_len(&[0x04]).is_err());
         assert!(r.decode_response(&[]).is_err());
         // Coils: the spec's example, 19 coils: CD 6B 05.
-        let c = Request::ReadCoils { address: 0x13, count: 19 };
-        let Ok(Ok(Response::Bits(bits))) = c.decode_response(&[0x01, 0x03, 0xCD, 0x6B, 0x05]) else { panic!() };
+        let c = Request::ReadCoils {
+            address: 0x13,
+            count: 19,
+        };
+        let Ok(Ok(Response::Bits(bits))) = c.decode_response(&[0x01, 0x03, 0xCD, 0x6B, 0x05])
+        else {
+            panic!()
+        };
         assert_eq!(bits.len(), 19);
-        assert_eq!(&bits[..8], &[true, false, true, true, false, false, true, true]);
+        assert_eq!(
+            &bits[..8],
+            &[true, false, true, true, false, false, true, true]
+        );
         assert_eq!(&bits[16..], &[true, false, true]);
         // Write echoes.
-        let w = Request::WriteSingleRegister { address: 1, value: 3 };
-        assert_eq!(w.decode_response(&[0x06, 0x00, 0x01, 0x00, 0x03]), Ok(Ok(Response::Written)));
-        assert_eq!(w.decode_response(&[0x06, 0x00, 0x01, 0x00, 0x04]), Err(PduError::EchoMismatch));
-        let m = Request::WriteMultipleRegisters { address: 1, values: vec![1, 2] };
+        let w = Request::WriteSingleRegister {
+            address: 1,
+            value: 3,
+        };
+        assert_eq!(
+            w.decode_response(&[0x06, 0x00, 0x01, 0x00, 0x03]),
+            Ok(Ok(Response::Written))
+        );
+        assert_eq!(
+            w.decode_response(&[0x06, 0x00, 0x01, 0x00, 0x04]),
+            Err(PduError::EchoMismatch)
+        );
+        let m = Request::WriteMultipleRegisters {
+            address: 1,
+            values: vec![1, 2],
+        };
         assert_eq!(m.response_len(&[0x10]), Ok(Some(5)));
-        assert_eq!(m.decode_response(&[0x10, 0x00, 0x01, 0x00, 0x02]), Ok(Ok(Response::Written)));
+        assert_eq!(
+            m.decode_response(&[0x10, 0x00, 0x01, 0x00, 0x02]),
+            Ok(Ok(Response::Written))
+        );
         assert_eq!(ExceptionCode(2).name(), "illegal_data_address");
     }
 }

@@ -59,7 +59,11 @@ pub fn plan(signals: &[ModbusSignal], max_gap: u16) -> Vec<Block> {
     let mut blocks: Vec<Block> = Vec::new();
     for i in order {
         let Some(s) = signals.get(i) else { continue };
-        let limit = if s.function.is_bit() { MAX_READ_BITS } else { MAX_READ_REGISTERS };
+        let limit = if s.function.is_bit() {
+            MAX_READ_BITS
+        } else {
+            MAX_READ_REGISTERS
+        };
         let start = u32::from(s.address);
         let end = start.saturating_add(u32::from(span(s))); // exclusive
         if let Some(b) = blocks.last_mut() {
@@ -109,19 +113,21 @@ mod tests {
         use DataType::*;
         use Function::*;
         let s = vec![
-            sig(ReadHoldingRegisters, 10, F32),   // 10-11
-            sig(ReadHoldingRegisters, 0, U16),    // 0
-            sig(ReadHoldingRegisters, 1, U32),    // 1-2
-            sig(ReadHoldingRegisters, 3, U16),    // 3
+            sig(ReadHoldingRegisters, 10, F32), // 10-11
+            sig(ReadHoldingRegisters, 0, U16),  // 0
+            sig(ReadHoldingRegisters, 1, U32),  // 1-2
+            sig(ReadHoldingRegisters, 3, U16),  // 3
             sig(ReadCoils, 0, Bool),
             sig(ReadCoils, 1, Bool),
             sig(ReadInputRegisters, 0, U16),
-            sig(WriteSingleRegister, 5, U16),     // never read
-            sig(ReadHoldingRegisters, 2, U16),    // overlaps 1-2
+            sig(WriteSingleRegister, 5, U16),  // never read
+            sig(ReadHoldingRegisters, 2, U16), // overlaps 1-2
         ];
         let b = plan(&s, 0);
-        let got: Vec<(u8, u16, u16, Vec<usize>)> =
-            b.iter().map(|b| (b.function.code(), b.address, b.count, b.members.clone())).collect();
+        let got: Vec<(u8, u16, u16, Vec<usize>)> = b
+            .iter()
+            .map(|b| (b.function.code(), b.address, b.count, b.members.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -132,16 +138,27 @@ mod tests {
             ]
         );
         // With a gap of 6 the two holding blocks merge.
-        assert_eq!(plan(&s, 6).iter().filter(|b| b.function == ReadHoldingRegisters).count(), 1);
+        assert_eq!(
+            plan(&s, 6)
+                .iter()
+                .filter(|b| b.function == ReadHoldingRegisters)
+                .count(),
+            1
+        );
         // 130 adjacent registers: 125 + 5.
         let many: Vec<ModbusSignal> = (0..130).map(|a| sig(ReadInputRegisters, a, U16)).collect();
         let counts: Vec<u16> = plan(&many, 0).iter().map(|b| b.count).collect();
         assert_eq!(counts, vec![125, 5]);
-        let bits: Vec<ModbusSignal> = (0..2001).map(|a| sig(ReadDiscreteInputs, a, Bool)).collect();
+        let bits: Vec<ModbusSignal> = (0..2001)
+            .map(|a| sig(ReadDiscreteInputs, a, Bool))
+            .collect();
         let counts: Vec<u16> = plan(&bits, 0).iter().map(|b| b.count).collect();
         assert_eq!(counts, vec![2000, 1]);
         // A signal at the top of the address space does not overflow.
-        let top = vec![sig(ReadHoldingRegisters, 65534, U16), sig(ReadHoldingRegisters, 65535, U16)];
+        let top = vec![
+            sig(ReadHoldingRegisters, 65534, U16),
+            sig(ReadHoldingRegisters, 65535, U16),
+        ];
         assert_eq!(plan(&top, 0).len(), 1);
     }
 }

@@ -17,7 +17,11 @@ pub fn crc16(data: &[u8]) -> u16 {
     for &b in data {
         crc ^= u16::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
         }
     }
     crc
@@ -39,7 +43,11 @@ pub enum Scan {
     /// No complete answer yet: read more (or give up at the timeout and drop all).
     NeedMore,
     /// The answer, at `buf[start..start + len]`; `buf[..start]` is dropped garbage.
-    Frame { start: usize, len: usize, answer: Answer },
+    Frame {
+        start: usize,
+        len: usize,
+        answer: Answer,
+    },
 }
 
 /// Looks for the answer of `slave` to `request` in `buf`.
@@ -86,7 +94,11 @@ pub fn describe_dropped(bytes: &[u8], slave: u8, request: &Request) -> &'static 
                 let split = frame.len().saturating_sub(2);
                 let (body, crc) = frame.split_at(split);
                 if crc == crc16(body).to_le_bytes() {
-                    return if id == slave { "malformed answer" } else { "wrong slave id" };
+                    return if id == slave {
+                        "malformed answer"
+                    } else {
+                        "wrong slave id"
+                    };
                 }
                 return "bad CRC";
             }
@@ -125,14 +137,30 @@ mod tests {
     #[test]
     fn crc_known_vectors() {
         // Read holding registers 0..1 of slave 1: 01 03 00 00 00 01 84 0A.
-        assert_eq!(crc16(&[0x01, 0x03, 0x00, 0x00, 0x00, 0x01]).to_le_bytes(), [0x84, 0x0A]);
+        assert_eq!(
+            crc16(&[0x01, 0x03, 0x00, 0x00, 0x00, 0x01]).to_le_bytes(),
+            [0x84, 0x0A]
+        );
         // 11 03 00 6B 00 03 76 87 (the spec's example).
-        assert_eq!(crc16(&[0x11, 0x03, 0x00, 0x6B, 0x00, 0x03]).to_le_bytes(), [0x76, 0x87]);
-        let frame = encode_request(0x11, &Request::ReadHoldingRegisters { address: 0x6B, count: 3 }).unwrap();
+        assert_eq!(
+            crc16(&[0x11, 0x03, 0x00, 0x6B, 0x00, 0x03]).to_le_bytes(),
+            [0x76, 0x87]
+        );
+        let frame = encode_request(
+            0x11,
+            &Request::ReadHoldingRegisters {
+                address: 0x6B,
+                count: 3,
+            },
+        )
+        .unwrap();
         assert_eq!(frame, [0x11, 0x03, 0x00, 0x6B, 0x00, 0x03, 0x76, 0x87]);
     }
 
-    const REQ: Request = Request::ReadHoldingRegisters { address: 0, count: 2 };
+    const REQ: Request = Request::ReadHoldingRegisters {
+        address: 0,
+        count: 2,
+    };
 
     fn good() -> Vec<u8> {
         with_crc(&[0x01, 0x03, 0x04, 0x12, 0x34, 0xAB, 0xCD])
@@ -146,7 +174,11 @@ mod tests {
         }
         assert_eq!(
             scan(&f, 1, &REQ),
-            Scan::Frame { start: 0, len: 9, answer: Ok(Response::Registers(vec![0x1234, 0xABCD])) }
+            Scan::Frame {
+                start: 0,
+                len: 9,
+                answer: Ok(Response::Registers(vec![0x1234, 0xABCD]))
+            }
         );
     }
 
@@ -157,7 +189,12 @@ mod tests {
         let wrong_slave = with_crc(&[0x02, 0x03, 0x04, 0, 0, 0, 0]);
         let short = vec![0x01, 0x03];
         let garbage = vec![0xFF, 0x00, 0x55, 0xAA, 0x01];
-        for prefix in [bad_crc.clone(), wrong_slave.clone(), short.clone(), garbage.clone()] {
+        for prefix in [
+            bad_crc.clone(),
+            wrong_slave.clone(),
+            short.clone(),
+            garbage.clone(),
+        ] {
             let mut buf = prefix.clone();
             buf.extend_from_slice(&good());
             match scan(&buf, 1, &REQ) {
@@ -181,15 +218,32 @@ mod tests {
     fn exception_and_malformed_answers() {
         let exc = with_crc(&[0x01, 0x83, 0x02]);
         assert_eq!(exc, [0x01, 0x83, 0x02, 0xC0, 0xF1]);
-        assert_eq!(scan(&exc, 1, &REQ), Scan::Frame { start: 0, len: 5, answer: Err(ExceptionCode(2)) });
+        assert_eq!(
+            scan(&exc, 1, &REQ),
+            Scan::Frame {
+                start: 0,
+                len: 5,
+                answer: Err(ExceptionCode(2))
+            }
+        );
         // A good CRC but the wrong register count is not an answer.
         let wrong_count = with_crc(&[0x01, 0x03, 0x02, 0x00, 0x01]);
         assert_eq!(scan(&wrong_count, 1, &REQ), Scan::NeedMore);
         assert_eq!(describe_dropped(&wrong_count, 1, &REQ), "malformed answer");
         // A write echo.
-        let w = Request::WriteSingleRegister { address: 1, value: 3 };
+        let w = Request::WriteSingleRegister {
+            address: 1,
+            value: 3,
+        };
         let echo = encode_request(1, &w).unwrap();
-        assert_eq!(scan(&echo, 1, &w), Scan::Frame { start: 0, len: 8, answer: Ok(Response::Written) });
+        assert_eq!(
+            scan(&echo, 1, &w),
+            Scan::Frame {
+                start: 0,
+                len: 8,
+                answer: Ok(Response::Written)
+            }
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub const MAX_LENGTH_FIELD: u16 = 254;
 pub fn encode_request(transaction: u16, unit: u8, request: &Request) -> Result<Vec<u8>, PduError> {
     let mut pdu = Vec::with_capacity(16);
     request.encode(&mut pdu)?;
-    let length = u16::try_from(pdu.len().saturating_add(1)).map_err(|_| PduError::BadCount(pdu.len()))?;
+    let length =
+        u16::try_from(pdu.len().saturating_add(1)).map_err(|_| PduError::BadCount(pdu.len()))?;
     let mut adu = Vec::with_capacity(pdu.len().saturating_add(HEADER_LEN));
     adu.extend_from_slice(&transaction.to_be_bytes());
     adu.extend_from_slice(&[0, 0]);
@@ -42,7 +43,10 @@ pub enum Scan {
 }
 
 fn be16(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*buf.get(at)?, *buf.get(at.checked_add(1)?)?]))
+    Some(u16::from_be_bytes([
+        *buf.get(at)?,
+        *buf.get(at.checked_add(1)?)?,
+    ]))
 }
 
 /// Looks at the frame at the front of `buf`.
@@ -63,14 +67,23 @@ pub fn scan(buf: &[u8], transaction: u16, unit: u8, request: &Request) -> Scan {
         return Scan::NeedMore;
     };
     if tid != transaction {
-        return Scan::Skip { len, reason: "another transaction id (a late answer)" };
+        return Scan::Skip {
+            len,
+            reason: "another transaction id (a late answer)",
+        };
     }
     if uid != unit {
-        return Scan::Skip { len, reason: "another unit id" };
+        return Scan::Skip {
+            len,
+            reason: "another unit id",
+        };
     }
     match request.decode_response(pdu) {
         Ok(answer) => Scan::Frame { len, answer },
-        Err(_) => Scan::Skip { len, reason: "malformed answer" },
+        Err(_) => Scan::Skip {
+            len,
+            reason: "malformed answer",
+        },
     }
 }
 
@@ -79,7 +92,10 @@ mod tests {
     use super::*;
     use crate::pdu::{ExceptionCode, Response};
 
-    const REQ: Request = Request::ReadInputRegisters { address: 8, count: 1 };
+    const REQ: Request = Request::ReadInputRegisters {
+        address: 8,
+        count: 1,
+    };
 
     #[test]
     fn encodes_the_mbap_header() {
@@ -95,15 +111,45 @@ mod tests {
         for n in 0..ok.len() {
             assert_eq!(scan(&ok[..n], 0x0102, 0x11, &REQ), Scan::NeedMore);
         }
-        assert_eq!(scan(&ok, 0x0102, 0x11, &REQ), Scan::Frame { len: 11, answer: Ok(Response::Registers(vec![10])) });
+        assert_eq!(
+            scan(&ok, 0x0102, 0x11, &REQ),
+            Scan::Frame {
+                len: 11,
+                answer: Ok(Response::Registers(vec![10]))
+            }
+        );
         let exc = [0x01, 0x02, 0, 0, 0, 3, 0x11, 0x84, 0x02];
-        assert_eq!(scan(&exc, 0x0102, 0x11, &REQ), Scan::Frame { len: 9, answer: Err(ExceptionCode(2)) });
-        assert!(matches!(scan(&ok, 0x0101, 0x11, &REQ), Scan::Skip { len: 11, .. }));
-        assert!(matches!(scan(&ok, 0x0102, 0x12, &REQ), Scan::Skip { len: 11, .. }));
+        assert_eq!(
+            scan(&exc, 0x0102, 0x11, &REQ),
+            Scan::Frame {
+                len: 9,
+                answer: Err(ExceptionCode(2))
+            }
+        );
+        assert!(matches!(
+            scan(&ok, 0x0101, 0x11, &REQ),
+            Scan::Skip { len: 11, .. }
+        ));
+        assert!(matches!(
+            scan(&ok, 0x0102, 0x12, &REQ),
+            Scan::Skip { len: 11, .. }
+        ));
         let malformed = [0x01, 0x02, 0, 0, 0, 4, 0x11, 0x04, 0x02, 0x00];
-        assert!(matches!(scan(&malformed, 0x0102, 0x11, &REQ), Scan::Skip { len: 10, .. }));
-        assert!(matches!(scan(&[0, 1, 0, 1, 0, 5, 1], 1, 1, &REQ), Scan::Corrupt(_)));
-        assert!(matches!(scan(&[0, 1, 0, 0, 0xFF, 0xFF, 1], 1, 1, &REQ), Scan::Corrupt(_)));
-        assert!(matches!(scan(&[0, 1, 0, 0, 0, 1, 1], 1, 1, &REQ), Scan::Corrupt(_)));
+        assert!(matches!(
+            scan(&malformed, 0x0102, 0x11, &REQ),
+            Scan::Skip { len: 10, .. }
+        ));
+        assert!(matches!(
+            scan(&[0, 1, 0, 1, 0, 5, 1], 1, 1, &REQ),
+            Scan::Corrupt(_)
+        ));
+        assert!(matches!(
+            scan(&[0, 1, 0, 0, 0xFF, 0xFF, 1], 1, 1, &REQ),
+            Scan::Corrupt(_)
+        ));
+        assert!(matches!(
+            scan(&[0, 1, 0, 0, 0, 1, 1], 1, 1, &REQ),
+            Scan::Corrupt(_)
+        ));
     }
 }

@@ -102,7 +102,9 @@ pub enum ResultError {
     FieldCount,
     #[error("bad timestamp {0:?}")]
     BadTimestamp(String),
-    #[error("detail {0:?} is not a lowercase code of at most {MAX_DETAIL_LEN} characters [a-z0-9_]")]
+    #[error(
+        "detail {0:?} is not a lowercase code of at most {MAX_DETAIL_LEN} characters [a-z0-9_]"
+    )]
     BadDetail(String),
 }
 
@@ -259,7 +261,10 @@ const RESULT_ATTEMPTS: u32 = 8;
 
 /// Spawns a task that writes command results (SET + PUBLISH in one MULTI), reconnecting
 /// with backoff when Redis is away.
-pub fn spawn_result_writer(redis_url: &str, capacity: usize) -> Result<ResultWriterHandle, TagBusError> {
+pub fn spawn_result_writer(
+    redis_url: &str,
+    capacity: usize,
+) -> Result<ResultWriterHandle, TagBusError> {
     let client = redis::Client::open(redis_url)?;
     let (tx, mut rx) = mpsc::channel::<(TagKey, CommandResult)>(capacity.max(1));
     tokio::spawn(async move {
@@ -330,7 +335,10 @@ mod tests {
             detail: Some(Detail::new("illegal_data_address").unwrap()),
         };
         let text = r.to_string();
-        assert_eq!(text, "rejected,1732280000000,1732280000042,illegal_data_address");
+        assert_eq!(
+            text,
+            "rejected,1732280000000,1732280000042,illegal_data_address"
+        );
         assert_eq!(text.parse::<CommandResult>().unwrap(), r);
         let ok: CommandResult = "confirmed,1,2,".parse().unwrap();
         assert_eq!(ok.outcome, CommandOutcome::Confirmed);
@@ -338,7 +346,14 @@ mod tests {
         for o in CommandOutcome::ALL {
             assert_eq!(o.as_str().parse::<CommandOutcome>().unwrap(), o);
         }
-        for bad in ["", "confirmed,1,2", "maybe,1,2,", "confirmed,x,2,", "rejected,1,2,Bad Detail", "confirmed,1,2,,"] {
+        for bad in [
+            "",
+            "confirmed,1,2",
+            "maybe,1,2,",
+            "confirmed,x,2,",
+            "rejected,1,2,Bad Detail",
+            "confirmed,1,2,,",
+        ] {
             assert!(bad.parse::<CommandResult>().is_err(), "{bad:?} accepted");
         }
     }

@@ -22,7 +22,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init(&args.debug.debug);
     let path = &args.config.config;
-    let raw = config::RawConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let raw =
+        config::RawConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
     let validated = config::validate(&raw);
     let errors = validated.errors_for(config::Applet::ModbusMaster);
     if !errors.is_empty() {
@@ -30,7 +31,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for e in &errors {
             let _ = writeln!(stderr, "{e}");
         }
-        let _ = writeln!(stderr, "modbus-master: {} configuration error(s); not starting", errors.len());
+        let _ = writeln!(
+            stderr,
+            "modbus-master: {} configuration error(s); not starting",
+            errors.len()
+        );
         return Ok(ExitCode::from(2));
     }
     let config = validated.config;
