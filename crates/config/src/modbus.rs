@@ -73,7 +73,9 @@ pub struct ModbusTiming {
     /// How long to wait for an answer.
     pub timeout: Duration,
     pub poll_interval: Duration,
-    /// Silence kept between frames on the bus (None: 3.5 character times, at least 2 ms).
+    /// Silence kept between frames on the bus (None: on a serial line 3.5 character times at
+    /// its baud rate and framing, at least 2 ms; on TCP none). Devices sharing a serial port
+    /// share one bus; the largest delay among them is kept.
     pub inter_frame_delay: Option<Duration>,
     /// Retries of a request that timed out before the device counts as not answering.
     pub retries: u8,

@@ -593,3 +593,29 @@ fn invalid_config_exits_non_zero_with_every_error() {
     assert!(err.contains("baudrate"), "{err}");
     assert!(err.contains("function"), "{err}");
 }
+
+#[test]
+fn tcp_server_outage_marks_nt_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start();
+    let mut bus = Bus::new(&redis);
+    let port = testrig::free_port();
+    let peer = Peer::start(&["--tcp", &port.to_string()]);
+    let config = json!({
+        "devices": [{"name": "Inverter", "device_alias": "t1", "protocol": "modbus-tcp",
+            "ip": "127.0.0.1", "port": port, "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
+        "signals": [sig("t1", "ctr", 3, 30, json!({})), sig("t1", "u16", 3, 0, json!({}))],
+    });
+    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let t = Duration::from_secs(20);
+    bus.wait("tag/t1/u16/in", t, good);
+    drop(peer);
+    // The value stays, with nt added and its timestamp kept.
+    let stale = bus.wait("tag/t1/u16/in", t, |v| v.flags.contains("nt"));
+    assert_eq!(stale.value, tagbus::Value::Int(1234));
+    let _peer = Peer::start(&["--tcp", &port.to_string()]);
+    let back = bus.wait("tag/t1/u16/in", Duration::from_secs(40), good);
+    assert!(back.timestamp_ms > stale.timestamp_ms);
+    let log = applet.log();
+    assert!(log.matches("bus opened").count() >= 2, "{log}");
+}

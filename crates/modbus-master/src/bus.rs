@@ -602,3 +602,87 @@ pub async fn run_bus(mut bus: Bus, out: Outputs, commands: mpsc::Receiver<Comman
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::modbus::{DataType, Endian};
+
+    fn sig(function: Function, data_type: DataType) -> ModbusSignal {
+        ModbusSignal {
+            function,
+            address: 7,
+            data_type,
+            bit: None,
+            byte_order: Endian::Big,
+            word_order: Endian::Little,
+            multiplier: 1.0,
+            offset: 0.0,
+            writable: true,
+        }
+    }
+
+    #[test]
+    fn write_requests_per_function_and_type() {
+        use DataType::*;
+        use Function::*;
+        let w = |s: &ModbusSignal, v: Value| write_request(s, v).unwrap();
+        assert_eq!(
+            w(&sig(ReadCoils, Bool), Value::Int(1)),
+            (
+                Request::WriteSingleCoil {
+                    address: 7,
+                    value: true
+                },
+                Value::Int(1)
+            )
+        );
+        assert_eq!(
+            w(&sig(WriteMultipleCoils, Bool), Value::Int(0)).0,
+            Request::WriteMultipleCoils {
+                address: 7,
+                values: vec![false]
+            }
+        );
+        assert_eq!(
+            w(&sig(ReadHoldingRegisters, U16), Value::Int(42)).0,
+            Request::WriteSingleRegister {
+                address: 7,
+                value: 42
+            }
+        );
+        assert_eq!(
+            w(&sig(WriteMultipleRegisters, U16), Value::Int(42)).0,
+            Request::WriteMultipleRegisters {
+                address: 7,
+                values: vec![42]
+            }
+        );
+        // A u32 in low-word-first order takes function 16.
+        assert_eq!(
+            w(&sig(ReadHoldingRegisters, U32), Value::Int(0x0001_0002)).0,
+            Request::WriteMultipleRegisters {
+                address: 7,
+                values: vec![2, 1]
+            }
+        );
+        // Scaled: 21.5 degrees at 0.1/unit, offset -10 -> raw 315, reported raw as sent.
+        let mut scaled = sig(WriteSingleRegister, I16);
+        scaled.multiplier = 0.1;
+        scaled.offset = -10.0;
+        assert_eq!(
+            w(&scaled, Value::Float(21.5)),
+            (
+                Request::WriteSingleRegister {
+                    address: 7,
+                    value: 315
+                },
+                Value::Int(315)
+            )
+        );
+        assert_eq!(
+            write_request(&sig(ReadHoldingRegisters, U16), Value::Int(-1)),
+            Err(EncodeError::OutOfRange)
+        );
+    }
+}

@@ -8,7 +8,8 @@
 //! - The raw value (`rin`) is the number as the registers carry it: an integer for integer
 //!   types and bools, a float for f32/f64. The scaled value (`in`) is
 //!   `raw * multiplier + offset`; with the identity scaling (1, 0) an integer stays an
-//!   integer, otherwise it is a float. Bools are never scaled.
+//!   integer, otherwise it is a float rounded to 12 significant digits (so that `3 * 0.1` is
+//!   `0.3`, not `0.30000000000000004`). Bools are never scaled.
 
 use config::modbus::{DataType, Endian, ModbusSignal};
 use tagbus::Value;
@@ -111,8 +112,21 @@ pub fn scale(raw: Value, s: &ModbusSignal) -> Value {
     if s.data_type == DataType::Bool || identity(s) {
         return raw;
     }
-    let v = raw.as_f64().mul_add(s.multiplier, s.offset);
-    Value::Float(v)
+    Value::Float(round_significant(raw.as_f64() * s.multiplier + s.offset))
+}
+
+/// Significant digits kept of a scaled value: far beyond any meter's accuracy, and enough to
+/// turn `0.30000000000000004` (binary floating point noise of the scaling) into `0.3`.
+pub const SCALED_DIGITS: usize = 12;
+
+/// `v` rounded to [`SCALED_DIGITS`] significant digits (non-finite values as they are).
+fn round_significant(v: f64) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    format!("{v:.prec$e}", prec = SCALED_DIGITS.saturating_sub(1))
+        .parse()
+        .unwrap_or(v)
 }
 
 /// The raw value to send for an engineering value: `(value - offset) / multiplier`, rounded
@@ -271,6 +285,10 @@ mod tests {
         s.multiplier = 0.1;
         s.offset = -5.0;
         assert_eq!(scale(Value::Int(250), &s), Value::Float(20.0));
+        s.offset = 0.0;
+        assert_eq!(scale(Value::Int(3), &s), Value::Float(0.3));
+        assert_eq!(scale(Value::Int(-12_345), &s), Value::Float(-1234.5));
+        s.offset = -5.0;
         let raw = unscale(Value::Float(20.0), &s).unwrap();
         assert_eq!(encode_registers(raw, &s).unwrap(), vec![250]);
         assert_eq!(

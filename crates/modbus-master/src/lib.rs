@@ -156,9 +156,17 @@ pub fn buses(config: &Config) -> Vec<Bus> {
     by_endpoint.into_values().collect()
 }
 
-/// Runs the driver: one task per bus, one `out` reader per device with writable signals.
-/// Returns only when a task cannot be started; runs until the runtime is dropped.
-pub async fn run(config: &Config, redis_url: &str) -> Result<(), ModbusError> {
+/// How long a shutdown waits for queued values to reach Redis.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
+
+/// Runs the driver: one task per bus, one `out` reader per device with writable signals,
+/// until `shutdown` resolves; then the values already queued are flushed to Redis (for at
+/// most [`SHUTDOWN_FLUSH`]). Returns early only when a task cannot be started.
+pub async fn run(
+    config: &Config,
+    redis_url: &str,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ModbusError> {
     let buses = buses(config);
     if buses.is_empty() {
         return Err(ModbusError::NoDevices);
@@ -203,8 +211,24 @@ pub async fn run(config: &Config, redis_url: &str) -> Result<(), ModbusError> {
         tracing::info!(bus = %bus.endpoint, devices = bus.devices.len(), inter_frame_ms = bus.inter_frame.as_millis() as u64, "starting bus");
         tasks.push(tokio::spawn(bus::run_bus(bus, outputs.clone(), rx)));
     }
-    for t in tasks {
-        let _ = t.await;
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    tokio::select! {
+        () = all => {}
+        () = shutdown => {}
+    }
+    for a in aborts {
+        a.abort();
+    }
+    if tokio::time::timeout(SHUTDOWN_FLUSH, outputs.values.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("values still queued for Redis at shutdown were not written");
     }
     Ok(())
 }

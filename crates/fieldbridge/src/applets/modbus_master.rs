@@ -44,19 +44,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         tracing::info!(config = %path.display(), redis = %url, "modbus-master starting");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = modbus_master::run(&config, &url) => {
-                r?;
-                Ok(ExitCode::SUCCESS)
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                _ = term.recv() => tracing::info!("SIGTERM; stopping"),
             }
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted; stopping");
-                Ok(ExitCode::SUCCESS)
-            }
-            _ = term.recv() => {
-                tracing::info!("SIGTERM; stopping");
-                Ok(ExitCode::SUCCESS)
-            }
-        }
+        };
+        modbus_master::run(&config, &url, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
     })
 }
