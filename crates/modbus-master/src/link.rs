@@ -298,3 +298,38 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(baudrate: u32, parity: Parity, stop_bits: u8) -> SerialSettings {
+        SerialSettings {
+            path: "/dev/null".into(),
+            baudrate,
+            parity,
+            data_bits: 8,
+            stop_bits,
+        }
+    }
+
+    #[test]
+    fn default_inter_frame_delay() {
+        // 9600 8E1: 11 bits a character, 3.5 characters = 4.010 ms.
+        assert_eq!(
+            line(9600, Parity::Even, 1).default_inter_frame_delay(),
+            Duration::from_micros(4010)
+        );
+        // 9600 8N1: 10 bits = 3.645 ms.
+        assert_eq!(
+            line(9600, Parity::None, 1).default_inter_frame_delay(),
+            Duration::from_micros(3645)
+        );
+        // Fast lines are held at the 2 ms floor.
+        assert_eq!(
+            line(115_200, Parity::None, 1).default_inter_frame_delay(),
+            Duration::from_millis(2)
+        );
+        assert_eq!(line(300, Parity::Odd, 2).bits_per_char(), 12);
+    }
+}
