@@ -290,6 +290,7 @@ fn map_signals(dev: &str) -> Vec<Json> {
         sig(dev, "coil5", 1, 5, json!({"writable": 1})),
         sig(dev, "di1", 2, 1, json!({})),
         sig(dev, "ir0", 4, 0, json!({})),
+        sig(dev, "nowhere", 6, 200, json!({})),
     ]
 }
 
@@ -408,6 +409,14 @@ fn check_map(bus: &mut Bus, peer: &Peer, applet: &Applet, dev: &str) {
         r.starts_with("rejected,") && r.ends_with(",out_of_range"),
         "{r}"
     );
+    // The device refuses a write to a register it does not have: an exception, no reconnect.
+    let before = tagbus::now_ms();
+    bus.command(&k("nowhere", "out"), "1", None);
+    let r = bus.wait_result(&format!("result/{dev}/nowhere"), before, t);
+    assert!(
+        r.starts_with("rejected,") && r.ends_with(",illegal_data_address"),
+        "{r}"
+    );
     // None of the refused commands reached the wire; the stale snapshot value never did.
     assert_eq!(peer.count(|e| e["event"] == "write" && e["addr"] == 20), 1);
     assert_eq!(
@@ -476,22 +485,44 @@ fn tcp_values_exception_and_writes() {
 #[test]
 fn rtu_silent_slave_does_not_slow_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start();
-    let mut bus = Bus::new(&redis);
     let pty = PtyPair::new(dir.path());
     let peer = Peer::start(&["--rtu", pty.a.to_str().unwrap(), "--ids", "1"]);
-    let poll_ms = 200u64;
     let port = pty.b.to_str().unwrap();
+    let device = |alias: &str, id: u8| {
+        json!({"name": alias, "device_alias": alias, "protocol": "modbus-rtu", "serial_port": port,
+               "baudrate": 19200, "modbus_id": id, "poll_interval_ms": 200, "timeout_ms": 300, "retries": 2})
+    };
+    silent_slave(dir.path(), &peer, [device("alive", 1), device("dead", 2)]);
+}
+
+#[test]
+fn tcp_silent_unit_does_not_slow_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = testrig::free_port();
+    let peer = Peer::start(&["--tcp", &port.to_string(), "--ids", "1"]);
+    let device = |alias: &str, id: u8| {
+        json!({"name": alias, "device_alias": alias, "protocol": "modbus-tcp", "ip": "127.0.0.1", "port": port,
+               "modbus_id": id, "poll_interval_ms": 200, "timeout_ms": 300, "retries": 2})
+    };
+    silent_slave(dir.path(), &peer, [device("alive", 1), device("dead", 2)]);
+    assert_eq!(
+        peer.count(|e| e["event"] == "connect"),
+        1,
+        "a silent unit made the driver reconnect"
+    );
+}
+
+/// Two devices on one bus (`alive` answers, `dead` never does), polled every 200 ms: the
+/// answering one keeps at least 80% of its rate; the silent one is backed off.
+fn silent_slave(dir: &Path, peer: &Peer, devices: [Json; 2]) {
+    let redis = RedisServer::start();
+    let mut bus = Bus::new(&redis);
+    let poll_ms = 200u64;
     let config = json!({
-        "devices": [
-            {"name": "Alive", "device_alias": "alive", "protocol": "modbus-rtu", "serial_port": port,
-             "baudrate": 19200, "modbus_id": 1, "poll_interval_ms": poll_ms, "timeout_ms": 300, "retries": 2},
-            {"name": "Dead", "device_alias": "dead", "protocol": "modbus-rtu", "serial_port": port,
-             "baudrate": 19200, "modbus_id": 2, "poll_interval_ms": poll_ms, "timeout_ms": 300, "retries": 2},
-        ],
+        "devices": devices,
         "signals": [sig("alive", "ctr", 3, 30, json!({})), sig("dead", "ctr", 3, 30, json!({}))],
     });
-    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let applet = Applet::start(dir, &config, &redis.url());
     let t = Duration::from_secs(20);
     bus.wait("tag/alive/ctr/in", t, good);
     let dead = bus.wait("tag/dead/ctr/in", t, |v| v.flags.contains("nt"));
@@ -505,7 +536,10 @@ fn rtu_silent_slave_does_not_slow_the_other() {
     let dead_polls = peer.count_between(from, to, |e| e["event"] == "request" && e["dev"] == 2);
     let expected = window.as_millis() as f64 / poll_ms as f64;
     let share = alive as f64 / expected;
-    println!("poll rate over {window:?}: alive {alive} polls ({:.0}% of {expected:.0} configured), dead {dead_polls} probes", share * 100.0);
+    println!(
+        "poll rate over {window:?}: alive {alive} polls ({:.0}% of {expected:.0} configured), dead {dead_polls} probes",
+        share * 100.0
+    );
     assert!(
         share >= 0.8,
         "the answering device got {alive} polls of {expected}"
@@ -516,6 +550,7 @@ fn rtu_silent_slave_does_not_slow_the_other() {
     );
     assert!(good(&bus.get("tag/alive/ctr/in").unwrap()));
     assert!(applet.log().contains("device is not answering"));
+    assert_eq!(applet.log().matches("bus opened").count(), 1);
 }
 
 #[test]
