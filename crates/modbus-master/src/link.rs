@@ -91,8 +91,58 @@ enum Io {
     Tcp(TcpStream),
 }
 
+/// Warn-level "dropped" lines per bus per [`DROP_LOG_WINDOW`]; past that they go to debug
+/// and a count is logged when the window ends (a noisy line must not flood the log).
+pub const DROP_LOG_BURST: u32 = 10;
+/// See [`DROP_LOG_BURST`].
+pub const DROP_LOG_WINDOW: Duration = Duration::from_secs(60);
+
+struct DropLog {
+    window_start: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl DropLog {
+    /// Whether this event may be logged at warn level.
+    fn allow(&mut self, bus: &str) -> bool {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.window_start) >= DROP_LOG_WINDOW {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    bus,
+                    suppressed = self.suppressed,
+                    "more dropped-bytes events were logged at debug level only"
+                );
+            }
+            self.window_start = now;
+            self.logged = 0;
+            self.suppressed = 0;
+        }
+        if self.logged < DROP_LOG_BURST {
+            self.logged = self.logged.saturating_add(1);
+            true
+        } else {
+            self.suppressed = self.suppressed.saturating_add(1);
+            false
+        }
+    }
+}
+
+/// Logs a dropped-bytes event at warn, or at debug past the burst allowance.
+macro_rules! dropped {
+    ($link:ident, $($arg:tt)+) => {
+        if $link.drop_log.allow(&$link.name) {
+            tracing::warn!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
+
 /// An open serial port or TCP connection, owned by exactly one bus task.
 pub struct Link {
+    drop_log: DropLog,
     io: Io,
     rx: Vec<u8>,
     last_activity: Instant,
@@ -147,6 +197,11 @@ impl Link {
             }
         };
         Ok(Link {
+            drop_log: DropLog {
+                window_start: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            },
             io,
             rx: Vec::with_capacity(RTU_BUFFER_CAP),
             last_activity: Instant::now(),
@@ -213,7 +268,7 @@ impl Link {
             let mut dropped = std::mem::take(&mut self.rx);
             dropped.extend_from_slice(&stale);
             if !dropped.is_empty() {
-                tracing::warn!(bus = %self.name, device, bytes = dropped.len(), data = %rtu::hex(&dropped), "dropped stale bytes before a request");
+                dropped!(self, bus = %self.name, device, bytes = dropped.len(), data = %rtu::hex(&dropped), "dropped stale bytes before a request");
             }
             (rtu::encode_request(unit, request)?, 0)
         } else {
@@ -237,10 +292,10 @@ impl Link {
                     let end = start.saturating_add(len);
                     if start > 0 {
                         let before = self.rx.get(..start).unwrap_or_default();
-                        tracing::warn!(bus = %self.name, device, reason = rtu::describe_dropped(before, unit, request), bytes = start, data = %rtu::hex(before), "dropped bytes before the answer");
+                        dropped!(self, bus = %self.name, device, reason = rtu::describe_dropped(before, unit, request), bytes = start, data = %rtu::hex(before), "dropped bytes before the answer");
                     }
                     if let Some(after) = self.rx.get(end..).filter(|a| !a.is_empty()) {
-                        tracing::warn!(bus = %self.name, device, bytes = after.len(), data = %rtu::hex(after), "dropped bytes after the answer");
+                        dropped!(self, bus = %self.name, device, bytes = after.len(), data = %rtu::hex(after), "dropped bytes after the answer");
                     }
                     self.rx.clear();
                     self.last_activity = Instant::now();
@@ -249,7 +304,7 @@ impl Link {
                 if self.rx.len() > RTU_BUFFER_CAP {
                     let cut = self.rx.len().saturating_sub(rtu::MAX_FRAME_LEN);
                     let dropped: Vec<u8> = self.rx.drain(..cut).collect();
-                    tracing::warn!(bus = %self.name, device, reason = "garbage", bytes = dropped.len(), data = %rtu::hex(&dropped), "dropped bytes");
+                    dropped!(self, bus = %self.name, device, reason = "garbage", bytes = dropped.len(), data = %rtu::hex(&dropped), "dropped bytes");
                 }
             } else {
                 loop {
@@ -263,7 +318,7 @@ impl Link {
                         tcp::Scan::Skip { len, reason } => {
                             let dropped: Vec<u8> =
                                 self.rx.drain(..len.min(self.rx.len())).collect();
-                            tracing::warn!(bus = %self.name, device, reason, data = %rtu::hex(&dropped), "dropped a frame");
+                            dropped!(self, bus = %self.name, device, reason, data = %rtu::hex(&dropped), "dropped a frame");
                         }
                         tcp::Scan::Corrupt(reason) => {
                             tracing::warn!(bus = %self.name, device, reason, data = %rtu::hex(&self.rx), "TCP stream corrupt");
@@ -276,7 +331,7 @@ impl Link {
                 Err(_) => {
                     if serial && !self.rx.is_empty() {
                         let reason = rtu::describe_dropped(&self.rx, unit, request);
-                        tracing::warn!(bus = %self.name, device, reason, bytes = self.rx.len(), data = %rtu::hex(&self.rx), "dropped bytes: no valid answer");
+                        dropped!(self, bus = %self.name, device, reason, bytes = self.rx.len(), data = %rtu::hex(&self.rx), "dropped bytes: no valid answer");
                         self.rx.clear();
                     }
                     self.last_activity = Instant::now();
