@@ -48,7 +48,8 @@
 //! - **Malformed frames** on a serial line (bad CRC, short frames, another slave's frame,
 //!   garbage) are skipped with a `warn` log line naming the reason and the bytes; the search
 //!   for the answer goes on until the timeout, and the next poll starts clean.
-//! - **Merging**: see [`plan`] (adjacent/overlapping only by default).
+//! - **Merging**: see [`plan`]: adjacent/overlapping signals only, unless the device sets
+//!   `max_gap` (a new device column, 0-100 registers or bits).
 //! - **Values**: `in` = scaled, `rin` = raw, timestamp = receive time, flag `gt`. A value is
 //!   written when it or its flags change, and re-written unchanged every
 //!   [`bus::REFRESH_INTERVAL`] (60 s) as a heartbeat: a meter polled every second with steady
@@ -141,7 +142,7 @@ pub fn buses(config: &Config) -> Vec<Bus> {
             Endpoint::Serial(s) => format!("serial:{}", s.path),
             Endpoint::Tcp { host, port } => format!("tcp:{host}:{port}"),
         };
-        let state = DeviceState::new(device.alias.clone(), timing, signals, plan::DEFAULT_MAX_GAP);
+        let state = DeviceState::new(device.alias.clone(), timing, signals, timing.max_gap);
         let bus = by_endpoint.entry(key).or_insert_with(|| Bus {
             endpoint: endpoint.clone(),
             inter_frame: ifd,

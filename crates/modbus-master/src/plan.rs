@@ -4,7 +4,7 @@
 //! while the request stays within the protocol's limits (125 registers, 2000 bits) and the
 //! next signal starts at most `max_gap` registers/bits after the end of the previous one.
 //!
-//! Decision: the default gap is 0 (only adjacent or overlapping signals are merged). Reading
+//! The gap is the device's `max_gap` column. Decision: its default is 0 (only adjacent or overlapping signals are merged). Reading
 //! across a gap asks for addresses nobody configured, and many meters answer exception 2
 //! (illegal data address) for a whole request that touches one unmapped register: a gap
 //! would turn good signals `iv`. A device known to have a contiguous map can use a gap.
