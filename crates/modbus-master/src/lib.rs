@@ -15,9 +15,10 @@
 //! buffer is cleared before a request). It falls short for a shared RS-485 bus:
 //! - it keeps no inter-frame silence between transactions and has no per-request timeout;
 //!   a timeout must be put around the call from outside, which cancels the future inside its
-//!   `Framed` reader, and when its decoder reports an error (an undecodable answer) the
-//!   `Framed` stream ends, so the next call fails as if the port were gone: exactly the
-//!   "garbage leads to a reconnect" behaviour this driver must not have;
+//!   `Framed` reader; and after its decoder reports an error (an undecodable answer) the
+//!   `Framed` stream yields end-of-stream once (tokio-util 0.7), so the next call fails with
+//!   `BrokenPipe` as if the port were gone: the "garbage leads to a reconnect" behaviour
+//!   this driver must not have;
 //! - a slave that answers late (after our timeout) is mixed into the next transaction;
 //!   we drain and log stale bytes before each request instead;
 //! - it pulls in tokio-util, bytes, futures sinks, async-trait, smallvec, byteorder and log
