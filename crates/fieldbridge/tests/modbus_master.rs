@@ -654,3 +654,33 @@ fn tcp_server_outage_marks_nt_and_recovers() {
     let log = applet.log();
     assert!(log.matches("bus opened").count() >= 2, "{log}");
 }
+
+#[test]
+fn rtu_port_lost_marks_nt_and_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start();
+    let mut bus = Bus::new(&redis);
+    let pty = PtyPair::new(dir.path());
+    let peer = Peer::start(&["--rtu", pty.a.to_str().unwrap()]);
+    let config = json!({
+        "devices": [{"name": "Meter", "device_alias": "m1", "protocol": "modbus-rtu",
+            "serial_port": pty.b.to_str().unwrap(), "baudrate": 19200,
+            "modbus_id": 1, "poll_interval_ms": 200, "timeout_ms": 300, "retries": 1}],
+        "signals": [sig("m1", "u16", 3, 0, json!({}))],
+    });
+    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let t = Duration::from_secs(20);
+    bus.wait("tag/m1/u16/in", t, good);
+    // The adapter goes away (socat ends: the pty closes and its link disappears).
+    drop(peer);
+    drop(pty);
+    let stale = bus.wait("tag/m1/u16/in", t, |v| v.flags.contains("nt"));
+    assert_eq!(stale.value, tagbus::Value::Int(1234));
+    // ... and comes back under the same name.
+    let pty = PtyPair::new(dir.path());
+    let _peer = Peer::start(&["--rtu", pty.a.to_str().unwrap()]);
+    let back = bus.wait("tag/m1/u16/in", Duration::from_secs(45), good);
+    assert!(back.timestamp_ms > stale.timestamp_ms);
+    let log = applet.log();
+    assert!(log.matches("bus opened").count() >= 2, "{log}");
+}
