@@ -684,3 +684,32 @@ fn rtu_port_lost_marks_nt_and_is_reopened() {
     let log = applet.log();
     assert!(log.matches("bus opened").count() >= 2, "{log}");
 }
+
+#[test]
+fn rtu_inter_frame_delay_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start();
+    let mut bus = Bus::new(&redis);
+    let pty = PtyPair::new(dir.path());
+    let peer = Peer::start(&["--rtu", pty.a.to_str().unwrap()]);
+    // Polled as fast as the config allows (10 ms, two reads a cycle), but 50 ms of silence
+    // must separate frames: at most one request per 50 ms reaches the peer.
+    let config = json!({
+        "devices": [{"name": "Meter", "device_alias": "m1", "protocol": "modbus-rtu",
+            "serial_port": pty.b.to_str().unwrap(), "baudrate": 19200, "modbus_id": 1,
+            "poll_interval_ms": 10, "timeout_ms": 500, "inter_frame_delay_ms": 50}],
+        "signals": [sig("m1", "u16", 3, 0, json!({})), sig("m1", "ctr", 3, 30, json!({}))],
+    });
+    let _applet = Applet::start(dir.path(), &config, &redis.url());
+    bus.wait("tag/m1/ctr/in", Duration::from_secs(20), good);
+    let window = Duration::from_secs(3);
+    let from = Instant::now();
+    std::thread::sleep(window);
+    let requests = peer.count_between(from, Instant::now(), |e| e["event"] == "request");
+    println!("{requests} requests in {window:?} with a 50 ms inter-frame delay");
+    assert!(requests >= 5, "polling stalled: {requests}");
+    assert!(
+        requests <= 3000 / 50 + 3,
+        "inter-frame delay not kept: {requests} requests"
+    );
+}
