@@ -88,7 +88,7 @@ pub fn decode_registers(regs: &[u16], s: &ModbusSignal) -> Option<Value> {
         DataType::I16 => Value::Int(i64::from(i16::from_be_bytes(array(&b)?))),
         DataType::U32 => Value::Int(i64::from(u32::from_be_bytes(array(&b)?))),
         DataType::I32 => Value::Int(i64::from(i32::from_be_bytes(array(&b)?))),
-        DataType::F32 => Value::Float(f64::from(f32::from_be_bytes(array(&b)?))),
+        DataType::F32 => Value::Float(widen(f32::from_be_bytes(array(&b)?))),
         DataType::U64 => {
             let v = u64::from_be_bytes(array(&b)?);
             match i64::try_from(v) {
@@ -100,6 +100,16 @@ pub fn decode_registers(regs: &[u16], s: &ModbusSignal) -> Option<Value> {
         DataType::I64 => Value::Int(i64::from_be_bytes(array(&b)?)),
         DataType::F64 => Value::Float(f64::from_be_bytes(array(&b)?)),
     })
+}
+
+/// An f32 as the f64 of its shortest decimal form: `123.456f32` becomes `123.456`, not
+/// `123.45600128173828` (what the register holds is the f32; its decimal text is what the
+/// device's documentation and display show).
+fn widen(v: f32) -> f64 {
+    if !v.is_finite() {
+        return f64::from(v);
+    }
+    v.to_string().parse().unwrap_or(f64::from(v))
 }
 
 /// Whether the scaling is the identity (values keep their integer type).
@@ -130,8 +140,13 @@ fn round_significant(v: f64) -> f64 {
 }
 
 /// The raw value to send for an engineering value: `(value - offset) / multiplier`, rounded
-/// to the nearest integer for integer types; bools are `value != 0`.
+/// to the nearest integer for integer types; bools are `value != 0`; `nan` and infinities are
+/// refused.
 pub fn unscale(value: Value, s: &ModbusSignal) -> Result<Value, EncodeError> {
+    // A `nan` or infinite command is never sent (for a coil, `nan != 0` would switch it on).
+    if !value.as_f64().is_finite() {
+        return Err(EncodeError::NotFinite);
+    }
     if s.data_type == DataType::Bool {
         return Ok(Value::Int(i64::from(value.as_f64() != 0.0)));
     }
@@ -254,15 +269,15 @@ mod tests {
         // 123.456f32 = 0x42F6E979.
         assert_eq!(
             d(&[0x42F6, 0xE979], &sig(F32, Big, Big)),
-            Value::Float(f64::from(123.456f32))
+            Value::Float(123.456)
         );
         assert_eq!(
             d(&[0xE979, 0x42F6], &sig(F32, Big, Little)),
-            Value::Float(f64::from(123.456f32))
+            Value::Float(123.456)
         );
         assert_eq!(
             d(&[0xF642, 0x79E9], &sig(F32, Little, Big)),
-            Value::Float(f64::from(123.456f32))
+            Value::Float(123.456)
         );
         assert_eq!(d(&[0, 0, 0, 5], &sig(U64, Big, Big)), Value::Int(5));
         assert_eq!(d(&[5, 0, 0, 0], &sig(U64, Big, Little)), Value::Int(5));
