@@ -40,6 +40,8 @@ pub struct SignalState {
     rout_key: TagKey,
     last: Option<(TagValue, TagValue)>,
     last_write: Option<Instant>,
+    /// The signal's `log` column: each value written is logged at info level.
+    pub log: bool,
 }
 
 impl SignalState {
@@ -54,6 +56,7 @@ impl SignalState {
             signal,
             last: None,
             last_write: None,
+            log: false,
         }
     }
 }
@@ -189,6 +192,9 @@ async fn publish(s: &mut SignalState, raw: Value, t_ms: u64, now: Instant, out: 
         .last_write
         .is_none_or(|t| now.saturating_duration_since(t) >= REFRESH_INTERVAL);
     if changed || refresh {
+        if s.log {
+            tracing::info!(tag = %s.in_key, value = %value, raw = %raw.value, "value");
+        }
         out.write(&s.in_key, value.clone()).await;
         out.write(&s.rin_key, raw.clone()).await;
         s.last_write = Some(now);
@@ -223,6 +229,9 @@ async fn mark(s: &mut SignalState, code: &str, t_ms: u64, now: Instant, out: &Ou
             (v.clone(), v)
         }
     };
+    if s.log {
+        tracing::info!(tag = %s.in_key, value = %value, "value");
+    }
     out.write(&s.in_key, value.clone()).await;
     out.write(&s.rin_key, raw.clone()).await;
     s.last_write = Some(now);

@@ -109,7 +109,9 @@ pub fn buses(config: &Config) -> Vec<Bus> {
             .filter(|s| s.enabled)
             .filter_map(|s| match &s.kind {
                 SignalKind::Modbus(m) => {
-                    Some(SignalState::new(&device.alias, s.alias.clone(), m.clone()))
+                    let mut state = SignalState::new(&device.alias, s.alias.clone(), m.clone());
+                    state.log = s.log;
+                    Some(state)
                 }
                 _ => None,
             })
