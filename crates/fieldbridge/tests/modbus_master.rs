@@ -245,7 +245,7 @@ fn sig(dev: &str, alias: &str, function: u8, address: u16, extra: Json) -> Json 
 /// The signals of the peer's register map (see modbus_server.py).
 fn map_signals(dev: &str) -> Vec<Json> {
     vec![
-        sig(dev, "u16", 3, 0, json!({"data_type": "u16"})),
+        sig(dev, "u16", 3, 0, json!({"data_type": "u16", "log": 1})),
         sig(dev, "i16", 3, 1, json!({"data_type": "i16"})),
         sig(
             dev,
@@ -362,6 +362,13 @@ fn check_map(bus: &mut Bus, peer: &Peer, applet: &Applet, dev: &str) {
         "{}",
         applet.log()
     );
+    // `log: 1` signals are logged as they pass; the others are not.
+    assert!(
+        applet.log().contains(&format!("tag={}", k("u16", "in"))),
+        "{}",
+        applet.log()
+    );
+    assert!(!applet.log().contains(&format!("tag={}", k("i16", "in"))));
 
     // A register write: the server's register shows it (we read it back through the driver).
     let before = tagbus::now_ms();
