@@ -27,6 +27,10 @@
 //! The codec here is ~500 lines including tests; the bus task owns timing, retries and
 //! backoff, which is where the hard requirements are.
 //!
+//! Binary cost (release profile, measured on x86_64): the applet adds about 160 KiB to the
+//! `fieldbridge` binary (1,868,248 -> 2,032,608 bytes); tokio-serial with serialport,
+//! mio-serial and nix (no libudev) is about 6 KiB of that.
+//!
 //! # Decisions where the issue was silent
 //! - **Bus = serial port or TCP address.** RTU devices sharing `serial_port` are one bus (the
 //!   first device's line settings are used; a mismatch is logged). TCP devices sharing
