@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let url = super::redis_url(args.redis.redis_url.as_deref(), Some(path));
     let rt = super::runtime()?;
     rt.block_on(async move {
-        tracing::info!(config = %path.display(), redis = %url, "modbus-master starting");
+        tracing::info!(config = %path.display(), redis = %config::redact_url(&url), "modbus-master starting");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let shutdown = async move {
             tokio::select! {
