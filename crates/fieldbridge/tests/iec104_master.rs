@@ -381,7 +381,7 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
 
     // --- restart it: the GI clears nt, without restarting the applet
     let restarted = Instant::now();
-    let _peer2 = Peer::start(port, &cmd_log);
+    let peer2 = Peer::start(port, &cmd_log);
     for key in [
         "tag/rtu1/f/in",
         "tag/rtu1/sp/in",
@@ -400,8 +400,24 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
         bus.value("tag/rtu1/f/in").unwrap().value,
         Value::Float(12.5)
     );
+
+    // --- a frozen outstation (TCP open, nothing answers, like a cut cable): TESTFR after t3,
+    // closed after t1 more, then nt
+    let frozen = Instant::now();
+    let st = Command::new("kill")
+        .args(["-STOP", &peer2.child.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    bus.wait("tag/rtu1/f/in", Duration::from_secs(6), &applet, |v| {
+        has_flag(v, "nt")
+    });
+    let silent = frozen.elapsed();
+    println!("silent outstation -> nt in {silent:?} (t3 1 s + t1 2 s)");
+    assert!(silent < Duration::from_secs(5), "{silent:?}");
     let log = applet.log();
     assert!(log.contains("link down"), "{log}");
+    drop(peer2);
     drop(blackhole);
 }
 

@@ -172,8 +172,16 @@ pub fn device_specs(config: &config::Config) -> Vec<DeviceSpec> {
     out
 }
 
-/// Runs every device until the process ends (or every device task ended).
-pub async fn run(devices: Vec<DeviceSpec>, opts: Options) -> Result<(), Error> {
+/// How long [`run`] waits at shutdown for queued values to reach Redis.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(3);
+
+/// Runs every device until `shutdown` completes; then waits up to [`SHUTDOWN_FLUSH`] for the
+/// values already queued to reach Redis.
+pub async fn run(
+    devices: Vec<DeviceSpec>,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     if devices.is_empty() {
         return Err(Error::NoDevices);
     }
@@ -190,6 +198,16 @@ pub async fn run(devices: Vec<DeviceSpec>, opts: Options) -> Result<(), Error> {
             signals = d.monitors.len(), commands = d.commands.len(), "starting");
         tasks.spawn(device::run_device(d, writer.clone(), opts.clone()));
     }
-    while tasks.join_next().await.is_some() {}
+    tokio::select! {
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
+        () = shutdown => {}
+    }
+    tasks.abort_all();
+    if tokio::time::timeout(SHUTDOWN_FLUSH, writer.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("values still queued for Redis at shutdown were dropped");
+    }
     Ok(())
 }

@@ -69,23 +69,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.decode_level = decode;
     let rt = super::runtime()?;
     rt.block_on(async move {
-        tokio::select! {
-            r = iec104_master::run(devices, opts) => r.map(|()| ExitCode::SUCCESS).map_err(Into::into),
-            s = shutdown_signal() => {
-                s?;
-                tracing::info!("stopping");
-                Ok(ExitCode::SUCCESS)
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
-        }
+            tracing::info!("stopping");
+        };
+        iec104_master::run(devices, opts, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
     })
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }
