@@ -83,7 +83,9 @@ fn main() {
         bin.display()
     );
     let redis = RedisServer::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // the outstation must run while the main thread waits on Redis: a worker thread
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
@@ -125,50 +127,100 @@ fn main() {
     let applet = KillOnDrop(child);
     let pid = applet.pid();
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let mut xlen = move || -> u64 {
+    // release builds abort on panic (no Drop): fail by returning, so the children are stopped
+    let result = measure(&redis.url(), &rt, &outstation, points, seconds, pid);
+    drop(applet);
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        println!("benchmark failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn measure(
+    url: &str,
+    rt: &tokio::runtime::Runtime,
+    outstation: &iec60870::OutstationHandle,
+    points: u32,
+    seconds: u64,
+    pid: u32,
+) -> Result<(), String> {
+    let e = |e: redis::RedisError| e.to_string();
+    let client = redis::Client::open(url).map_err(e)?;
+    let mut conn = client.get_connection().map_err(e)?;
+    let mut xlen = move || -> Result<u64, String> {
         redis::cmd("XLEN")
             .arg(tagbus::STREAM_KEY)
             .query(&mut conn)
-            .unwrap()
+            .map_err(e)
     };
     // the GI answer: every point once
     let deadline = Instant::now() + Duration::from_secs(60);
-    while xlen() < u64::from(points) {
-        assert!(Instant::now() < deadline, "the GI did not arrive");
+    while xlen()? < u64::from(points) {
+        if Instant::now() > deadline {
+            return Err(format!("the GI did not arrive ({} of {points})", xlen()?));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     println!("GI of {points} points on the bus; flooding for {seconds} s");
 
     let started = Instant::now();
-    let before = xlen();
+    let cpu_before = cpu_ticks(pid);
+    let redis_pid = redis_pid(url);
+    let redis_before = redis_pid.map_or(0, cpu_ticks);
+    let before = xlen()?;
     let mut sent = 0u64;
+    // closed loop: at most WINDOW objects between the outstation and the tag bus, so the
+    // outstation's queue never overflows and every object offered is counted
+    const WINDOW: u64 = 2000;
+    let mut err = None;
     rt.block_on(async {
         let mut v = 1.0f32;
-        while started.elapsed() < Duration::from_secs(seconds) {
+        'flood: while started.elapsed() < Duration::from_secs(seconds) {
             for ioa in 1..=points {
-                outstation.update(point(ioa, v)).await.unwrap();
+                if outstation.update(point(ioa, v)).await.is_err() {
+                    break 'flood;
+                }
                 sent += 1;
+                if sent.is_multiple_of(250) {
+                    loop {
+                        match xlen() {
+                            Ok(n) if sent.saturating_sub(n - before) <= WINDOW => break,
+                            Ok(_) => std::thread::sleep(Duration::from_micros(500)),
+                            Err(e) => {
+                                err = Some(e);
+                                break 'flood;
+                            }
+                        }
+                    }
+                }
             }
             v += 1.0;
         }
     });
+    if let Some(e) = err {
+        return Err(e);
+    }
     let flood = started.elapsed();
     // let the applet drain what is in flight
-    let mut last = xlen();
+    let mut last = xlen()?;
+    let mut drained = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let now = xlen();
+        let now = xlen()?;
         if now == last {
             break;
         }
         last = now;
+        drained = Instant::now();
     }
-    let total = started.elapsed() - Duration::from_millis(500);
+    let total = drained.duration_since(started);
     let written = last - before;
+    let cpu = cpu_ticks(pid).saturating_sub(cpu_before) as f64 / 100.0;
+    let redis_cpu = redis_pid.map_or(0, cpu_ticks).saturating_sub(redis_before) as f64 / 100.0;
     println!(
-        "updates offered: {sent} in {:.1} s ({:.0}/s; the outstation drops what its 4096 queue cannot hold)",
+        "updates offered: {sent} in {:.1} s ({:.0}/s, at most {WINDOW} in flight)",
         flood.as_secs_f64(),
         sent as f64 / flood.as_secs_f64()
     );
@@ -177,20 +229,31 @@ fn main() {
         total.as_secs_f64(),
         written as f64 / total.as_secs_f64()
     );
+    println!(
+        "applet CPU meanwhile: {cpu:.1} s in {:.1} s ({:.0} % of one core)",
+        total.as_secs_f64(),
+        cpu / total.as_secs_f64() * 100.0
+    );
+    println!(
+        "redis-server CPU meanwhile: {redis_cpu:.1} s ({:.0} % of one core; each object is SET+PUBLISH twice and one XADD)",
+        redis_cpu / total.as_secs_f64() * 100.0
+    );
 
     // latency of one value on a quiet link
-    let mut sub = client.get_connection().unwrap();
+    let mut sub = client.get_connection().map_err(e)?;
     let mut ps = sub.as_pubsub();
-    ps.subscribe("tag/bench/p1/in").unwrap();
-    ps.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    ps.subscribe("tag/bench/p1/in").map_err(e)?;
+    ps.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(e)?;
     let mut lat = Vec::new();
-    for i in 0..20 {
+    for i in 0..21 {
         let value = 1.0e6 + i as f32;
         let t = Instant::now();
-        rt.block_on(outstation.update(point(1, value))).unwrap();
+        rt.block_on(outstation.update(point(1, value)))
+            .map_err(|e| e.to_string())?;
         loop {
-            let msg = ps.get_message().expect("value within 5 s");
-            let text: String = msg.get_payload().unwrap();
+            let msg = ps.get_message().map_err(e)?;
+            let text: String = msg.get_payload().map_err(e)?;
             if text.starts_with(&format!("{:?},", f64::from(value))) {
                 lat.push(t.elapsed());
                 break;
@@ -200,16 +263,36 @@ fn main() {
     }
     lat.sort();
     println!(
-        "single value latency (outstation update -> PUBLISH seen): min {:?} median {:?} max {:?}",
-        lat[0], lat[10], lat[19]
+        "single value latency (outstation update -> PUBLISH seen), 21 values: min {:?} median {:?} max {:?}",
+        lat[0], lat[10], lat[20]
     );
     println!(
         "applet RSS: VmHWM {} (VmRSS {})",
         proc_status(pid, "VmHWM:"),
         proc_status(pid, "VmRSS:")
     );
-    drop(applet);
-    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The pid of the redis-server listening on the URL's port.
+fn redis_pid(url: &str) -> Option<u32> {
+    let port = url.rsplit(':').next()?.trim_end_matches('/');
+    let needle = format!(":{port}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read_to_string(e.path().join("cmdline")).ok()?;
+        (cmd.contains("redis-server") && cmd.contains(&needle)).then_some(pid)
+    })
+}
+
+/// utime + stime of a process in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command name in parentheses
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
 }
 
 fn tempfile_dir() -> PathBuf {
