@@ -213,6 +213,67 @@ pub enum InformationElement {
     ParameterActivation { qpa: u8 },
 }
 
+impl InformationElement {
+    /// The value as a number, for the tag bus: points 0/1, double points and step commands
+    /// their two-bit code, normalised values `raw / 32768`, counters the count, bitstrings
+    /// and packed single points their status bits; `None` for system commands and
+    /// protection events.
+    pub fn numeric_value(&self) -> Option<f64> {
+        use InformationElement as E;
+        Some(match *self {
+            E::SinglePoint { value, .. } | E::SingleCommand { value, .. } => {
+                f64::from(u8::from(value))
+            }
+            E::DoublePoint { value, .. } | E::DoubleCommand { value, .. } => {
+                f64::from(value.bits())
+            }
+            E::StepPosition { value, .. } => f64::from(value),
+            E::Bitstring32 { value, .. } | E::Bitstring32Command { value } => f64::from(value),
+            E::Normalized { value, .. }
+            | E::NormalizedNoQuality { value }
+            | E::SetpointNormalized { value, .. }
+            | E::ParameterNormalized { value, .. } => f64::from(value) / 32768.0,
+            E::Scaled { value, .. }
+            | E::SetpointScaled { value, .. }
+            | E::ParameterScaled { value, .. } => f64::from(value),
+            E::Float { value, .. }
+            | E::SetpointFloat { value, .. }
+            | E::ParameterFloat { value, .. } => f64::from(value),
+            E::IntegratedTotal { counter, .. } => f64::from(counter),
+            E::PackedSinglePoints { status, .. } => f64::from(status),
+            E::RegulatingStep { value, .. } => f64::from(value.bits()),
+            _ => return None,
+        })
+    }
+
+    /// The quality bits (IV of integrated totals maps to [`Quality::IV`]); good for elements
+    /// without quality.
+    pub fn quality(&self) -> Quality {
+        use InformationElement as E;
+        match *self {
+            E::SinglePoint { quality, .. }
+            | E::DoublePoint { quality, .. }
+            | E::StepPosition { quality, .. }
+            | E::Bitstring32 { quality, .. }
+            | E::Normalized { quality, .. }
+            | E::Scaled { quality, .. }
+            | E::Float { quality, .. }
+            | E::ProtectionEvent { quality, .. }
+            | E::ProtectionStartEvents { quality, .. }
+            | E::ProtectionOutputCircuits { quality, .. }
+            | E::PackedSinglePoints { quality, .. } => quality,
+            E::IntegratedTotal { iv, .. } => {
+                if iv {
+                    Quality::IV
+                } else {
+                    Quality::GOOD
+                }
+            }
+            _ => Quality::GOOD,
+        }
+    }
+}
+
 /// An information object: address, element and (for time-tagged types) the time tag.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InformationObject {
@@ -225,6 +286,15 @@ pub struct InformationObject {
 }
 
 impl InformationObject {
+    /// The CP56 time tag as Unix ms UTC; `None` without a CP56 tag, when its IV bit is set or
+    /// when it is not a valid 2000-2099 date. (A CP24 tag needs a reference time.)
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        match self.time {
+            Some(TimeTag::Cp56(t)) if !t.invalid => t.to_unix_ms().ok(),
+            _ => None,
+        }
+    }
+
     /// An object without time tag.
     pub fn new(ioa: Ioa, element: InformationElement) -> Self {
         Self {

@@ -77,3 +77,30 @@ pub fn log_frame(level: DecodeLevel, tx: bool, bytes: &[u8], sizes: &AsduSizes) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn levels_parse_and_order() {
+        assert_eq!("off".parse::<DecodeLevel>().unwrap(), DecodeLevel::Off);
+        assert_eq!("APCI".parse::<DecodeLevel>().unwrap(), DecodeLevel::Apci);
+        assert_eq!("asdu".parse::<DecodeLevel>().unwrap(), DecodeLevel::Asdu);
+        assert_eq!("hex".parse::<DecodeLevel>().unwrap(), DecodeLevel::Hex);
+        assert!("loud".parse::<DecodeLevel>().is_err());
+        assert!(DecodeLevel::Hex > DecodeLevel::Asdu && DecodeLevel::Asdu > DecodeLevel::Apci);
+        assert_eq!(hex(&[0x68, 0x04, 0x0b]), "68 04 0b");
+        // logging garbage must not panic
+        for level in [DecodeLevel::Apci, DecodeLevel::Asdu, DecodeLevel::Hex] {
+            log_frame(
+                level,
+                false,
+                &[0x68, 0x05, 0, 0, 0, 0, 99],
+                &AsduSizes::default(),
+            );
+            log_frame(level, true, &[0x01], &AsduSizes::default());
+        }
+    }
+}

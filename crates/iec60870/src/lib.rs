@@ -14,6 +14,47 @@
 //! - [`decode`]: protocol logging levels ([`DecodeLevel`]: off / APCI / ASDU / hex).
 //!
 //! Every decoder returns a `Result`; nothing received from the network can panic.
+//!
+//! # Master (controlling station)
+//!
+//! ```no_run
+//! use iec60870::*;
+//! # async fn demo() -> Result<(), MasterError> {
+//! let mut config = MasterConfig::new(vec!["10.0.0.5:2404".parse().unwrap()]);
+//! config.decode_level = DecodeLevel::Apci;
+//! let (master, mut events) = spawn_master(config);
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         MasterEvent::Active => {
+//!             master.general_interrogation(CommonAddress(1)).await?;
+//!         }
+//!         MasterEvent::Asdu(asdu) => {
+//!             for obj in &asdu.objects {
+//!                 tracing::info!(type_id = %asdu.type_id, ioa = %obj.ioa, element = ?obj.element);
+//!             }
+//!         }
+//!         MasterEvent::Connected(_) | MasterEvent::Disconnected { .. } => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Outstation (controlled station)
+//!
+//! ```no_run
+//! use iec60870::*;
+//! # async fn demo() -> std::io::Result<()> {
+//! let mut db = PointDb::new();
+//! let value = InformationElement::Float { value: 12.5, quality: Quality::GOOD };
+//! db.insert(Point::new(TypeId::M_ME_NC_1, Ioa(200), value, None).expect("valid point"));
+//! let config = OutstationConfig::new("0.0.0.0:2404".parse().unwrap(), CommonAddress(1));
+//! let outstation = spawn_outstation(config, db, AcceptAll).await?;
+//! let update = InformationElement::Float { value: 13.0, quality: Quality::GOOD };
+//! let _ = outstation
+//!     .update(Point::new(TypeId::M_ME_NC_1, Ioa(200), update, None).expect("valid point"))
+//!     .await;
+//! # Ok(()) }
+//! ```
 
 pub mod apci;
 pub mod asdu;
@@ -33,16 +74,18 @@ pub use asdu::{
     Asdu, AsduError, InformationElement, InformationObject, StepCommand, TimeTag, MAX_ASDU_LEN,
 };
 pub use decode::DecodeLevel;
-pub use link::{ApciParams, Link, LinkConfig, LinkError, LinkEvent, LinkState, Role, SendError};
+pub use link::{
+    ApciParams, ConfigError, Link, LinkConfig, LinkError, LinkEvent, LinkState, Role, SendError,
+};
 pub use master::{
-    spawn_master, CommandResult, MasterConfig, MasterError, MasterEvent, MasterHandle,
+    command_type, spawn_master, CommandResult, MasterConfig, MasterError, MasterEvent, MasterHandle,
 };
 pub use outstation::{
-    spawn_outstation, CommandHandler, CommandRequest, OutstationConfig, OutstationHandle, Point,
-    PointDb,
+    spawn_outstation, AcceptAll, CommandHandler, CommandRequest, OutstationConfig, OutstationError,
+    OutstationHandle, Point, PointDb,
 };
 pub use time::{Cp16Time2a, Cp24Time2a, Cp56Time2a, TimeError};
 pub use types::{
-    AsduSizes, CaSize, Cause, CommonAddress, Cot, CotSize, DoublePointValue, Ioa, IoaSize, Quality,
-    TimeTagKind, TypeId,
+    AsduSizes, CaSize, Cause, CommonAddress, Cot, CotSize, DoublePointValue, Ioa, IoaSize, Qds,
+    Quality, TimeTagKind, TypeId,
 };

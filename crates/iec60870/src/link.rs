@@ -68,6 +68,12 @@ pub enum ConfigError {
     /// t2 is not below t1.
     #[error("t2 must be less than t1")]
     T2NotBelowT1,
+    /// A queue or channel size is zero.
+    #[error("queue size must be at least 1")]
+    BadQueueSize,
+    /// Reconnect delays: the minimum is below 10 ms or above the maximum.
+    #[error("reconnect_min must be at least 10 ms and at most reconnect_max")]
+    BadReconnect,
 }
 
 impl LinkConfig {
@@ -340,7 +346,7 @@ impl Link {
                 return Err(LinkError::T1Expired("I frame acknowledgement"));
             }
         }
-        if self.recv_unacked > 0 && due(self.t2_deadline, now) {
+        if due(self.t2_deadline, now) {
             self.send_ack_if_needed();
         }
         if now >= self.t3_deadline {

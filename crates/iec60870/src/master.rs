@@ -18,7 +18,7 @@
 
 use crate::asdu::{Asdu, AsduError, InformationElement, InformationObject};
 use crate::decode::DecodeLevel;
-use crate::link::{Link, LinkConfig, LinkEvent, Role};
+use crate::link::{ConfigError, Link, LinkConfig, LinkEvent, Role};
 use crate::session::{now, read_some, Session, SessionError, READ_CHUNK};
 use crate::time::Cp56Time2a;
 use crate::types::{AsduSizes, Cause, CommonAddress, Cot, Ioa, TypeId};
@@ -58,6 +58,18 @@ pub struct MasterConfig {
 }
 
 impl MasterConfig {
+    /// Checks the link parameters and that the channels have room.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.link.validate()?;
+        if self.queue_size == 0 {
+            return Err(ConfigError::BadQueueSize);
+        }
+        if self.reconnect_min < MIN_RECONNECT_DELAY || self.reconnect_max < self.reconnect_min {
+            return Err(ConfigError::BadReconnect);
+        }
+        Ok(())
+    }
+
     /// Defaults for the given addresses.
     pub fn new(addrs: Vec<SocketAddr>) -> Self {
         let link = LinkConfig::default();
@@ -173,7 +185,7 @@ enum Request {
     Transaction {
         bytes: Vec<u8>,
         key: Key,
-        con: oneshot::Sender<CommandResult>,
+        con: oneshot::Sender<Result<CommandResult, MasterError>>,
         term: Option<oneshot::Sender<()>>,
     },
     Shutdown,
@@ -181,7 +193,7 @@ enum Request {
 
 struct Pending {
     key: Key,
-    con: Option<oneshot::Sender<CommandResult>>,
+    con: Option<oneshot::Sender<Result<CommandResult, MasterError>>>,
     term: Option<oneshot::Sender<()>>,
 }
 
@@ -291,7 +303,7 @@ impl MasterHandle {
         let result = match tokio::time::timeout(self.command_timeout, con_rx).await {
             Err(_) => return Ok(CommandResult::Timeout),
             Ok(Err(_)) => return Err(MasterError::Shutdown),
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => r?,
         };
         match (result, term_rx) {
             (CommandResult::Confirmed { .. }, Some(term_rx)) => {
@@ -423,6 +435,9 @@ impl MasterHandle {
 }
 
 /// Starts a master task. Must be called inside a tokio runtime.
+///
+/// An invalid configuration (see [`MasterConfig::validate`]) yields one
+/// [`MasterEvent::Disconnected`] naming the error and a task that never connects.
 pub fn spawn_master(config: MasterConfig) -> (MasterHandle, mpsc::Receiver<MasterEvent>) {
     let cap = config.queue_size.max(1);
     let (tx, rx) = mpsc::channel(cap);
@@ -434,13 +449,30 @@ pub fn spawn_master(config: MasterConfig) -> (MasterHandle, mpsc::Receiver<Maste
         command_timeout: config.command_timeout,
         act_term_timeout: config.act_term_timeout,
     };
-    tokio::spawn(run(config, rx, ev_tx));
+    match config.validate() {
+        Ok(()) => {
+            tokio::spawn(run(config, rx, ev_tx));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "invalid master configuration");
+            let _ = ev_tx.try_send(MasterEvent::Disconnected {
+                reason: format!("invalid configuration: {e}"),
+            });
+            drop(rx);
+        }
+    }
     (handle, ev_rx)
 }
 
+/// Never less than this between connection rounds.
+const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
+
 fn jittered(d: Duration) -> Duration {
-    // +-25 %
-    d.mul_f64(0.75 + fastrand::f64() * 0.5)
+    // +-25 %; try_from never panics (unlike mul_f64 on overflow)
+    let factor = 0.75 + fastrand::f64() * 0.5;
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor)
+        .unwrap_or(d)
+        .max(MIN_RECONNECT_DELAY)
 }
 
 enum Offline {
@@ -457,7 +489,7 @@ fn reject(req: Option<Request>) -> Offline {
             Offline::Continue
         }
         Some(Request::Transaction { con, .. }) => {
-            let _ = con.send(CommandResult::LinkDown);
+            let _ = con.send(Ok(CommandResult::LinkDown));
             Offline::Continue
         }
     }
@@ -564,7 +596,7 @@ impl MasterSession<'_> {
                 CommandResult::Confirmed { terminated: false }
             };
             if let Some(c) = p.con.take() {
-                let _ = c.send(result);
+                let _ = c.send(Ok(result));
             }
         } else if let Some(p) = self
             .pending
@@ -601,15 +633,12 @@ impl MasterSession<'_> {
             } => {
                 self.pending.retain(|p| !p.is_dead());
                 if !active {
-                    let _ = con.send(CommandResult::LinkDown);
+                    let _ = con.send(Ok(CommandResult::LinkDown));
                 } else if self.queue.len() >= self.config.queue_size
                     || self.pending.len() >= self.config.queue_size
                 {
-                    let _ = con.send(CommandResult::Rejected {
-                        cause: Cause::ACTIVATION,
-                        negative: true,
-                    });
                     tracing::warn!("too many pending commands; command not sent");
+                    let _ = con.send(Err(MasterError::QueueFull));
                 } else {
                     self.queue.push_back(bytes);
                     self.pending.push(Pending {
@@ -637,7 +666,7 @@ impl MasterSession<'_> {
     fn fail_all(&mut self) {
         for p in self.pending.drain(..) {
             if let Some(c) = p.con {
-                let _ = c.send(CommandResult::LinkDown);
+                let _ = c.send(Ok(CommandResult::LinkDown));
             }
         }
         self.queue.clear();

@@ -24,7 +24,7 @@ use crate::decode::DecodeLevel;
 use crate::link::{Link, LinkConfig, LinkEvent, Role};
 use crate::session::{now, read_some, Session, SessionError, READ_CHUNK};
 use crate::time::Cp56Time2a;
-use crate::types::{AsduSizes, Cause, CommonAddress, Cot, Ioa, TypeId};
+use crate::types::{AsduSizes, Cause, CommonAddress, Cot, DoublePointValue, Ioa, Quality, TypeId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -80,6 +80,88 @@ pub struct Point {
 }
 
 impl Point {
+    fn plain(type_id: TypeId, ioa: Ioa, element: InformationElement) -> Self {
+        Self {
+            type_id,
+            ioa,
+            element,
+            time: None,
+        }
+    }
+
+    /// A single point (M_SP_NA_1).
+    pub fn single(ioa: Ioa, value: bool, quality: Quality) -> Self {
+        Self::plain(
+            TypeId::M_SP_NA_1,
+            ioa,
+            InformationElement::SinglePoint { value, quality },
+        )
+    }
+
+    /// A double point (M_DP_NA_1).
+    pub fn double(ioa: Ioa, value: DoublePointValue, quality: Quality) -> Self {
+        Self::plain(
+            TypeId::M_DP_NA_1,
+            ioa,
+            InformationElement::DoublePoint { value, quality },
+        )
+    }
+
+    /// A normalised measured value (M_ME_NA_1), raw -32768..=32767.
+    pub fn normalized(ioa: Ioa, value: i16, quality: Quality) -> Self {
+        Self::plain(
+            TypeId::M_ME_NA_1,
+            ioa,
+            InformationElement::Normalized { value, quality },
+        )
+    }
+
+    /// A scaled measured value (M_ME_NB_1).
+    pub fn scaled(ioa: Ioa, value: i16, quality: Quality) -> Self {
+        Self::plain(
+            TypeId::M_ME_NB_1,
+            ioa,
+            InformationElement::Scaled { value, quality },
+        )
+    }
+
+    /// A short floating point measured value (M_ME_NC_1).
+    pub fn float(ioa: Ioa, value: f32, quality: Quality) -> Self {
+        Self::plain(
+            TypeId::M_ME_NC_1,
+            ioa,
+            InformationElement::Float { value, quality },
+        )
+    }
+
+    /// Integrated totals (M_IT_NA_1), sent on counter interrogation only.
+    pub fn counter(ioa: Ioa, counter: i32) -> Self {
+        Self::plain(
+            TypeId::M_IT_NA_1,
+            ioa,
+            InformationElement::IntegratedTotal {
+                counter,
+                seq: 0,
+                cy: false,
+                ca: false,
+                iv: false,
+            },
+        )
+    }
+
+    /// The same point with a CP56 time tag, as the time-tagged type (e.g. M_SP_NA_1 ->
+    /// M_SP_TB_1); points of other types are returned unchanged.
+    pub fn with_time(self, time: Cp56Time2a) -> Self {
+        match self.type_id.with_cp56() {
+            Some(type_id) => Self {
+                type_id,
+                time: Some(TimeTag::Cp56(time)),
+                ..self
+            },
+            None => self,
+        }
+    }
+
     /// A point; checks that the element and time tag fit a monitor type.
     pub fn new(
         type_id: TypeId,
@@ -188,6 +270,9 @@ pub struct CommandRequest {
 }
 
 /// The application's side of commands. Return `true` to accept (positive ACT_CON).
+///
+/// The methods run on the outstation task: they must not block (hand long work to another
+/// task and answer at once).
 pub trait CommandHandler: Send + 'static {
     /// A select (S/E=1). Default: accept.
     fn select(&mut self, _req: &CommandRequest) -> bool {
@@ -265,6 +350,10 @@ pub async fn spawn_outstation<H: CommandHandler>(
     db: PointDb,
     handler: H,
 ) -> std::io::Result<OutstationHandle> {
+    config
+        .link
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(config.bind).await?;
     let local_addr = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(config.max_queued.max(1));

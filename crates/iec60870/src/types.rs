@@ -204,6 +204,33 @@ impl TypeId {
         (110..=113).contains(&(self as u8))
     }
 
+    /// The CP56 time-tagged form of an untagged monitor or command type (e.g. `M_SP_NA_1` ->
+    /// `M_SP_TB_1`, `C_SC_NA_1` -> `C_SC_TA_1`); time-tagged types map to their CP56 form.
+    pub fn with_cp56(self) -> Option<Self> {
+        use TypeId::*;
+        Some(match self.without_time() {
+            M_SP_NA_1 => M_SP_TB_1,
+            M_DP_NA_1 => M_DP_TB_1,
+            M_ST_NA_1 => M_ST_TB_1,
+            M_BO_NA_1 => M_BO_TB_1,
+            M_ME_NA_1 => M_ME_TD_1,
+            M_ME_NB_1 => M_ME_TE_1,
+            M_ME_NC_1 => M_ME_TF_1,
+            M_IT_NA_1 => M_IT_TB_1,
+            M_EP_TA_1 | M_EP_TD_1 => M_EP_TD_1,
+            M_EP_TB_1 | M_EP_TE_1 => M_EP_TE_1,
+            M_EP_TC_1 | M_EP_TF_1 => M_EP_TF_1,
+            C_SC_NA_1 => C_SC_TA_1,
+            C_DC_NA_1 => C_DC_TA_1,
+            C_RC_NA_1 => C_RC_TA_1,
+            C_SE_NA_1 => C_SE_TA_1,
+            C_SE_NB_1 => C_SE_TB_1,
+            C_SE_NC_1 => C_SE_TC_1,
+            C_BO_NA_1 => C_BO_TA_1,
+            _ => return None,
+        })
+    }
+
     /// The same information without a time tag (e.g. `M_SP_TB_1` -> `M_SP_NA_1`), as sent in
     /// an interrogation answer. Protection events keep their type (they have no untagged form).
     pub fn without_time(self) -> Self {
@@ -584,6 +611,9 @@ impl Quality {
         .collect()
     }
 }
+
+/// The standard's name for the quality descriptor.
+pub type Qds = Quality;
 
 impl std::ops::BitOr for Quality {
     type Output = Quality;

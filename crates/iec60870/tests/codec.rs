@@ -841,3 +841,48 @@ proptest! {
         let _ = decode_apdu(&bytes, &sizes);
     }
 }
+
+#[test]
+fn value_helpers() {
+    let sp = E::SinglePoint {
+        value: true,
+        quality: Quality::IV | Quality::NT,
+    };
+    assert_eq!(sp.numeric_value(), Some(1.0));
+    assert_eq!(sp.quality().codes(), vec!["iv", "nt"]);
+    let n = E::Normalized {
+        value: -16384,
+        quality: Quality::GOOD,
+    };
+    assert_eq!(n.numeric_value(), Some(-0.5));
+    let it = E::IntegratedTotal {
+        counter: -5,
+        seq: 0,
+        cy: true,
+        ca: false,
+        iv: true,
+    };
+    assert_eq!(it.numeric_value(), Some(-5.0));
+    assert!(it.quality().invalid());
+    assert_eq!(E::Interrogation { qoi: 20 }.numeric_value(), None);
+
+    let t = cp56();
+    let obj = InformationObject::with_cp56(Ioa(1), sp, t);
+    assert_eq!(obj.timestamp_ms(), Some(1_709_214_312_345));
+    let bad = InformationObject::with_cp56(Ioa(1), sp, Cp56Time2a { invalid: true, ..t });
+    assert_eq!(bad.timestamp_ms(), None);
+    assert_eq!(InformationObject::new(Ioa(1), sp).timestamp_ms(), None);
+
+    let p = Point::float(Ioa(5), 1.5, Quality::GOOD).with_time(t);
+    assert_eq!(p.type_id, TypeId::M_ME_TF_1);
+    assert_eq!(p.time, Some(TimeTag::Cp56(t)));
+    assert!(Point::new(p.type_id, p.ioa, p.element, p.time).is_ok());
+    for tid in TypeId::ALL {
+        if let Some(tagged) = tid.with_cp56() {
+            assert_eq!(tagged.time_tag(), TimeTagKind::Cp56, "{tid}");
+            if tid.time_tag() == TimeTagKind::None {
+                assert_eq!(tagged.without_time(), *tid, "{tid}");
+            }
+        }
+    }
+}

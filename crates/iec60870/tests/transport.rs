@@ -449,3 +449,136 @@ async fn master_against_our_outstation() {
     );
     master.shutdown().await;
 }
+
+#[tokio::test]
+async fn outstation_against_scripted_master() {
+    let mut db = PointDb::new();
+    db.insert(point(
+        TypeId::M_SP_NA_1,
+        7,
+        InformationElement::SinglePoint {
+            value: true,
+            quality: Quality::GOOD,
+        },
+        None,
+    ));
+    let mut cfg = OutstationConfig::new(([127, 0, 0, 1], 0).into(), CA);
+    cfg.link.w = 2;
+    let out = spawn_outstation(cfg, db, AcceptAll).await.unwrap();
+    let sizes = AsduSizes::default();
+
+    // an I frame before STARTDT act closes the connection
+    let s = TcpStream::connect(out.local_addr()).await.unwrap();
+    let mut m = Script { s, buf: Vec::new() };
+    m.write(Frame::I {
+        ns: SeqNum::new(0),
+        nr: SeqNum::new(0),
+        asdu: gi_asdu(),
+    })
+    .await;
+    assert_eq!(m.read().await, None);
+
+    let s = TcpStream::connect(out.local_addr()).await.unwrap();
+    let mut m = Script { s, buf: Vec::new() };
+    // TESTFR works while stopped; nothing else is sent before STARTDT
+    m.write(Frame::U(UFunction::TestFrAct)).await;
+    assert_eq!(m.read().await, Some(Frame::U(UFunction::TestFrCon)));
+    m.write(Frame::U(UFunction::StartDtAct)).await;
+    assert_eq!(m.read().await, Some(Frame::U(UFunction::StartDtCon)));
+
+    // unknown type id 22: echoed with COT 44, P/N set
+    let unknown = vec![22, 1, 6, 0, 1, 0, 1, 0, 0, 0];
+    m.write(Frame::I {
+        ns: SeqNum::new(0),
+        nr: SeqNum::new(0),
+        asdu: unknown,
+    })
+    .await;
+    let Some(Frame::I { ns, nr, asdu }) = m.read().await else {
+        panic!("expected I frame")
+    };
+    assert_eq!((ns, nr), (SeqNum::new(0), SeqNum::new(1)));
+    assert_eq!(asdu, vec![22, 1, 0x40 | 44, 0, 1, 0, 1, 0, 0, 0]);
+
+    // read: COT 5 for a known IOA, COT 47 negative for an unknown one
+    let read = |ioa| {
+        Asdu::single(
+            TypeId::C_RD_NA_1,
+            Cot::new(Cause::REQUEST),
+            CA,
+            InformationObject::new(Ioa(ioa), InformationElement::Read),
+        )
+        .encode(&sizes)
+        .unwrap()
+    };
+    m.write(Frame::I {
+        ns: SeqNum::new(1),
+        nr: SeqNum::new(1),
+        asdu: read(7),
+    })
+    .await;
+    let Some(Frame::I { asdu, .. }) = m.read().await else {
+        panic!("expected I frame")
+    };
+    let a = Asdu::decode(&asdu, &sizes).unwrap();
+    assert_eq!(
+        (a.type_id, a.cot.cause, a.objects[0].ioa),
+        (TypeId::M_SP_NA_1, Cause::REQUEST, Ioa(7))
+    );
+    m.write(Frame::I {
+        ns: SeqNum::new(2),
+        nr: SeqNum::new(2),
+        asdu: read(8),
+    })
+    .await;
+    let Some(Frame::I { asdu, .. }) = m.read().await else {
+        panic!("expected I frame")
+    };
+    let a = Asdu::decode(&asdu, &sizes).unwrap();
+    assert_eq!((a.cot.cause, a.cot.negative), (Cause::UNKNOWN_IOA, true));
+
+    // STOPDT: the outstation waits for its I frames to be acknowledged first
+    m.write(Frame::U(UFunction::StopDtAct)).await;
+    m.silent(Duration::from_millis(200)).await;
+    m.write(Frame::S { nr: SeqNum::new(3) }).await;
+    assert_eq!(m.read().await, Some(Frame::U(UFunction::StopDtCon)));
+    // a new connection replaces this one
+    let s = TcpStream::connect(out.local_addr()).await.unwrap();
+    let mut m2 = Script { s, buf: Vec::new() };
+    assert_eq!(m.read().await, None);
+    m2.write(Frame::U(UFunction::StartDtAct)).await;
+    assert_eq!(m2.read().await, Some(Frame::U(UFunction::StartDtCon)));
+    out.shutdown().await;
+    assert_eq!(m2.read().await, None);
+}
+
+#[tokio::test]
+async fn invalid_master_config_is_reported() {
+    let mut cfg = MasterConfig::new(vec![]);
+    cfg.reconnect_min = Duration::ZERO;
+    let (master, mut rx) = spawn_master(cfg);
+    assert!(matches!(
+        next_event(&mut rx).await,
+        MasterEvent::Disconnected { reason } if reason.contains("invalid configuration")
+    ));
+    assert_eq!(
+        master.general_interrogation(CA).await,
+        Err(MasterError::Shutdown)
+    );
+    let mut cfg = MasterConfig::new(vec![]);
+    cfg.link.k = 0;
+    assert!(cfg.validate().is_err());
+    // no address at all: reported, retried with backoff, never a tight loop
+    let mut cfg = MasterConfig::new(vec![]);
+    cfg.reconnect_min = Duration::from_millis(50);
+    cfg.reconnect_max = Duration::from_millis(100);
+    let (_master, mut rx) = spawn_master(cfg);
+    let start = tokio::time::Instant::now();
+    for _ in 0..3 {
+        assert!(matches!(
+            next_event(&mut rx).await,
+            MasterEvent::Disconnected { .. }
+        ));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(75));
+}

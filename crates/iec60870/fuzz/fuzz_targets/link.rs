@@ -10,10 +10,16 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, mut rest)) = data.split_first() else {
         return;
     };
-    let role = if first & 1 == 0 { Role::Controlling } else { Role::Controlled };
+    let role = if first & 1 == 0 {
+        Role::Controlling
+    } else {
+        Role::Controlled
+    };
     let config = LinkConfig {
         k: u16::from(first >> 4).max(1),
-        w: u16::from((first >> 1) & 0x07).max(1).min(u16::from(first >> 4).max(1)),
+        w: u16::from((first >> 1) & 0x07)
+            .max(1)
+            .min(u16::from(first >> 4).max(1)),
         ..LinkConfig::default()
     };
     let mut now = Instant::now();
@@ -34,9 +40,19 @@ fuzz_target!(|data: &[u8]| {
                 // a structured frame
                 let n = arg(&mut rest);
                 let f = match n % 9 {
-                    0 => Frame::I { ns: SeqNum::new(n >> 1), nr: SeqNum::new(arg(&mut rest)), asdu: vec![1] },
-                    1 => Frame::I { ns: link.vr(), nr: SeqNum::new(arg(&mut rest)), asdu: vec![1] },
-                    2 => Frame::S { nr: SeqNum::new(arg(&mut rest)) },
+                    0 => Frame::I {
+                        ns: SeqNum::new(n >> 1),
+                        nr: SeqNum::new(arg(&mut rest)),
+                        asdu: vec![1],
+                    },
+                    1 => Frame::I {
+                        ns: link.vr(),
+                        nr: SeqNum::new(arg(&mut rest)),
+                        asdu: vec![1],
+                    },
+                    2 => Frame::S {
+                        nr: SeqNum::new(arg(&mut rest)),
+                    },
                     3 => Frame::U(UFunction::StartDtAct),
                     4 => Frame::U(UFunction::StartDtCon),
                     5 => Frame::U(UFunction::StopDtAct),

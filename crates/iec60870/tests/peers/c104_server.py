@@ -1,7 +1,8 @@
 """A c104 (lib60870) IEC 104 server for interop tests against our master.
 
 Usage: c104_server.py PORT
-Station CA 1 with: M_SP_NA_1 100 (on), M_ME_NC_1 200 (12.5), M_IT_NA_1 300 (counter 1234),
+Station CA 1 with: M_SP_NA_1 100 (on), M_ME_NC_1 200 (12.5), M_ME_TF_1 201 (-3.25 at
+2024-02-29T13:45:12.345Z), M_IT_NA_1 300 (counter 1234),
 C_SC_NA_1 400 (direct), C_SE_NC_1 500 (select-and-execute).
 Prints READY when listening, one line per received command/clock sync, exits on stdin EOF
 or after 60 s.
@@ -22,6 +23,10 @@ def main() -> int:
     sp.value = True
     me = station.add_point(io_address=200, type=c104.Type.M_ME_NC_1)
     me.value = 12.5
+    tf = station.add_point(io_address=201, type=c104.Type.M_ME_TF_1)
+    # 2024-02-29T13:45:12.345Z
+    tf.info = c104.ShortInfo(actual=-3.25, recorded_at=datetime.datetime(
+        2024, 2, 29, 13, 45, 12, 345000, tzinfo=datetime.timezone.utc))
     it = station.add_point(io_address=300, type=c104.Type.M_IT_NA_1)
     it.info = c104.BinaryCounterInfo(counter=1234, sequence=c104.UInt5(0), quality=c104.BinaryCounterQuality())
     sc = station.add_point(io_address=400, type=c104.Type.C_SC_NA_1)
