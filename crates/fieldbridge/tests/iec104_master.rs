@@ -193,6 +193,7 @@ fn config(dir: &Path, redis: &RedisServer, port: u16, dead_port: u16) -> PathBuf
     };
     let mut sc = sig("sc", 200, "M_ME_NB_1");
     sc["multiplier"] = 0.1.into();
+    sc["log"] = 1.into();
     let f = sig("f", 201, "M_ME_NC_1");
     let mut sp_set = sig("setpoint", 402, "C_SE_NC_1");
     sp_set["select_before_operate"] = 1.into();
@@ -378,6 +379,12 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
     assert!(nt_after < Duration::from_secs(3));
     let f = bus.value("tag/rtu1/f/in").unwrap();
     assert_eq!(f.value, Value::Float(44.25), "value kept: {f}");
+    let ts = now_ms();
+    bus.command("tag/rtu1/cmd_sc/out", "1", ts);
+    assert_eq!(
+        bus.result("cmd_sc", ts, &applet).outcome,
+        CommandOutcome::LinkDown
+    );
 
     // --- restart it: the GI clears nt, without restarting the applet
     let restarted = Instant::now();
@@ -417,6 +424,10 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
     assert!(silent < Duration::from_secs(5), "{silent:?}");
     let log = applet.log();
     assert!(log.contains("link down"), "{log}");
+    assert!(
+        log.contains("tag/rtu1/sc/in"),
+        "the `log` signal is logged: {log}"
+    );
     drop(peer2);
     drop(blackhole);
 }

@@ -199,6 +199,9 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
                 for notice in mapper.on_asdu(&asdu, now, &mut out) {
                     log_notice(&alias, &notice);
                 }
+                for (k, v) in out.iter().filter(|(k, _)| mapper.is_logged(k)) {
+                    tracing::info!(tag = %k, value = %v, cause = asdu.cot.cause.value(), "value");
+                }
             }
         }
         flush(&writer, &mut out).await;
@@ -239,9 +242,11 @@ fn log_notice(alias: &Alias, notice: &Notice) {
         }
         Notice::TooManyUnmapped => tracing::warn!(device = %alias,
             "too many distinct unmapped objects; no longer logging each (still counted)"),
-        Notice::InterrogationComplete { still_stale } => {
-            tracing::info!(device = %alias, still_not_topical = still_stale, "general interrogation complete")
+        Notice::InterrogationComplete { still_stale: 0 } => {
+            tracing::debug!(device = %alias, "general interrogation complete")
         }
+        Notice::InterrogationComplete { still_stale } => tracing::info!(device = %alias,
+            still_not_topical = still_stale, "general interrogation complete; some signals got no value"),
     }
 }
 

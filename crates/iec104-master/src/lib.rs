@@ -143,6 +143,7 @@ pub fn device_specs(config: &config::Config) -> Vec<DeviceSpec> {
                     type_id: t,
                     multiplier: s.multiplier,
                     offset: s.offset,
+                    log: sig.log,
                 });
             }
             if let Some(c) = &s.command {

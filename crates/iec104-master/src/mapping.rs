@@ -26,6 +26,8 @@ pub struct MonitorSpec {
     pub multiplier: f64,
     /// See `multiplier`.
     pub offset: f64,
+    /// The config's `log` column: each value is logged at info level as it passes.
+    pub log: bool,
 }
 
 /// The family of a monitor type: the type without time tag, with the protection events'
@@ -100,6 +102,7 @@ pub struct Mapper {
     signals: Vec<Mapped>,
     by_ioa: HashMap<u32, Vec<usize>>,
     by_in_key: HashMap<TagKey, usize>,
+    logged: HashSet<TagKey>,
     seen: HashSet<(u32, u8)>,
     seen_ca: HashSet<u16>,
     too_many_logged: bool,
@@ -112,11 +115,15 @@ impl Mapper {
     pub fn new(device: &Alias, common_address: u16, specs: Vec<MonitorSpec>) -> Self {
         let mut by_ioa: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut by_in_key = HashMap::new();
+        let mut logged = HashSet::new();
         let mut signals = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
             by_ioa.entry(spec.ioa).or_default().push(i);
             let in_key = TagKey::new(device.clone(), spec.signal.clone(), Direction::In);
             by_in_key.insert(in_key.clone(), i);
+            if spec.log {
+                logged.insert(in_key.clone());
+            }
             signals.push(Mapped {
                 family: family(spec.type_id),
                 rin_key: in_key.with_direction(Direction::RawIn),
@@ -132,6 +139,7 @@ impl Mapper {
             signals,
             by_ioa,
             by_in_key,
+            logged,
             seen: HashSet::new(),
             seen_ca: HashSet::new(),
             too_many_logged: false,
@@ -143,6 +151,11 @@ impl Mapper {
     /// The counters.
     pub fn stats(&self) -> MapperStats {
         self.stats
+    }
+
+    /// Whether the signal of this `in` key has the `log` column set.
+    pub fn is_logged(&self, key: &TagKey) -> bool {
+        !self.logged.is_empty() && self.logged.contains(key)
     }
 
     /// The `in` keys and `rin` keys of every mapped signal (to read them at startup).
@@ -534,6 +547,7 @@ mod tests {
             type_id: t,
             multiplier: m,
             offset: o,
+            log: false,
         }
     }
 
