@@ -58,6 +58,13 @@
 //! same way. Any fresh value of a signal clears it, so the next completed GI clears all points
 //! the outstation has (counters are refreshed by the counter interrogation).
 //!
+//! # When Redis is slow or down
+//! Values go through one bounded queue (8192 values) to the tag writer, which retries with
+//! backoff and loses nothing it holds. When the queue is full, a device task waits: it stops
+//! reading its link, the outstation's k window fills, and after the outstation's t1 it may drop
+//! the connection (then the link-loss rules above apply). Memory stays bounded throughout.
+//! At SIGTERM/SIGINT queued values get up to 3 s to reach Redis.
+//!
 //! # Commands
 //! Live values on `tag/<dev>/*/out` (never the stored value: a restart replays nothing) are
 //! executed one at a time per device, as the signal's command type (direct, or select then
@@ -211,4 +218,62 @@ pub async fn run(
         tracing::warn!("values still queued for Redis at shutdown were dropped");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn specs_from_the_config() {
+        let raw = config::RawConfig::parse(
+            r#"{"devices": [
+                {"name": "R", "device_alias": "r", "protocol": "iec104-master",
+                 "ip": "10.0.0.1, 10.0.0.2", "asdu_address": 7, "cot_size": 1, "ioa_size": 2,
+                 "k": 20, "w": 10, "t1": 5, "t2": 2, "command_timeout": 3},
+                {"name": "Off", "device_alias": "off", "protocol": "iec104-master", "enable": 0,
+                 "ip": "10.0.0.3", "asdu_address": 1}],
+              "signals": [
+                {"signal_name": "a", "device_alias": "r", "signal_alias": "a", "info_address": 1,
+                 "type_id": "M_ME_NB_1", "multiplier": 0.5, "command_type": "C_SE_NB_1",
+                 "select_before_operate": 1, "qualifier": 3},
+                {"signal_name": "b", "device_alias": "r", "signal_alias": "b", "info_address": 2,
+                 "type_id": "C_DC_TA_1"},
+                {"signal_name": "c", "device_alias": "r", "signal_alias": "c", "info_address": 3,
+                 "type_id": "M_SP_NA_1", "enable": 0}]}"#,
+        )
+        .unwrap();
+        let v = config::validate(&raw);
+        assert!(v.errors.is_empty(), "{:?}", v.errors);
+        let specs = device_specs(&v.config);
+        assert_eq!(specs.len(), 1);
+        let d = &specs[0];
+        assert_eq!(d.monitors.len(), 1);
+        assert_eq!(d.monitors[0].type_id, TypeId::M_ME_NB_1);
+        assert_eq!(d.monitors[0].multiplier, 0.5);
+        let a = d.commands[&tagbus::Alias::new("a").unwrap()];
+        assert_eq!(
+            (
+                a.type_id,
+                a.select_before_operate,
+                a.qualifier,
+                a.multiplier
+            ),
+            (TypeId::C_SE_NB_1, true, 3, 0.5)
+        );
+        let b = d.commands[&tagbus::Alias::new("b").unwrap()];
+        assert_eq!((b.type_id, b.ioa), (TypeId::C_DC_TA_1, 2));
+
+        let mc = device::master_config(
+            d,
+            vec!["10.0.0.1:2404".parse().unwrap()],
+            &Options::new("redis://x"),
+        );
+        assert_eq!((mc.link.k, mc.link.w), (20, 10));
+        assert_eq!(mc.link.t1, Duration::from_secs(5));
+        assert_eq!(mc.command_timeout, Duration::from_secs(3));
+        assert_eq!(mc.sizes.ioa_len(), 2);
+        assert!(mc.validate().is_ok());
+    }
 }
