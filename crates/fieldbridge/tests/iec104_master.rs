@@ -428,6 +428,12 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
         log.contains("tag/rtu1/sc/in"),
         "the `log` signal is logged: {log}"
     );
+    // the blackholed neighbour was tried all along (connect, no STARTDT con, t1, again)
+    let dead = format!("127.0.0.1:{dead_port}");
+    assert!(
+        log.lines().filter(|l| l.contains(&dead)).count() >= 2,
+        "{log}"
+    );
     drop(peer2);
     drop(blackhole);
 }
