@@ -51,20 +51,25 @@ pub enum CommandOutcome {
     TooOld,
     /// The signal is not writable (or not configured).
     NotWritable,
+    /// The value does not fit the signal's command type (e.g. 7 for a single command);
+    /// nothing was sent.
+    Invalid,
 }
 
 impl CommandOutcome {
     /// Every outcome.
-    pub const ALL: [CommandOutcome; 6] = [
+    pub const ALL: [CommandOutcome; 7] = [
         CommandOutcome::Confirmed,
         CommandOutcome::Rejected,
         CommandOutcome::Timeout,
         CommandOutcome::LinkDown,
         CommandOutcome::TooOld,
         CommandOutcome::NotWritable,
+        CommandOutcome::Invalid,
     ];
 
-    /// The text form: `confirmed`, `rejected`, `timeout`, `link_down`, `too_old`, `not_writable`.
+    /// The text form: `confirmed`, `rejected`, `timeout`, `link_down`, `too_old`, `not_writable`,
+    /// `invalid`.
     pub fn as_str(self) -> &'static str {
         match self {
             CommandOutcome::Confirmed => "confirmed",
@@ -73,6 +78,7 @@ impl CommandOutcome {
             CommandOutcome::LinkDown => "link_down",
             CommandOutcome::TooOld => "too_old",
             CommandOutcome::NotWritable => "not_writable",
+            CommandOutcome::Invalid => "invalid",
         }
     }
 }
