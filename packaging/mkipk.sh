@@ -24,11 +24,12 @@ pkg=$1; shift
 ws_field() { # the [workspace.package] key of the root Cargo.toml
   sed -n '/^\[workspace\.package\]/,/^\[/{s/^'"$1"' *= *"\(.*\)".*/\1/p}' "$top/Cargo.toml" | head -n1
 }
-version="$(ws_field version)-${PKG_RELEASE:-1}"
+base_version=$(ws_field version)
+version="$base_version-${PKG_RELEASE:-1}"
 license=$(ws_field license)
 source_url=$(ws_field repository)
 maintainer=${MAINTAINER:-"fieldbridge maintainers <fieldbridge@example.invalid>"}
-[ -n "$version" ] && [ -n "$license" ] || { echo "mkipk: cannot read version/license from Cargo.toml" >&2; exit 1; }
+if [ -z "$base_version" ] || [ -z "$license" ]; then echo "mkipk: cannot read version/license from Cargo.toml" >&2; exit 1; fi
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
   SOURCE_DATE_EPOCH=$(git -C "$top" log -1 --format=%ct 2>/dev/null || echo 0)
 fi
