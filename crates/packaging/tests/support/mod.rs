@@ -1,5 +1,12 @@
 //! Shared helpers of the packaging tests: running the scripts, reading .ipk files.
-#![allow(dead_code, clippy::arithmetic_side_effects)]
+// Test code: a failed unwrap or index is a failed test.
+#![allow(
+    dead_code,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,7 +15,10 @@ use std::process::{Command, Output, Stdio};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Fails the test with a pointer to tests/setup when a program is missing.
@@ -33,7 +43,8 @@ pub fn have(program: &str) -> bool {
 
 /// Runs a command, returns its output, whatever the exit status.
 pub fn output(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs a command that must succeed; returns its stdout.
@@ -133,14 +144,28 @@ pub fn untar(bytes: &[u8]) -> Vec<Entry> {
         if h.iter().all(|&b| b == 0) {
             break;
         }
-        let sum: u64 = h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum();
+        let sum: u64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
         assert_eq!(sum, octal(&h[148..156]), "tar header checksum");
         let kind = char::from(h[156]);
         assert!(kind != 'L' && kind != 'K', "unexpected GNU long name entry");
         let size = usize::try_from(octal(&h[124..136])).unwrap();
         let prefix = cstr(&h[345..500]);
         let name = cstr(&h[0..100]);
-        let name = if prefix.is_empty() || &h[257..263] != b"ustar\0" { name } else { format!("{prefix}/{name}") };
+        let name = if prefix.is_empty() || &h[257..263] != b"ustar\0" {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         let data = bytes[off + 512..off + 512 + size].to_vec();
         entries.push(Entry {
             name,
@@ -170,7 +195,11 @@ pub struct Ipk {
 impl Ipk {
     pub fn read(path: &Path) -> Ipk {
         let bytes = std::fs::read(path).unwrap();
-        assert_eq!(&bytes[..2], b"\x1f\x8b", "an OpenWrt ipk is a gzip'd tar (not an ar archive)");
+        assert_eq!(
+            &bytes[..2],
+            b"\x1f\x8b",
+            "an OpenWrt ipk is a gzip'd tar (not an ar archive)"
+        );
         let outer = untar(&gunzip(&bytes));
         let member = |n: &str| {
             outer
@@ -182,7 +211,12 @@ impl Ipk {
         };
         let control = untar(&gunzip(&member("./control.tar.gz")));
         let data = untar(&gunzip(&member("./data.tar.gz")));
-        Ipk { bytes, outer, control, data }
+        Ipk {
+            bytes,
+            outer,
+            control,
+            data,
+        }
     }
 
     pub fn control_file(&self, name: &str) -> Option<&Entry> {
@@ -190,15 +224,20 @@ impl Ipk {
     }
 
     pub fn data_file(&self, path: &str) -> Option<&Entry> {
-        self.data.iter().find(|e| e.name == format!(".{path}") || e.name == format!(".{path}/"))
+        self.data
+            .iter()
+            .find(|e| e.name == format!(".{path}") || e.name == format!(".{path}/"))
     }
 
     /// The control fields in file order.
     pub fn fields(&self) -> Vec<(String, String)> {
-        let text = String::from_utf8(self.control_file("control").expect("control").data.clone()).unwrap();
+        let text =
+            String::from_utf8(self.control_file("control").expect("control").data.clone()).unwrap();
         text.lines()
             .map(|l| {
-                let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("control line without a colon: {l:?}"));
+                let (k, v) = l
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("control line without a colon: {l:?}"));
                 (k.to_owned(), v.trim().to_owned())
             })
             .collect()
@@ -212,7 +251,12 @@ impl Ipk {
 /// Packages `binary` with packaging/mkipk.sh into `outdir`; returns the .ipk's path.
 pub fn mkipk(binary: &Path, arch: &str, outdir: &Path, epoch: u64) -> PathBuf {
     let out = run(Command::new(root().join("packaging/mkipk.sh"))
-        .args(["fieldbridge".as_ref(), binary.as_os_str(), arch.as_ref(), outdir.as_os_str()])
+        .args([
+            "fieldbridge".as_ref(),
+            binary.as_os_str(),
+            arch.as_ref(),
+            outdir.as_os_str(),
+        ])
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .env_remove("APPLET_LINKS")
         .env_remove("PKG_RELEASE"));
