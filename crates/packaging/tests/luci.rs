@@ -173,3 +173,12 @@ fn view_uses_exactly_the_paths_the_acl_allows() {
     );
     assert!(js.contains("fs.exec(INIT_SCRIPT, [ 'reload' ])"));
 }
+
+#[test]
+fn view_renders_any_status_and_runs_only_the_allowed_commands() {
+    require("node");
+    let out = run(Command::new("node")
+        .arg(root().join("crates/packaging/tests/support/luci-view-harness.js"))
+        .arg(root().join(APP).join(VIEW)));
+    assert!(out.contains("checks passed"), "{out}");
+}
