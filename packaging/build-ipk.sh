@@ -50,7 +50,7 @@ if [ ${#need[@]} -gt 0 ]; then
   step "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${need[@]}" >/dev/null
+  $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null
 fi
 /usr/bin/rustc -V | grep -qE '^rustc 1\.(9[6-9]|[1-9][0-9]{2})' || die "/usr/bin/rustc is not rustc-web >= 1.96"
 mkdir -p "$CACHE/bin"
