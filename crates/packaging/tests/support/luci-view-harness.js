@@ -102,15 +102,37 @@ const document = { getElementById: () => null };
 	tree = await v.render(await v.load());
 	let rows = find(tree, 'tr');
 	assert.strictEqual(rows.length, 3); checks++;
-	assert.match(text(rows[0]), /Protocol state pid restarts last error since/); checks++;
-	assert.match(text(rows[1]), /modbus-master invalid config - 0 Devices row 3 \(baudrate\): not a number -/); checks++;
-	assert.match(text(rows[2]), /mqtt-client running 1234 2 - x/); checks++;
+	assert.match(text(rows[0]), /^Protocol state pid restarts since last error$/); checks++;
+	assert.match(text(rows[1]), /modbus-master invalid config - 0 - Devices row 3 \(baudrate\): not a number/); checks++;
+	assert.match(text(rows[2]), /mqtt-client running 1234 2 x -/); checks++;
+
+	// The supervisor's own format (crates/supervisor/src/status.rs).
+	statusText = JSON.stringify({
+		version: 1,
+		supervisor: { pid: 812, config: '/etc/fieldbridge/config.json', started: 1795358298, updated: 1795358300, running: true, config_loaded: 1795358298 },
+		applets: {
+			'iec104-master': { state: 'disabled', restarts: 0, since: 1795358298, message: 'no enabled device of protocol iec104-master' },
+			'modbus-master': { state: 'invalid_config', restarts: 0, since: 1795358298, errors: [ 'devices[2].modbus_id: expected an integer, got "abc"' ], message: 'not started: 1 config error' },
+			'mqtt-client': { state: 'backoff', restarts: 3, since: 1795358299, next_start: 1795358303,
+				last_exit: { at: 1795358299, code: 1, ran_ms: 230, description: 'exit code 1' }, message: 'exit code 1; restarting in 4 s' }
+		}
+	});
+	tree = await v.render(await v.load());
+	rows = find(tree, 'tr');
+	assert.strictEqual(rows.length, 4); checks++;
+	assert.match(text(rows[0]), /^Protocol state restarts since message errors last exit next start$/); checks++;
+	const when = new Date(1795358298 * 1000).toLocaleString();
+	assert.ok(text(rows[1]).includes(`iec104-master disabled 0 ${when} no enabled device of protocol iec104-master - - -`)); checks++;
+	assert.match(text(rows[2]), /modbus-master invalid_config 0 .* not started: 1 config error devices\[2\]\.modbus_id: expected an integer, got "abc" - -/); checks++;
+	assert.match(text(rows[3]), /mqtt-client backoff 3 .* exit code 1; restarting in 4 s - exit code 1 /); checks++;
+	assert.match(text(tree), /Supervisor: running, pid 812, config \/etc\/fieldbridge\/config.json, updated /); checks++;
+	assert.ok(!/null|undefined|\[object/.test(text(tree))); checks++;
 
 	// Nested under a key, with other top-level fields.
 	statusText = JSON.stringify({ updated_ms: 1, applets: { 'iec104-master': { state: 'running', pid: 7, restarts: 0 } } });
 	rows = find(await v.render(await v.load()), 'tr');
 	assert.strictEqual(rows.length, 2); checks++;
-	assert.match(text(rows[1]), /iec104-master running 7 0 -/); checks++;
+	assert.strictEqual(text(rows[1]), "iec104-master running 7 0"); checks++;
 
 	// Broken JSON is reported, not thrown.
 	statusText = '{"mqtt-client": ';

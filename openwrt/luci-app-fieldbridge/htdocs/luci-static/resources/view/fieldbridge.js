@@ -12,8 +12,10 @@
  * - The uci settings of /etc/config/fieldbridge (section 'main'): enabled, log_level,
  *   config_file. "Save & Apply" commits them; procd's reload trigger applies them.
  * - The state of each protocol applet, read from the supervisor's status file and refreshed
- *   every 5 s. The file is rendered generically: any JSON object with one entry per applet
- *   (state, pid, restarts, last_error, and whatever else the supervisor adds).
+ *   every 5 s. Rendered generically: one row per applet entry (the supervisor's "applets"
+ *   object, or any object of objects), the usual columns first (state, pid, restarts, since,
+ *   message), then every other key; Unix times as dates, lists joined, last_exit by its
+ *   description. A line about the supervisor itself when the file has one.
  * - Upload of the Excel workbook: checked with `fieldbridge config import --dry-run`, then
  *   imported (`fieldbridge config import ... -o /etc/fieldbridge/config.json`) and the service
  *   reloaded. The rpcd ACL allows exactly these command lines and nothing else, which is why the
@@ -25,7 +27,10 @@ var UPLOAD_FILE = '/tmp/fieldbridge-upload.xlsx';
 var CONFIG_JSON = '/etc/fieldbridge/config.json';
 var FIELDBRIDGE = '/usr/bin/fieldbridge';
 var INIT_SCRIPT = '/etc/init.d/fieldbridge';
-var KNOWN_COLUMNS = [ 'state', 'pid', 'restarts', 'last_error' ];
+/* Columns shown first, in this order; any other key of an applet's entry follows. */
+var KNOWN_COLUMNS = [ 'state', 'pid', 'restarts', 'since', 'message' ];
+/* Keys holding Unix times in seconds (the supervisor's status file format). */
+var TIME_KEYS = [ 'since', 'next_start', 'updated', 'started', 'config_loaded', 'at' ];
 
 function importArgs(dryRun) {
 	var args = [ 'config', 'import', UPLOAD_FILE, '-o', CONFIG_JSON ];
@@ -47,11 +52,14 @@ function readStatus() {
 	});
 }
 
-/* The per-applet entries: the object itself, or its first member that maps names to objects
- * (e.g. {"applets": {...}, "updated": ...}). */
+/* The per-applet entries: the supervisor's {"version": 1, "supervisor": {...}, "applets":
+ * {...}}; else the first member that maps names to objects; else the object itself. */
 function applets(data) {
 	if (data == null || typeof(data) != 'object' || Array.isArray(data))
 		return [];
+
+	if (data.applets != null && typeof(data.applets) == 'object' && !Array.isArray(data.applets))
+		return entries(data.applets);
 
 	var nested = Object.keys(data).filter(function(k) {
 		var v = data[k];
@@ -60,8 +68,10 @@ function applets(data) {
 				return v[n] != null && typeof(v[n]) == 'object';
 			});
 	});
-	var table = nested.length ? data[nested[0]] : data;
+	return entries(nested.length ? data[nested[0]] : data);
+}
 
+function entries(table) {
 	return Object.keys(table).sort().filter(function(name) {
 		return table[name] != null && typeof(table[name]) == 'object';
 	}).map(function(name) {
@@ -69,12 +79,31 @@ function applets(data) {
 	});
 }
 
-function cellText(v) {
+function cellText(key, v) {
 	if (v == null || v === '')
 		return '-';
+	if (TIME_KEYS.indexOf(key) >= 0 && typeof(v) == 'number' && v > 1e9)
+		return new Date(v * 1000).toLocaleString();
+	if (Array.isArray(v))
+		return v.map(function(x) { return cellText('', x); }).join('; ');
 	if (typeof(v) == 'object')
-		return JSON.stringify(v);
+		return (typeof(v.description) == 'string') ? v.description : JSON.stringify(v);
 	return String(v);
+}
+
+/* One line about the supervisor itself, when the file has that part. */
+function supervisorLine(data) {
+	var sv = (data != null && typeof(data) == 'object') ? data.supervisor : null;
+	if (sv == null || typeof(sv) != 'object')
+		return null;
+	var parts = [ _('Supervisor') + ': ' + (sv.running === false ? _('stopped') : _('running')) ];
+	if (sv.pid != null) parts.push(_('pid') + ' ' + sv.pid);
+	if (sv.config) parts.push(_('config') + ' ' + sv.config);
+	if (sv.updated != null) parts.push(_('updated') + ' ' + cellText('updated', sv.updated));
+	var line = E('p', {}, parts.join(', '));
+	if (sv.config_error)
+		return E('div', {}, [ line, E('p', { 'class': 'alert-message warning' }, _('Configuration error: %s').format(cellText('', sv.config_error))) ]);
+	return line;
 }
 
 function renderStatus(status) {
@@ -82,8 +111,9 @@ function renderStatus(status) {
 		return E('p', { 'class': 'cbi-value-description' }, status.error);
 
 	var rows = applets(status.data);
+	var sv = supervisorLine(status.data);
 	if (!rows.length)
-		return E('p', { 'class': 'cbi-value-description' }, _('No protocol is configured.'));
+		return E('div', {}, [ sv || '', E('p', { 'class': 'cbi-value-description' }, _('No protocol is configured.')) ]);
 
 	var extra = [];
 	rows.forEach(function(r) {
@@ -92,15 +122,18 @@ function renderStatus(status) {
 				extra.push(k);
 		});
 	});
-	var columns = KNOWN_COLUMNS.concat(extra.sort());
+	var columns = KNOWN_COLUMNS.filter(function(c) {
+		return rows.some(function(r) { return r.entry[c] != null; });
+	}).concat(extra.sort());
 
 	var head = E('tr', { 'class': 'tr table-titles' }, [ E('th', { 'class': 'th' }, _('Protocol')) ].concat(
 		columns.map(function(c) { return E('th', { 'class': 'th' }, c.replace(/_/g, ' ')); })));
 
-	return E('table', { 'class': 'table' }, [ head ].concat(rows.map(function(r) {
+	var table = E('table', { 'class': 'table' }, [ head ].concat(rows.map(function(r) {
 		return E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, E('strong', {}, r.name)) ].concat(
-			columns.map(function(c) { return E('td', { 'class': 'td' }, cellText(r.entry[c])); })));
+			columns.map(function(c) { return E('td', { 'class': 'td' }, cellText(c, r.entry[c])); })));
 	})));
+	return sv ? E('div', {}, [ sv, table ]) : table;
 }
 
 function showOutput(title, res) {
