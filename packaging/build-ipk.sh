@@ -13,7 +13,7 @@
 # cache directory FIELDBRIDGE_PKG_CACHE (default ~/.cache/fieldbridge-packaging).
 # Builds whatever the workspace's `fieldbridge` package holds (`-p fieldbridge`, Cargo.lock).
 #
-# Environment: SMOKE_MQTT=0 skips the end-to-end test (packaging/smoke-mqtt.sh: the armv7
+# Environment: FIELDBRIDGE_FEATURES / OPENWRT_DROP_FEATURES (see "features" below), SMOKE_MQTT=0 skips the end-to-end test (packaging/smoke-mqtt.sh: the armv7
 # mqtt-client under qemu delivers a tag to a local mosquitto). TARGETS, OUT (default target/ipk), FIELDBRIDGE_PKG_CACHE, CROSS_TARGET_DIR
 # (default target/cross), PKG_RELEASE, SOURCE_DATE_EPOCH (see mkipk.sh), MAX_BIN_BYTES
 # (default 6000000) and MAX_IPK_BYTES (3000000): limits for the stripped armv7 binary and ipk.
@@ -72,6 +72,16 @@ if ! "$CACHE/tools/bin/cargo-zigbuild" --version 2>/dev/null | grep -q "$ZIGBUIL
 fi
 rustc -V; cargo -V; echo "zig $(zig version)"
 
+# ---- features --------------------------------------------------------------------------------
+# The fieldbridge crate's default features minus those OpenWrt does not want (journald: OpenWrt
+# has none, procd/logd take stderr), so new default features are built without editing this.
+# FIELDBRIDGE_FEATURES (comma separated) replaces the list; OPENWRT_DROP_FEATURES the drop list.
+# (openwrt/fieldbridge/Makefile's RUST_PKG_FEATURES must match: a test checks it.)
+features=${FIELDBRIDGE_FEATURES-$("$top/packaging/openwrt-features.sh")}
+feature_args=(--no-default-features)
+[ -z "$features" ] || feature_args+=(--features "$features")
+echo "features: ${features:-(none)}"
+
 # ---- per target ----------------------------------------------------------------------------
 mkdir -p "$OUT"
 summary=()
@@ -86,7 +96,7 @@ for target in $TARGETS; do
   tu=$(echo "$target" | tr 'a-z-' 'A-Z_')
   # link-self-contained=no: build-std has no self-contained crt1.o/libc.a; zig brings musl.
   (cd "$top" && env "CARGO_TARGET_${tu}_RUSTFLAGS=-C link-self-contained=no" \
-    cargo zigbuild --release --locked -p fieldbridge --target "$target" \
+    cargo zigbuild --release --locked -p fieldbridge "${feature_args[@]}" --target "$target" \
       -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
   bin="$OUT/fieldbridge-$target"
   cp "$CROSS_TARGET_DIR/$target/release/fieldbridge" "$bin"

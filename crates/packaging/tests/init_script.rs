@@ -57,6 +57,7 @@ fn init_script_passes_sh_n_and_shellcheck() {
         "packaging/make-feed.sh",
         "packaging/applet-links.sh",
         "packaging/smoke-mqtt.sh",
+        "packaging/openwrt-features.sh",
     ];
     let out = output(Command::new("shellcheck").current_dir(root()).args(scripts));
     assert!(

@@ -345,10 +345,28 @@ fn feed_makefile_agrees_with_the_workspace() {
         applet_links(),
         "Makefile FIELDBRIDGE_APPLET_LINKS vs packaging/applet-links.sh"
     );
+    let features: Vec<String> = var("RUST_PKG_FEATURES")
+        .split([',', ' '])
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let script = run(Command::new(root().join("packaging/openwrt-features.sh"))
+        .env_remove("OPENWRT_DROP_FEATURES"));
+    let expected: Vec<String> = script
+        .trim()
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        features, expected,
+        "Makefile RUST_PKG_FEATURES vs packaging/openwrt-features.sh"
+    );
+    assert!(!expected.iter().any(|f| f == "journald"));
     for needed in [
+        "$(call Build/Compile/Cargo,crates/fieldbridge,--no-default-features)",
         "include $(TOPDIR)/rules.mk",
         "include ../../lang/rust/rust-package.mk",
-        "$(call Build/Compile/Cargo,crates/fieldbridge)",
         "$(eval $(call BuildPackage,fieldbridge))",
         "/etc/fieldbridge/config.json",
         "./files/fieldbridge.init",
