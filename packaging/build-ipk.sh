@@ -72,6 +72,8 @@ if ! "$CACHE/tools/bin/cargo-zigbuild" --version 2>/dev/null | grep -q "$ZIGBUIL
 fi
 rustc -V; cargo -V; echo "zig $(zig version)"
 
+smoke_dir=$(mktemp -d); trap 'rm -rf "$smoke_dir"' EXIT
+
 # ---- features --------------------------------------------------------------------------------
 # The fieldbridge crate's default features minus those OpenWrt does not want (journald: OpenWrt
 # has none, procd/logd take stderr), so new default features are built without editing this.
@@ -82,10 +84,29 @@ feature_args=(--no-default-features)
 [ -z "$features" ] || feature_args+=(--features "$features")
 echo "features: ${features:-(none)}"
 
+# The supervisor as the init script runs it, on the shipped (empty) config: it writes its status
+# file, reloads on SIGHUP and exits on SIGTERM (bounded waits; its children are not exercised,
+# qemu-user does not follow their exec without binfmt_misc).
+smoke_supervise() { # smoke_supervise "QEMU" BINARY
+  local q=$1 b=$2 d pid
+  d=$(mktemp -d "$smoke_dir/sv.XXXXXX")
+  # shellcheck disable=SC2086 # $q is a command with arguments
+  $q "$b" supervise -c "$top/openwrt/fieldbridge/files/config.json" -d info --status-file "$d/status.json" \
+    >"$d/log" 2>&1 & pid=$!
+  for _ in $(seq 100); do [ -s "$d/status.json" ] && break; sleep 0.1; done
+  kill -HUP "$pid"; sleep 1
+  kill -TERM "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; cat "$d/log"; die "supervise did not stop on SIGTERM"; fi
+  if ! grep -q '"supervisor"' "$d/status.json" || ! grep -q 'SIGHUP' "$d/log"; then
+    cat "$d/log"; die "supervise: no status file or no reload"
+  fi
+  echo "supervise: status file written, SIGHUP reloaded, SIGTERM stopped it"
+}
+
 # ---- per target ----------------------------------------------------------------------------
 mkdir -p "$OUT"
 summary=()
-smoke_dir=$(mktemp -d); trap 'rm -rf "$smoke_dir"' EXIT
 for target in $TARGETS; do
   case $target in
     armv7-unknown-linux-musleabihf) arch=arm_cortex-a7_neon-vfpv4; qemu="qemu-arm-static -cpu cortex-a7" ;;
@@ -110,6 +131,7 @@ for target in $TARGETS; do
   $qemu "$bin" config validate "$top/config/example.json"
   ln -sf "$bin" "$smoke_dir/mqtt-client"      # the multi-call name works through a symlink
   $qemu "$smoke_dir/mqtt-client" --version
+  smoke_supervise "$qemu" "$bin"
   if [ "$target" = armv7-unknown-linux-musleabihf ] && [ "${SMOKE_MQTT:-1}" != 0 ]; then
     rc=0; "$top/packaging/smoke-mqtt.sh" "$qemu" "$bin" || rc=$?
     case $rc in
