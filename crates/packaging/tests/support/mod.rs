@@ -76,6 +76,11 @@ pub fn workspace_field(key: &str) -> String {
 
 /// Python 3 with the `cryptography` package (pyenv's or Debian's).
 pub fn python() -> &'static str {
+    static FOUND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    FOUND.get_or_init(find_python)
+}
+
+fn find_python() -> &'static str {
     for py in ["python3", "/usr/bin/python3"] {
         let ok = Command::new(py)
             .args(["-c", "import cryptography"])
