@@ -93,7 +93,14 @@ smoke_supervise() { # smoke_supervise "QEMU" BINARY
   # shellcheck disable=SC2086 # $q is a command with arguments
   $q "$b" supervise -c "$top/openwrt/fieldbridge/files/config.json" -d info --status-file "$d/status.json" \
     >"$d/log" 2>&1 & pid=$!
-  for _ in $(seq 100); do [ -s "$d/status.json" ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ -s "$d/status.json" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid" || true
+    if grep -q 'not part of this build' "$d/log"; then
+      echo "(supervise: skipped, the applet is not built yet)"; return 0
+    fi
+    cat "$d/log"; die "supervise exited at once"
+  fi
   kill -HUP "$pid"; sleep 1
   kill -TERM "$pid"
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

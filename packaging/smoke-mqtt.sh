@@ -51,10 +51,10 @@ $qemu "$bin" config validate "$work/config.json"
 
 # The tag bus first: the binary writes and reads Redis (tokio networking under qemu).
 # shellcheck disable=SC2086
-$qemu "$bin" tag -c "$work/config.json" set tag/rtu1/v1/in 41.5 >/dev/null
+$qemu "$bin" tag -c "$work/config.json" set tag/rtu1/check/in 41.5 >/dev/null
 # shellcheck disable=SC2086
-got=$($qemu "$bin" tag -c "$work/config.json" get tag/rtu1/v1/in)
-case $got in 41.5,*) echo "smoke-mqtt: tag bus ok: tag/rtu1/v1/in = $got" ;;
+got=$($qemu "$bin" tag -c "$work/config.json" get tag/rtu1/check/in)
+case $got in 41.5,*) echo "smoke-mqtt: tag bus ok: tag/rtu1/check/in = $got" ;;
   *) echo "smoke-mqtt: tag get returned '$got'" >&2; exit 1 ;; esac
 
 mosquitto_sub -h 127.0.0.1 -p "$mport" -t smoke/v1 -C 1 -W 60 >"$work/received" 2>&1 & sub=$!; pids+=("$sub")
