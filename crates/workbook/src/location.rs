@@ -247,10 +247,12 @@ mod tests {
 
     #[test]
     fn references_in_messages_are_rewritten() {
-        let mut map = CellMap::default();
-        map.devices = SheetMap::new("Devices");
+        let mut map = CellMap {
+            devices: SheetMap::new("Devices"),
+            signals: SheetMap::new("Signals"),
+            settings: None,
+        };
         map.devices.rows = vec![2, 4];
-        map.signals = SheetMap::new("Signals");
         map.signals.rows = vec![2, 3, 9];
         assert_eq!(
             map.rewrite_refs("duplicate device_alias \"a\" (also devices[1])"),

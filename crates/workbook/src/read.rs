@@ -236,7 +236,8 @@ where
 
 /// Every column a sheet's rows may have (common ones first, then each protocol's).
 fn known_columns(section: Section) -> Vec<&'static str> {
-    let (common, of): (&[&'static str], fn(Protocol) -> &'static [&'static str]) = match section {
+    type ColumnsOf = fn(Protocol) -> &'static [&'static str];
+    let (common, of): (&[&'static str], ColumnsOf) = match section {
         Section::Devices => (DEVICE_COMMON_COLUMNS, device_columns),
         _ => (SIGNAL_COMMON_COLUMNS, signal_columns),
     };

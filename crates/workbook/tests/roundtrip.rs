@@ -1,5 +1,11 @@
 //! import(export(config)) == canonical(config): for the example and for generated configs.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
 mod common;
 
 use proptest::option::of as o;
