@@ -1,7 +1,8 @@
 //! Benchmark: import (read + validate) a generated workbook of 5,000 signals and print the
 //! time of each step. Not a test: numbers depend on the machine.
 //!
-//! `cargo run --release -p fieldbridge-workbook --example import_bench [SIGNALS]`
+//! `cargo run --release -p fieldbridge-workbook --example import_bench [SIGNALS [SAVE_AS.xlsx]]`
+//! (with SAVE_AS the generated workbook is kept, e.g. to time `fieldbridge config import`).
 
 #![allow(clippy::print_stdout, clippy::arithmetic_side_effects)]
 
