@@ -116,26 +116,15 @@ impl<'a> RowReader<'a> {
                 Err(())
             }
             None => {
-                self.error(
-                    Some(column),
-                    format!("expected an integer, got {}", show(v)),
-                );
+                self.error(Some(column), format!("expected an integer, got {}", show(v)));
                 Err(())
             }
         }
     }
 
     /// An integer with a default; None when the cell is wrong.
-    pub fn int_or(
-        &mut self,
-        column: &'static str,
-        default: i64,
-        min: i64,
-        max: i64,
-    ) -> Option<i64> {
-        self.opt_int(column, min, max)
-            .ok()
-            .map(|v| v.unwrap_or(default))
+    pub fn int_or(&mut self, column: &'static str, default: i64, min: i64, max: i64) -> Option<i64> {
+        self.opt_int(column, min, max).ok().map(|v| v.unwrap_or(default))
     }
 
     /// A required integer.
@@ -182,22 +171,14 @@ impl<'a> RowReader<'a> {
     }
 
     /// An enum parsed from text (case-insensitive by the type's FromStr), with a default.
-    pub fn parse_or<T: FromStr>(
-        &mut self,
-        column: &'static str,
-        default: T,
-        expected: &str,
-    ) -> Option<T> {
+    pub fn parse_or<T: FromStr>(&mut self, column: &'static str, default: T, expected: &str) -> Option<T> {
         let Some(v) = self.cell(column) else {
             return Some(default);
         };
         match cell_text(v).and_then(|s| s.trim().parse::<T>().ok()) {
             Some(t) => Some(t),
             None => {
-                self.error(
-                    Some(column),
-                    format!("expected {expected}, got {}", show(v)),
-                );
+                self.error(Some(column), format!("expected {expected}, got {}", show(v)));
                 None
             }
         }
