@@ -184,7 +184,13 @@ pub struct Iec104Signal {
     pub command: Option<Iec104Command>,
 }
 
-fn secs(r: &mut RowReader<'_>, column: &'static str, default: i64, min: i64, max: i64) -> Option<Duration> {
+fn secs(
+    r: &mut RowReader<'_>,
+    column: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Option<Duration> {
     r.int_or(column, default, min, max)
         .and_then(|n| u64::try_from(n).ok())
         .map(Duration::from_secs)
@@ -225,7 +231,14 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     let t3 = secs(r, "t3", 20, 1, 172_800);
     if let (Some(t1), Some(t2)) = (t1, t2) {
         if t2 >= t1 {
-            r.error(Some("t2"), format!("t2 ({}s) must be less than t1 ({}s)", t2.as_secs(), t1.as_secs()));
+            r.error(
+                Some("t2"),
+                format!(
+                    "t2 ({}s) must be less than t1 ({}s)",
+                    t2.as_secs(),
+                    t1.as_secs()
+                ),
+            );
         }
     }
     let gi_interval = interval(r, "gi_interval");
@@ -294,7 +307,10 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104S
     let command_type = command_type?;
     if let Some(ct) = command_type {
         if !ct.is_command() {
-            r.error(Some("command_type"), format!("{} is not a command type (45-64)", ct.name()));
+            r.error(
+                Some("command_type"),
+                format!("{} is not a command type (45-64)", ct.name()),
+            );
             return None;
         }
     }
@@ -307,7 +323,10 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104S
     if let Some(ct) = command_tid {
         let is_setpoint = matches!(ct.number(), 48..=50 | 61..=63);
         if !is_setpoint && qualifier > 31 {
-            r.error(Some("qualifier"), format!("{qualifier} is out of range 0..=31 for {}", ct.name()));
+            r.error(
+                Some("qualifier"),
+                format!("{qualifier} is out of range 0..=31 for {}", ct.name()),
+            );
             return None;
         }
     }

@@ -227,7 +227,12 @@ pub struct ModbusSignal {
     pub writable: bool,
 }
 
-fn timing(r: &mut RowReader<'_>, id_min: i64, id_max: i64, id_default: Option<i64>) -> Option<ModbusTiming> {
+fn timing(
+    r: &mut RowReader<'_>,
+    id_min: i64,
+    id_max: i64,
+    id_default: Option<i64>,
+) -> Option<ModbusTiming> {
     let modbus_id = match id_default {
         Some(d) => r.int_or("modbus_id", d, id_min, id_max),
         None => r.req_int("modbus_id", id_min, id_max),
@@ -285,7 +290,10 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         Some(n) => match Function::from_code(n) {
             Some(f) => Some(f),
             None => {
-                r.error(Some("function"), format!("{n} is not one of 1, 2, 3, 4, 5, 6, 15, 16"));
+                r.error(
+                    Some("function"),
+                    format!("{n} is not one of 1, 2, 3, 4, 5, 6, 15, 16"),
+                );
                 None
             }
         },
@@ -297,7 +305,11 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
     } else {
         DataType::U16
     };
-    let data_type = r.parse_or("data_type", default_type, "bool, u16, i16, u32, i32, f32, u64, i64 or f64");
+    let data_type = r.parse_or(
+        "data_type",
+        default_type,
+        "bool, u16, i16, u32, i32, f32, u64, i64 or f64",
+    );
     let bit = r.opt_int("bit", 0, 15);
     let byte_order = r.parse_or("byte_order", Endian::Big, "big or little");
     let word_order = r.parse_or("word_order", Endian::Big, "big or little");
@@ -307,7 +319,13 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
 
     let (function, data_type, address) = (function?, data_type?, address?);
     if function.is_bit() && data_type != DataType::Bool {
-        r.error(Some("data_type"), format!("function {} reads bits: data_type must be bool", function.code()));
+        r.error(
+            Some("data_type"),
+            format!(
+                "function {} reads bits: data_type must be bool",
+                function.code()
+            ),
+        );
         return None;
     }
     let bit = match bit {
@@ -315,7 +333,10 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         Err(()) => return None,
     };
     if bit.is_some() && (function.is_bit() || data_type != DataType::Bool) {
-        r.error(Some("bit"), "bit applies only to a bool in a register (functions 3, 4, 6, 16)");
+        r.error(
+            Some("bit"),
+            "bit applies only to a bool in a register (functions 3, 4, 6, 16)",
+        );
         return None;
     }
     if address.saturating_add(i64::from(data_type.registers())) > 65_536 {
@@ -323,12 +344,23 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         return None;
     }
     if function == Function::WriteSingleRegister && data_type.registers() > 1 {
-        r.error(Some("function"), "function 6 writes one register; use 16 for multi-register types");
+        r.error(
+            Some("function"),
+            "function 6 writes one register; use 16 for multi-register types",
+        );
         return None;
     }
     let writable = writable? || function.is_write();
-    if writable && matches!(function, Function::ReadDiscreteInputs | Function::ReadInputRegisters) {
-        r.error(Some("writable"), format!("function {} is read-only", function.code()));
+    if writable
+        && matches!(
+            function,
+            Function::ReadDiscreteInputs | Function::ReadInputRegisters
+        )
+    {
+        r.error(
+            Some("writable"),
+            format!("function {} is read-only", function.code()),
+        );
         return None;
     }
     Some(ModbusSignal {

@@ -9,6 +9,8 @@
 //!   channel of the same name (the live feed) and `XADD` to the capped stream [`STREAM_KEY`]
 //!   (the durable feed the MQTT publisher reads with a consumer group), a batch in one
 //!   `MULTI`/`EXEC` round trip.
+//! - [`CommandResult`] on [`ResultKey`] `cmd/<device>/<signal>/result`: how a driver reports a
+//!   command's outcome (see the `command` module docs for the whole command contract).
 //! - [`spawn_reader`]: the snapshot of current values plus the live feed, reconnecting with
 //!   backoff when Redis restarts.
 //!
@@ -16,12 +18,16 @@
 //! are SET and PUBLISHed like every value but not streamed: nothing forwards them durably, and
 //! streaming them would halve how long an outage the capped stream can bridge.
 
+mod command;
 mod key;
 mod reader;
 mod value;
 mod writer;
 
-pub use key::{Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX};
+pub use command::{CommandOutcome, CommandResult, ResultKey, RESULT_PREFIX};
+pub use key::{
+    Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
+};
 pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
 pub use value::{now_ms, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN};
 pub use writer::{spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{TagBusError, TagKey, TagValue, STREAM_KEY};
+use crate::{CommandResult, ResultKey, TagBusError, TagKey, TagValue, STREAM_KEY};
 
 /// Settings of a writer.
 #[derive(Debug, Clone)]
@@ -69,6 +69,11 @@ impl TagWriter {
             return Ok(());
         }
         let pipe = build_pipeline(batch, self.stream_max_len);
+        self.execute(&pipe).await
+    }
+
+    /// Runs a pipeline; on failure drops the connection so the next call reconnects.
+    async fn execute(&mut self, pipe: &redis::Pipeline) -> Result<(), TagBusError> {
         let conn = self.connection().await?;
         let result: Result<(), redis::RedisError> =
             tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async(conn))
@@ -80,7 +85,6 @@ impl TagWriter {
                     )))
                 });
         if let Err(e) = result {
-            // Drop the connection: the next call reconnects.
             self.conn = None;
             return Err(e.into());
         }
@@ -114,6 +118,22 @@ fn build_pipeline(batch: &[(TagKey, TagValue)], stream_max_len: u64) -> redis::P
         }
     }
     pipe
+}
+
+impl TagWriter {
+    /// Reports a command's outcome: SET + PUBLISH of the result on its [`ResultKey`].
+    pub async fn write_result(
+        &mut self,
+        key: &ResultKey,
+        result: &CommandResult,
+    ) -> Result<(), TagBusError> {
+        let mut pipe = redis::pipe();
+        let (key, text) = (key.to_string(), result.to_string());
+        pipe.atomic();
+        pipe.cmd("SET").arg(&key).arg(&text).ignore();
+        pipe.cmd("PUBLISH").arg(&key).arg(&text).ignore();
+        self.execute(&pipe).await
+    }
 }
 
 /// A request to the writer task.
