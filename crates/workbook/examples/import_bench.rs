@@ -102,5 +102,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "import total             {:>8.1} ms",
         total.as_secs_f64() * 1e3
     );
+    if let Some(keep) = std::env::args().nth(2) {
+        std::fs::write(&keep, &bytes)?;
+        println!("workbook saved as {keep}");
+    }
     Ok(())
 }

@@ -78,11 +78,11 @@ impl Format {
 /// Why a workbook could not be read at all (one line, naming the file).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{origin}: {source}")]
+    /// (The I/O error is part of the message, not a `source`, so a chain prints it once.)
+    #[error("{origin}: {error}")]
     Io {
         origin: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{origin}: {message}")]
     TooLarge { origin: String, message: String },
@@ -136,9 +136,9 @@ impl Report {
 /// Reads the workbook at `path` (`.xlsx`, `.xlsm` or `.ods`, told apart by content).
 pub fn read_workbook(path: &Path) -> Result<Imported, ReadError> {
     let origin = path.display().to_string();
-    let io = |source| ReadError::Io {
+    let io = |error| ReadError::Io {
         origin: origin.clone(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
