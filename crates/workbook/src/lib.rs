@@ -35,7 +35,9 @@
 //! - **Formats.** `.xlsx`/`.xlsm` and `.ods` only; `.xls`/`.xlsb` are refused with a hint
 //!   to save as `.xlsx` (keeps the legacy readers out of the binary). Files over
 //!   [`MAX_WORKBOOK_BYTES`], or whose zip declares more than [`MAX_UNPACKED_BYTES`]
-//!   unpacked, are refused (a gateway has little RAM).
+//!   unpacked, are refused (a gateway has little RAM); so is a sheet whose values span more
+//!   than [`MAX_SHEET_CELLS`] cells (calamine stores cells densely), and references that
+//!   would overflow calamine's parser (see the `guard` module).
 //! - **Export.** Sheets `Devices`, `Signals`, `Settings`; header row bold and frozen; columns:
 //!   the common ones first (always present), then each protocol's columns in its list order
 //!   (only those used), then any other used column in name order. Numbers are written as
@@ -46,6 +48,7 @@ mod atomic;
 mod canon;
 mod diff;
 mod export;
+mod guard;
 mod location;
 mod read;
 
@@ -53,6 +56,7 @@ pub use atomic::write_file_atomic;
 pub use canon::{canonical, canonical_value};
 pub use diff::{diff, Change, ChangeKind, Diff};
 pub use export::{device_header, export, signal_header, ExportError};
+pub use guard::MAX_SHEET_CELLS;
 pub use location::{column_letter, CellMap, Issue, Location, SheetMap};
 pub use read::{
     read_workbook, read_workbook_bytes, Format, Imported, ReadError, Report, MAX_WORKBOOK_BYTES,
