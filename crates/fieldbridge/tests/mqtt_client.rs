@@ -230,7 +230,8 @@ fn tcp_csv_topic_override_quality_and_json() {
     assert_eq!(got.get("json/s5").map(String::as_str),
         Some(r#"{"value":4.25,"ts":1732280000005,"quality":0,"flags":["nt"]}"#));
     // The default client id when client_id is empty.
-    assert!(broker.log().contains("fieldbridge-"), "{}", broker.log());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(p.log().contains(&format!("client_id=fieldbridge-{}-js", host.trim())), "{}", p.log());
 }
 
 #[test]
