@@ -1,6 +1,12 @@
 //! End-to-end tests of `fieldbridge mqtt-client`: the real binary against a real
 //! redis-server and mosquitto, with a rumqttc subscriber in the test.
-#![allow(clippy::arithmetic_side_effects, clippy::print_stdout)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,7 +83,11 @@ impl Sub {
             assert!(Instant::now() < deadline, "subscriber did not subscribe");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { msgs, stop, thread: Some(thread) }
+        Self {
+            msgs,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn msgs(&self) -> Vec<Msg> {
@@ -91,8 +101,12 @@ impl Sub {
             if cond(&msgs) {
                 return msgs;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {} messages: {:?}", msgs.len(),
-                msgs.iter().take(20).collect::<Vec<_>>());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; got {} messages: {:?}",
+                msgs.len(),
+                msgs.iter().take(20).collect::<Vec<_>>()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -109,9 +123,17 @@ impl Drop for Sub {
 
 /// A config with a field device `rtu1` holding signals `s0..s{n}` and the given MQTT devices;
 /// `mqtt_signals` are (mqtt device, signal alias on rtu1, topic override).
-fn write_config(dir: &Path, redis_url: &str, n_signals: usize, devices: Vec<J>, mqtt_signals: Vec<(&str, String, Option<&str>)>) -> PathBuf {
-    let mut all_devices = vec![json!({"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master",
-        "ip": "127.0.0.1", "port": 2404, "asdu_address": 1})];
+fn write_config(
+    dir: &Path,
+    redis_url: &str,
+    n_signals: usize,
+    devices: Vec<J>,
+    mqtt_signals: Vec<(&str, String, Option<&str>)>,
+) -> PathBuf {
+    let mut all_devices = vec![
+        json!({"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master",
+        "ip": "127.0.0.1", "port": 2404, "asdu_address": 1}),
+    ];
     all_devices.extend(devices);
     let mut signals: Vec<J> = (0..n_signals)
         .map(|i| json!({"signal_name": format!("S{i}"), "device_alias": "rtu1", "signal_alias": format!("s{i}"),
@@ -148,7 +170,11 @@ struct Publisher {
 
 impl Publisher {
     fn start(config: &Path, redis_url: &str, log: PathBuf) -> Self {
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
             .args(["mqtt-client", "-c"])
             .arg(config)
@@ -159,7 +185,10 @@ impl Publisher {
             .stderr(err)
             .spawn()
             .unwrap();
-        Self { child: KillOnDrop(child), log }
+        Self {
+            child: KillOnDrop(child),
+            log,
+        }
     }
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -168,7 +197,11 @@ impl Publisher {
     fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.log().matches(needle).count() < count {
-            assert!(Instant::now() < deadline, "timed out waiting for {needle:?} x{count} in the log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} x{count} in the log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -179,8 +212,14 @@ fn key(sig: &str) -> TagKey {
 }
 
 fn write(redis_url: &str, values: &[(&str, &str)]) {
-    let batch: Vec<(TagKey, TagValue)> = values.iter().map(|(s, v)| (key(s), v.parse().unwrap())).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let batch: Vec<(TagKey, TagValue)> = values
+        .iter()
+        .map(|(s, v)| (key(s), v.parse().unwrap()))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut w = TagWriter::new(&WriterConfig::new(redis_url)).unwrap();
         for chunk in batch.chunks(500) {
@@ -194,14 +233,28 @@ fn write(redis_url: &str, values: &[(&str, &str)]) {
 #[test]
 fn config_errors_are_printed_and_nothing_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "redis://127.0.0.1:1", 1,
-        vec![mqtt_device("cloud", 1883, json!({"mqtt_qos": 7, "auth": "tls"}))],
-        vec![("cloud", "s0".into(), None)]);
+    let cfg = write_config(
+        dir.path(),
+        "redis://127.0.0.1:1",
+        1,
+        vec![mqtt_device(
+            "cloud",
+            1883,
+            json!({"mqtt_qos": 7, "auth": "tls"}),
+        )],
+        vec![("cloud", "s0".into(), None)],
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
-        .args(["mqtt-client", "-c"]).arg(&cfg).output().unwrap();
+        .args(["mqtt-client", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("mqtt_qos") && err.contains("ca_certificate"), "{err}");
+    assert!(
+        err.contains("mqtt_qos") && err.contains("ca_certificate"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -209,51 +262,132 @@ fn tcp_csv_topic_override_quality_and_json() {
     let redis = RedisServer::start();
     let broker = MosquittoBuilder::new().start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), 6,
-        vec![mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1})),
-             mqtt_device("js", broker.port(), json!({"payload_format": "json", "client_id": ""}))],
-        vec![("cloud", "s0".into(), None), ("cloud", "s1".into(), Some("site1/feeder/p")),
-             ("cloud", "s2".into(), None), ("cloud", "s3".into(), None), ("cloud", "s4".into(), None),
-             ("js", "s5".into(), Some("json/s5"))]);
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        6,
+        vec![
+            mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1})),
+            mqtt_device(
+                "js",
+                broker.port(),
+                json!({"payload_format": "json", "client_id": ""}),
+            ),
+        ],
+        vec![
+            ("cloud", "s0".into(), None),
+            ("cloud", "s1".into(), Some("site1/feeder/p")),
+            ("cloud", "s2".into(), None),
+            ("cloud", "s3".into(), None),
+            ("cloud", "s4".into(), None),
+            ("js", "s5".into(), Some("json/s5")),
+        ],
+    );
     let sub = Sub::start(broker.port(), "#", 1, "sub-tcp");
     let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 2, Duration::from_secs(15));
-    write(&redis.url(), &[("s0", "23.5,1732280000000,"), ("s1", "7,1732280000001,gt"), ("s2", "1,1732280000002,iv"),
-        ("s3", "2,1732280000003,nt"), ("s4", "3,1732280000004,ov sb"), ("s5", "4.25,1732280000005,nt")]);
+    write(
+        &redis.url(),
+        &[
+            ("s0", "23.5,1732280000000,"),
+            ("s1", "7,1732280000001,gt"),
+            ("s2", "1,1732280000002,iv"),
+            ("s3", "2,1732280000003,nt"),
+            ("s4", "3,1732280000004,ov sb"),
+            ("s5", "4.25,1732280000005,nt"),
+        ],
+    );
     let msgs = sub.wait_for("6 values", Duration::from_secs(10), |m| m.len() >= 6);
-    let got: BTreeMap<String, String> = msgs.iter().map(|m| (m.topic.clone(), m.payload.clone())).collect();
-    assert_eq!(got.get("tag/rtu1/s0/in").map(String::as_str), Some("23.5,1732280000000,1"));
-    assert_eq!(got.get("site1/feeder/p").map(String::as_str), Some("7,1732280000001,1"));
-    assert_eq!(got.get("tag/rtu1/s2/in").map(String::as_str), Some("1,1732280000002,0"));
-    assert_eq!(got.get("tag/rtu1/s3/in").map(String::as_str), Some("2,1732280000003,0"));
-    assert_eq!(got.get("tag/rtu1/s4/in").map(String::as_str), Some("3,1732280000004,0"));
-    assert_eq!(got.get("json/s5").map(String::as_str),
-        Some(r#"{"value":4.25,"ts":1732280000005,"quality":0,"flags":["nt"]}"#));
+    let got: BTreeMap<String, String> = msgs
+        .iter()
+        .map(|m| (m.topic.clone(), m.payload.clone()))
+        .collect();
+    assert_eq!(
+        got.get("tag/rtu1/s0/in").map(String::as_str),
+        Some("23.5,1732280000000,1")
+    );
+    assert_eq!(
+        got.get("site1/feeder/p").map(String::as_str),
+        Some("7,1732280000001,1")
+    );
+    assert_eq!(
+        got.get("tag/rtu1/s2/in").map(String::as_str),
+        Some("1,1732280000002,0")
+    );
+    assert_eq!(
+        got.get("tag/rtu1/s3/in").map(String::as_str),
+        Some("2,1732280000003,0")
+    );
+    assert_eq!(
+        got.get("tag/rtu1/s4/in").map(String::as_str),
+        Some("3,1732280000004,0")
+    );
+    assert_eq!(
+        got.get("json/s5").map(String::as_str),
+        Some(r#"{"value":4.25,"ts":1732280000005,"quality":0,"flags":["nt"]}"#)
+    );
     // The default client id when client_id is empty.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert!(p.log().contains(&format!("client_id=fieldbridge-{}-js", host.trim())), "{}", p.log());
+    assert!(
+        p.log()
+            .contains(&format!("client_id=fieldbridge-{}-js", host.trim())),
+        "{}",
+        p.log()
+    );
 }
 
 #[test]
 fn password_auth_and_wrong_password_is_logged_and_retried() {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new().user("gw1", "s3cret").user("sub", "subpw").start();
+    let broker = MosquittoBuilder::new()
+        .user("gw1", "s3cret")
+        .user("sub", "subpw")
+        .start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), 1,
-        vec![mqtt_device("good", broker.port(), json!({"auth": "password", "username": "gw1", "password": "s3cret"})),
-             mqtt_device("bad", broker.port(), json!({"auth": "password", "username": "gw1", "password": "wrong"}))],
-        vec![("good", "s0".into(), Some("good/s0")), ("bad", "s0".into(), Some("bad/s0"))]);
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device(
+                "good",
+                broker.port(),
+                json!({"auth": "password", "username": "gw1", "password": "s3cret"}),
+            ),
+            mqtt_device(
+                "bad",
+                broker.port(),
+                json!({"auth": "password", "username": "gw1", "password": "wrong"}),
+            ),
+        ],
+        vec![
+            ("good", "s0".into(), Some("good/s0")),
+            ("bad", "s0".into(), Some("bad/s0")),
+        ],
+    );
     let mut opts_sub = Sub::start_auth(broker.port(), "sub", "subpw");
     let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "5,1000,")]);
-    let msgs = opts_sub.wait_for("good/s0", Duration::from_secs(10), |m| m.iter().any(|m| m.topic == "good/s0"));
+    let msgs = opts_sub.wait_for("good/s0", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "good/s0")
+    });
     assert!(msgs.iter().all(|m| m.topic != "bad/s0"));
     // Refused, with the CONNACK reason, and retried with backoff (a second attempt).
-    p.wait_log("the broker refused the connection", 2, Duration::from_secs(10));
+    p.wait_log(
+        "the broker refused the connection",
+        2,
+        Duration::from_secs(10),
+    );
     let log = p.log();
-    assert!(log.contains("BadUserNamePassword") || log.contains("NotAuthorized"), "{log}");
-    assert!(!log.contains("s3cret") && !log.contains("wrong"), "a password was logged: {log}");
+    assert!(
+        log.contains("BadUserNamePassword") || log.contains("NotAuthorized"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("s3cret") && !log.contains("wrong"),
+        "a password was logged: {log}"
+    );
     opts_sub.stop_now();
 }
 
@@ -272,19 +406,25 @@ impl Sub {
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
                         let _ = client.try_subscribe("#", rumqttc::QoS::AtLeastOnce);
                     }
-                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => m.lock().unwrap().push(Msg {
-                        topic: p.topic.clone(),
-                        payload: String::from_utf8_lossy(&p.payload).into_owned(),
-                        qos: p.qos as u8,
-                        retain: p.retain,
-                    }),
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                        m.lock().unwrap().push(Msg {
+                            topic: p.topic.clone(),
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            qos: p.qos as u8,
+                            retain: p.retain,
+                        })
+                    }
                     Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
                     _ => {}
                 }
             }
         });
         std::thread::sleep(Duration::from_millis(500));
-        Self { msgs, stop, thread: Some(thread) }
+        Self {
+            msgs,
+            stop,
+            thread: Some(thread),
+        }
     }
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -302,21 +442,43 @@ fn tls_with_ca_with_client_certificate_and_wrong_ca() {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let ca = certs.ca_cert.display().to_string();
-    let cfg = write_config(dir.path(), &redis.url(), 1,
-        vec![mqtt_device("tlsca", broker.listener_port(1), json!({"auth": "tls", "ca_certificate": ca})),
-             mqtt_device("tlscert", broker.listener_port(2), json!({"auth": "tls", "ca_certificate": ca,
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device(
+                "tlsca",
+                broker.listener_port(1),
+                json!({"auth": "tls", "ca_certificate": ca}),
+            ),
+            mqtt_device(
+                "tlscert",
+                broker.listener_port(2),
+                json!({"auth": "tls", "ca_certificate": ca,
                  "client_certificate": certs.client_cert.display().to_string(),
-                 "client_key": certs.client_key.display().to_string()})),
-             mqtt_device("wrongca", broker.listener_port(1), json!({"auth": "tls",
-                 "ca_certificate": certs.other_ca_cert.display().to_string()}))],
-        vec![("tlsca", "s0".into(), Some("tls/ca")), ("tlscert", "s0".into(), Some("tls/cert")),
-             ("wrongca", "s0".into(), Some("tls/wrong"))]);
+                 "client_key": certs.client_key.display().to_string()}),
+            ),
+            mqtt_device(
+                "wrongca",
+                broker.listener_port(1),
+                json!({"auth": "tls",
+                 "ca_certificate": certs.other_ca_cert.display().to_string()}),
+            ),
+        ],
+        vec![
+            ("tlsca", "s0".into(), Some("tls/ca")),
+            ("tlscert", "s0".into(), Some("tls/cert")),
+            ("wrongca", "s0".into(), Some("tls/wrong")),
+        ],
+    );
     let sub = Sub::start(broker.port(), "tls/#", 1, "sub-tls");
     let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 2, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "42,1732280000000,")]);
-    let msgs = sub.wait_for("tls/ca and tls/cert", Duration::from_secs(10),
-        |m| m.iter().any(|m| m.topic == "tls/ca") && m.iter().any(|m| m.topic == "tls/cert"));
+    let msgs = sub.wait_for("tls/ca and tls/cert", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "tls/ca") && m.iter().any(|m| m.topic == "tls/cert")
+    });
     for m in msgs.iter().filter(|m| m.topic.starts_with("tls/")) {
         assert_eq!(m.payload, "42,1732280000000,1");
     }
@@ -334,17 +496,31 @@ fn websocket_and_websocket_tls() {
         .listener(Listener::WebSocketTls(certs.server_files(false)))
         .start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), 1,
-        vec![mqtt_device("ws", broker.listener_port(1), json!({"transport": "ws"})),
-             mqtt_device("wss", broker.listener_port(2), json!({"transport": "ws", "auth": "tls",
-                 "ca_certificate": certs.ca_cert.display().to_string(), "mqtt_qos": 2}))],
-        vec![("ws", "s0".into(), Some("ws/s0")), ("wss", "s0".into(), Some("wss/s0"))]);
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device("ws", broker.listener_port(1), json!({"transport": "ws"})),
+            mqtt_device(
+                "wss",
+                broker.listener_port(2),
+                json!({"transport": "ws", "auth": "tls",
+                 "ca_certificate": certs.ca_cert.display().to_string(), "mqtt_qos": 2}),
+            ),
+        ],
+        vec![
+            ("ws", "s0".into(), Some("ws/s0")),
+            ("wss", "s0".into(), Some("wss/s0")),
+        ],
+    );
     let sub = Sub::start(broker.port(), "#", 2, "sub-ws");
     let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 2, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "-3,1732280000000,bl")]);
-    let msgs = sub.wait_for("ws/s0 and wss/s0", Duration::from_secs(10),
-        |m| m.iter().any(|m| m.topic == "ws/s0") && m.iter().any(|m| m.topic == "wss/s0"));
+    let msgs = sub.wait_for("ws/s0 and wss/s0", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "ws/s0") && m.iter().any(|m| m.topic == "wss/s0")
+    });
     for m in msgs.iter() {
         assert_eq!(m.payload, "-3,1732280000000,1");
     }
@@ -358,26 +534,57 @@ fn qos_retain_threshold_and_last_will() {
     let will = json!({"use_last_will": 1, "last_will_topic": "gw/status", "last_will_message": "offline",
         "last_will_qos": 1, "last_will_retain": 0});
     let mut q2 = json!({"mqtt_qos": 2, "mqtt_retain": 1, "enable_threshold": 1});
-    q2.as_object_mut().unwrap().extend(will.as_object().unwrap().clone());
-    let cfg = write_config(dir.path(), &redis.url(), 3,
-        vec![mqtt_device("q0", broker.port(), json!({"mqtt_qos": 0})),
-             mqtt_device("q1", broker.port(), json!({"mqtt_qos": 1})),
-             mqtt_device("q2", broker.port(), q2)],
-        vec![("q0", "s0".into(), Some("q0/s0")), ("q1", "s0".into(), Some("q1/s0")), ("q2", "s1".into(), Some("q2/s1"))]);
+    q2.as_object_mut()
+        .unwrap()
+        .extend(will.as_object().unwrap().clone());
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        3,
+        vec![
+            mqtt_device("q0", broker.port(), json!({"mqtt_qos": 0})),
+            mqtt_device("q1", broker.port(), json!({"mqtt_qos": 1})),
+            mqtt_device("q2", broker.port(), q2),
+        ],
+        vec![
+            ("q0", "s0".into(), Some("q0/s0")),
+            ("q1", "s0".into(), Some("q1/s0")),
+            ("q2", "s1".into(), Some("q2/s1")),
+        ],
+    );
     let sub = Sub::start(broker.port(), "#", 2, "sub-qos");
     let mut p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 3, Duration::from_secs(15));
-    write(&redis.url(), &[("s0", "1,1000,"), ("s1", "1,1000,"), ("s1", "1,1001,"), ("s1", "2,1002,"), ("s1", "2,1003,"),
-        ("s1", "2,1004,iv"), ("s1", "3,1005,")]);
+    write(
+        &redis.url(),
+        &[
+            ("s0", "1,1000,"),
+            ("s1", "1,1000,"),
+            ("s1", "1,1001,"),
+            ("s1", "2,1002,"),
+            ("s1", "2,1003,"),
+            ("s1", "2,1004,iv"),
+            ("s1", "3,1005,"),
+        ],
+    );
     let msgs = sub.wait_for("all", Duration::from_secs(10), |m| {
-        m.iter().any(|m| m.topic == "q0/s0") && m.iter().any(|m| m.topic == "q1/s0")
-            && m.iter().any(|m| m.topic == "q2/s1" && m.payload.starts_with("3,"))
+        m.iter().any(|m| m.topic == "q0/s0")
+            && m.iter().any(|m| m.topic == "q1/s0")
+            && m.iter()
+                .any(|m| m.topic == "q2/s1" && m.payload.starts_with("3,"))
     });
     let q = |t: &str| msgs.iter().find(|m| m.topic == t).unwrap().qos;
     assert_eq!((q("q0/s0"), q("q1/s0"), q("q2/s1")), (0, 1, 2));
-    assert!(msgs.iter().all(|m| !m.retain), "live deliveries carry no retain flag");
+    assert!(
+        msgs.iter().all(|m| !m.retain),
+        "live deliveries carry no retain flag"
+    );
     // enable_threshold: repeats dropped, changes (value or flags) kept.
-    let q2: Vec<&str> = msgs.iter().filter(|m| m.topic == "q2/s1").map(|m| m.payload.as_str()).collect();
+    let q2: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m.topic == "q2/s1")
+        .map(|m| m.payload.as_str())
+        .collect();
     assert_eq!(q2, vec!["1,1000,1", "2,1002,1", "2,1004,0", "3,1005,1"]);
     // retain: a new subscriber gets the last value with the retain flag; q1 did not retain.
     let late = Sub::start(broker.port(), "#", 1, "sub-late");
@@ -385,12 +592,25 @@ fn qos_retain_threshold_and_last_will() {
     std::thread::sleep(Duration::from_millis(300));
     let retained_all = late.msgs();
     assert!(retained.iter().all(|m| m.retain));
-    assert_eq!(retained_all.iter().map(|m| (m.topic.as_str(), m.payload.as_str())).collect::<Vec<_>>(),
-        vec![("q2/s1", "3,1005,1")]);
+    assert_eq!(
+        retained_all
+            .iter()
+            .map(|m| (m.topic.as_str(), m.payload.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("q2/s1", "3,1005,1")]
+    );
     // Last Will on SIGKILL.
     p.child.kill();
-    let msgs = sub.wait_for("last will", Duration::from_secs(30), |m| m.iter().any(|m| m.topic == "gw/status"));
-    assert_eq!(msgs.iter().find(|m| m.topic == "gw/status").unwrap().payload, "offline");
+    let msgs = sub.wait_for("last will", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "gw/status")
+    });
+    assert_eq!(
+        msgs.iter()
+            .find(|m| m.topic == "gw/status")
+            .unwrap()
+            .payload,
+        "offline"
+    );
 }
 
 /// Counts `n` distinct values s{i % signals}=i on the topic; reports duplicates.
@@ -404,19 +624,37 @@ fn check_all(msgs: &[Msg], n: usize) {
         }
     }
     let missing: Vec<usize> = (0..n).filter(|i| !seen.contains(i)).take(20).collect();
-    println!("received {} messages: {} distinct of {n}, {dups} duplicates", msgs.len(), seen.len());
+    println!(
+        "received {} messages: {} distinct of {n}, {dups} duplicates",
+        msgs.len(),
+        seen.len()
+    );
     assert!(missing.is_empty(), "missing values (first 20): {missing:?}");
 }
 
 const OUTAGE_VALUES: usize = 20_000;
 
 fn outage_values(offset: usize) -> Vec<(String, String)> {
-    (0..OUTAGE_VALUES).map(|i| (format!("s{}", i % 10), format!("{},{},", i + offset, 1_700_000_000_000u64 + i as u64))).collect()
+    (0..OUTAGE_VALUES)
+        .map(|i| {
+            (
+                format!("s{}", i % 10),
+                format!("{},{},", i + offset, 1_700_000_000_000u64 + i as u64),
+            )
+        })
+        .collect()
 }
 
 fn outage_setup(dir: &Path, redis: &RedisServer, port: u16) -> PathBuf {
-    let signals: Vec<(&str, String, Option<&str>)> = (0..10).map(|i| ("cloud", format!("s{i}"), None)).collect();
-    write_config(dir, &redis.url(), 10, vec![mqtt_device("cloud", port, json!({"mqtt_qos": 1}))], signals)
+    let signals: Vec<(&str, String, Option<&str>)> =
+        (0..10).map(|i| ("cloud", format!("s{i}"), None)).collect();
+    write_config(
+        dir,
+        &redis.url(),
+        10,
+        vec![mqtt_device("cloud", port, json!({"mqtt_qos": 1}))],
+        signals,
+    )
 }
 
 #[test]
@@ -425,7 +663,10 @@ fn broker_outage_of_30s_loses_nothing_at_qos1() {
     let persist = tempfile::tempdir().unwrap();
     let mut broker = MosquittoBuilder::new()
         .config_line("persistence true")
-        .config_line(&format!("persistence_location {}/", persist.path().display()))
+        .config_line(&format!(
+            "persistence_location {}/",
+            persist.path().display()
+        ))
         .config_line("autosave_interval 1")
         .config_line("max_queued_messages 0")
         .start();
@@ -438,12 +679,19 @@ fn broker_outage_of_30s_loses_nothing_at_qos1() {
     broker.kill();
     let t0 = Instant::now();
     let values = outage_values(0);
-    let refs: Vec<(&str, &str)> = values.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     write(&redis.url(), &refs);
     std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
     broker.restart();
     let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
-        m.iter().map(|m| m.payload.split(',').next().unwrap().to_owned()).collect::<BTreeSet<_>>().len() >= OUTAGE_VALUES
+        m.iter()
+            .map(|m| m.payload.split(',').next().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= OUTAGE_VALUES
     });
     check_all(&msgs, OUTAGE_VALUES);
 }
@@ -451,7 +699,9 @@ fn broker_outage_of_30s_loses_nothing_at_qos1() {
 #[test]
 fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new().config_line("max_queued_messages 0").start();
+    let broker = MosquittoBuilder::new()
+        .config_line("max_queued_messages 0")
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = outage_setup(dir.path(), &redis, broker.port());
     let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-kill");
@@ -459,7 +709,10 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     // Kill it in the middle of a burst, and keep writing while it is dead for 30 s.
     let values = outage_values(0);
-    let refs: Vec<(&str, &str)> = values.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     write(&redis.url(), &refs[..5_000]);
     p.child.kill();
     let t0 = Instant::now();
@@ -467,7 +720,11 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
     let _p2 = Publisher::start(&cfg, &redis.url(), dir.path().join("pub2.log"));
     let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
-        m.iter().map(|m| m.payload.split(',').next().unwrap().to_owned()).collect::<BTreeSet<_>>().len() >= OUTAGE_VALUES
+        m.iter()
+            .map(|m| m.payload.split(',').next().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= OUTAGE_VALUES
     });
     check_all(&msgs, OUTAGE_VALUES);
 }

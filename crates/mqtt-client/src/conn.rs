@@ -20,7 +20,10 @@ const CONNECT_TIMEOUT_S: u64 = 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConnEvent {
     /// CONNACK accepted; MQTT 5 brokers may announce a Receive Maximum.
-    Connected { session_present: bool, receive_max: Option<u16> },
+    Connected {
+        session_present: bool,
+        receive_max: Option<u16>,
+    },
     /// A PUBLISH was written (packet id; 0 at QoS 0), in the order of publish calls.
     Sent(u16),
     /// The broker acknowledged a packet id (PUBACK at QoS 1, PUBCOMP at QoS 2); `refused`
@@ -63,7 +66,13 @@ fn qos5(q: Qos) -> rumqttc::v5::mqttbytes::QoS {
 
 impl Client {
     /// Queues a publish without waiting; `false` when the request queue is full or closed.
-    pub(crate) fn try_publish(&self, topic: &str, qos: Qos, retain: bool, payload: Vec<u8>) -> bool {
+    pub(crate) fn try_publish(
+        &self,
+        topic: &str,
+        qos: Qos,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> bool {
         match self {
             Client::V4(c) => c.try_publish(topic, qos4(qos), retain, payload).is_ok(),
             Client::V5(c) => c.try_publish(topic, qos5(qos), retain, payload).is_ok(),
@@ -107,7 +116,9 @@ pub(crate) fn connect(
     let d = s.device;
     let tls = match (d.auth, tls) {
         (Auth::Tls, Some(c)) => Some(TlsConfiguration::Rustls(c)),
-        (Auth::Tls, None) => return Err(MqttClientError::Tls("auth is tls but no TLS config".into())),
+        (Auth::Tls, None) => {
+            return Err(MqttClientError::Tls("auth is tls but no TLS config".into()))
+        }
         _ => None,
     };
     let (broker, transport) = match (d.transport, tls) {
@@ -169,7 +180,11 @@ pub(crate) fn connect(
                     }
                 }
             });
-            Ok(Conn { client: Client::V4(client), events: rx, task })
+            Ok(Conn {
+                client: Client::V4(client),
+                events: rx,
+                task,
+            })
         }
         MqttVersion::V5 => {
             use rumqttc::v5::mqttbytes::v5::LastWill;
@@ -211,7 +226,11 @@ pub(crate) fn connect(
                     }
                 }
             });
-            Ok(Conn { client: Client::V5(client), events: rx, task })
+            Ok(Conn {
+                client: Client::V5(client),
+                events: rx,
+                task,
+            })
         }
     }
 }
@@ -240,8 +259,14 @@ fn map4(e: rumqttc::Event) -> Option<ConnEvent> {
             session_present: c.session_present,
             receive_max: None,
         }),
-        Event::Incoming(Packet::PubAck(a)) => Some(ConnEvent::Acked { pkid: a.pkid, refused: None }),
-        Event::Incoming(Packet::PubComp(a)) => Some(ConnEvent::Acked { pkid: a.pkid, refused: None }),
+        Event::Incoming(Packet::PubAck(a)) => Some(ConnEvent::Acked {
+            pkid: a.pkid,
+            refused: None,
+        }),
+        Event::Incoming(Packet::PubComp(a)) => Some(ConnEvent::Acked {
+            pkid: a.pkid,
+            refused: None,
+        }),
         Event::Outgoing(Outgoing::Publish(pkid)) => Some(ConnEvent::Sent(pkid)),
         _ => None,
     }
@@ -249,7 +274,9 @@ fn map4(e: rumqttc::Event) -> Option<ConnEvent> {
 
 fn fail4(e: rumqttc::ConnectionError) -> ConnFailure {
     match e {
-        rumqttc::ConnectionError::ConnectionRefused(code) => ConnFailure::Refused(format!("{code:?}")),
+        rumqttc::ConnectionError::ConnectionRefused(code) => {
+            ConnFailure::Refused(format!("{code:?}"))
+        }
         other => ConnFailure::Other(other.to_string()),
     }
 }
@@ -273,7 +300,10 @@ fn map5(e: rumqttc::v5::Event) -> Option<ConnEvent> {
         // A refused PUBREC ends the QoS 2 exchange (no PUBREL/PUBCOMP follows).
         Event::Incoming(Packet::PubRec(a)) => match a.reason {
             PubRecReason::Success | PubRecReason::NoMatchingSubscribers => None,
-            r => Some(ConnEvent::Acked { pkid: a.pkid, refused: Some(format!("{r:?}")) }),
+            r => Some(ConnEvent::Acked {
+                pkid: a.pkid,
+                refused: Some(format!("{r:?}")),
+            }),
         },
         Event::Incoming(Packet::PubComp(a)) => Some(ConnEvent::Acked {
             pkid: a.pkid,
@@ -289,7 +319,9 @@ fn map5(e: rumqttc::v5::Event) -> Option<ConnEvent> {
 
 fn fail5(e: rumqttc::v5::ConnectionError) -> ConnFailure {
     match e {
-        rumqttc::v5::ConnectionError::ConnectionRefused(code) => ConnFailure::Refused(format!("{code:?}")),
+        rumqttc::v5::ConnectionError::ConnectionRefused(code) => {
+            ConnFailure::Refused(format!("{code:?}"))
+        }
         other => ConnFailure::Other(other.to_string()),
     }
 }

@@ -133,7 +133,9 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
     let mut plans = Vec::new();
     let mut errors = Vec::new();
     for device in &config.devices {
-        let DeviceKind::Mqtt(mqtt) = &device.kind else { continue };
+        let DeviceKind::Mqtt(mqtt) = &device.kind else {
+            continue;
+        };
         if !device.enabled {
             continue;
         }
@@ -149,7 +151,9 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
         }
         let mut routes: std::collections::BTreeMap<TagKey, Vec<Route>> = Default::default();
         for signal in config.signals_of(&device.alias) {
-            let SignalKind::Mqtt(s) = &signal.kind else { continue };
+            let SignalKind::Mqtt(s) = &signal.kind else {
+                continue;
+            };
             if !signal.enabled {
                 continue;
             }

@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn csv_and_json() {
         let v: TagValue = "23.5,1732280000000,iv gt".parse().unwrap();
-        assert_eq!(format_payload(PayloadFormat::Csv, &v), b"23.5,1732280000000,0");
+        assert_eq!(
+            format_payload(PayloadFormat::Csv, &v),
+            b"23.5,1732280000000,0"
+        );
         assert_eq!(
             String::from_utf8(format_payload(PayloadFormat::Json, &v)).unwrap(),
             r#"{"value":23.5,"ts":1732280000000,"quality":0,"flags":["iv","gt"]}"#

@@ -70,7 +70,10 @@ impl Drop for PublisherHandle {
 }
 
 /// Starts the publisher of one device (TLS files are read now: a bad file is an error here).
-pub fn spawn_publisher(plan: DevicePlan, opts: PublisherOptions) -> Result<PublisherHandle, MqttClientError> {
+pub fn spawn_publisher(
+    plan: DevicePlan,
+    opts: PublisherOptions,
+) -> Result<PublisherHandle, MqttClientError> {
     let tls = match &plan.device.tls {
         Some(t) => Some(crate::tls::client_config(t)?),
         None => None,
@@ -96,22 +99,44 @@ async fn run(
     let alias = plan.alias.to_string();
     let client_id = plan.client_id(&opts.hostname);
     let (ack_tx, ack_rx) = mpsc::channel::<EntryId>(4096);
-    let acker = tokio::spawn(acker(opts.redis_url.clone(), plan.group(), ack_rx, stats.clone()));
+    let acker = tokio::spawn(acker(
+        opts.redis_url.clone(),
+        plan.group(),
+        ack_rx,
+        stats.clone(),
+    ));
     let mut backoff = backoff::Backoff::new(opts.backoff_min, opts.backoff_max);
     tracing::info!(device = %alias, client_id = %client_id, host = %plan.device.host, port = plan.device.port,
         signals = plan.routes.len(), group = %plan.group(), "publisher starting");
     loop {
         let started = Instant::now();
-        let end = connection(&plan, &opts, &client_id, tls.clone(), &stats, &ack_tx, &mut backoff).await;
+        let end = connection(
+            &plan,
+            &opts,
+            &client_id,
+            tls.clone(),
+            &stats,
+            &ack_tx,
+            &mut backoff,
+        )
+        .await;
         let delay = backoff.next_delay();
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         match end {
-            End::Mqtt(ConnFailure::Refused(reason)) => tracing::error!(device = %alias, reason = %reason, retry_in_ms,
-                "the broker refused the connection (CONNACK); check username, password and client_id"),
-            End::Mqtt(ConnFailure::Other(e)) => tracing::warn!(device = %alias, error = %e, retry_in_ms,
-                up_s = started.elapsed().as_secs(), "MQTT connection lost or failed; reconnecting"),
-            End::Redis(e) => tracing::warn!(device = %alias, error = %e, retry_in_ms, "tag bus (Redis) lost; reconnecting"),
-            End::Setup(e) => tracing::error!(device = %alias, error = %e, retry_in_ms, "connection setup failed"),
+            End::Mqtt(ConnFailure::Refused(reason)) => {
+                tracing::error!(device = %alias, reason = %reason, retry_in_ms,
+                "the broker refused the connection (CONNACK); check username, password and client_id")
+            }
+            End::Mqtt(ConnFailure::Other(e)) => {
+                tracing::warn!(device = %alias, error = %e, retry_in_ms,
+                up_s = started.elapsed().as_secs(), "MQTT connection lost or failed; reconnecting")
+            }
+            End::Redis(e) => {
+                tracing::warn!(device = %alias, error = %e, retry_in_ms, "tag bus (Redis) lost; reconnecting")
+            }
+            End::Setup(e) => {
+                tracing::error!(device = %alias, error = %e, retry_in_ms, "connection setup failed")
+            }
         }
         tokio::time::sleep(delay).await;
         if acker.is_finished() {
@@ -150,12 +175,21 @@ async fn connection(
     let d = &plan.device;
     let alias = plan.alias.to_string();
     // Redis first: without the stream there is nothing to send.
-    let mut consumer = match StreamConsumer::connect(&opts.redis_url, &plan.group(), CONSUMER_NAME, stats.trimmed_counter()).await {
+    let mut consumer = match StreamConsumer::connect(
+        &opts.redis_url,
+        &plan.group(),
+        CONSUMER_NAME,
+        stats.trimmed_counter(),
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => return End::Redis(e),
     };
     match consumer.ensure_group().await {
-        Ok(true) => tracing::info!(device = %alias, group = %plan.group(), "created the stream consumer group at the end of the stream"),
+        Ok(true) => {
+            tracing::info!(device = %alias, group = %plan.group(), "created the stream consumer group at the end of the stream")
+        }
         Ok(false) => {}
         Err(e) => return End::Redis(e),
     }
@@ -164,7 +198,11 @@ async fn connection(
             "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
     }
     let qos0 = d.qos == Qos::AtMostOnce;
-    let base_window = if qos0 { QOS0_WINDOW } else { usize::from(d.max_inflight.max(1)) };
+    let base_window = if qos0 {
+        QOS0_WINDOW
+    } else {
+        usize::from(d.max_inflight.max(1))
+    };
     let settings = ConnSettings {
         device: d,
         client_id: client_id.to_owned(),
@@ -179,12 +217,19 @@ async fn connection(
     };
     let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
     let receive_max = match first {
-        Ok(Some(ConnEvent::Connected { session_present, receive_max })) => {
+        Ok(Some(ConnEvent::Connected {
+            session_present,
+            receive_max,
+        })) => {
             tracing::info!(device = %alias, session_present, ?receive_max, "connected to the broker");
             receive_max
         }
         Ok(Some(ConnEvent::Closed(f))) => return End::Mqtt(f),
-        Ok(Some(other)) => return End::Mqtt(ConnFailure::Other(format!("unexpected first event {other:?}"))),
+        Ok(Some(other)) => {
+            return End::Mqtt(ConnFailure::Other(format!(
+                "unexpected first event {other:?}"
+            )))
+        }
         Ok(None) => return End::Mqtt(ConnFailure::Other("connection task ended".into())),
         Err(_) => return End::Mqtt(ConnFailure::Other("no CONNACK in time".into())),
     };
@@ -335,7 +380,9 @@ async fn publish_entry(
                 stats.add_dropped();
                 continue;
             }
-            state.last.insert(route.topic.clone(), (value.value, value.flags.clone()));
+            state
+                .last
+                .insert(route.topic.clone(), (value.value, value.flags.clone()));
         }
         to_send.push(route);
     }
@@ -344,12 +391,22 @@ async fn publish_entry(
         return Ok(());
     }
     if to_send.len() > 1 {
-        state
-            .remaining
-            .insert(entry.id.clone(), u32::try_from(to_send.len()).unwrap_or(u32::MAX));
+        state.remaining.insert(
+            entry.id.clone(),
+            u32::try_from(to_send.len()).unwrap_or(u32::MAX),
+        );
     }
     for route in to_send {
-        send(plan, client, state, &route.topic, route.log, &value, Some(entry.id.clone()), stats)?;
+        send(
+            plan,
+            client,
+            state,
+            &route.topic,
+            route.log,
+            &value,
+            Some(entry.id.clone()),
+            stats,
+        )?;
     }
     Ok(())
 }
@@ -371,7 +428,9 @@ fn send(
         tracing::info!(device = %plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
     }
     if !client.try_publish(topic.as_str(), d.qos, d.retain, payload) {
-        return Err(End::Mqtt(ConnFailure::Other("the MQTT request queue is full or closed".into())));
+        return Err(End::Mqtt(ConnFailure::Other(
+            "the MQTT request queue is full or closed".into(),
+        )));
     }
     state.unassigned.push_back(token);
     stats.add_published(1);
@@ -380,7 +439,12 @@ fn send(
 
 /// Reads the stream for one connection: pending entries, the backlog, the snapshot, then
 /// the live feed. Ends after sending [`Item::Failed`] or when the receiver is gone.
-async fn reader(mut consumer: StreamConsumer, keys: Vec<TagKey>, tx: mpsc::Sender<Item>, trace: bool) {
+async fn reader(
+    mut consumer: StreamConsumer,
+    keys: Vec<TagKey>,
+    tx: mpsc::Sender<Item>,
+    trace: bool,
+) {
     if let Err(e) = read_all(&mut consumer, &keys, &tx, trace).await {
         let _ = tx.send(Item::Failed(e)).await;
     }
@@ -405,7 +469,10 @@ async fn read_all(
         }
     }
     if pending > 0 {
-        tracing::info!(pending, "re-publishing stream entries not acknowledged before");
+        tracing::info!(
+            pending,
+            "re-publishing stream entries not acknowledged before"
+        );
     }
     // 2. The backlog: new entries until a read comes back short.
     loop {
@@ -434,7 +501,9 @@ async fn read_all(
     }
     // 4. The live feed.
     loop {
-        let batch = consumer.read_new(READ_BATCH, Duration::from_secs(1)).await?;
+        let batch = consumer
+            .read_new(READ_BATCH, Duration::from_secs(1))
+            .await?;
         if !forward(batch, tx, trace).await {
             return Ok(());
         }
@@ -482,7 +551,14 @@ async fn acker(redis_url: String, group: String, mut rx: mpsc::Receiver<EntryId>
             }
         }
         if consumer.is_none() {
-            match StreamConsumer::connect(&redis_url, &group, CONSUMER_NAME, stats.trimmed_counter()).await {
+            match StreamConsumer::connect(
+                &redis_url,
+                &group,
+                CONSUMER_NAME,
+                stats.trimmed_counter(),
+            )
+            .await
+            {
                 Ok(c) => consumer = Some(c),
                 Err(e) => {
                     let delay = backoff.next_delay();

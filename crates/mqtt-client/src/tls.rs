@@ -4,23 +4,34 @@ use std::io::BufReader;
 use std::sync::Arc;
 
 use config::mqtt::TlsConfig;
-use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use tokio_rustls::rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{
+    ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider,
+};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
+use tokio_rustls::rustls::{
+    ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme,
+};
 
 use crate::MqttClientError;
 
 fn read_file(path: &std::path::Path) -> Result<Vec<u8>, MqttClientError> {
-    std::fs::read(path).map_err(|e| MqttClientError::Tls(format!("reading {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| MqttClientError::Tls(format!("reading {}: {e}", path.display())))
 }
 
 fn certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, MqttClientError> {
     let bytes = read_file(path)?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice())).collect();
+    let certs: Result<Vec<_>, _> =
+        rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice())).collect();
     let certs = certs.map_err(|e| MqttClientError::Tls(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(MqttClientError::Tls(format!("{}: no PEM certificate in it", path.display())));
+        return Err(MqttClientError::Tls(format!(
+            "{}: no PEM certificate in it",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -29,7 +40,9 @@ fn key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, MqttClientError
     let bytes = read_file(path)?;
     rustls_pemfile::private_key(&mut BufReader::new(bytes.as_slice()))
         .map_err(|e| MqttClientError::Tls(format!("{}: {e}", path.display())))?
-        .ok_or_else(|| MqttClientError::Tls(format!("{}: no PEM private key in it", path.display())))
+        .ok_or_else(|| {
+            MqttClientError::Tls(format!("{}: no PEM private key in it", path.display()))
+        })
 }
 
 /// Builds the client config: the broker's certificate verified against the CA file (unless
@@ -46,9 +59,9 @@ pub(crate) fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, MqttCl
     } else {
         let mut roots = RootCertStore::empty();
         for cert in certs(&tls.ca_certificate)? {
-            roots
-                .add(cert)
-                .map_err(|e| MqttClientError::Tls(format!("{}: {e}", tls.ca_certificate.display())))?;
+            roots.add(cert).map_err(|e| {
+                MqttClientError::Tls(format!("{}: {e}", tls.ca_certificate.display()))
+            })?;
         }
         builder.with_root_certificates(roots)
     };
@@ -82,7 +95,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -90,7 +108,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()

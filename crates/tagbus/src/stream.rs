@@ -153,7 +153,11 @@ impl StreamConsumer {
     /// Reads up to `count` entries never delivered to the group, waiting up to `block`
     /// (capped at [`MAX_BLOCK`]; zero: not at all) when there are none. Checks for trimmed entries first (at
     /// most once per [`TRIM_CHECK_INTERVAL`]).
-    pub async fn read_new(&mut self, count: usize, block: Duration) -> Result<Vec<StreamEntry>, TagBusError> {
+    pub async fn read_new(
+        &mut self,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>, TagBusError> {
         let due = self
             .last_trim_check
             .is_none_or(|t| t.elapsed() >= TRIM_CHECK_INTERVAL);
@@ -161,7 +165,8 @@ impl StreamConsumer {
             self.last_trim_check = Some(Instant::now());
             self.check_trimmed().await?;
         }
-        self.xreadgroup(">", count, Some(block.min(MAX_BLOCK))).await
+        self.xreadgroup(">", count, Some(block.min(MAX_BLOCK)))
+            .await
     }
 
     /// Acknowledges entries (`XACK`); returns how many Redis still had pending.
@@ -180,7 +185,10 @@ impl StreamConsumer {
     /// The current values of these keys (`MGET` in chunks): the snapshot a consumer sends
     /// before the live feed. Keys without a value are left out; malformed values are logged
     /// and left out.
-    pub async fn snapshot(&mut self, keys: &[TagKey]) -> Result<Vec<(TagKey, TagValue)>, TagBusError> {
+    pub async fn snapshot(
+        &mut self,
+        keys: &[TagKey],
+    ) -> Result<Vec<(TagKey, TagValue)>, TagBusError> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(SNAPSHOT_CHUNK) {
             let mut cmd = redis::cmd("MGET");
@@ -192,7 +200,9 @@ impl StreamConsumer {
                 let Some(value) = value else { continue };
                 match TagValue::from_bytes(&value) {
                     Ok(v) => out.push((key.clone(), v)),
-                    Err(e) => tracing::warn!(key = %key, error = %e, "skipping a malformed value on the tag bus"),
+                    Err(e) => {
+                        tracing::warn!(key = %key, error = %e, "skipping a malformed value on the tag bus")
+                    }
                 }
             }
         }
@@ -224,13 +234,15 @@ impl StreamConsumer {
             _ => None,
         });
         let group = match &groups {
-            RV::Array(gs) => gs
-                .iter()
-                .find(|g| map_get(g, "name").and_then(as_string).as_deref() == Some(self.group.as_str())),
+            RV::Array(gs) => gs.iter().find(|g| {
+                map_get(g, "name").and_then(as_string).as_deref() == Some(self.group.as_str())
+            }),
             _ => None,
         };
         let Some(group) = group else { return Ok(0) };
-        let last_delivered = map_get(group, "last-delivered-id").and_then(as_string).map(EntryId);
+        let last_delivered = map_get(group, "last-delivered-id")
+            .and_then(as_string)
+            .map(EntryId);
         let entries_read = map_get(group, "entries-read").and_then(as_u64);
         let (Some(first), Some(last)) = (first.map(EntryId), last_delivered) else {
             return Ok(0);
@@ -262,7 +274,10 @@ impl StreamConsumer {
     }
 
     fn count_trimmed_pending(&self, entries: &[StreamEntry]) {
-        let n = entries.iter().filter(|e| e.body == EntryBody::Trimmed).count() as u64;
+        let n = entries
+            .iter()
+            .filter(|e| e.body == EntryBody::Trimmed)
+            .count() as u64;
         if n > 0 {
             self.trimmed.fetch_add(n, Ordering::Relaxed);
             tracing::warn!(group = %self.group, lost = n, total = self.trimmed.load(Ordering::Relaxed),
@@ -277,9 +292,14 @@ impl StreamConsumer {
         block: Option<Duration>,
     ) -> Result<Vec<StreamEntry>, TagBusError> {
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.group).arg(&self.consumer).arg("COUNT").arg(count.max(1));
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count.max(1));
         if let Some(block) = block.filter(|b| !b.is_zero()) {
-            cmd.arg("BLOCK").arg(u64::try_from(block.as_millis()).unwrap_or(5000).max(1));
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(block.as_millis()).unwrap_or(5000).max(1));
         }
         cmd.arg("STREAMS").arg(STREAM_KEY).arg(start);
         let reply: RV = cmd.query_async(&mut self.conn).await?;
@@ -301,19 +321,27 @@ fn parse_read_reply(reply: &RV) -> Vec<StreamEntry> {
             RV::Array(_) => None,
             other => Some(other),
         };
-        let Some(RV::Array(entries)) = entries else { continue };
+        let Some(RV::Array(entries)) = entries else {
+            continue;
+        };
         for e in entries {
             let RV::Array(parts) = e else { continue };
-            let Some(id) = parts.first().and_then(as_string) else { continue };
+            let Some(id) = parts.first().and_then(as_string) else {
+                continue;
+            };
             let body = match parts.get(1) {
                 Some(RV::Array(fields)) => decode_fields(fields),
                 Some(RV::Map(m)) => {
-                    let flat: Vec<RV> = m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
+                    let flat: Vec<RV> =
+                        m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
                     decode_fields(&flat)
                 }
                 _ => EntryBody::Trimmed,
             };
-            out.push(StreamEntry { id: EntryId(id), body });
+            out.push(StreamEntry {
+                id: EntryId(id),
+                body,
+            });
         }
     }
     out
@@ -371,7 +399,10 @@ fn map_get<'a>(v: &'a RV, name: &str) -> Option<&'a RV> {
             [k, val] if as_bytes(k) == Some(name.as_bytes()) => Some(val),
             _ => None,
         }),
-        RV::Map(m) => m.iter().find(|(k, _)| as_bytes(k) == Some(name.as_bytes())).map(|(_, v)| v),
+        RV::Map(m) => m
+            .iter()
+            .find(|(k, _)| as_bytes(k) == Some(name.as_bytes()))
+            .map(|(_, v)| v),
         _ => None,
     }
 }
@@ -389,14 +420,22 @@ mod tests {
         let reply = RV::Array(vec![RV::Array(vec![
             bs(STREAM_KEY),
             RV::Array(vec![
-                RV::Array(vec![bs("1-0"), RV::Array(vec![bs("k"), bs("tag/a/b/in"), bs("v"), bs("1,2,iv")])]),
+                RV::Array(vec![
+                    bs("1-0"),
+                    RV::Array(vec![bs("k"), bs("tag/a/b/in"), bs("v"), bs("1,2,iv")]),
+                ]),
                 RV::Array(vec![bs("1-1"), RV::Nil]),
-                RV::Array(vec![bs("1-2"), RV::Array(vec![bs("k"), bs("nope"), bs("v"), bs("1,2,")])]),
+                RV::Array(vec![
+                    bs("1-2"),
+                    RV::Array(vec![bs("k"), bs("nope"), bs("v"), bs("1,2,")]),
+                ]),
             ]),
         ])]);
         let e = parse_read_reply(&reply);
         assert_eq!(e.len(), 3);
-        assert!(matches!(&e[0].body, EntryBody::Tag { key, value } if key.to_string() == "tag/a/b/in" && value.quality() == 0));
+        assert!(
+            matches!(&e[0].body, EntryBody::Tag { key, value } if key.to_string() == "tag/a/b/in" && value.quality() == 0)
+        );
         assert_eq!(e[1].body, EntryBody::Trimmed);
         assert!(matches!(e[2].body, EntryBody::Malformed(_)));
         assert_eq!(e[0].id.parts(), Some((1, 0)));

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
 
 use crate::TlsFiles;
 
@@ -31,27 +33,32 @@ impl TestCerts {
         let ca_key = KeyPair::generate().expect("key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "fieldbridge test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "fieldbridge test CA");
         let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
         let ca_pem = ca_cert.pem();
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().expect("key");
-        let mut sp = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
+        let mut sp = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("params");
         sp.distinguished_name.push(DnType::CommonName, "localhost");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_cert = sp.signed_by(&server_key, &issuer).expect("server cert");
 
         let client_key = KeyPair::generate().expect("key");
         let mut cp = CertificateParams::new(Vec::<String>::new()).expect("params");
-        cp.distinguished_name.push(DnType::CommonName, "fieldbridge-client");
+        cp.distinguished_name
+            .push(DnType::CommonName, "fieldbridge-client");
         cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let client_cert = cp.signed_by(&client_key, &issuer).expect("client cert");
 
         let other_key = KeyPair::generate().expect("key");
         let mut op = CertificateParams::new(Vec::<String>::new()).expect("params");
         op.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        op.distinguished_name.push(DnType::CommonName, "some other CA");
+        op.distinguished_name
+            .push(DnType::CommonName, "some other CA");
         let other = op.self_signed(&other_key).expect("other ca");
 
         Self {

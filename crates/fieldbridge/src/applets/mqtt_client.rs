@@ -78,8 +78,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         for h in &handles {
             let s = h.stats();
-            tracing::info!(published = s.published(), acked = s.acked(), dropped_threshold = s.dropped_threshold(),
-                trimmed = s.trimmed(), connects = s.connects(), "mqtt-client stopping");
+            tracing::info!(
+                published = s.published(),
+                acked = s.acked(),
+                dropped_threshold = s.dropped_threshold(),
+                trimmed = s.trimmed(),
+                connects = s.connects(),
+                "mqtt-client stopping"
+            );
         }
         drop(handles);
         Ok(ExitCode::SUCCESS)
@@ -88,7 +94,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
