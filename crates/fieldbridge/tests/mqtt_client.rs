@@ -728,3 +728,34 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     });
     check_all(&msgs, OUTAGE_VALUES);
 }
+
+#[test]
+fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window() {
+    let redis = RedisServer::start();
+    // Receive Maximum 5 for MQTT 5 clients; 3.1.1 clients get max_inflight (default 20).
+    let broker = MosquittoBuilder::new()
+        .config_line("max_inflight_messages 5")
+        .config_line("max_queued_messages 0")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &redis.url(), 1,
+        vec![mqtt_device("v5", broker.port(), json!({"mqtt_version": "5", "mqtt_qos": 2})),
+             mqtt_device("v3", broker.port(), json!({"mqtt_version": "3.1.1", "mqtt_qos": 2, "max_inflight": 5})),
+             mqtt_device("v5q1", broker.port(), json!({"mqtt_version": "5", "mqtt_qos": 1}))],
+        vec![("v5", "s0".into(), Some("v5/s0")), ("v3", "s0".into(), Some("v3/s0")), ("v5q1", "s0".into(), Some("v5q1/s0"))]);
+    let sub = Sub::start(broker.port(), "#", 2, "sub-v5");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    assert!(p.log().contains("receive_max=Some(5)"), "{}", p.log());
+    let values: Vec<String> = (0..300).map(|i| format!("{i},{},", 1_700_000_000_000u64 + i)).collect();
+    let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
+    write(&redis.url(), &refs);
+    let msgs = sub.wait_for("900 values", Duration::from_secs(30), |m| m.len() >= 900);
+    for t in ["v5/s0", "v3/s0", "v5q1/s0"] {
+        let got: Vec<&str> = msgs.iter().filter(|m| m.topic == t).map(|m| m.payload.as_str()).collect();
+        let want: Vec<String> = (0..300).map(|i| format!("{i},{},1", 1_700_000_000_000u64 + i)).collect();
+        assert_eq!(got, want, "{t}: in order, exactly once");
+    }
+    // No connection was lost on the way.
+    assert_eq!(p.log().matches("connected to the broker").count(), 3, "{}", p.log());
+}

@@ -78,6 +78,8 @@ pub struct StreamConsumer {
     consumer: String,
     trimmed: Arc<AtomicU64>,
     last_trim_check: Option<Instant>,
+    /// The group position of the last counted gap (a gap is counted once, not per check).
+    counted_at: Option<EntryId>,
 }
 
 /// Keys per `MGET` of [`StreamConsumer::snapshot`].
@@ -111,6 +113,7 @@ impl StreamConsumer {
             consumer: consumer.to_owned(),
             trimmed,
             last_trim_check: None,
+            counted_at: None,
         })
     }
 
@@ -251,6 +254,10 @@ impl StreamConsumer {
             (Some(f), Some(l)) if f > l => {}
             _ => return Ok(0),
         }
+        if self.counted_at.as_ref() == Some(&last) {
+            return Ok(0); // this gap was counted already; the group has not read past it yet
+        }
+        self.counted_at = Some(last.clone());
         // Everything up to `last` was read and is gone; the entries between were never read.
         let lost = match (added, entries_read) {
             (Some(added), Some(read)) => added.saturating_sub(length).saturating_sub(read),
