@@ -738,24 +738,89 @@ fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window() {
         .config_line("max_queued_messages 0")
         .start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), 1,
-        vec![mqtt_device("v5", broker.port(), json!({"mqtt_version": "5", "mqtt_qos": 2})),
-             mqtt_device("v3", broker.port(), json!({"mqtt_version": "3.1.1", "mqtt_qos": 2, "max_inflight": 5})),
-             mqtt_device("v5q1", broker.port(), json!({"mqtt_version": "5", "mqtt_qos": 1}))],
-        vec![("v5", "s0".into(), Some("v5/s0")), ("v3", "s0".into(), Some("v3/s0")), ("v5q1", "s0".into(), Some("v5q1/s0"))]);
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device(
+                "v5",
+                broker.port(),
+                json!({"mqtt_version": "5", "mqtt_qos": 2}),
+            ),
+            mqtt_device(
+                "v3",
+                broker.port(),
+                json!({"mqtt_version": "3.1.1", "mqtt_qos": 2, "max_inflight": 5}),
+            ),
+            mqtt_device(
+                "v5q1",
+                broker.port(),
+                json!({"mqtt_version": "5", "mqtt_qos": 1}),
+            ),
+        ],
+        vec![
+            ("v5", "s0".into(), Some("v5/s0")),
+            ("v3", "s0".into(), Some("v3/s0")),
+            ("v5q1", "s0".into(), Some("v5q1/s0")),
+        ],
+    );
     let sub = Sub::start(broker.port(), "#", 2, "sub-v5");
     let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 3, Duration::from_secs(15));
     assert!(p.log().contains("receive_max=Some(5)"), "{}", p.log());
-    let values: Vec<String> = (0..300).map(|i| format!("{i},{},", 1_700_000_000_000u64 + i)).collect();
+    let values: Vec<String> = (0..300)
+        .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))
+        .collect();
     let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
     write(&redis.url(), &refs);
     let msgs = sub.wait_for("900 values", Duration::from_secs(30), |m| m.len() >= 900);
     for t in ["v5/s0", "v3/s0", "v5q1/s0"] {
-        let got: Vec<&str> = msgs.iter().filter(|m| m.topic == t).map(|m| m.payload.as_str()).collect();
-        let want: Vec<String> = (0..300).map(|i| format!("{i},{},1", 1_700_000_000_000u64 + i)).collect();
+        let got: Vec<&str> = msgs
+            .iter()
+            .filter(|m| m.topic == t)
+            .map(|m| m.payload.as_str())
+            .collect();
+        let want: Vec<String> = (0..300)
+            .map(|i| format!("{i},{},1", 1_700_000_000_000u64 + i))
+            .collect();
         assert_eq!(got, want, "{t}: in order, exactly once");
     }
     // No connection was lost on the way.
-    assert_eq!(p.log().matches("connected to the broker").count(), 3, "{}", p.log());
+    assert_eq!(
+        p.log().matches("connected to the broker").count(),
+        3,
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn redis_restart_keeps_the_mqtt_connection_and_resumes() {
+    let mut redis = RedisServer::start();
+    let broker = MosquittoBuilder::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1}))],
+        vec![("cloud", "s0".into(), Some("r/s0"))],
+    );
+    let sub = Sub::start(broker.port(), "r/#", 1, "sub-redis");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    redis.restart();
+    p.wait_log("the stream reader reconnects", 1, Duration::from_secs(15));
+    p.wait_log("forwarding live values", 2, Duration::from_secs(20));
+    write(&redis.url(), &[("s0", "99,1732280000000,")]);
+    sub.wait_for("r/s0 = 99", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.payload == "99,1732280000000,1")
+    });
+    assert_eq!(
+        p.log().matches("connected to the broker").count(),
+        1,
+        "{}",
+        p.log()
+    );
 }

@@ -39,7 +39,10 @@ const RATE: usize = 10_000;
 const LATENCY_SECS: u64 = 5;
 
 fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
 }
 
 #[derive(Default)]
@@ -54,9 +57,13 @@ struct Received {
 async fn subscriber(port: u16, id: &str) -> (Arc<Mutex<Received>>, tokio::task::JoinHandle<()>) {
     let rec = Arc::new(Mutex::new(Received::default()));
     let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
-    o.set_max_packet_size(1 << 20, 1 << 20).set_keep_alive(Duration::from_secs(30));
+    o.set_max_packet_size(1 << 20, 1 << 20)
+        .set_keep_alive(Duration::from_secs(30));
     let (client, mut el) = rumqttc::AsyncClient::new(o, 100);
-    client.subscribe("tag/#", rumqttc::QoS::AtMostOnce).await.unwrap();
+    client
+        .subscribe("tag/#", rumqttc::QoS::AtMostOnce)
+        .await
+        .unwrap();
     let r = rec.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut tx = Some(tx);
@@ -115,7 +122,11 @@ async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
     net.set_tcp_nodelay(true);
     let (client, mut el) = rumqttc::AsyncClient::new(o, 512);
     el.set_network_options(net);
-    let q = [rumqttc::QoS::AtMostOnce, rumqttc::QoS::AtLeastOnce, rumqttc::QoS::ExactlyOnce][usize::from(qos)];
+    let q = [
+        rumqttc::QoS::AtMostOnce,
+        rumqttc::QoS::AtLeastOnce,
+        rumqttc::QoS::ExactlyOnce,
+    ][usize::from(qos)];
     let evl = tokio::spawn(async move {
         loop {
             if el.poll().await.is_err() {
@@ -140,8 +151,10 @@ async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
 }
 
 fn write_config(dir: &Path, redis_url: &str, port: u16, alias: &str, qos: u8) -> PathBuf {
-    let mut devices = vec![json!({"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master",
-        "ip": "127.0.0.1", "port": 2404, "asdu_address": 1})];
+    let mut devices = vec![
+        json!({"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master",
+        "ip": "127.0.0.1", "port": 2404, "asdu_address": 1}),
+    ];
     devices.push(json!({"name": alias, "device_alias": alias, "protocol": "mqtt", "ip": "127.0.0.1", "port": port,
         "mqtt_qos": qos, "enable_threshold": 0, "client_id": alias, "max_inflight": WINDOW}));
     let mut signals = Vec::with_capacity(2 * SIGNALS);
@@ -154,7 +167,11 @@ fn write_config(dir: &Path, redis_url: &str, port: u16, alias: &str, qos: u8) ->
             "source_device_alias": "rtu1", "source_signal_alias": format!("s{i}")}));
     }
     let path = dir.join(format!("{alias}.json"));
-    std::fs::write(&path, json!({"redis_url": redis_url, "devices": devices, "signals": signals}).to_string()).unwrap();
+    std::fs::write(
+        &path,
+        json!({"redis_url": redis_url, "devices": devices, "signals": signals}).to_string(),
+    )
+    .unwrap();
     path
 }
 
@@ -175,8 +192,15 @@ fn start_publisher(bin: &Path, cfg: &Path, redis_url: &str, log: &Path) -> KillO
 
 async fn wait_log(log: &Path, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(log).unwrap_or_default().contains(needle) {
-        assert!(Instant::now() < deadline, "no {needle:?} in {}", log.display());
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {}",
+            log.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -226,7 +250,10 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
     let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(600)).await;
     let secs = t0.elapsed().as_secs_f64();
     if !ok {
-        println!("  publisher QoS {qos}: only {} of {BACKLOG} arrived", rec.lock().unwrap().distinct.len());
+        println!(
+            "  publisher QoS {qos}: only {} of {BACKLOG} arrived",
+            rec.lock().unwrap().distinct.len()
+        );
     }
     let publisher = BACKLOG as f64 / secs;
     wait_log(&log2, "forwarding live values").await;
@@ -242,8 +269,9 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
     for _ in 0..ticks {
         tick.tick().await;
         let stamp = now_us();
-        let batch: Vec<(TagKey, TagValue)> =
-            (0..per_tick).map(|j| (key(n + j), TagValue::new(stamp, 1_700_000_000_000))).collect();
+        let batch: Vec<(TagKey, TagValue)> = (0..per_tick)
+            .map(|j| (key(n + j), TagValue::new(stamp, 1_700_000_000_000)))
+            .collect();
         n += per_tick;
         w.write_batch(&batch).await.unwrap();
     }
@@ -263,7 +291,14 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
     let rss_kb = vm_hwm_kb(p.pid());
     sub.abort();
     drop(p);
-    Row { qos, raw: 0.0, publisher, p50: pct(0.5), p99: pct(0.99), rss_kb }
+    Row {
+        qos,
+        raw: 0.0,
+        publisher,
+        p50: pct(0.5),
+        p99: pct(0.99),
+        rss_kb,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -271,9 +306,15 @@ async fn main() {
     let bin = std::env::var("FIELDBRIDGE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| testrig::workspace_root().join("target/release/fieldbridge"));
-    assert!(bin.exists(), "{} missing: cargo build --release -p fieldbridge", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p fieldbridge",
+        bin.display()
+    );
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new().config_line("max_queued_messages 0").start();
+    let broker = MosquittoBuilder::new()
+        .config_line("max_queued_messages 0")
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
     for qos in [0u8, 1, 2] {

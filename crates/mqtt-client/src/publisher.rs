@@ -154,8 +154,9 @@ enum Item {
     Snapshot(TagKey, TagValue),
     /// The snapshot was sent; live entries follow.
     Live { snapshot: usize },
-    /// Redis failed.
-    Failed(tagbus::TagBusError),
+    /// Redis failed; the reader reconnects by itself and starts over from the pending
+    /// entries (the MQTT connection stays up).
+    Restarted(tagbus::TagBusError),
 }
 
 /// A publish awaiting its acknowledgement: the stream entry it came from, if any.
@@ -242,7 +243,17 @@ async fn connection(
 
     let keys: Vec<TagKey> = plan.routes.keys().cloned().collect();
     let (item_tx, mut items) = mpsc::channel::<Item>(READ_BATCH);
-    let reader = tokio::spawn(reader(consumer, keys, item_tx, opts.trace_redis));
+    let reader = tokio::spawn(reader(
+        consumer,
+        ReaderSetup {
+            redis_url: opts.redis_url.clone(),
+            group: plan.group(),
+            trimmed: stats.trimmed_counter(),
+            keys,
+            trace: opts.trace_redis,
+        },
+        item_tx,
+    ));
     let _abort_reader = AbortOnDrop(reader);
 
     let mut state = ConnState {
@@ -299,7 +310,11 @@ async fn connection(
                     }
                 }
                 Some(Item::Live { snapshot }) => tracing::info!(device = %alias, snapshot, "backlog and snapshot sent; forwarding live values"),
-                Some(Item::Failed(e)) => return End::Redis(e),
+                Some(Item::Restarted(e)) => {
+                    tracing::warn!(device = %alias, error = %e, "tag bus (Redis) lost; the stream reader reconnects (MQTT stays connected)");
+                    // Pending entries come again: none may be dropped as a repeat.
+                    state.last.clear();
+                }
                 None => return End::Redis(tagbus::TagBusError::ConnectionLost),
             },
         }
@@ -437,16 +452,54 @@ fn send(
     Ok(())
 }
 
-/// Reads the stream for one connection: pending entries, the backlog, the snapshot, then
-/// the live feed. Ends after sending [`Item::Failed`] or when the receiver is gone.
-async fn reader(
-    mut consumer: StreamConsumer,
+/// What the reader needs to reconnect.
+struct ReaderSetup {
+    redis_url: String,
+    group: String,
+    trimmed: Arc<std::sync::atomic::AtomicU64>,
     keys: Vec<TagKey>,
-    tx: mpsc::Sender<Item>,
     trace: bool,
-) {
-    if let Err(e) = read_all(&mut consumer, &keys, &tx, trace).await {
-        let _ = tx.send(Item::Failed(e)).await;
+}
+
+/// Reads the stream for one connection: pending entries, the backlog, the snapshot, then
+/// the live feed. When Redis fails it says so ([`Item::Restarted`]), reconnects with backoff
+/// and starts over. Ends when the receiver is gone.
+async fn reader(mut consumer: StreamConsumer, setup: ReaderSetup, tx: mpsc::Sender<Item>) {
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        let Err(e) = read_all(&mut consumer, &setup.keys, &tx, setup.trace).await else {
+            return; // the connection is gone
+        };
+        if tx.send(Item::Restarted(e)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(backoff.next_delay()).await;
+            if tx.is_closed() {
+                return;
+            }
+            match StreamConsumer::connect(
+                &setup.redis_url,
+                &setup.group,
+                CONSUMER_NAME,
+                setup.trimmed.clone(),
+            )
+            .await
+            {
+                Ok(mut c) => match c.ensure_group().await {
+                    Ok(_) => {
+                        consumer = c;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tag bus stream: cannot create the consumer group; retrying")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "tag bus stream: cannot reach Redis; retrying")
+                }
+            }
+        }
     }
 }
 
