@@ -205,11 +205,11 @@ async fn wait_log(log: &Path, needle: &str) {
     }
 }
 
-fn vm_hwm_kb(pid: u32) -> u64 {
+fn vm_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -226,6 +226,7 @@ struct Row {
     p50: f64,
     p99: f64,
     rss_kb: u64,
+    rss_now_kb: u64,
 }
 
 async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Row {
@@ -288,7 +289,8 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
     if lat.len() < n {
         println!("  latency QoS {qos}: {} of {n} values arrived", lat.len());
     }
-    let rss_kb = vm_hwm_kb(p.pid());
+    let rss_kb = vm_kb(p.pid(), "VmHWM:");
+    let rss_now_kb = vm_kb(p.pid(), "VmRSS:");
     sub.abort();
     drop(p);
     Row {
@@ -322,28 +324,30 @@ async fn main() {
         let mut row = publisher_run(&bin, dir.path(), &redis, broker.port(), qos).await;
         row.raw = raw;
         println!(
-            "QoS {qos}: raw {:.0}/s, publisher {:.0}/s (ratio {:.2}), latency p50 {:.3} ms p99 {:.3} ms, peak RSS {:.1} MB",
+            "QoS {qos}: raw {:.0}/s, publisher {:.0}/s (ratio {:.2}), latency p50 {:.3} ms p99 {:.3} ms, peak RSS {:.1} MB, RSS at the end {:.1} MB",
             row.raw,
             row.publisher,
             row.publisher / row.raw,
             row.p50,
             row.p99,
-            row.rss_kb as f64 / 1024.0
+            row.rss_kb as f64 / 1024.0,
+            row.rss_now_kb as f64 / 1024.0
         );
         rows.push(row);
     }
-    println!("\n| QoS | raw client msg/s | publisher msg/s | ratio | p50 ms @10k/s | p99 ms @10k/s | peak RSS MB |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("\n| QoS | raw client msg/s | publisher msg/s | ratio | p50 ms @10k/s | p99 ms @10k/s | peak RSS MB | RSS at end MB |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.1} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.1} | {:.1} |",
             r.qos,
             r.raw,
             r.publisher,
             r.publisher / r.raw,
             r.p50,
             r.p99,
-            r.rss_kb as f64 / 1024.0
+            r.rss_kb as f64 / 1024.0,
+            r.rss_now_kb as f64 / 1024.0
         );
     }
 }

@@ -58,7 +58,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!("no enabled MQTT device in the configuration; nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
-    let url = super::redis_url(args.redis_url.redis_url.as_deref(), Some(path));
+    // --redis-url, else the config's redis_url (load() layered FIELDBRIDGE_REDIS_URL over it),
+    // else the default: the same order as `applets::redis_url`, without loading the file twice.
+    let url = args
+        .redis_url
+        .redis_url
+        .clone()
+        .or_else(|| raw.redis_url.clone())
+        .unwrap_or_else(|| config::DEFAULT_REDIS_URL.to_owned());
+    // The raw and validated config are not needed any more (a big config is megabytes).
+    drop(validated);
+    drop(raw);
     let mut opts = mqtt_client::PublisherOptions::new(url);
     opts.trace_redis = args.redis;
     opts.trace_mqtt = args.mqtt;
