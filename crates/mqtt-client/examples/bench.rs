@@ -300,6 +300,7 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
         p50: pct(0.5),
         p99: pct(0.99),
         rss_kb,
+        rss_now_kb,
     }
 }
 
