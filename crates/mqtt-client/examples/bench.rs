@@ -4,7 +4,8 @@
 //! cargo build --release -p fieldbridge
 //! cargo run --release -p mqtt-client --example bench
 //! ```
-//! (`FIELDBRIDGE_BIN` overrides the binary, default `target/release/fieldbridge`.)
+//! (`FIELDBRIDGE_BIN` overrides the binary, default `target/release/fieldbridge`;
+//! `BENCH_WINDOW` the in-flight window of both clients, default 20.)
 //!
 //! Per QoS 0, 1 and 2, in one run against one mosquitto and one redis-server:
 //! - the throughput of one raw rumqttc client publishing 200,000 messages over 10,000 topics
@@ -34,7 +35,10 @@ use testrig::{KillOnDrop, MosquittoBuilder, RedisServer};
 
 const SIGNALS: usize = 10_000;
 const BACKLOG: usize = 200_000;
-const WINDOW: u16 = 20;
+/// The in-flight window of both clients: `max_inflight` (default 20, env `BENCH_WINDOW`).
+fn window() -> u16 {
+    std::env::var("BENCH_WINDOW").ok().and_then(|w| w.parse().ok()).unwrap_or(20)
+}
 const RATE: usize = 10_000;
 const LATENCY_SECS: u64 = 5;
 
@@ -117,7 +121,7 @@ fn topic(i: usize) -> String {
 async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
     let (rec, sub) = subscriber(port, &format!("bench-sub-raw{qos}")).await;
     let mut o = rumqttc::MqttOptions::new(format!("bench-raw{qos}"), "127.0.0.1", port);
-    o.set_inflight(WINDOW).set_max_packet_size(1 << 20, 1 << 20);
+    o.set_inflight(window()).set_max_packet_size(1 << 20, 1 << 20);
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     let (client, mut el) = rumqttc::AsyncClient::new(o, 512);
@@ -156,7 +160,7 @@ fn write_config(dir: &Path, redis_url: &str, port: u16, alias: &str, qos: u8) ->
         "ip": "127.0.0.1", "port": 2404, "asdu_address": 1}),
     ];
     devices.push(json!({"name": alias, "device_alias": alias, "protocol": "mqtt", "ip": "127.0.0.1", "port": port,
-        "mqtt_qos": qos, "enable_threshold": 0, "client_id": alias, "max_inflight": WINDOW}));
+        "mqtt_qos": qos, "enable_threshold": 0, "client_id": alias, "max_inflight": window()}));
     let mut signals = Vec::with_capacity(2 * SIGNALS);
     for i in 0..SIGNALS {
         signals.push(json!({"signal_name": format!("S{i}"), "device_alias": "rtu1", "signal_alias": format!("s{i}"),
@@ -320,6 +324,7 @@ async fn main() {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
+    println!("in-flight window {} (BENCH_WINDOW)", window());
     for qos in [0u8, 1, 2] {
         let (raw, _) = raw_client(broker.port(), qos).await;
         let mut row = publisher_run(&bin, dir.path(), &redis, broker.port(), qos).await;
