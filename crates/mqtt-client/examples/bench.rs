@@ -37,7 +37,10 @@ const SIGNALS: usize = 10_000;
 const BACKLOG: usize = 200_000;
 /// The in-flight window of both clients: `max_inflight` (default 20, env `BENCH_WINDOW`).
 fn window() -> u16 {
-    std::env::var("BENCH_WINDOW").ok().and_then(|w| w.parse().ok()).unwrap_or(20)
+    std::env::var("BENCH_WINDOW")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(20)
 }
 const RATE: usize = 10_000;
 const LATENCY_SECS: u64 = 5;
@@ -121,7 +124,8 @@ fn topic(i: usize) -> String {
 async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
     let (rec, sub) = subscriber(port, &format!("bench-sub-raw{qos}")).await;
     let mut o = rumqttc::MqttOptions::new(format!("bench-raw{qos}"), "127.0.0.1", port);
-    o.set_inflight(window()).set_max_packet_size(1 << 20, 1 << 20);
+    o.set_inflight(window())
+        .set_max_packet_size(1 << 20, 1 << 20);
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     let (client, mut el) = rumqttc::AsyncClient::new(o, 512);

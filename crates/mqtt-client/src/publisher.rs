@@ -261,6 +261,7 @@ async fn connection(
         inflight: HashMap::with_capacity(window),
         remaining: HashMap::new(),
         last: HashMap::new(),
+        trace: opts.trace_mqtt,
     };
     loop {
         let outstanding = state.unassigned.len().saturating_add(state.inflight.len());
@@ -338,6 +339,8 @@ struct ConnState {
     remaining: HashMap<EntryId, u32>,
     /// `enable_threshold`: the last value and flags published per topic on this connection.
     last: HashMap<Topic, (Value, Flags)>,
+    /// `-m`: print each publish with its topic and payload.
+    trace: bool,
 }
 
 impl ConnState {
@@ -441,6 +444,15 @@ fn send(
     let payload = format_payload(d.payload_format, value);
     if log {
         tracing::info!(device = %plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
+    }
+    if state.trace {
+        print_line(&format!(
+            "mqtt {} PUBLISH {topic} qos={} retain={} {}\n",
+            plan.alias,
+            d.qos.as_u8(),
+            u8::from(d.retain),
+            String::from_utf8_lossy(&payload)
+        ));
     }
     if !client.try_publish(topic.as_str(), d.qos, d.retain, payload) {
         return Err(End::Mqtt(ConnFailure::Other(
