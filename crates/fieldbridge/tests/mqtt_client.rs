@@ -824,3 +824,40 @@ fn redis_restart_keeps_the_mqtt_connection_and_resumes() {
         p.log()
     );
 }
+
+#[test]
+fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new()
+        .config_line("max_queued_messages 0")
+        .start(); // max_inflight_messages 20
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![mqtt_device(
+            "q2",
+            broker.port(),
+            json!({"mqtt_qos": 2, "max_inflight": 100}),
+        )],
+        vec![("q2", "s0".into(), Some("q2/s0"))],
+    );
+    let sub = Sub::start(broker.port(), "q2/#", 2, "sub-q2w");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let values: Vec<String> = (0..1000)
+        .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))
+        .collect();
+    let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
+    write(&redis.url(), &refs);
+    let msgs = sub.wait_for("1000 values", Duration::from_secs(40), |m| {
+        m.iter()
+            .map(|m| m.payload.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 1000
+    });
+    println!("{} messages for 1000 values", msgs.len());
+    p.wait_log("lowering the in-flight window", 1, Duration::from_secs(1));
+}

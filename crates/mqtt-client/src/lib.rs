@@ -40,7 +40,15 @@
 //! - **Default client id**: `fieldbridge-<hostname>-<device_alias>` when `client_id` is
 //!   empty (hostname from `/proc/sys/kernel/hostname`, then `$HOSTNAME`, then `gateway`).
 //! - **Broker refusals**: a CONNACK refusal (wrong password, not authorised) is logged at
-//!   error with its reason and retried with backoff (1 s to 60 s, jitter). An MQTT 5 PUBACK /
+//!   error with its reason and retried with backoff (1 s to 60 s, jitter; the backoff is reset
+//!   only by a connection that lasted 30 s, so a broker that accepts and then drops us at once
+//!   is not hammered).
+//! - **Redis lost**: the stream reader reconnects by itself with backoff and starts again from
+//!   the pending entries; the MQTT connection stays up (no Last Will for a Redis restart).
+//! - **QoS 2 window**: `max_inflight` (default 20) bounds unacknowledged QoS 2 publishes; with
+//!   MQTT 5 the broker's Receive Maximum lowers it. A 3.1.1 broker cannot announce its limit:
+//!   when it closes the connection within 10 s of connecting while our QoS 2 window is full,
+//!   the window is halved for the following connections (logged at warn) instead of looping. An MQTT 5 PUBACK /
 //!   PUBREC with a failure reason code is logged at warn and the entry is acknowledged (a
 //!   broker's negative answer is a result; re-sending it forever would stall the device).
 //! - **TLS**: rustls with ring; the broker's certificate is always verified against

@@ -17,6 +17,11 @@ use crate::{format_payload, DevicePlan, MqttClientError, Stats, QOS0_WINDOW, REA
 /// the entries its predecessor left unacknowledged.
 pub const CONSUMER_NAME: &str = "mqtt-client";
 
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+/// A QoS 2 connection dropped this soon with a full window lowers the window.
+const QOS2_PROBE_TIME: Duration = Duration::from_secs(10);
+
 /// Process-wide settings of the publishers.
 #[derive(Debug, Clone)]
 pub struct PublisherOptions {
@@ -108,6 +113,7 @@ async fn run(
     let mut backoff = backoff::Backoff::new(opts.backoff_min, opts.backoff_max);
     tracing::info!(device = %alias, client_id = %client_id, host = %plan.device.host, port = plan.device.port,
         signals = plan.routes.len(), group = %plan.group(), "publisher starting");
+    let mut qos2_window = plan.device.max_inflight.max(1);
     loop {
         let started = Instant::now();
         let end = connection(
@@ -117,9 +123,12 @@ async fn run(
             tls.clone(),
             &stats,
             &ack_tx,
-            &mut backoff,
+            &mut qos2_window,
         )
         .await;
+        if started.elapsed() >= STABLE_CONNECTION {
+            backoff.reset(); // a connection that lasted: reconnect quickly
+        }
         let delay = backoff.next_delay();
         let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         match end {
@@ -171,7 +180,7 @@ async fn connection(
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     stats: &Stats,
     ack_tx: &mpsc::Sender<EntryId>,
-    backoff: &mut backoff::Backoff,
+    qos2_window: &mut u16,
 ) -> End {
     let d = &plan.device;
     let alias = plan.alias.to_string();
@@ -199,16 +208,22 @@ async fn connection(
             "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
     }
     let qos0 = d.qos == Qos::AtMostOnce;
+    let qos2 = d.qos == Qos::ExactlyOnce;
+    let inflight_limit = if qos2 {
+        (*qos2_window).clamp(1, d.max_inflight.max(1))
+    } else {
+        d.max_inflight.max(1)
+    };
     let base_window = if qos0 {
         QOS0_WINDOW
     } else {
-        usize::from(d.max_inflight.max(1))
+        usize::from(inflight_limit)
     };
     let settings = ConnSettings {
         device: d,
         client_id: client_id.to_owned(),
         capacity: base_window.saturating_mul(2).saturating_add(64),
-        inflight: d.max_inflight.max(1),
+        inflight: inflight_limit,
         trace: opts.trace_mqtt,
         label: alias.clone(),
     };
@@ -235,7 +250,7 @@ async fn connection(
         Err(_) => return End::Mqtt(ConnFailure::Other("no CONNACK in time".into())),
     };
     stats.add_connect();
-    backoff.reset();
+    let connected_at = Instant::now();
     let window = match receive_max {
         Some(r) if !qos0 => base_window.min(usize::from(r.max(1))),
         _ => base_window,
@@ -291,7 +306,20 @@ async fn connection(
                     }
                 }
                 Some(ConnEvent::Connected { .. }) => {}
-                Some(ConnEvent::Closed(f)) => return End::Mqtt(f),
+                Some(ConnEvent::Closed(f)) => {
+                    // A broker that drops a QoS 2 client right after it filled its window is
+                    // enforcing a smaller in-flight limit (mosquitto: max_inflight_messages):
+                    // halve the window for the next connections instead of looping forever.
+                    if qos2 && window > 1 && state.inflight.len() >= window
+                        && connected_at.elapsed() < QOS2_PROBE_TIME
+                    {
+                        let lower = u16::try_from(window / 2).unwrap_or(1).max(1);
+                        tracing::warn!(device = %alias, window, lower,
+                            "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
+                        *qos2_window = lower;
+                    }
+                    return End::Mqtt(f);
+                }
                 None => return End::Mqtt(ConnFailure::Other("connection task ended".into())),
             },
             item = items.recv(), if outstanding < window => match item {
