@@ -206,7 +206,7 @@ struct StatsInner {
     dropped_threshold: AtomicU64,
     rejected: AtomicU64,
     connects: AtomicU64,
-    trimmed: Arc<AtomicU64>,
+    trimmed: Arc<tagbus::TrimCounter>,
 }
 
 impl Stats {
@@ -232,9 +232,9 @@ impl Stats {
     }
     /// Stream entries the cap trimmed before this publisher read or acknowledged them.
     pub fn trimmed(&self) -> u64 {
-        self.0.trimmed.load(Ordering::Relaxed)
+        self.0.trimmed.get()
     }
-    pub(crate) fn trimmed_counter(&self) -> Arc<AtomicU64> {
+    pub(crate) fn trimmed_counter(&self) -> Arc<tagbus::TrimCounter> {
         self.0.trimmed.clone()
     }
     pub(crate) fn add_published(&self, n: u64) {

@@ -496,7 +496,7 @@ fn send(
 struct ReaderSetup {
     redis_url: String,
     group: String,
-    trimmed: Arc<std::sync::atomic::AtomicU64>,
+    trimmed: Arc<tagbus::TrimCounter>,
     keys: Vec<TagKey>,
     trace: bool,
 }

@@ -23,7 +23,7 @@ mod value;
 mod writer;
 
 pub use key::{Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX};
-pub use stream::{EntryBody, EntryId, StreamConsumer, StreamEntry};
+pub use stream::{EntryBody, EntryId, StreamConsumer, StreamEntry, TrimCounter};
 pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
 pub use value::{now_ms, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN};
 pub use writer::{spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};

@@ -14,7 +14,8 @@
 //!   in between were trimmed before the group read them; their number is `entries-added -
 //!   length - entries-read` (Redis 7 `XINFO`). Pending entries whose body was trimmed come back
 //!   from `XREADGROUP` without fields ([`EntryBody::Trimmed`]); the caller acknowledges them
-//!   and they are counted too. Both go to one counter ([`StreamConsumer::trimmed_counter`]) and
+//!   and they are counted too. Both go to one [`TrimCounter`] shared by the group's consumers (a
+//!   gap is counted once, across reconnects) and
 //!   a warn log line. A trim that races with the check may be missed from the count (not from
 //!   the log: the jump shows as a gap between ids at the next check).
 
@@ -27,6 +28,40 @@ use redis::aio::MultiplexedConnection;
 use redis::Value as RV;
 
 use crate::{TagBusError, TagKey, TagValue, STREAM_FIELD_KEY, STREAM_FIELD_VALUE, STREAM_KEY};
+
+/// The count of entries the cap trimmed before a group read or acknowledged them; shared by
+/// the consumers of one group (across reconnects) so a gap is counted once.
+#[derive(Debug, Default)]
+pub struct TrimCounter {
+    count: AtomicU64,
+    /// The group position at which the last gap was counted.
+    counted_at: std::sync::Mutex<Option<EntryId>>,
+}
+
+impl TrimCounter {
+    /// A new counter at zero.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    /// Entries lost so far.
+    pub fn get(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+    fn add(&self, n: u64) -> u64 {
+        self.count.fetch_add(n, Ordering::Relaxed).saturating_add(n)
+    }
+    /// Records that the gap before `at` is counted; false if it was already.
+    fn first_count_at(&self, at: &EntryId) -> bool {
+        match self.counted_at.lock() {
+            Ok(g) if g.as_ref() == Some(at) => false,
+            Ok(mut g) => {
+                *g = Some(at.clone());
+                true
+            }
+            Err(_) => true,
+        }
+    }
+}
 
 /// How often, at most, the consumer asks Redis whether the cap trimmed unread entries.
 pub const TRIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -76,10 +111,8 @@ pub struct StreamConsumer {
     conn: MultiplexedConnection,
     group: String,
     consumer: String,
-    trimmed: Arc<AtomicU64>,
+    trimmed: Arc<TrimCounter>,
     last_trim_check: Option<Instant>,
-    /// The group position of the last counted gap (a gap is counted once, not per check).
-    counted_at: Option<EntryId>,
 }
 
 /// Keys per `MGET` of [`StreamConsumer::snapshot`].
@@ -95,7 +128,7 @@ impl StreamConsumer {
         redis_url: &str,
         group: &str,
         consumer: &str,
-        trimmed: Arc<AtomicU64>,
+        trimmed: Arc<TrimCounter>,
     ) -> Result<Self, TagBusError> {
         let client = redis::Client::open(redis_url)?;
         let config = redis::AsyncConnectionConfig::new()
@@ -113,12 +146,11 @@ impl StreamConsumer {
             consumer: consumer.to_owned(),
             trimmed,
             last_trim_check: None,
-            counted_at: None,
         })
     }
 
     /// The shared counter of entries the cap trimmed before this group acknowledged them.
-    pub fn trimmed_counter(&self) -> Arc<AtomicU64> {
+    pub fn trimmed_counter(&self) -> Arc<TrimCounter> {
         self.trimmed.clone()
     }
 
@@ -254,23 +286,22 @@ impl StreamConsumer {
             (Some(f), Some(l)) if f > l => {}
             _ => return Ok(0),
         }
-        if self.counted_at.as_ref() == Some(&last) {
+        if !self.trimmed.first_count_at(&last) {
             return Ok(0); // this gap was counted already; the group has not read past it yet
         }
-        self.counted_at = Some(last.clone());
         // Everything up to `last` was read and is gone; the entries between were never read.
         let lost = match (added, entries_read) {
             (Some(added), Some(read)) => added.saturating_sub(length).saturating_sub(read),
             _ => 0,
         };
         if lost > 0 {
-            self.trimmed.fetch_add(lost, Ordering::Relaxed);
+            let total = self.trimmed.add(lost);
             tracing::warn!(
                 group = %self.group,
                 lost,
                 last_delivered = %last,
                 first_in_stream = %first,
-                total = self.trimmed.load(Ordering::Relaxed),
+                total,
                 "the tag bus stream cap trimmed entries before this consumer read them: those values are lost"
             );
         } else {
@@ -286,8 +317,8 @@ impl StreamConsumer {
             .filter(|e| e.body == EntryBody::Trimmed)
             .count() as u64;
         if n > 0 {
-            self.trimmed.fetch_add(n, Ordering::Relaxed);
-            tracing::warn!(group = %self.group, lost = n, total = self.trimmed.load(Ordering::Relaxed),
+            let total = self.trimmed.add(n);
+            tracing::warn!(group = %self.group, lost = n, total,
                 "pending tag bus stream entries were trimmed by the cap before they were acknowledged: those values are lost");
         }
     }

@@ -7,8 +7,6 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tagbus::stream::StreamConsumer;
@@ -45,7 +43,7 @@ async fn group_starts_at_the_end_pending_survives_and_trims_are_counted() {
     let mut w = TagWriter::new(&cfg).unwrap();
     w.write_batch(&batch(0, 10)).await.unwrap(); // before the group: not delivered
 
-    let trimmed = Arc::new(AtomicU64::new(0));
+    let trimmed = tagbus::TrimCounter::new();
     let mut c = StreamConsumer::connect(&url, "g1", "me", trimmed.clone())
         .await
         .unwrap();
@@ -94,9 +92,10 @@ async fn group_starts_at_the_end_pending_survives_and_trims_are_counted() {
     }
     assert_eq!(lost as usize + read, 5_000, "lost {lost} + read {read}");
     assert!(lost >= 3_000, "{lost}");
-    assert_eq!(trimmed.load(Ordering::Relaxed), lost);
+    assert_eq!(trimmed.get(), lost);
     // Nothing new is lost on the next check.
     assert_eq!(c2.check_trimmed().await.unwrap(), 0);
+    assert_eq!(trimmed.get(), lost);
 
     // The snapshot reads the keys.
     let keys: Vec<TagKey> = (0..7)
