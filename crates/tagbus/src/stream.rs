@@ -14,10 +14,11 @@
 //!   in between were trimmed before the group read them; their number is `entries-added -
 //!   length - entries-read` (Redis 7 `XINFO`). Pending entries whose body was trimmed come back
 //!   from `XREADGROUP` without fields ([`EntryBody::Trimmed`]); the caller acknowledges them
-//!   and they are counted too. Both go to one [`TrimCounter`] shared by the group's consumers (a
-//!   gap is counted once, across reconnects) and
-//!   a warn log line. A trim that races with the check may be missed from the count (not from
-//!   the log: the jump shows as a gap between ids at the next check).
+//!   and they are counted too. Both go to one [`TrimCounter`] shared by the group's consumers
+//!   (a gap is counted once, across reconnects) and a warn log line. Limit: a trim that lands
+//!   between a check and the next read (the group then jumps the gap while reading) is not
+//!   seen; the cap has to be outrun by more than a full stream within one check interval for
+//!   that, which needs a consumer already far behind.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
