@@ -39,6 +39,16 @@ struct Sub {
 
 impl Sub {
     fn start(port: u16, filter: &str, qos: u8, client_id: &str) -> Self {
+        Self::start_with(port, filter, qos, client_id, None)
+    }
+
+    fn start_with(
+        port: u16,
+        filter: &str,
+        qos: u8,
+        client_id: &str,
+        creds: Option<(&str, &str)>,
+    ) -> Self {
         let msgs = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
@@ -49,6 +59,9 @@ impl Sub {
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(1 << 20, 1 << 20)
             .set_inflight(100);
+        if let Some((user, pw)) = creds {
+            opts.set_credentials(user, pw);
+        }
         let q = match qos {
             0 => rumqttc::QoS::AtMostOnce,
             1 => rumqttc::QoS::AtLeastOnce,
@@ -394,37 +407,7 @@ fn password_auth_and_wrong_password_is_logged_and_retried() {
 impl Sub {
     fn start_auth(port: u16, user: &str, pw: &str) -> Self {
         // The same subscriber, with credentials (mosquitto has allow_anonymous false).
-        let msgs = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (msgs.clone(), stop.clone());
-        let mut opts = rumqttc::MqttOptions::new("sub-auth", "127.0.0.1", port);
-        opts.set_credentials(user, pw);
-        let thread = std::thread::spawn(move || {
-            let (client, mut conn) = rumqttc::Client::new(opts, 100);
-            while !s.load(Ordering::Relaxed) {
-                match conn.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
-                        let _ = client.try_subscribe("#", rumqttc::QoS::AtLeastOnce);
-                    }
-                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
-                        m.lock().unwrap().push(Msg {
-                            topic: p.topic.clone(),
-                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
-                            qos: p.qos as u8,
-                            retain: p.retain,
-                        })
-                    }
-                    Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
-                    _ => {}
-                }
-            }
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        Self {
-            msgs,
-            stop,
-            thread: Some(thread),
-        }
+        Self::start_with(port, "#", 1, "sub-auth", Some((user, pw)))
     }
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
