@@ -40,7 +40,7 @@
 //! - **Default client id**: `fieldbridge-<hostname>-<device_alias>` when `client_id` is
 //!   empty (hostname from `/proc/sys/kernel/hostname`, then `$HOSTNAME`, then `gateway`).
 //! - **Broker refusals**: a CONNACK refusal (wrong password, not authorised) is logged at
-//!   error with its reason and retried with backoff (1 s to 60 s, jitter; the backoff is reset
+//!   error with its reason and retried with backoff (1 s to 15 s, jitter; the backoff is reset
 //!   only by a connection that lasted 30 s, so a broker that accepts and then drops us at once
 //!   is not hammered).
 //! - **Redis lost**: the stream reader reconnects by itself with backoff and starts again from

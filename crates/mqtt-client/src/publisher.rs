@@ -38,7 +38,7 @@ pub struct PublisherOptions {
 }
 
 impl PublisherOptions {
-    /// Defaults: backoff 1 s to 60 s, no tracing.
+    /// Defaults: backoff 1 s to 15 s (a broker that comes back is used again within 15 s; one attempt per 15 s is no storm), no tracing.
     pub fn new(redis_url: impl Into<String>) -> Self {
         Self {
             redis_url: redis_url.into(),
@@ -46,7 +46,7 @@ impl PublisherOptions {
             trace_redis: false,
             trace_mqtt: false,
             backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(15),
         }
     }
 }
