@@ -448,25 +448,45 @@ fn tls_with_ca_with_client_certificate_and_wrong_ca() {
                 json!({"auth": "tls",
                  "ca_certificate": certs.other_ca_cert.display().to_string()}),
             ),
+            mqtt_device(
+                "insecure",
+                broker.listener_port(1),
+                json!({"auth": "tls", "tls_insecure": 1,
+                 "ca_certificate": certs.other_ca_cert.display().to_string()}),
+            ),
+            mqtt_device("off", broker.port(), json!({"enable": 0})),
         ],
         vec![
             ("tlsca", "s0".into(), Some("tls/ca")),
             ("tlscert", "s0".into(), Some("tls/cert")),
             ("wrongca", "s0".into(), Some("tls/wrong")),
+            ("insecure", "s0".into(), Some("tls/insecure")),
+            ("off", "s0".into(), Some("tls/off")),
         ],
     );
     let sub = Sub::start(broker.port(), "tls/#", 1, "sub-tls");
     let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 2, Duration::from_secs(15));
+    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "42,1732280000000,")]);
-    let msgs = sub.wait_for("tls/ca and tls/cert", Duration::from_secs(10), |m| {
-        m.iter().any(|m| m.topic == "tls/ca") && m.iter().any(|m| m.topic == "tls/cert")
-    });
+    let msgs = sub.wait_for(
+        "tls/ca, tls/cert, tls/insecure",
+        Duration::from_secs(10),
+        |m| {
+            ["tls/ca", "tls/cert", "tls/insecure"]
+                .iter()
+                .all(|t| m.iter().any(|m| m.topic == *t))
+        },
+    );
     for m in msgs.iter().filter(|m| m.topic.starts_with("tls/")) {
         assert_eq!(m.payload, "42,1732280000000,1");
     }
-    assert!(msgs.iter().all(|m| m.topic != "tls/wrong"));
+    // The wrong CA is refused; the disabled device never runs.
+    assert!(msgs
+        .iter()
+        .all(|m| m.topic != "tls/wrong" && m.topic != "tls/off"));
     p.wait_log("UnknownIssuer", 1, Duration::from_secs(10));
+    assert!(p.log().contains("tls_insecure is set"), "{}", p.log());
+    assert!(!p.log().contains("device=off"), "{}", p.log());
 }
 
 #[test]

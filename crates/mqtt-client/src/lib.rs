@@ -253,3 +253,60 @@ impl Stats {
         self.0.connects.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra_device: &str) -> Config {
+        let text = format!(
+            r#"{{"devices": [
+                {{"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master", "ip": "127.0.0.1", "port": 2404, "asdu_address": 1}},
+                {{"name": "Cloud", "device_alias": "cloud", "protocol": "mqtt", "ip": "broker", "client_id": ""}},
+                {{"name": "Off", "device_alias": "off", "protocol": "mqtt", "ip": "broker", "enable": 0}}
+                {extra_device}
+            ],
+            "signals": [
+                {{"signal_name": "a", "device_alias": "rtu1", "signal_alias": "a", "info_address": 1, "type_id": "M_SP_NA_1"}},
+                {{"signal_name": "b", "device_alias": "rtu1", "signal_alias": "b", "info_address": 2, "type_id": "M_SP_NA_1"}},
+                {{"signal_name": "up a", "device_alias": "cloud", "signal_alias": "a", "source_device_alias": "rtu1", "source_signal_alias": "a"}},
+                {{"signal_name": "up a2", "device_alias": "cloud", "signal_alias": "a2", "source_device_alias": "rtu1", "source_signal_alias": "a", "topic": "x/a", "log": 1}},
+                {{"signal_name": "up b", "device_alias": "cloud", "signal_alias": "b", "source_device_alias": "rtu1", "source_signal_alias": "b", "enable": 0}},
+                {{"signal_name": "off a", "device_alias": "off", "signal_alias": "a", "source_device_alias": "rtu1", "source_signal_alias": "a"}}
+            ]}}"#
+        );
+        let v = config::validate(&config::RawConfig::parse(&text).unwrap());
+        assert!(
+            v.errors_for(config::Applet::MqttClient).is_empty(),
+            "{:?}",
+            v.errors
+        );
+        v.config
+    }
+
+    #[test]
+    fn plan_skips_disabled_devices_and_signals() {
+        let plans = plan(&config("")).unwrap();
+        assert_eq!(plans.len(), 1);
+        let p = &plans[0];
+        assert_eq!(p.alias.as_str(), "cloud");
+        assert_eq!(p.group(), "mqtt:cloud");
+        assert_eq!(p.client_id("box"), "fieldbridge-box-cloud");
+        assert_eq!(p.routes.len(), 1, "b is disabled");
+        let routes = &p.routes[&"tag/rtu1/a/in".parse::<TagKey>().unwrap()];
+        let topics: Vec<&str> = routes.iter().map(|r| r.topic.as_str()).collect();
+        assert_eq!(topics, vec!["tag/rtu1/a/in", "x/a"]);
+        assert_eq!(
+            routes.iter().map(|r| r.log).collect::<Vec<_>>(),
+            vec![false, true]
+        );
+    }
+
+    #[test]
+    fn plan_refuses_an_unsupported_ws_subprotocol() {
+        let extra = r#", {"name": "Old", "device_alias": "old", "protocol": "mqtt", "ip": "b", "transport": "ws", "ws_subprotocol": "mqttv3.1"}"#;
+        let errors = plan(&config(extra)).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("mqttv3.1"));
+    }
+}
