@@ -43,6 +43,9 @@
 //!   error with its reason and retried with backoff (1 s to 15 s, jitter; the backoff is reset
 //!   only by a connection that lasted 30 s, so a broker that accepts and then drops us at once
 //!   is not hammered).
+//! - **Stopping**: on SIGTERM/SIGINT the applet drops its connections without an MQTT
+//!   DISCONNECT, so the broker publishes the Last Will: the gateway is offline either way.
+//!   Unacknowledged entries stay pending in the stream for the next start.
 //! - **Redis lost**: the stream reader reconnects by itself with backoff and starts again from
 //!   the pending entries; the MQTT connection stays up (no Last Will for a Redis restart).
 //! - **QoS 2 window**: `max_inflight` (default 20) bounds unacknowledged QoS 2 publishes; with
