@@ -64,7 +64,10 @@ mod tests {
         for _ in 0..20 {
             let ceiling = b.current_ceiling();
             let d = b.next_delay();
-            assert!(d <= ceiling && d >= ceiling / 2, "{d:?} not within {ceiling:?}");
+            assert!(
+                d <= ceiling && d >= ceiling / 2,
+                "{d:?} not within {ceiling:?}"
+            );
             assert!(ceiling >= last_ceiling);
             last_ceiling = ceiling;
         }

@@ -19,17 +19,19 @@
 mod cell;
 mod error;
 pub mod iec104;
-mod model;
 pub mod modbus;
+mod model;
 pub mod mqtt;
 mod raw;
 mod validate;
 
-pub use cell::{cell_bool, cell_float, cell_int, cell_text};
+pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, SECRET_COLUMNS};
 pub use error::{ConfigError, ConfigErrors, ConfigPath, Section};
 pub use model::{Applet, Config, Device, DeviceKind, Protocol, Secret, Signal, SignalKind};
-pub use raw::{LoadError, RawConfig, Row, DEFAULT_CONFIG_PATH, DEFAULT_REDIS_URL, ENV_KEYS, ENV_PREFIX};
+pub use raw::{
+    LoadError, RawConfig, Row, DEFAULT_CONFIG_PATH, DEFAULT_REDIS_URL, ENV_KEYS, ENV_PREFIX,
+};
 pub use validate::{
-    device_columns, signal_columns, validate, Validated, DEVICE_COMMON_COLUMNS, SIGNAL_COMMON_COLUMNS,
-    STREAM_MAX_LEN_RANGE,
+    device_columns, signal_columns, validate, Validated, DEVICE_COMMON_COLUMNS,
+    SIGNAL_COMMON_COLUMNS, STREAM_MAX_LEN_RANGE,
 };

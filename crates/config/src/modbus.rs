@@ -19,6 +19,7 @@ pub const RTU_DEVICE_COLUMNS: &[&str] = &[
     "inter_frame_delay_ms",
     "retries",
     "command_max_age_ms",
+    "max_gap",
 ];
 
 /// Device columns of Modbus TCP.
@@ -31,6 +32,7 @@ pub const TCP_DEVICE_COLUMNS: &[&str] = &[
     "inter_frame_delay_ms",
     "retries",
     "command_max_age_ms",
+    "max_gap",
 ];
 
 /// Signal columns of Modbus.
@@ -73,12 +75,18 @@ pub struct ModbusTiming {
     /// How long to wait for an answer.
     pub timeout: Duration,
     pub poll_interval: Duration,
-    /// Silence kept between frames on the bus (None: 3.5 character times, at least 2 ms).
+    /// Silence kept between frames on the bus (None: on a serial line 3.5 character times at
+    /// its baud rate and framing, at least 2 ms; on TCP none). Devices sharing a serial port
+    /// share one bus; the largest delay among them is kept.
     pub inter_frame_delay: Option<Duration>,
     /// Retries of a request that timed out before the device counts as not answering.
     pub retries: u8,
     /// A write whose `out` value is older than this is refused.
     pub command_max_age: Duration,
+    /// `max_gap`: registers (or bits) that may be read and thrown away between two signals
+    /// merged into one read (default 0: only adjacent signals are merged, since many devices
+    /// answer "illegal data address" for a read touching an unmapped register).
+    pub max_gap: u16,
 }
 
 /// A slave on a serial port.
@@ -227,7 +235,12 @@ pub struct ModbusSignal {
     pub writable: bool,
 }
 
-fn timing(r: &mut RowReader<'_>, id_min: i64, id_max: i64, id_default: Option<i64>) -> Option<ModbusTiming> {
+fn timing(
+    r: &mut RowReader<'_>,
+    id_min: i64,
+    id_max: i64,
+    id_default: Option<i64>,
+) -> Option<ModbusTiming> {
     let modbus_id = match id_default {
         Some(d) => r.int_or("modbus_id", d, id_min, id_max),
         None => r.req_int("modbus_id", id_min, id_max),
@@ -237,6 +250,7 @@ fn timing(r: &mut RowReader<'_>, id_min: i64, id_max: i64, id_default: Option<i6
     let ifd = r.opt_int("inter_frame_delay_ms", 0, 10_000);
     let retries = r.int_or("retries", 2, 0, 10);
     let max_age = r.int_or("command_max_age_ms", 10_000, 100, 3_600_000);
+    let max_gap = r.int_or("max_gap", 0, 0, 100);
     let ms = |v: i64| u64::try_from(v).ok().map(Duration::from_millis);
     Some(ModbusTiming {
         modbus_id: u8::try_from(modbus_id?).ok()?,
@@ -249,6 +263,7 @@ fn timing(r: &mut RowReader<'_>, id_min: i64, id_max: i64, id_default: Option<i6
         },
         retries: u8::try_from(retries?).ok()?,
         command_max_age: ms(max_age?)?,
+        max_gap: u16::try_from(max_gap?).ok()?,
     })
 }
 
@@ -285,7 +300,10 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         Some(n) => match Function::from_code(n) {
             Some(f) => Some(f),
             None => {
-                r.error(Some("function"), format!("{n} is not one of 1, 2, 3, 4, 5, 6, 15, 16"));
+                r.error(
+                    Some("function"),
+                    format!("{n} is not one of 1, 2, 3, 4, 5, 6, 15, 16"),
+                );
                 None
             }
         },
@@ -297,7 +315,11 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
     } else {
         DataType::U16
     };
-    let data_type = r.parse_or("data_type", default_type, "bool, u16, i16, u32, i32, f32, u64, i64 or f64");
+    let data_type = r.parse_or(
+        "data_type",
+        default_type,
+        "bool, u16, i16, u32, i32, f32, u64, i64 or f64",
+    );
     let bit = r.opt_int("bit", 0, 15);
     let byte_order = r.parse_or("byte_order", Endian::Big, "big or little");
     let word_order = r.parse_or("word_order", Endian::Big, "big or little");
@@ -307,7 +329,13 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
 
     let (function, data_type, address) = (function?, data_type?, address?);
     if function.is_bit() && data_type != DataType::Bool {
-        r.error(Some("data_type"), format!("function {} reads bits: data_type must be bool", function.code()));
+        r.error(
+            Some("data_type"),
+            format!(
+                "function {} reads bits: data_type must be bool",
+                function.code()
+            ),
+        );
         return None;
     }
     let bit = match bit {
@@ -315,7 +343,10 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         Err(()) => return None,
     };
     if bit.is_some() && (function.is_bit() || data_type != DataType::Bool) {
-        r.error(Some("bit"), "bit applies only to a bool in a register (functions 3, 4, 6, 16)");
+        r.error(
+            Some("bit"),
+            "bit applies only to a bool in a register (functions 3, 4, 6, 16)",
+        );
         return None;
     }
     if address.saturating_add(i64::from(data_type.registers())) > 65_536 {
@@ -323,12 +354,23 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         return None;
     }
     if function == Function::WriteSingleRegister && data_type.registers() > 1 {
-        r.error(Some("function"), "function 6 writes one register; use 16 for multi-register types");
+        r.error(
+            Some("function"),
+            "function 6 writes one register; use 16 for multi-register types",
+        );
         return None;
     }
     let writable = writable? || function.is_write();
-    if writable && matches!(function, Function::ReadDiscreteInputs | Function::ReadInputRegisters) {
-        r.error(Some("writable"), format!("function {} is read-only", function.code()));
+    if writable
+        && matches!(
+            function,
+            Function::ReadDiscreteInputs | Function::ReadInputRegisters
+        )
+    {
+        r.error(
+            Some("writable"),
+            format!("function {} is read-only", function.code()),
+        );
         return None;
     }
     Some(ModbusSignal {
@@ -342,4 +384,36 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         offset: offset?,
         writable,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{validate, DeviceKind, RawConfig};
+
+    #[test]
+    fn timing_columns_and_defaults() {
+        let raw = RawConfig::parse(
+            r#"{"devices": [
+                {"name": "a", "device_alias": "a", "protocol": "modbus-tcp", "ip": "127.0.0.1", "max_gap": 5},
+                {"name": "b", "device_alias": "b", "protocol": "modbus-rtu", "serial_port": "/dev/ttyS1",
+                 "modbus_id": 3, "inter_frame_delay_ms": 4, "max_gap": 101}
+            ], "signals": []}"#,
+        )
+        .unwrap();
+        let v = validate(&raw);
+        let DeviceKind::ModbusTcp(t) = &v.config.devices[0].kind else {
+            panic!()
+        };
+        assert_eq!(t.timing.max_gap, 5);
+        assert_eq!(t.timing.inter_frame_delay, None);
+        assert_eq!(t.timing.modbus_id, 1);
+        assert_eq!(t.port, 502);
+        // max_gap above 100 is an error naming the column.
+        assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
+        assert!(
+            v.errors[0].to_string().contains("max_gap"),
+            "{}",
+            v.errors[0]
+        );
+    }
 }

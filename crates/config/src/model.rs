@@ -80,7 +80,11 @@ pub enum Applet {
 
 impl Applet {
     /// Every protocol applet.
-    pub const ALL: [Applet; 3] = [Applet::MqttClient, Applet::Iec104Master, Applet::ModbusMaster];
+    pub const ALL: [Applet; 3] = [
+        Applet::MqttClient,
+        Applet::Iec104Master,
+        Applet::ModbusMaster,
+    ];
 
     /// The applet's name (`fieldbridge <name>`).
     pub fn as_str(self) -> &'static str {

@@ -263,10 +263,15 @@ fn topic_from(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<Topi
 
 pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let host = r.req_string("ip").map(|s| s.trim().to_owned());
-    if host.as_deref().is_some_and(|h| h.contains(char::is_whitespace)) {
+    if host
+        .as_deref()
+        .is_some_and(|h| h.contains(char::is_whitespace))
+    {
         r.error(Some("ip"), "a host name or address has no spaces");
     }
-    let port = r.int_or("port", 1883, 1, 65_535).and_then(|p| u16::try_from(p).ok());
+    let port = r
+        .int_or("port", 1883, 1, 65_535)
+        .and_then(|p| u16::try_from(p).ok());
     let client_id = r.opt_string("client_id").map(|s| s.trim().to_owned());
     if client_id.as_deref().is_some_and(|c| c.len() > 65_535) {
         r.error(Some("client_id"), "longer than 65535 bytes");
@@ -285,9 +290,14 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let transport = r.parse_or("transport", Transport::Tcp, "tcp or ws");
     let ws_path = r.opt_string("ws_path").unwrap_or_else(|| "/mqtt".into());
     if !ws_path.starts_with('/') {
-        r.error(Some("ws_path"), format!("{ws_path:?} does not start with '/'"));
+        r.error(
+            Some("ws_path"),
+            format!("{ws_path:?} does not start with '/'"),
+        );
     }
-    let ws_subprotocol = r.opt_string("ws_subprotocol").unwrap_or_else(|| "mqtt".into());
+    let ws_subprotocol = r
+        .opt_string("ws_subprotocol")
+        .unwrap_or_else(|| "mqtt".into());
     let version = r.parse_or("mqtt_version", MqttVersion::V311, "3.1.1 or 5");
     let keepalive = r.int_or("keepalive", 60, 5, 65_535);
     let clean_session = r.bool_or("clean_session", true);
@@ -386,11 +396,15 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         payload_format: payload_format?,
         max_inflight: max_inflight?,
     })
-    .filter(|_| lw_qos.is_some() && lw_retain.is_some() && use_last_will.is_some() && insecure.is_some())
+    .filter(|_| {
+        lw_qos.is_some() && lw_retain.is_some() && use_last_will.is_some() && insecure.is_some()
+    })
 }
 
 /// Reads the MQTT columns of a signal row; the source reference is checked by the caller.
-pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<(tagbus::Alias, tagbus::Alias, Option<Topic>)> {
+pub(crate) fn read_signal(
+    r: &mut RowReader<'_>,
+) -> Option<(tagbus::Alias, tagbus::Alias, Option<Topic>)> {
     let dev = r.req_alias("source_device_alias");
     let sig = r.req_alias("source_signal_alias");
     let topic = topic_from(r, "topic");
@@ -398,7 +412,11 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<(tagbus::Alias, tagbu
 }
 
 /// Builds the signal once the source is known to exist.
-pub(crate) fn make_signal(dev: tagbus::Alias, sig: tagbus::Alias, topic: Option<Topic>) -> MqttSignal {
+pub(crate) fn make_signal(
+    dev: tagbus::Alias,
+    sig: tagbus::Alias,
+    topic: Option<Topic>,
+) -> MqttSignal {
     let source = TagKey::new(dev, sig, Direction::In);
     let topic = topic.unwrap_or_else(|| Topic::from_tag(&source));
     MqttSignal { source, topic }

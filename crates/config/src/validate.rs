@@ -13,7 +13,13 @@ use crate::{iec104, modbus, mqtt};
 /// Columns every device row has.
 pub const DEVICE_COMMON_COLUMNS: &[&str] = &["name", "device_alias", "enable", "protocol"];
 /// Columns every signal row has.
-pub const SIGNAL_COMMON_COLUMNS: &[&str] = &["signal_name", "device_alias", "signal_alias", "enable", "log"];
+pub const SIGNAL_COMMON_COLUMNS: &[&str] = &[
+    "signal_name",
+    "device_alias",
+    "signal_alias",
+    "enable",
+    "log",
+];
 
 /// The device columns of a protocol (without the common ones).
 pub fn device_columns(p: Protocol) -> &'static [&'static str] {
@@ -80,20 +86,34 @@ pub fn validate(raw: &RawConfig) -> Validated {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
-    let redis_url = raw.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS_URL.into());
+    let redis_url = raw
+        .redis_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REDIS_URL.into());
     if !["redis://", "rediss://", "unix://", "redis+unix://"]
         .iter()
         .any(|p| redis_url.starts_with(p))
     {
-        errors.push(top_error("redis_url", format!("{redis_url:?} is not a redis:// URL")));
+        errors.push(top_error(
+            "redis_url",
+            format!(
+                "{:?} is not a redis:// URL",
+                crate::cell::redact_url(&redis_url)
+            ),
+        ));
     }
     let (min, max) = STREAM_MAX_LEN_RANGE;
     let stream_max_len = match &raw.stream_max_len {
         None | Some(serde_json::Value::Null) => tagbus::DEFAULT_STREAM_MAX_LEN,
         Some(v) => match cell_int(v) {
-            Some(n) if (min..=max).contains(&n) => u64::try_from(n).unwrap_or(tagbus::DEFAULT_STREAM_MAX_LEN),
+            Some(n) if (min..=max).contains(&n) => {
+                u64::try_from(n).unwrap_or(tagbus::DEFAULT_STREAM_MAX_LEN)
+            }
             _ => {
-                errors.push(top_error("stream_max_len", format!("expected an integer in {min}..={max}")));
+                errors.push(top_error(
+                    "stream_max_len",
+                    format!("expected an integer in {min}..={max}"),
+                ));
                 tagbus::DEFAULT_STREAM_MAX_LEN
             }
         },
@@ -125,7 +145,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
             if let Some(first) = raw_devices.get(alias) {
                 r.error(
                     Some("device_alias"),
-                    format!("duplicate device_alias \"{alias}\" (also devices[{}])", first.index),
+                    format!(
+                        "duplicate device_alias \"{alias}\" (also devices[{}])",
+                        first.index
+                    ),
                 );
             } else {
                 let ioa_size = row
@@ -134,12 +157,21 @@ pub fn validate(raw: &RawConfig) -> Validated {
                     .and_then(|n| u8::try_from(n).ok())
                     .filter(|n| (1..=3).contains(n))
                     .unwrap_or(3);
-                raw_devices.insert(alias.clone(), RawDevice { index, protocol, ioa_size });
+                raw_devices.insert(
+                    alias.clone(),
+                    RawDevice {
+                        index,
+                        protocol,
+                        ioa_size,
+                    },
+                );
             }
         }
         let kind = match protocol {
             Some(Protocol::Mqtt) => mqtt::read_device(&mut r).map(DeviceKind::Mqtt),
-            Some(Protocol::Iec104Master) => iec104::read_device(&mut r).map(DeviceKind::Iec104Master),
+            Some(Protocol::Iec104Master) => {
+                iec104::read_device(&mut r).map(DeviceKind::Iec104Master)
+            }
             Some(Protocol::ModbusRtu) => modbus::read_rtu_device(&mut r).map(DeviceKind::ModbusRtu),
             Some(Protocol::ModbusTcp) => modbus::read_tcp_device(&mut r).map(DeviceKind::ModbusTcp),
             None => None,
@@ -149,7 +181,9 @@ pub fn validate(raw: &RawConfig) -> Validated {
         }
         let ok = r.errors.is_empty();
         errors.append(&mut r.errors);
-        if let (true, Some(name), Some(alias), Some(enabled), Some(kind)) = (ok, name, alias, enabled, kind) {
+        if let (true, Some(name), Some(alias), Some(enabled), Some(kind)) =
+            (ok, name, alias, enabled, kind)
+        {
             devices.push(Device {
                 index,
                 name,
@@ -181,7 +215,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
         let raw_device = device_alias.as_ref().and_then(|a| raw_devices.get(a));
         r.protocol = raw_device.and_then(|d| d.protocol);
         if let (Some(a), None) = (&device_alias, raw_device) {
-            r.error(Some("device_alias"), format!("no device \"{a}\" in devices"));
+            r.error(
+                Some("device_alias"),
+                format!("no device \"{a}\" in devices"),
+            );
         }
         let alias = r.req_alias("signal_alias");
         let name = r.opt_string("signal_name");
@@ -192,7 +229,9 @@ pub fn validate(raw: &RawConfig) -> Validated {
             if let Some(first) = seen.get(&key) {
                 r.error(
                     Some("signal_alias"),
-                    format!("duplicate signal_alias \"{s}\" on device \"{d}\" (also signals[{first}])"),
+                    format!(
+                        "duplicate signal_alias \"{s}\" on device \"{d}\" (also signals[{first}])"
+                    ),
                 );
             } else {
                 seen.insert(key, index);
@@ -207,7 +246,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
             Some(Protocol::Mqtt) => mqtt::read_signal(&mut r).and_then(|(sd, ss, topic)| {
                 match raw_devices.get(&sd) {
                     None => {
-                        r.error(Some("source_device_alias"), format!("no device \"{sd}\" in devices"));
+                        r.error(
+                            Some("source_device_alias"),
+                            format!("no device \"{sd}\" in devices"),
+                        );
                         return None;
                     }
                     Some(src) if src.protocol == Some(Protocol::Mqtt) => {
@@ -232,7 +274,9 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 let ioa_size = raw_device.map_or(3, |d| d.ioa_size);
                 iec104::read_signal(&mut r, ioa_size).map(SignalKind::Iec104)
             }
-            Some(Protocol::ModbusRtu | Protocol::ModbusTcp) => modbus::read_signal(&mut r).map(SignalKind::Modbus),
+            Some(Protocol::ModbusRtu | Protocol::ModbusTcp) => {
+                modbus::read_signal(&mut r).map(SignalKind::Modbus)
+            }
             // No such device, or its protocol is unknown: already reported.
             None => None,
         };
@@ -241,7 +285,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
                 if let Some(first) = seen_ioa.get(&(d.clone(), sig.ioa)) {
                     r.error(
                         Some("info_address"),
-                        format!("duplicate info_address {} on device \"{d}\" (also signals[{first}])", sig.ioa),
+                        format!(
+                            "duplicate info_address {} on device \"{d}\" (also signals[{first}])",
+                            sig.ioa
+                        ),
                     );
                 } else {
                     seen_ioa.insert((d.clone(), sig.ioa), index);

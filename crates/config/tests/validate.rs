@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 use config::{validate, Applet, DeviceKind, Protocol, RawConfig, SignalKind};
 use serde_json::json;
 
@@ -53,9 +59,21 @@ fn errors_belong_to_their_protocol() {
     assert!(v.errors_for(Applet::Iec104Master).is_empty());
     assert_eq!(v.errors_for(Applet::ModbusMaster).len(), 1);
     // The invalid device and its signals are left out; the rest stays.
-    assert!(v.config.devices.iter().all(|d| d.alias.as_str() != "meter1"));
-    assert!(v.config.signals.iter().all(|s| s.device.as_str() != "meter1"));
-    assert!(v.config.signals.iter().any(|s| s.device.as_str() == "cloud"));
+    assert!(v
+        .config
+        .devices
+        .iter()
+        .all(|d| d.alias.as_str() != "meter1"));
+    assert!(v
+        .config
+        .signals
+        .iter()
+        .all(|s| s.device.as_str() != "meter1"));
+    assert!(v
+        .config
+        .signals
+        .iter()
+        .any(|s| s.device.as_str() == "cloud"));
 }
 
 #[test]
@@ -79,13 +97,34 @@ fn spreadsheet_cells_are_read_leniently() {
     let v = validate(&raw);
     assert!(v.errors.is_empty(), "{:?}", v.errors);
     assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
-    assert_eq!(v.warnings[0].to_string(), "devices[1].bogus: unknown column bogus, ignored");
-    let DeviceKind::Mqtt(m) = &v.config.devices[0].kind else { panic!() };
-    assert_eq!((m.port, m.qos.as_u8(), m.retain, m.enable_threshold, m.client_id.clone()), (1883, 1, true, false, None));
-    let DeviceKind::Iec104Master(r) = &v.config.devices[1].kind else { panic!() };
+    assert_eq!(
+        v.warnings[0].to_string(),
+        "devices[1].bogus: unknown column bogus, ignored"
+    );
+    let DeviceKind::Mqtt(m) = &v.config.devices[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            m.port,
+            m.qos.as_u8(),
+            m.retain,
+            m.enable_threshold,
+            m.client_id.clone()
+        ),
+        (1883, 1, true, false, None)
+    );
+    let DeviceKind::Iec104Master(r) = &v.config.devices[1].kind else {
+        panic!()
+    };
     assert_eq!(r.hosts, vec!["10.0.0.1", "10.0.0.2"]);
-    assert_eq!((r.common_address, r.t1.as_secs(), r.gi_interval), (7, 20, None));
-    let SignalKind::Mqtt(s) = &v.config.signals[1].kind else { panic!() };
+    assert_eq!(
+        (r.common_address, r.t1.as_secs(), r.gi_interval),
+        (7, 20, None)
+    );
+    let SignalKind::Mqtt(s) = &v.config.signals[1].kind else {
+        panic!()
+    };
     assert_eq!(s.topic.as_str(), "tag/r/s1/in");
     assert_eq!(s.source.to_string(), "tag/r/s1/in");
 }
@@ -98,7 +137,11 @@ fn tls_needs_existing_files() {
         .to_string(),
     )
     .unwrap();
-    let text: Vec<String> = validate(&raw).errors.iter().map(ToString::to_string).collect();
+    let text: Vec<String> = validate(&raw)
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         text,
         vec![
@@ -112,10 +155,20 @@ fn tls_needs_existing_files() {
 fn the_environment_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.json");
-    std::fs::write(&path, r#"{"redis_url": "redis://127.0.0.1:1", "devices": [], "signals": []}"#).unwrap();
-    assert_eq!(RawConfig::load(&path).unwrap().redis_url.as_deref(), Some("redis://127.0.0.1:1"));
+    std::fs::write(
+        &path,
+        r#"{"redis_url": "redis://127.0.0.1:1", "devices": [], "signals": []}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        RawConfig::load(&path).unwrap().redis_url.as_deref(),
+        Some("redis://127.0.0.1:1")
+    );
     std::fs::write(&path, r#"{"devices": []}"#).unwrap();
-    assert_eq!(RawConfig::load(&path).unwrap().redis_url.as_deref(), Some(config::DEFAULT_REDIS_URL));
+    assert_eq!(
+        RawConfig::load(&path).unwrap().redis_url.as_deref(),
+        Some(config::DEFAULT_REDIS_URL)
+    );
     std::fs::write(&path, "{\"devices\": [}").unwrap();
     let e = RawConfig::load(&path).unwrap_err().to_string();
     assert!(e.contains("line 1"), "{e}");

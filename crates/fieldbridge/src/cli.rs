@@ -38,7 +38,12 @@ pub fn multicall_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 
 /// fieldbridge: an IEC 60870-5-104 and Modbus to MQTT protocol gateway.
 #[derive(Debug, Parser)]
-#[command(name = "fieldbridge", version, propagate_version = true, disable_help_subcommand = true)]
+#[command(
+    name = "fieldbridge",
+    version,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub applet: Applet,
@@ -65,7 +70,12 @@ pub struct ConfigArg {
 #[derive(Debug, Clone, Args)]
 pub struct DebugArg {
     /// Log level: error, warn, info, debug or trace (or a tracing filter)
-    #[arg(short = 'd', long = "debug", value_name = "LEVEL", default_value = "info")]
+    #[arg(
+        short = 'd',
+        long = "debug",
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
     pub debug: String,
 }
 

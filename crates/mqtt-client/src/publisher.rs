@@ -274,12 +274,13 @@ async fn connection(
     let mut state = ConnState {
         unassigned: VecDeque::with_capacity(window),
         inflight: HashMap::with_capacity(window),
+        inflight_count: 0,
         remaining: HashMap::new(),
         last: HashMap::new(),
         trace: opts.trace_mqtt,
     };
     loop {
-        let outstanding = state.unassigned.len().saturating_add(state.inflight.len());
+        let outstanding = state.unassigned.len().saturating_add(state.inflight_count);
         tokio::select! {
             ev = conn.events.recv() => match ev {
                 Some(ConnEvent::Sent(pkid)) => {
@@ -288,13 +289,16 @@ async fn connection(
                     };
                     if qos0 {
                         state.done(token, ack_tx, stats).await;
-                    } else if let Some(old) = state.inflight.insert(pkid, token) {
-                        // Cannot happen with an in-order broker (rumqttc holds a colliding id).
-                        tracing::warn!(device = %alias, pkid, ?old, "packet id reused while in flight");
+                    } else {
+                        // A packet id is reused only after its exchange ended on the wire, but
+                        // rumqttc frees a QoS 2 id at PUBREC: keep a queue per id so a late
+                        // PUBCOMP acknowledges the older publish, never the newer one.
+                        state.inflight.entry(pkid).or_default().push_back(token);
+                        state.inflight_count = state.inflight_count.saturating_add(1);
                     }
                 }
                 Some(ConnEvent::Acked { pkid, refused }) => {
-                    match state.inflight.remove(&pkid) {
+                    match state.take_inflight(pkid) {
                         Some(token) => {
                             if let Some(reason) = refused {
                                 stats.add_rejected();
@@ -310,7 +314,7 @@ async fn connection(
                     // A broker that drops a QoS 2 client right after it filled its window is
                     // enforcing a smaller in-flight limit (mosquitto: max_inflight_messages):
                     // halve the window for the next connections instead of looping forever.
-                    if qos2 && window > 1 && state.inflight.len() >= window
+                    if qos2 && window > 1 && state.inflight_count >= window
                         && connected_at.elapsed() < QOS2_PROBE_TIME
                     {
                         let lower = u16::try_from(window / 2).unwrap_or(1).max(1);
@@ -361,8 +365,10 @@ impl Drop for AbortOnDrop {
 struct ConnState {
     /// Publishes handed to rumqttc, not yet written (their packet id is not known yet).
     unassigned: VecDeque<Token>,
-    /// Written QoS 1/2 publishes by packet id, awaiting PUBACK/PUBCOMP.
-    inflight: HashMap<u16, Token>,
+    /// Written QoS 1/2 publishes by packet id (oldest first), awaiting PUBACK/PUBCOMP.
+    inflight: HashMap<u16, VecDeque<Token>>,
+    /// The number of tokens in `inflight`.
+    inflight_count: usize,
     /// Entries published on several topics: acknowledgements still missing.
     remaining: HashMap<EntryId, u32>,
     /// `enable_threshold`: the last value and flags published per topic on this connection.
@@ -372,6 +378,19 @@ struct ConnState {
 }
 
 impl ConnState {
+    /// The oldest publish in flight with this packet id.
+    fn take_inflight(&mut self, pkid: u16) -> Option<Token> {
+        let queue = self.inflight.get_mut(&pkid)?;
+        let token = queue.pop_front();
+        if queue.is_empty() {
+            self.inflight.remove(&pkid);
+        }
+        if token.is_some() {
+            self.inflight_count = self.inflight_count.saturating_sub(1);
+        }
+        token
+    }
+
     /// One publish of `token` is acknowledged; XACK the entry when all of its are.
     async fn done(&mut self, token: Token, ack_tx: &mpsc::Sender<EntryId>, stats: &Stats) {
         let Some(id) = token else { return };

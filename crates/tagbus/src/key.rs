@@ -41,9 +41,9 @@ impl Alias {
         if s.len() > MAX_ALIAS_LEN {
             return Err(KeyError::AliasTooLong(s.to_owned()));
         }
-        if s.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || FORBIDDEN_ALIAS_CHARS.contains(c)
-        }) {
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || FORBIDDEN_ALIAS_CHARS.contains(c))
+        {
             return Err(KeyError::BadAliasChar(s.to_owned()));
         }
         Ok(Self(s.to_owned()))

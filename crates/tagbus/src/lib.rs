@@ -12,19 +12,26 @@
 //! - [`spawn_reader`]: the snapshot of current values plus the live feed, reconnecting with
 //!   backoff when Redis restarts.
 //!
+//! - [`command`]: the command-outcome contract every master driver follows
+//!   ([`command::CommandResult`] on `result/<device>/<signal>`).
+//!
 //! Decision: only `in` and `out` values are added to the stream. `rin`/`rout` (the raw twins)
 //! are SET and PUBLISHed like every value but not streamed: nothing forwards them durably, and
 //! streaming them would halve how long an outage the capped stream can bridge.
 
+pub mod command;
 mod key;
 mod reader;
 pub mod stream;
 mod value;
 mod writer;
 
-pub use key::{Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX};
-pub use stream::{EntryBody, EntryId, StreamConsumer, StreamEntry, TrimCounter};
+pub use command::{CommandOutcome, CommandResult};
+pub use key::{
+    Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
+};
 pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
+pub use stream::{EntryBody, EntryId, StreamConsumer, StreamEntry, TrimCounter};
 pub use value::{now_ms, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN};
 pub use writer::{spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};
 

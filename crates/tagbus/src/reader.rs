@@ -65,7 +65,8 @@ pub fn spawn_reader(config: ReaderConfig, capacity: usize) -> Result<TagFeed, Ta
     let client = redis::Client::open(config.redis_url.as_str())?;
     let (tx, rx) = mpsc::channel(capacity.max(1));
     tokio::spawn(async move {
-        let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut backoff =
+            backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             match run_once(&client, &config.pattern, &tx, &mut backoff).await {
                 Ok(()) => return, // the consumer is gone
@@ -128,7 +129,11 @@ async fn run_once(
             }
         }
     }
-    if tx.send(FeedEvent::SnapshotComplete { count }).await.is_err() {
+    if tx
+        .send(FeedEvent::SnapshotComplete { count })
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     backoff.reset();

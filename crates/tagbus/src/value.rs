@@ -52,7 +52,9 @@ impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Value::Int(a), Value::Int(b)) => a == b,
-            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            (Value::Float(a), Value::Float(b)) => {
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+            }
             _ => false,
         }
     }
@@ -282,7 +284,11 @@ impl TagValue {
         if bytes.len() > MAX_CSV_LEN {
             return Err(ValueError::TooLong(bytes.len()));
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| ValueError::BadNumber(String::from_utf8_lossy(bytes.get(..32).unwrap_or(bytes)).into_owned()))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            ValueError::BadNumber(
+                String::from_utf8_lossy(bytes.get(..32).unwrap_or(bytes)).into_owned(),
+            )
+        })?;
         text.parse()
     }
 
@@ -424,7 +430,13 @@ mod tests {
             "1;2;3".into(),
             "1 2,3,".into(),
             garbage.clone(),
-            format!("1,2,{}", (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(" ")),
+            format!(
+                "1,2,{}",
+                (0..20)
+                    .map(|i| format!("f{i}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
         ];
         for c in &cases {
             assert!(c.parse::<TagValue>().is_err(), "{c:?} accepted");

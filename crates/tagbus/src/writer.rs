@@ -69,6 +69,11 @@ impl TagWriter {
             return Ok(());
         }
         let pipe = build_pipeline(batch, self.stream_max_len);
+        self.execute(&pipe).await
+    }
+
+    /// Runs a pipeline; on failure drops the connection so the next call reconnects.
+    async fn execute(&mut self, pipe: &redis::Pipeline) -> Result<(), TagBusError> {
         let conn = self.connection().await?;
         let result: Result<(), redis::RedisError> =
             tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async(conn))
@@ -80,7 +85,6 @@ impl TagWriter {
                     )))
                 });
         if let Err(e) = result {
-            // Drop the connection: the next call reconnects.
             self.conn = None;
             return Err(e.into());
         }

@@ -1,12 +1,17 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 //! The tag bus against a real redis-server.
-#![allow(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tagbus::{
-    spawn_reader, spawn_writer, FeedEvent, Flags, Origin, ReaderConfig, TagFeed, TagKey, TagValue, TagWriter,
-    WriterConfig, STREAM_KEY,
+    spawn_reader, spawn_writer, FeedEvent, Flags, Origin, ReaderConfig, TagFeed, TagKey, TagValue,
+    TagWriter, WriterConfig, STREAM_KEY,
 };
 use testrig::RedisServer;
 
@@ -29,7 +34,12 @@ async fn ten_thousand_values_via_snapshot_and_live_feed() {
     // Half written before the reader starts (the snapshot), half after (the live feed).
     let mut writer = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
     let batch: Vec<_> = (0..N / 2)
-        .map(|i| (key(i), TagValue::new(i as i64, 1_700_000_000_000 + i as u64)))
+        .map(|i| {
+            (
+                key(i),
+                TagValue::new(i as i64, 1_700_000_000_000 + i as u64),
+            )
+        })
         .collect();
     for chunk in batch.chunks(1000) {
         writer.write_batch(chunk).await.unwrap();
@@ -64,7 +74,8 @@ async fn ten_thousand_values_via_snapshot_and_live_feed() {
     let flags = Flags::empty().with("gt");
     let live_writer = tokio::spawn(async move {
         for i in N / 2..N {
-            let v = TagValue::new(i as f64 + 0.5, 1_700_000_000_000 + i as u64).with_flags(flags.clone());
+            let v = TagValue::new(i as f64 + 0.5, 1_700_000_000_000 + i as u64)
+                .with_flags(flags.clone());
             handle.write(key(i), v).await.unwrap();
         }
         handle.flush().await.unwrap();
@@ -86,7 +97,10 @@ async fn ten_thousand_values_via_snapshot_and_live_feed() {
         let v = &seen[&key(i)];
         assert_eq!(v.timestamp_ms, 1_700_000_000_000 + i as u64);
         if i >= N / 2 {
-            assert_eq!(v.to_string(), format!("{}.5,{},gt", i, 1_700_000_000_000 + i as u64));
+            assert_eq!(
+                v.to_string(),
+                format!("{}.5,{},gt", i, 1_700_000_000_000 + i as u64)
+            );
         }
     }
     // Every value also went to the durable stream, and the keys hold the latest values.
@@ -115,7 +129,10 @@ async fn the_reader_survives_a_redis_restart() {
         64,
     )
     .unwrap();
-    assert_eq!(next(&mut feed).await, FeedEvent::SnapshotComplete { count: 0 });
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::SnapshotComplete { count: 0 }
+    );
     let handle = spawn_writer(WriterConfig::new(redis.url()), 64).unwrap();
     let k1: TagKey = "tag/a/before/in".parse().unwrap();
     handle.write(k1.clone(), TagValue::new(1, 1)).await.unwrap();
@@ -140,7 +157,10 @@ async fn the_reader_survives_a_redis_restart() {
             _ => {}
         }
     }
-    assert!(got_after, "the value written after the restart never arrived");
+    assert!(
+        got_after,
+        "the value written after the restart never arrived"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,10 +178,19 @@ async fn malformed_values_on_the_bus_are_skipped() {
     )
     .unwrap();
     let first = next(&mut feed).await;
-    assert!(matches!(first, FeedEvent::Value { ref key, .. } if key.to_string() == "tag/x/good/in"), "{first:?}");
-    assert_eq!(next(&mut feed).await, FeedEvent::SnapshotComplete { count: 1 });
+    assert!(
+        matches!(first, FeedEvent::Value { ref key, .. } if key.to_string() == "tag/x/good/in"),
+        "{first:?}"
+    );
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::SnapshotComplete { count: 1 }
+    );
     redis.cli(&["PUBLISH", "tag/x/good/in", "garbage"]);
     redis.cli(&["PUBLISH", "tag/x/good/in", "6,2,"]);
     let ev = next(&mut feed).await;
-    assert!(matches!(ev, FeedEvent::Value { ref value, .. } if value.to_string() == "6,2,"), "{ev:?}");
+    assert!(
+        matches!(ev, FeedEvent::Value { ref value, .. } if value.to_string() == "6,2,"),
+        "{ev:?}"
+    );
 }

@@ -4,7 +4,12 @@
 //!
 //! The Python protocol peers (c104, pymodbus) live in a venv made by
 //! `tests/peers/setup-venv.sh`; [`peer_python`] finds its interpreter.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,7 +43,9 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("nothing accepted connections on port {port} within {timeout:?}"))
+    Err(format!(
+        "nothing accepted connections on port {port} within {timeout:?}"
+    ))
 }
 
 /// The repository's top directory (where Cargo.lock is).
@@ -73,7 +80,11 @@ pub fn require_program(name: &str, package: &str) -> PathBuf {
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin"), PathBuf::from("/sbin")])
+        .chain([
+            PathBuf::from("/usr/sbin"),
+            PathBuf::from("/usr/bin"),
+            PathBuf::from("/sbin"),
+        ])
     {
         let candidate = dir.join(name);
         if candidate.is_file() {
@@ -167,7 +178,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!("redis-server on port {} not ready within {timeout:?}", self.port))
+        Err(format!(
+            "redis-server on port {} not ready within {timeout:?}",
+            self.port
+        ))
     }
 
     fn ping(&self) -> bool {

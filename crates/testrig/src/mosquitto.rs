@@ -67,7 +67,10 @@ impl MosquittoBuilder {
             self.listeners
         };
         let mut conf = String::from("per_listener_settings false\npersistence false\n");
-        conf.push_str(&format!("log_dest file {}\n", dir.path().join("mosquitto.log").display()));
+        conf.push_str(&format!(
+            "log_dest file {}\n",
+            dir.path().join("mosquitto.log").display()
+        ));
         conf.push_str("log_type all\nconnection_messages true\n");
         if self.users.is_empty() {
             conf.push_str("allow_anonymous true\n");

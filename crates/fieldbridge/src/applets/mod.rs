@@ -47,5 +47,7 @@ pub fn redis_url(flag: Option<&str>, config_path: Option<&std::path::Path>) -> S
 /// A current-thread tokio runtime: every applet is I/O bound and the target has one or two
 /// cores, so one thread per process is the footprint we want.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }

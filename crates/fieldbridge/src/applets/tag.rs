@@ -18,14 +18,24 @@ pub fn run(args: TagArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         match args.command {
             TagCommand::Get { key } => get(&url, &key).await,
-            TagCommand::Set { key, value, flags, ts } if key == "-" => {
+            TagCommand::Set {
+                key,
+                value,
+                flags,
+                ts,
+            } if key == "-" => {
                 if value.is_some() {
                     bail!("tag set - reads `KEY CSV` lines from stdin and takes no VALUE");
                 }
                 let _ = (flags, ts);
                 set_bulk(&url).await
             }
-            TagCommand::Set { key, value, flags, ts } => {
+            TagCommand::Set {
+                key,
+                value,
+                flags,
+                ts,
+            } => {
                 let value = value.context("tag set KEY VALUE: VALUE is missing")?;
                 set_one(&url, &key, &value, &flags, ts).await
             }
@@ -41,7 +51,10 @@ async fn get(url: &str, key: &str) -> anyhow::Result<ExitCode> {
         .get_multiplexed_async_connection()
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    let value: Option<Vec<u8>> = redis::cmd("GET").arg(key.to_string()).query_async(&mut conn).await?;
+    let value: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(key.to_string())
+        .query_async(&mut conn)
+        .await?;
     match value {
         None => {
             eprintln_safe(&format!("{key}: no value"));
@@ -59,7 +72,13 @@ async fn get(url: &str, key: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn set_one(url: &str, key: &str, value: &str, flags: &str, ts: Option<u64>) -> anyhow::Result<ExitCode> {
+async fn set_one(
+    url: &str,
+    key: &str,
+    value: &str,
+    flags: &str,
+    ts: Option<u64>,
+) -> anyhow::Result<ExitCode> {
     let key: TagKey = key.parse()?;
     let value = TagValue {
         value: value.parse()?,
@@ -67,7 +86,10 @@ async fn set_one(url: &str, key: &str, value: &str, flags: &str, ts: Option<u64>
         flags: flags.parse()?,
     };
     let mut writer = TagWriter::new(&WriterConfig::new(url))?;
-    writer.write(&key, &value).await.with_context(|| format!("writing to {url}"))?;
+    writer
+        .write(&key, &value)
+        .await
+        .with_context(|| format!("writing to {url}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -98,7 +120,11 @@ async fn set_bulk(url: &str) -> anyhow::Result<ExitCode> {
     writer.write_batch(&batch).await?;
     written = written.saturating_add(batch.len() as u64);
     eprintln_safe(&format!("{written} values written, {bad} lines refused"));
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `KEY CSV`, e.g. `tag/rtu1/cb1/in 1,1732280000000,`.
