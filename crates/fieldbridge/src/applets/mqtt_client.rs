@@ -29,7 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let raw = match config::RawConfig::load(path) {
         Ok(raw) => raw,
         Err(e) => {
-            err_line(&format!("mqtt-client: {}: {e}", path.display()));
+            // The error names the file already.
+            err_line(&format!("mqtt-client: {e}"));
             return Ok(ExitCode::from(2));
         }
     };
