@@ -33,10 +33,11 @@
 //!   snapshot never overtakes an older backlog entry (a value written while the snapshot is
 //!   read may come once more right after it, never out of order for long). Snapshot
 //!   publishes are not tied to stream entries; they are sent at the device's QoS and retain.
-//! - **enable_threshold**: a value equal (value, timestamp aside, and flags) to the last one
-//!   published for that signal *on this connection* is dropped (and its entry acknowledged).
-//!   The memory is cleared on every connect, so the snapshot and the re-sent pending entries
-//!   always go out. "Equal" compares the value and the flags, not the timestamp.
+//! - **enable_threshold**: a value equal to the last one published for that signal *on this
+//!   connection* is dropped (and its entry acknowledged). "Equal" compares the value and the
+//!   flags, not the timestamp (a quality change is always sent). The memory is cleared on
+//!   every connect and when the stream reader restarts, so the snapshot and re-read pending
+//!   entries always go out.
 //! - **Default client id**: `fieldbridge-<hostname>-<device_alias>` when `client_id` is
 //!   empty (hostname from `/proc/sys/kernel/hostname`, then `$HOSTNAME`, then `gateway`).
 //! - **Broker refusals**: a CONNACK refusal (wrong password, not authorised) is logged at
@@ -51,9 +52,13 @@
 //! - **QoS 2 window**: `max_inflight` (default 20) bounds unacknowledged QoS 2 publishes; with
 //!   MQTT 5 the broker's Receive Maximum lowers it. A 3.1.1 broker cannot announce its limit:
 //!   when it closes the connection within 10 s of connecting while our QoS 2 window is full,
-//!   the window is halved for the following connections (logged at warn) instead of looping. An MQTT 5 PUBACK /
-//!   PUBREC with a failure reason code is logged at warn and the entry is acknowledged (a
-//!   broker's negative answer is a result; re-sending it forever would stall the device).
+//!   the window is halved for the following connections (logged at warn) instead of looping.
+//! - **Refused publishes**: an MQTT 5 PUBACK / PUBREC with a failure reason code is logged at
+//!   warn, counted ([`Stats::rejected`]) and the entry is acknowledged (a broker's negative
+//!   answer is a result; re-sending it forever would stall the device).
+//! - **Trimmed entries**: entries the stream cap dropped before this device's group read or
+//!   acknowledged them are counted ([`Stats::trimmed`]) and logged at warn (see
+//!   `tagbus::stream`).
 //! - **TLS**: rustls with ring; the broker's certificate is always verified against
 //!   `ca_certificate` (the name checked is `ip`). `tls_insecure: 1` disables that check and is
 //!   logged at warn on every connect.
