@@ -876,3 +876,53 @@ fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
     println!("{} messages for 1000 values", msgs.len());
     p.wait_log("lowering the in-flight window", 1, Duration::from_secs(1));
 }
+
+#[test]
+fn trace_flags_print_redis_and_mqtt_traffic() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1}))],
+        vec![("cloud", "s0".into(), Some("t/s0"))],
+    );
+    let out_path = dir.path().join("stdout");
+    let log = dir.path().join("pub.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
+        .args(["mqtt-client", "-r", "-m", "-c"])
+        .arg(&cfg)
+        .args(["--redis-url", &redis.url()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("forwarding live values")
+    {
+        assert!(Instant::now() < deadline, "publisher did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    write(&redis.url(), &[("s0", "8,1732280000000,iv")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if out.contains("PubAck") {
+            assert!(out.contains("tag/rtu1/s0/in 8,1732280000000,iv"), "{out}");
+            assert!(
+                out.contains("mqtt cloud PUBLISH t/s0 qos=1 retain=0 8,1732280000000,0"),
+                "{out}"
+            );
+            assert!(out.contains("ConnAck"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no trace output: {out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
