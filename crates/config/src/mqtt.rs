@@ -107,6 +107,10 @@ impl Topic {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// This topic with one more level: `<self>/<level>` (e.g. a command's `result` topic).
+    pub fn child(&self, level: &str) -> Result<Self, String> {
+        Self::new(&format!("{}/{level}", self.0))
+    }
 }
 
 impl fmt::Display for Topic {

@@ -77,6 +77,7 @@
 //! - it writes and flushes one packet per request (no write batching); the benchmark in
 //!   `examples/bench.rs` measures what that costs against a raw rumqttc client.
 
+pub mod commands;
 mod conn;
 mod payload;
 mod publisher;
@@ -86,9 +87,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use config::mqtt::{MqttDevice, Topic, Transport};
-use config::{Config, DeviceKind, SignalKind};
+use config::{Config, DeviceKind, Signal, SignalKind};
 use tagbus::{Alias, TagKey};
 
+pub use commands::{CommandPlan, CommandRoute};
 pub use payload::format_payload;
 pub use publisher::{spawn_publisher, PublisherHandle, PublisherOptions};
 
@@ -127,6 +129,8 @@ pub struct DevicePlan {
     pub device: MqttDevice,
     /// Every enabled signal, by source tag (one tag may go to several topics).
     pub routes: std::collections::BTreeMap<TagKey, Vec<Route>>,
+    /// The command path: routes of the writable signals only.
+    pub commands: CommandPlan,
 }
 
 impl DevicePlan {
@@ -179,17 +183,156 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
                 signal: signal.alias.clone(),
             });
         }
+        let commands = command_plan(config, &device.alias, mqtt);
         plans.push(DevicePlan {
             alias: device.alias.clone(),
             name: device.name.clone(),
             device: mqtt.clone(),
             routes,
+            commands,
         });
     }
     if errors.is_empty() {
         Ok(plans)
     } else {
         Err(errors)
+    }
+}
+
+/// The command routes of one MQTT device: one per enabled signal with `writable: 1` whose
+/// source is a command signal of its driver (IEC 104: a command `type_id` or `command_type`;
+/// Modbus: `writable: 1`), with a command topic that collides with nothing. Everything else
+/// gets no route (and a warning when it was meant to be writable).
+fn command_plan(config: &Config, device: &Alias, mqtt: &MqttDevice) -> CommandPlan {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut plan = CommandPlan {
+        max_age: mqtt.commands.max_age,
+        timeout: mqtt.commands.timeout,
+        persistent_session: !mqtt.clean_session,
+        ..Default::default()
+    };
+    let signals: Vec<&Signal> = config.signals_of(device).filter(|s| s.enabled).collect();
+    // Topics we publish on (values, Last Will) may never be command or result topics: the
+    // client would execute its own values.
+    let mut published: BTreeSet<Topic> = signals
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SignalKind::Mqtt(m) => Some(m.topic.clone()),
+            _ => None,
+        })
+        .collect();
+    if let Some(w) = &mqtt.last_will {
+        published.insert(w.topic.clone());
+    }
+    let mut routes: BTreeMap<Topic, CommandRoute> = BTreeMap::new();
+    for signal in &signals {
+        let SignalKind::Mqtt(s) = &signal.kind else {
+            continue;
+        };
+        let what = format!("device {device}, signal {}", signal.alias);
+        let topics = match &s.command_topic {
+            Some(t) => Ok(t.clone()),
+            None => mqtt
+                .commands
+                .topic_template
+                .apply(&s.topic, &signal.alias, &s.source),
+        }
+        .and_then(|t| t.child("result").map(|r| (t, r)));
+        let (topic, result_topic) = match topics {
+            Ok(t) => t,
+            Err(e) => {
+                if s.writable {
+                    plan.warnings
+                        .push(format!("{what}: no command route: bad command topic: {e}"));
+                }
+                continue;
+            }
+        };
+        if !s.writable {
+            plan.refused
+                .insert(topic, (signal.alias.clone(), result_topic));
+            continue;
+        }
+        let sbo = match target_command(config, &s.source) {
+            Ok(sbo) => sbo,
+            Err(why) => {
+                plan.warnings
+                    .push(format!("{what}: writable, but {why}; no command route"));
+                continue;
+            }
+        };
+        if let Some(t) = [&topic, &result_topic]
+            .into_iter()
+            .find(|t| published.contains(*t))
+        {
+            plan.warnings.push(format!(
+                "{what}: command topic {topic} (or its /result) is also published on ({t}); no command route"
+            ));
+            continue;
+        }
+        if let Some(other) = routes.get(&topic) {
+            plan.warnings.push(format!(
+                "{what}: command topic {topic} is already the command topic of signal {}; no command route",
+                other.signal
+            ));
+            continue;
+        }
+        routes.insert(
+            topic.clone(),
+            CommandRoute {
+                signal: signal.alias.clone(),
+                command_topic: topic,
+                result_topic,
+                out: TagKey::new(
+                    s.source.device.clone(),
+                    s.source.signal.clone(),
+                    tagbus::Direction::Out,
+                ),
+                select_before_operate: sbo,
+            },
+        );
+    }
+    // A result topic that is another signal's command topic would feed answers back in.
+    let results: BTreeSet<Topic> = routes.values().map(|r| r.result_topic.clone()).collect();
+    routes.retain(|t, r| {
+        let clash = results.contains(t);
+        if clash {
+            plan.warnings.push(format!(
+                "device {device}, signal {}: command topic {t} is another signal's result topic; no command route",
+                r.signal
+            ));
+        }
+        !clash
+    });
+    plan.refused.retain(|t, _| !routes.contains_key(t));
+    plan.routes = routes;
+    plan
+}
+
+/// Whether the field signal behind `source` takes commands: `Ok(select_before_operate)`.
+fn target_command(config: &Config, source: &TagKey) -> Result<bool, String> {
+    let signal = config
+        .signals_of(&source.device)
+        .find(|s| s.alias == source.signal)
+        .ok_or_else(|| {
+            format!(
+                "its source {}/{} does not exist",
+                source.device, source.signal
+            )
+        })?;
+    match &signal.kind {
+        SignalKind::Iec104(s) => s.command.map(|c| c.select_before_operate).ok_or_else(|| {
+            format!(
+                "its source {}/{} is not an IEC 104 command (a C_* type_id or command_type)",
+                source.device, source.signal
+            )
+        }),
+        SignalKind::Modbus(m) if m.writable => Ok(false),
+        SignalKind::Modbus(_) => Err(format!(
+            "its source {}/{} is not writable (Modbus writable: 0)",
+            source.device, source.signal
+        )),
+        SignalKind::Mqtt(_) => Err("its source is an MQTT signal".into()),
     }
 }
 
