@@ -144,17 +144,19 @@ def main():
     arm = kv.get("bin_armv7")
     ipk = kv.get("ipk_armv7")
     rows = re.findall(r"^\| ([^|]+) \| ([0-9.]+ MB) \| ([0-9.]+ MB) \|$", pkg_readme, re.M)
-    last = rows[-1] if rows else None
     if arm:
         s, _, p = arm.partition(" ")
-        w(f"| binary, armv7 musl (stripped) | {int(s) / 1e6:.2f} MB | `{p}` |")
-    elif last:
-        w(f"| binary, armv7 musl (stripped) | {last[1]} | packaging/README.md's last recorded figure ({last[0].strip()}), not this commit: `packaging/build-ipk.sh` was not run |")
+        path, _, when = p.partition(" of ")
+        w(f"| binary, armv7 musl (stripped) | {int(s) / 1e6:.2f} MB | `{path}`, left by `packaging/build-ipk.sh` {when} (not rebuilt by this run) |")
+    elif rows:
+        rec = "; ".join(f"{n.strip()}: {b} / `.ipk` {i}" for n, b, i in rows)
+        w(f"| binary, armv7 musl (stripped) | not built by this run | packaging/README.md's recorded figures (binary / `.ipk`), each measured on the branch its row names, none on the current main with every applet merged (expect more): {rec} |")
     if ipk:
         s, _, p = ipk.partition(" ")
-        w(f"| `.ipk`, armv7 | {int(s) / 1e6:.2f} MB | `{p}` |")
-    elif last:
-        w(f"| `.ipk`, armv7 | {last[2]} | packaging/README.md's last recorded figure ({last[0].strip()}), not this commit |")
+        path, _, when = p.partition(" of ")
+        w(f"| `.ipk`, armv7 | {int(s) / 1e6:.2f} MB | `{path}`, left by `packaging/build-ipk.sh` {when} (not rebuilt by this run) |")
+    elif rows:
+        w("| `.ipk`, armv7 | not built by this run | see the row above |")
     w("")
     w("Idle RSS (VmRSS 3 s after start, `config/example.json` pointed at this run's redis-server "
       "and at a closed loopback port, so every driver keeps retrying its links):")
