@@ -50,7 +50,8 @@ def main():
       f"{kv.get('load_end', '?')} at the end (a shared machine: absolute figures are noisy, the "
       f"ratios from one run less so). redis {kv.get('redis', '?')}, mosquitto "
       f"{kv.get('mosquitto', '?')}, MQTT in-flight window {kv.get('window', '?')}, subscriber at "
-      f"QoS 0; the whole run took {kv.get('elapsed_s', '?')} s.")
+      f"QoS 0; the whole run took {kv.get('elapsed_s', '?')} s, of which "
+      f"{kv.get('build_s', '?')} s building.")
     w("")
 
     qs = [0, 1, 2]
