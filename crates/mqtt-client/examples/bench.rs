@@ -390,7 +390,13 @@ async fn python_run(dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Opti
             .arg(&script)
             .args(["--redis-port", &redis.port().to_string()])
             .args(["--mqtt-port", &port.to_string()])
-            .args(["--qos", &qos.to_string(), "--max-secs", "240", "--ready-file"])
+            .args([
+                "--qos",
+                &qos.to_string(),
+                "--max-secs",
+                "240",
+                "--ready-file",
+            ])
             .arg(&ready)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -434,7 +440,9 @@ async fn python_run(dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Opti
         let g = rec.lock().unwrap();
         (g.distinct.len(), g.last_at)
     };
-    let secs = last.map_or(t0.elapsed(), |l| l.duration_since(t0)).as_secs_f64();
+    let secs = last
+        .map_or(t0.elapsed(), |l| l.duration_since(t0))
+        .as_secs_f64();
     let cpu_ticks_flood = cpu_ticks(pid).saturating_sub(startup_ticks);
     let lat = steady_latency(&mut w, &rec).await;
     let rss_kb = vm_kb(pid, "VmHWM:");
