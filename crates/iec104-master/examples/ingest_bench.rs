@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! cargo build --release -p fieldbridge
-//! cargo run --release -p iec104-master --example bench -- --points 1000 --seconds 10
+//! cargo run --release -p iec104-master --example ingest_bench -- --points 1000 --seconds 10
 //! ```
 #![allow(
     clippy::unwrap_used,
