@@ -191,3 +191,93 @@ fn redis_sigkill_5x_without_persistence_recovers() {
     );
     row.report();
 }
+
+/// The soak: a broker outage of `FAULTS_SOAK_SECS` (default 600 s) at 1,000 values/s with the
+/// default stream cap (250,000). Values beyond the cap are dropped oldest first by Redis
+/// (`XADD MAXLEN ~`) and counted by the publisher; memory of every process stays bounded.
+#[test]
+#[ignore = "10-minute soak: FAULTS_SOAK_SECS=600 tests/reliability soak"]
+fn soak_broker_outage_at_1000_per_s_stays_bounded() {
+    let secs: u64 = std::env::var("FAULTS_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let rate = 1_000;
+    let redis = RedisServer::start();
+    let persist = tempfile::tempdir().unwrap();
+    let mut broker = persistent_broker(persist.path());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
+    let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, "faults-sub");
+    let p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2));
+    let sampler = Sampler::start(Some(redis.port()));
+    sampler.track("mqtt-client", p.pid());
+    sampler.track("redis", redis.pid());
+    broker.kill();
+    let w = SeqWriter::start(&redis.url(), rate, Duration::from_secs(secs), DEFAULT_CAP);
+    let sent = w.join();
+    let stream_len = redis.cli(&["XLEN", "tagbus:stream"]);
+    broker.restart();
+    sampler.track("mosquitto", broker.pid());
+    // Drain: until nothing new arrived for 15 s (bounded by 10 minutes).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = (sub.received(), Instant::now());
+    while Instant::now() < deadline && last.1.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(500));
+        let r = sub.received();
+        if r != last.0 {
+            last = (r, Instant::now());
+        }
+    }
+    let (missing, _) = sub.missing(0..sent);
+    let log = p.log();
+    let trimmed: u64 = log
+        .lines()
+        .filter(|l| l.contains("trimmed"))
+        .filter_map(|l| l.split("total=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    let series = sampler.series("mqtt-client");
+    let pick = |f: f64| {
+        series
+            .get(((series.len() as f64 - 1.0) * f) as usize)
+            .map(|(t, kb)| format!("{t:.0} s: {:.1} MB", *kb as f64 / 1024.0))
+            .unwrap_or_default()
+    };
+    println!(
+        "mqtt-client RSS over the run: {}, {}, {}, {}",
+        pick(0.0),
+        pick(0.33),
+        pick(0.66),
+        pick(1.0)
+    );
+    let rss = sampler.max_rss_kb();
+    let row = Row {
+        scenario: format!("soak: broker outage {secs} s at 1,000/s, QoS 1, stream cap 250,000"),
+        sent,
+        received: sub.received(),
+        missing,
+        duplicates: sub.duplicates(),
+        max_rss_kb: rss.clone(),
+        redis_used_max: sampler.redis_used_max(),
+        note: format!(
+            "missing = dropped by the cap, oldest first: the publisher counted and logged trimmed={trimmed}; stream length at the end of the outage {stream_len}"
+        ),
+    };
+    row.report();
+    // The stated bounds (docs/reliability.md): publisher < 64 MB RSS, Redis used_memory < 128 MB.
+    assert!(
+        rss.get("mqtt-client").copied().unwrap_or(0) < 64 * 1024,
+        "{rss:?}"
+    );
+    assert!(sampler.redis_used_max() < 128 * 1024 * 1024);
+    // Every value the cap did not drop arrived, and every dropped one was counted.
+    assert!(
+        missing <= trimmed + 1_000,
+        "missing {missing}, trimmed {trimmed}"
+    );
+    assert!(sent - missing >= DEFAULT_CAP.min(sent), "{sent} {missing}");
+}
