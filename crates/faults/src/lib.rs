@@ -196,6 +196,17 @@ pub struct SeqWriter {
 impl SeqWriter {
     /// Starts writing to `redis_url`, `stream_max_len` as the cap.
     pub fn start(redis_url: &str, rate: u64, duration: Duration, stream_max_len: u64) -> Self {
+        Self::start_from(0, redis_url, rate, duration, stream_max_len)
+    }
+
+    /// The same, numbering from `first`; `join` then returns the next number.
+    pub fn start_from(
+        first: u64,
+        redis_url: &str,
+        rate: u64,
+        duration: Duration,
+        stream_max_len: u64,
+    ) -> Self {
         let sent = Arc::new(AtomicU64::new(0));
         let s = sent.clone();
         let mut cfg = WriterConfig::new(redis_url);
@@ -211,10 +222,10 @@ impl SeqWriter {
             rt.block_on(async move {
                 let w = tagbus::spawn_writer(cfg, 4096).unwrap();
                 let t0 = Instant::now();
-                let mut seq: u64 = 0;
-                let total = rate * duration.as_millis() as u64 / 1000;
+                let mut seq: u64 = first;
+                let total = first + rate * duration.as_millis() as u64 / 1000;
                 while seq < total {
-                    let due = (rate * t0.elapsed().as_millis() as u64 / 1000).min(total);
+                    let due = (first + rate * t0.elapsed().as_millis() as u64 / 1000).min(total);
                     while seq < due {
                         let v: TagValue = format!("{seq},{},", 1_700_000_000_000u64 + seq)
                             .parse()
@@ -248,11 +259,14 @@ impl SeqWriter {
     }
 }
 
+/// RSS samples by role: (seconds since start, kB).
+type Series = BTreeMap<String, Vec<(f64, u64)>>;
+
 /// Samples the RSS of processes by role every 500 ms, and Redis' `used_memory`.
 pub struct Sampler {
     pids: Arc<Mutex<BTreeMap<String, Option<u32>>>>,
     max_rss_kb: Arc<Mutex<BTreeMap<String, u64>>>,
-    series: Arc<Mutex<BTreeMap<String, Vec<(f64, u64)>>>>,
+    series: Arc<Mutex<Series>>,
     cpu_ticks: Arc<Mutex<BTreeMap<String, u64>>>,
     redis_used_max: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -296,7 +310,7 @@ impl Sampler {
     pub fn start(redis_port: Option<u16>) -> Self {
         let pids: Arc<Mutex<BTreeMap<String, Option<u32>>>> = Arc::default();
         let max_rss_kb: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-        let series: Arc<Mutex<BTreeMap<String, Vec<(f64, u64)>>>> = Arc::default();
+        let series: Arc<Mutex<Series>> = Arc::default();
         let cpu: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
         let used = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
