@@ -118,8 +118,11 @@ fn inner() {
     sub.wait_complete(0..sent, Duration::from_secs(300));
     let (missing, first) = sub.missing(0..sent);
     let row = Row {
-        scenario: "network with 1 % loss, 50 +- 20 ms delay (tc netem), 60 s, 2,000/s, QoS 1"
-            .into(),
+        scenario: if std::env::var("FAULTS_NETEM").as_deref() == Ok("none") {
+            "network namespace WITHOUT netem (FAULTS_NETEM=none: plumbing only), 60 s, 2,000/s, QoS 1".into()
+        } else {
+            "network with 1 % loss, 50 +- 20 ms delay (tc netem), 60 s, 2,000/s, QoS 1".into()
+        },
         sent,
         received: sub.received(),
         missing,

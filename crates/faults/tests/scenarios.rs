@@ -29,8 +29,15 @@ fn fault_times() -> impl Iterator<Item = Duration> {
     (0..5).map(|k| Duration::from_secs(8 + 10 * k))
 }
 
-fn finish(scenario: &str, sent: u64, sub: &SeqSubscriber, sampler: &Sampler, note: &str) -> Row {
-    let complete = sub.wait_complete(0..sent, Duration::from_secs(180));
+fn finish(
+    scenario: &str,
+    sent: u64,
+    sub: &SeqSubscriber,
+    sampler: &Sampler,
+    note: &str,
+    timeout: Duration,
+) -> Row {
+    let complete = sub.wait_complete(0..sent, timeout);
     let (missing, first) = sub.missing(0..sent);
     if !complete {
         println!("{scenario}: first missing {first:?}");
@@ -79,6 +86,7 @@ fn broker_sigkill_5x_at_2000_per_s_qos1() {
         &sub,
         &sampler,
         "broker down 2 s each time",
+        Duration::from_secs(180),
     );
     row.report();
     assert_eq!(row.missing, 0, "{}", p.log());
@@ -116,6 +124,7 @@ fn mqtt_client_sigkill_5x_at_2000_per_s_qos1() {
         &sub,
         &sampler,
         "publisher down 2 s each time",
+        Duration::from_secs(180),
     );
     row.report();
     assert_eq!(row.missing, 0, "{}", p.log());
@@ -158,6 +167,7 @@ fn redis_restarts(aof: bool) -> Row {
         &sub,
         &sampler,
         "",
+        Duration::from_secs(if aof { 180 } else { 30 }),
     );
     // Values written from 5 s after the last restart on must arrive either way.
     let after = last_restart_seq + 5 * RATE;
