@@ -279,7 +279,14 @@ impl StreamConsumer {
         let last_delivered = map_get(group, "last-delivered-id")
             .and_then(as_string)
             .map(EntryId);
-        let entries_read = map_get(group, "entries-read").and_then(as_u64);
+        let mut entries_read = map_get(group, "entries-read").and_then(as_u64);
+        // A group created on a stream that never had an entry (MKSTREAM) and that has not read
+        // one yet has `entries-read` nil and `last-delivered-id` 0-0: it read nothing.
+        if entries_read.is_none()
+            && last_delivered.as_ref().and_then(EntryId::parts) == Some((0, 0))
+        {
+            entries_read = Some(0);
+        }
         let (Some(first), Some(last)) = (first.map(EntryId), last_delivered) else {
             return Ok(0);
         };
