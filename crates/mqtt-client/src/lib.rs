@@ -215,9 +215,24 @@ struct StatsInner {
     rejected: AtomicU64,
     connects: AtomicU64,
     trimmed: Arc<tagbus::TrimCounter>,
+    /// The consumer group existed or was created once in this process.
+    group_ready: std::sync::atomic::AtomicBool,
 }
 
 impl Stats {
+    /// Where a missing consumer group is created: `$` the first time in this process (no
+    /// old backlog on a first start), `0` afterwards (the group vanished with a Redis that
+    /// restarted without persistence: every entry of the new stream is new and must go out).
+    pub(crate) fn group_start(&self) -> &'static str {
+        if self.0.group_ready.load(Ordering::Relaxed) {
+            "0"
+        } else {
+            "$"
+        }
+    }
+    pub(crate) fn set_group_ready(&self) {
+        self.0.group_ready.store(true, Ordering::Relaxed);
+    }
     /// Publishes handed to the broker (snapshot included).
     pub fn published(&self) -> u64 {
         self.0.published.load(Ordering::Relaxed)

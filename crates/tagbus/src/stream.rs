@@ -158,11 +158,19 @@ impl StreamConsumer {
     /// Creates the group at the end of the stream (`$`, `MKSTREAM`) unless it exists.
     /// Returns whether it was created now.
     pub async fn ensure_group(&mut self) -> Result<bool, TagBusError> {
+        self.ensure_group_from("$").await
+    }
+
+    /// Creates the group at `start` (`$`: the end; `0`: every entry in the stream) unless it
+    /// exists. Returns whether it was created now. A consumer whose group vanished (Redis
+    /// restarted without persistence) re-creates it at `0`: the new stream holds only values
+    /// written since the restart, and they must all go out.
+    pub async fn ensure_group_from(&mut self, start: &str) -> Result<bool, TagBusError> {
         let r: Result<(), redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(STREAM_KEY)
             .arg(&self.group)
-            .arg("$")
+            .arg(start)
             .arg("MKSTREAM")
             .query_async(&mut self.conn)
             .await;
