@@ -1,7 +1,9 @@
 //! The MQTT part: broker devices (`protocol: mqtt`) and the signals they forward. Column
 //! names and defaults are the WCC Lite MQTT tables', plus fieldbridge's additions
 //! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive`, `clean_session`,
-//! `payload_format`, `tls_insecure`, `max_inflight`).
+//! `payload_format`, `tls_insecure`, `max_inflight`, and the command path of issue 11:
+//! device `command_topic_template`, `command_max_age`, `command_timeout`; signal `writable`,
+//! `command_topic`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -41,10 +43,19 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "payload_format",
     "tls_insecure",
     "max_inflight",
+    "command_topic_template",
+    "command_max_age",
+    "command_timeout",
 ];
 
 /// Signal columns of the MQTT protocol.
-pub const SIGNAL_COLUMNS: &[&str] = &["source_device_alias", "source_signal_alias", "topic"];
+pub const SIGNAL_COLUMNS: &[&str] = &[
+    "source_device_alias",
+    "source_signal_alias",
+    "topic",
+    "writable",
+    "command_topic",
+];
 
 /// An MQTT QoS level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,6 +106,10 @@ impl Topic {
     /// The topic text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+    /// This topic with one more level: `<self>/<level>` (e.g. a command's `result` topic).
+    pub fn child(&self, level: &str) -> Result<Self, String> {
+        Self::new(&format!("{}/{level}", self.0))
     }
 }
 
@@ -228,7 +243,87 @@ pub struct MqttDevice {
     /// publishes awaiting the broker's acknowledgement; with MQTT 5 the broker's Receive
     /// Maximum lowers it further.
     pub max_inflight: u16,
+    /// The command path (MQTT -> `out` tags): topics and age/timeout limits.
+    pub commands: CommandSettings,
 }
+
+/// Device-level settings of MQTT commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSettings {
+    /// `command_topic_template` (default `<topic>/set`): the command topic of a writable
+    /// signal without a `command_topic`.
+    pub topic_template: CommandTopicTemplate,
+    /// `command_max_age` (seconds, default 10): a command older than this is refused.
+    pub max_age: Duration,
+    /// `command_timeout` (seconds, default 30): how long the client waits for the driver's
+    /// result before it answers `timeout`.
+    pub timeout: Duration,
+}
+
+/// A command topic template: text with at least one of the placeholders `<topic>` (the
+/// signal's topic), `<signal_alias>`, `<source_device_alias>`, `<source_signal_alias>`; no
+/// wildcards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTopicTemplate(String);
+
+/// The placeholders of a [`CommandTopicTemplate`].
+pub const COMMAND_TOPIC_PLACEHOLDERS: [&str; 4] = [
+    "<topic>",
+    "<signal_alias>",
+    "<source_device_alias>",
+    "<source_signal_alias>",
+];
+
+impl CommandTopicTemplate {
+    /// The default, `<topic>/set`.
+    pub const DEFAULT: &'static str = "<topic>/set";
+
+    /// Validates a template.
+    pub fn new(s: &str) -> Result<Self, String> {
+        if !COMMAND_TOPIC_PLACEHOLDERS.iter().any(|p| s.contains(p)) {
+            return Err(format!(
+                "{s:?} has none of the placeholders {} (every signal needs its own topic)",
+                COMMAND_TOPIC_PLACEHOLDERS.join(", ")
+            ));
+        }
+        if s.contains(['+', '#', '\0']) {
+            return Err(format!("{s:?} contains a wildcard (+ or #) or NUL"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The template text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The command topic of a signal: the placeholders replaced.
+    pub fn apply(
+        &self,
+        topic: &Topic,
+        signal_alias: &tagbus::Alias,
+        source: &TagKey,
+    ) -> Result<Topic, String> {
+        let t = self
+            .0
+            .replace("<topic>", topic.as_str())
+            .replace("<signal_alias>", signal_alias.as_str())
+            .replace("<source_device_alias>", source.device.as_str())
+            .replace("<source_signal_alias>", source.signal.as_str());
+        Topic::new(&t)
+    }
+}
+
+impl Default for CommandTopicTemplate {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+/// The default of `command_max_age`, seconds.
+pub const DEFAULT_COMMAND_MAX_AGE_S: i64 = 10;
+/// The default of `command_timeout`, seconds.
+pub const DEFAULT_COMMAND_TIMEOUT_S: i64 = 30;
 
 /// The default of `max_inflight`: mosquitto's default `max_inflight_messages`.
 pub const DEFAULT_MAX_INFLIGHT: u16 = 20;
@@ -240,6 +335,19 @@ pub struct MqttSignal {
     pub source: TagKey,
     /// The topic published on (`topic`, default: the source tag's key).
     pub topic: Topic,
+    /// `writable` (default 0): commands from MQTT may reach the source signal's `out` tag.
+    pub writable: bool,
+    /// `command_topic`: the topic commands arrive on; None: the device's
+    /// `command_topic_template` applied (the mqtt-client resolves it).
+    pub command_topic: Option<Topic>,
+}
+
+/// The MQTT columns of a signal row, before the source reference is checked.
+#[derive(Debug, Clone)]
+pub(crate) struct SignalColumns {
+    topic: Option<Topic>,
+    writable: bool,
+    command_topic: Option<Topic>,
 }
 
 fn qos_from(r: &mut RowReader<'_>, column: &'static str) -> Option<Qos> {
@@ -306,6 +414,18 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let max_inflight = r
         .int_or("max_inflight", i64::from(DEFAULT_MAX_INFLIGHT), 1, 65_535)
         .and_then(|n| u16::try_from(n).ok());
+    let template = match r.opt_string("command_topic_template") {
+        None => Some(CommandTopicTemplate::default()),
+        Some(t) => match CommandTopicTemplate::new(t.trim()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                r.error(Some("command_topic_template"), e);
+                None
+            }
+        },
+    };
+    let command_max_age = r.int_or("command_max_age", DEFAULT_COMMAND_MAX_AGE_S, 1, 3600);
+    let command_timeout = r.int_or("command_timeout", DEFAULT_COMMAND_TIMEOUT_S, 1, 600);
 
     let ca = r.opt_string("ca_certificate").map(PathBuf::from);
     let cert = r.opt_string("client_certificate").map(PathBuf::from);
@@ -395,6 +515,11 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         clean_session: clean_session?,
         payload_format: payload_format?,
         max_inflight: max_inflight?,
+        commands: CommandSettings {
+            topic_template: template?,
+            max_age: Duration::from_secs(u64::try_from(command_max_age?).ok()?),
+            timeout: Duration::from_secs(u64::try_from(command_timeout?).ok()?),
+        },
     })
     .filter(|_| {
         lw_qos.is_some() && lw_retain.is_some() && use_last_will.is_some() && insecure.is_some()
@@ -404,20 +529,107 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
 /// Reads the MQTT columns of a signal row; the source reference is checked by the caller.
 pub(crate) fn read_signal(
     r: &mut RowReader<'_>,
-) -> Option<(tagbus::Alias, tagbus::Alias, Option<Topic>)> {
+) -> Option<(tagbus::Alias, tagbus::Alias, SignalColumns)> {
     let dev = r.req_alias("source_device_alias");
     let sig = r.req_alias("source_signal_alias");
     let topic = topic_from(r, "topic");
-    Some((dev?, sig?, topic?))
+    let writable = r.bool_or("writable", false);
+    let command_topic = topic_from(r, "command_topic");
+    Some((
+        dev?,
+        sig?,
+        SignalColumns {
+            topic: topic?,
+            writable: writable?,
+            command_topic: command_topic?,
+        },
+    ))
 }
 
 /// Builds the signal once the source is known to exist.
 pub(crate) fn make_signal(
     dev: tagbus::Alias,
     sig: tagbus::Alias,
-    topic: Option<Topic>,
+    columns: SignalColumns,
 ) -> MqttSignal {
     let source = TagKey::new(dev, sig, Direction::In);
-    let topic = topic.unwrap_or_else(|| Topic::from_tag(&source));
-    MqttSignal { source, topic }
+    let topic = columns.topic.unwrap_or_else(|| Topic::from_tag(&source));
+    MqttSignal {
+        source,
+        topic,
+        writable: columns.writable,
+        command_topic: columns.command_topic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::{validate, Applet, RawConfig, SignalKind};
+
+    #[test]
+    fn command_columns() {
+        let text = r#"{"devices": [
+            {"name": "R", "device_alias": "r", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
+            {"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b",
+             "command_topic_template": "cmd/<signal_alias>", "command_max_age": 5, "command_timeout": 3},
+            {"name": "D", "device_alias": "d", "protocol": "mqtt", "ip": "b"}
+        ], "signals": [
+            {"signal_name": "x", "device_alias": "r", "signal_alias": "x", "info_address": 1, "type_id": "C_SC_NA_1"},
+            {"signal_name": "x", "device_alias": "c", "signal_alias": "x", "source_device_alias": "r", "source_signal_alias": "x", "writable": 1, "command_topic": "a/b"},
+            {"signal_name": "x", "device_alias": "d", "signal_alias": "x", "source_device_alias": "r", "source_signal_alias": "x"}
+        ]}"#;
+        let v = validate(&RawConfig::parse(text).unwrap());
+        assert!(v.errors.is_empty() && v.warnings.is_empty(), "{v:?}");
+        let dev = |a: &str| match &v
+            .config
+            .devices
+            .iter()
+            .find(|d| d.alias.as_str() == a)
+            .unwrap()
+            .kind
+        {
+            crate::DeviceKind::Mqtt(m) => m.clone(),
+            _ => unreachable!(),
+        };
+        let c = dev("c").commands;
+        assert_eq!(c.topic_template.as_str(), "cmd/<signal_alias>");
+        assert_eq!((c.max_age.as_secs(), c.timeout.as_secs()), (5, 3));
+        let d = dev("d").commands;
+        assert_eq!(d.topic_template.as_str(), "<topic>/set");
+        assert_eq!((d.max_age.as_secs(), d.timeout.as_secs()), (10, 30));
+        let sigs: Vec<&MqttSignal> = v
+            .config
+            .signals
+            .iter()
+            .filter_map(|s| match &s.kind {
+                SignalKind::Mqtt(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert!(sigs[0].writable);
+        assert_eq!(sigs[0].command_topic.as_ref().unwrap().as_str(), "a/b");
+        assert!(!sigs[1].writable && sigs[1].command_topic.is_none());
+        let t = CommandTopicTemplate::default()
+            .apply(&sigs[1].topic, &"x".parse().unwrap(), &sigs[1].source)
+            .unwrap();
+        assert_eq!(t.as_str(), "tag/r/x/in/set");
+
+        let bad = text
+            .replace("cmd/<signal_alias>", "cmd/fixed")
+            .replace(r#""writable": 1"#, r#""writable": 7"#)
+            .replace(r#""command_topic": "a/b""#, r#""command_topic": "a/+""#);
+        let v = validate(&RawConfig::parse(&bad).unwrap());
+        let errors = v.errors_for(Applet::MqttClient);
+        let cols: Vec<_> = errors
+            .iter()
+            .map(|e| e.path.column.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            cols,
+            ["command_topic_template", "writable", "command_topic"],
+            "{errors:?}"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use figment::providers::{Env, Format, Json, Serialized};
+use figment::providers::{Env, Serialized};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,15 @@ pub struct RawConfig {
     pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
+/// The top-level settings figment layers.
+#[derive(Debug, Serialize, Deserialize)]
+struct TopLevel {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redis_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream_max_len: Option<serde_json::Value>,
+}
+
 /// Why a configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -66,23 +75,32 @@ impl RawConfig {
             path: path.display().to_string(),
             source,
         })?;
-        // Syntax errors with line and column come from serde_json directly.
-        Self::parse(&text).map_err(|e| match e {
+        // The rows are parsed once, by serde_json (syntax errors with line and column); figment
+        // layers only the top-level settings (defaults, file, environment), so a config of
+        // thousands of rows is never copied into figment's value tree (it would take ~25x the
+        // file's size in RAM).
+        let mut raw = Self::parse(&text).map_err(|e| match e {
             LoadError::Parse { message, .. } => LoadError::Parse {
                 origin: path.display().to_string(),
                 message,
             },
             other => other,
         })?;
-        Figment::new()
+        let top: TopLevel = Figment::new()
             .merge(Serialized::default("redis_url", DEFAULT_REDIS_URL))
-            .merge(Json::string(&text))
+            .merge(Serialized::defaults(TopLevel {
+                redis_url: raw.redis_url.take(),
+                stream_max_len: raw.stream_max_len.take(),
+            }))
             .merge(Env::prefixed(ENV_PREFIX).only(&ENV_KEYS))
             .extract()
             .map_err(|e| LoadError::Parse {
                 origin: path.display().to_string(),
                 message: e.to_string(),
-            })
+            })?;
+        raw.redis_url = top.redis_url;
+        raw.stream_max_len = top.stream_max_len;
+        Ok(raw)
     }
 
     /// The JSON text of this config, pretty-printed, with a final newline.

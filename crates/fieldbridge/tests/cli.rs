@@ -91,6 +91,21 @@ fn config_show_masks_passwords() {
 }
 
 #[test]
+fn the_environment_overrides_the_config_file() {
+    let out = Command::new(bin())
+        .args(["config", "show", example().to_str().unwrap()])
+        .env("FIELDBRIDGE_REDIS_URL", "redis://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("\"redis_url\": \"redis://127.0.0.1:9\""),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn tag_set_get_and_bulk_against_redis() {
     let redis = RedisServer::start();
     let url = redis.url();

@@ -866,7 +866,7 @@ fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
         .collect();
     let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
     write(&redis.url(), &refs);
-    let msgs = sub.wait_for("1000 values", Duration::from_secs(40), |m| {
+    let msgs = sub.wait_for("1000 values", Duration::from_secs(90), |m| {
         m.iter()
             .map(|m| m.payload.as_str())
             .collect::<BTreeSet<_>>()

@@ -12,8 +12,17 @@
 //!   (same in-flight window as the publisher), until a subscriber has them all;
 //! - the publisher's throughput draining a backlog of 200,000 values over 10,000 signals
 //!   already in the stream, until the subscriber has them all, and the ratio to the raw one;
-//! - p50/p99 latency (Redis write -> subscriber) at a steady 10,000 values/s for 5 s;
-//! - the publisher's peak RSS (VmHWM of the child process).
+//! - p50/p99/p99.9 latency (Redis write -> subscriber) at a steady 10,000 values/s for 5 s;
+//! - the publisher's CPU time per value while draining (utime + stime from /proc, minus what
+//!   loading the same config took) and its peak RSS (VmHWM of the child process);
+//! - the Python alternative (`bench/python_bridge.py`, redis-py + paho, run with
+//!   `FIELDBRIDGE_PEER_PYTHON` or `<repo>/.venv/bin/python`) under the same load: the same
+//!   200,000 values written as fast as the tag writer goes (it can only follow the live PUBLISH
+//!   feed, so there is no backlog to drain), how many arrived and at what rate, the same steady
+//!   10,000/s latency, its CPU per value and RSS, and its own count of publishes paho refused.
+//!
+//! `BENCH_OUT=FILE` also writes every figure as `key value` lines (read by `bench/run`);
+//! `BENCH_SKIP_PYTHON=1` leaves the Python bridge out.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -58,6 +67,8 @@ struct Received {
     total: usize,
     latencies_us: Vec<i64>,
     measure_latency: bool,
+    /// When the last message arrived.
+    last_at: Option<Instant>,
 }
 
 /// A QoS 0 subscriber to `tag/#` counting distinct integer values.
@@ -89,6 +100,7 @@ async fn subscriber(port: u16, id: &str) -> (Arc<Mutex<Received>>, tokio::task::
                     if let Some(v) = text.split(',').next().and_then(|v| v.parse::<i64>().ok()) {
                         let mut g = r.lock().unwrap();
                         g.total += 1;
+                        g.last_at = Some(Instant::now());
                         g.distinct.insert(v);
                         if g.measure_latency && v > 1_000_000_000_000 {
                             g.latencies_us.push(now - v);
@@ -147,7 +159,7 @@ async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
         let payload = format!("{i},1700000000000,1");
         client.publish(topic(i), q, false, payload).await.unwrap();
     }
-    let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(300)).await;
+    let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(120)).await;
     let secs = t0.elapsed().as_secs_f64();
     let got = rec.lock().unwrap().distinct.len();
     evl.abort();
@@ -227,48 +239,28 @@ fn key(i: usize) -> TagKey {
     format!("tag/rtu1/s{}/in", i % SIGNALS).parse().unwrap()
 }
 
-struct Row {
-    qos: u8,
-    raw: f64,
-    publisher: f64,
-    p50: f64,
-    p99: f64,
-    rss_kb: u64,
-    rss_now_kb: u64,
+/// utime + stime of a process in clock ticks (100 per second on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
 }
 
-async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Row {
-    let alias = format!("bench{qos}");
-    let cfg = write_config(dir, &redis.url(), port, &alias, qos);
-    let log = dir.join(format!("{alias}.log"));
-    // First start creates the consumer group; then the backlog is written while it is down.
-    let mut p = start_publisher(bin, &cfg, &redis.url(), &log);
-    wait_log(&log, "forwarding live values").await;
-    p.kill();
-    let mut w = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
-    let batch: Vec<(TagKey, TagValue)> = (0..BACKLOG)
-        .map(|i| (key(i), TagValue::new(i as i64, 1_700_000_000_000)))
-        .collect();
-    for chunk in batch.chunks(1000) {
-        w.write_batch(chunk).await.unwrap();
-    }
-    let (rec, sub) = subscriber(port, &format!("bench-sub-{alias}")).await;
-    let log2 = dir.join(format!("{alias}-2.log"));
-    let t0 = Instant::now();
-    let p = start_publisher(bin, &cfg, &redis.url(), &log2);
-    let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(600)).await;
-    let secs = t0.elapsed().as_secs_f64();
-    if !ok {
-        println!(
-            "  publisher QoS {qos}: only {} of {BACKLOG} arrived",
-            rec.lock().unwrap().distinct.len()
-        );
-    }
-    let publisher = BACKLOG as f64 / secs;
-    wait_log(&log2, "forwarding live values").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Percentiles in milliseconds of latencies in microseconds.
+struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    arrived: usize,
+    sent: usize,
+}
 
-    // Latency at a steady rate: batches of 10 every millisecond.
+/// Writes `RATE` values/s for `LATENCY_SECS` (batches of 10 every millisecond), each value the
+/// write's time in microseconds, and collects what the subscriber saw (waits at most 3 s more).
+async fn steady_latency(w: &mut TagWriter, rec: &Arc<Mutex<Received>>) -> Latency {
+    rec.lock().unwrap().latencies_us.clear();
     rec.lock().unwrap().measure_latency = true;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -284,8 +276,13 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
         n += per_tick;
         w.write_batch(&batch).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while rec.lock().unwrap().latencies_us.len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut lat = std::mem::take(&mut rec.lock().unwrap().latencies_us);
+    rec.lock().unwrap().measure_latency = false;
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -294,8 +291,67 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
         let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
         lat[i] as f64 / 1000.0
     };
-    if lat.len() < n {
-        println!("  latency QoS {qos}: {} of {n} values arrived", lat.len());
+    Latency {
+        p50: pct(0.5),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        arrived: lat.len(),
+        sent: n,
+    }
+}
+
+struct Row {
+    qos: u8,
+    raw: f64,
+    publisher: f64,
+    received: usize,
+    lat: Latency,
+    cpu_us: f64,
+    rss_kb: u64,
+    rss_now_kb: u64,
+}
+
+async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Row {
+    let alias = format!("bench{qos}");
+    let cfg = write_config(dir, &redis.url(), port, &alias, qos);
+    let log = dir.join(format!("{alias}.log"));
+    // First start creates the consumer group; then the backlog is written while it is down.
+    // Its CPU time up to here is the cost of loading the config, subtracted below.
+    let mut p = start_publisher(bin, &cfg, &redis.url(), &log);
+    wait_log(&log, "forwarding live values").await;
+    let startup_ticks = cpu_ticks(p.pid());
+    p.kill();
+    let mut w = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
+    let batch: Vec<(TagKey, TagValue)> = (0..BACKLOG)
+        .map(|i| (key(i), TagValue::new(i as i64, 1_700_000_000_000)))
+        .collect();
+    for chunk in batch.chunks(1000) {
+        w.write_batch(chunk).await.unwrap();
+    }
+    let (rec, sub) = subscriber(port, &format!("bench-sub-{alias}")).await;
+    let log2 = dir.join(format!("{alias}-2.log"));
+    let t0 = Instant::now();
+    let p = start_publisher(bin, &cfg, &redis.url(), &log2);
+    let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(120)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let drain_ticks = cpu_ticks(p.pid()).saturating_sub(startup_ticks);
+    if !ok {
+        println!(
+            "  publisher QoS {qos}: only {} of {BACKLOG} arrived",
+            rec.lock().unwrap().distinct.len()
+        );
+    }
+    let received = rec.lock().unwrap().distinct.len();
+    let publisher = received as f64 / secs;
+    wait_log(&log2, "forwarding live values").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let lat = steady_latency(&mut w, &rec).await;
+    if lat.arrived < lat.sent {
+        println!(
+            "  latency QoS {qos}: {} of {} values arrived",
+            lat.arrived, lat.sent
+        );
     }
     let rss_kb = vm_kb(p.pid(), "VmHWM:");
     let rss_now_kb = vm_kb(p.pid(), "VmRSS:");
@@ -305,11 +361,114 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
         qos,
         raw: 0.0,
         publisher,
-        p50: pct(0.5),
-        p99: pct(0.99),
+        received,
+        lat,
+        cpu_us: drain_ticks as f64 * 10_000.0 / BACKLOG as f64,
         rss_kb,
         rss_now_kb,
     }
+}
+
+struct PyRow {
+    rate: f64,
+    received: usize,
+    lat: Latency,
+    cpu_us: f64,
+    rss_kb: u64,
+    refused: String,
+}
+
+/// The Python bridge under the same load: 200,000 values written as fast as the tag writer
+/// goes (it follows the live feed), then the steady 10,000/s.
+async fn python_run(dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Option<PyRow> {
+    let py = testrig::peer_python();
+    let script = testrig::workspace_root().join("bench/python_bridge.py");
+    let ready = dir.join(format!("py{qos}.ready"));
+    let errlog = dir.join(format!("py{qos}.log"));
+    let mut child = KillOnDrop(
+        Command::new(py)
+            .arg(&script)
+            .args(["--redis-port", &redis.port().to_string()])
+            .args(["--mqtt-port", &port.to_string()])
+            .args([
+                "--qos",
+                &qos.to_string(),
+                "--max-secs",
+                "240",
+                "--ready-file",
+            ])
+            .arg(&ready)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&errlog).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.pid();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        if Instant::now() > deadline {
+            println!("  python bridge QoS {qos}: not ready after 30 s");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let startup_ticks = cpu_ticks(pid);
+    let (rec, sub) = subscriber(port, &format!("bench-sub-py{qos}")).await;
+    let mut w = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
+    let batch: Vec<(TagKey, TagValue)> = (0..BACKLOG)
+        .map(|i| (key(i), TagValue::new(i as i64, 1_700_000_000_000)))
+        .collect();
+    let t0 = Instant::now();
+    for chunk in batch.chunks(1000) {
+        w.write_batch(chunk).await.unwrap();
+    }
+    // until all arrived, or nothing for 3 s, or 150 s
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let (n, last) = {
+            let g = rec.lock().unwrap();
+            (g.distinct.len(), g.last_at)
+        };
+        let quiet = last.map_or(t0, |l| l).elapsed() > Duration::from_secs(3);
+        if n >= BACKLOG || quiet || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (received, last) = {
+        let g = rec.lock().unwrap();
+        (g.distinct.len(), g.last_at)
+    };
+    let secs = last
+        .map_or(t0.elapsed(), |l| l.duration_since(t0))
+        .as_secs_f64();
+    let cpu_ticks_flood = cpu_ticks(pid).saturating_sub(startup_ticks);
+    let lat = steady_latency(&mut w, &rec).await;
+    let rss_kb = vm_kb(pid, "VmHWM:");
+    sub.abort();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = std::fs::read_to_string(&errlog)
+        .unwrap_or_default()
+        .split("refused ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or("?")
+        .to_owned();
+    Some(PyRow {
+        rate: received as f64 / secs,
+        received,
+        lat,
+        cpu_us: cpu_ticks_flood as f64 * 10_000.0 / received.max(1) as f64,
+        rss_kb,
+        refused,
+    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -322,40 +481,100 @@ async fn main() {
         "{} missing: cargo build --release -p fieldbridge",
         bin.display()
     );
+    let out = std::env::var_os("BENCH_OUT").map(PathBuf::from);
+    let skip_python = std::env::var_os("BENCH_SKIP_PYTHON").is_some();
     let redis = RedisServer::start();
     let broker = MosquittoBuilder::new()
         .config_line("max_queued_messages 0")
         .start();
     let dir = tempfile::tempdir().unwrap();
-    let mut rows = Vec::new();
+    let mut kv = String::new();
     println!("in-flight window {} (BENCH_WINDOW)", window());
+    kv.push_str(&format!("window {}\n", window()));
+    let mut rows = Vec::new();
     for qos in [0u8, 1, 2] {
         let (raw, _) = raw_client(broker.port(), qos).await;
         let mut row = publisher_run(&bin, dir.path(), &redis, broker.port(), qos).await;
         row.raw = raw;
         println!(
-            "QoS {qos}: raw {:.0}/s, publisher {:.0}/s (ratio {:.2}), latency p50 {:.3} ms p99 {:.3} ms, peak RSS {:.1} MB, RSS at the end {:.1} MB",
+            "QoS {qos}: raw {:.0}/s, publisher {:.0}/s (ratio {:.2}), {:.2} us CPU/value, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms ({} of {}), peak RSS {:.1} MB, RSS at the end {:.1} MB",
             row.raw,
             row.publisher,
             row.publisher / row.raw,
-            row.p50,
-            row.p99,
+            row.cpu_us,
+            row.lat.p50,
+            row.lat.p99,
+            row.lat.p999,
+            row.lat.arrived,
+            row.lat.sent,
             row.rss_kb as f64 / 1024.0,
             row.rss_now_kb as f64 / 1024.0
         );
+        for (k, v) in [
+            ("raw", format!("{:.0}", row.raw)),
+            ("fb", format!("{:.0}", row.publisher)),
+            ("fb_received", row.received.to_string()),
+            ("fb_cpu_us", format!("{:.2}", row.cpu_us)),
+            ("fb_p50", format!("{:.3}", row.lat.p50)),
+            ("fb_p99", format!("{:.3}", row.lat.p99)),
+            ("fb_p999", format!("{:.3}", row.lat.p999)),
+            ("fb_lat_arrived", row.lat.arrived.to_string()),
+            ("fb_lat_sent", row.lat.sent.to_string()),
+            ("fb_rss_kb", row.rss_kb.to_string()),
+            ("fb_rss_end_kb", row.rss_now_kb.to_string()),
+        ] {
+            kv.push_str(&format!("q{qos}.{k} {v}\n"));
+        }
+        if !skip_python {
+            if let Some(py) = python_run(dir.path(), &redis, broker.port(), qos).await {
+                println!(
+                    "QoS {qos}: python bridge {:.0}/s, {} of {BACKLOG} arrived, {:.2} us CPU/value, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms ({} of {}), peak RSS {:.1} MB, refused {}",
+                    py.rate,
+                    py.received,
+                    py.cpu_us,
+                    py.lat.p50,
+                    py.lat.p99,
+                    py.lat.p999,
+                    py.lat.arrived,
+                    py.lat.sent,
+                    py.rss_kb as f64 / 1024.0,
+                    py.refused
+                );
+                for (k, v) in [
+                    ("py", format!("{:.0}", py.rate)),
+                    ("py_received", py.received.to_string()),
+                    ("py_sent", BACKLOG.to_string()),
+                    ("py_cpu_us", format!("{:.2}", py.cpu_us)),
+                    ("py_p50", format!("{:.3}", py.lat.p50)),
+                    ("py_p99", format!("{:.3}", py.lat.p99)),
+                    ("py_p999", format!("{:.3}", py.lat.p999)),
+                    ("py_lat_arrived", py.lat.arrived.to_string()),
+                    ("py_lat_sent", py.lat.sent.to_string()),
+                    ("py_rss_kb", py.rss_kb.to_string()),
+                    ("py_refused", py.refused.clone()),
+                ] {
+                    kv.push_str(&format!("q{qos}.{k} {v}\n"));
+                }
+            }
+        }
+        if let Some(out) = &out {
+            std::fs::write(out, &kv).unwrap();
+        }
         rows.push(row);
     }
-    println!("\n| QoS | raw client msg/s | publisher msg/s | ratio | p50 ms @10k/s | p99 ms @10k/s | peak RSS MB | RSS at end MB |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("\n| QoS | raw client msg/s | publisher msg/s | ratio | CPU us/value | p50 ms @10k/s | p99 ms @10k/s | p99.9 ms @10k/s | peak RSS MB | RSS at end MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.1} | {:.1} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
             r.qos,
             r.raw,
             r.publisher,
             r.publisher / r.raw,
-            r.p50,
-            r.p99,
+            r.cpu_us,
+            r.lat.p50,
+            r.lat.p99,
+            r.lat.p999,
             r.rss_kb as f64 / 1024.0,
             r.rss_now_kb as f64 / 1024.0
         );

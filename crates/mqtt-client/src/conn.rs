@@ -29,6 +29,10 @@ pub(crate) enum ConnEvent {
     /// The broker acknowledged a packet id (PUBACK at QoS 1, PUBCOMP at QoS 2); `refused`
     /// holds an MQTT 5 failure reason.
     Acked { pkid: u16, refused: Option<String> },
+    /// A PUBLISH from the broker (a command).
+    Message(crate::commands::Incoming),
+    /// The broker answered a SUBSCRIBE; `refused` filters it did not grant.
+    SubAck { refused: usize },
     /// The connection ended.
     Closed(ConnFailure),
 }
@@ -76,6 +80,60 @@ impl Client {
         match self {
             Client::V4(c) => c.try_publish(topic, qos4(qos), retain, payload).is_ok(),
             Client::V5(c) => c.try_publish(topic, qos5(qos), retain, payload).is_ok(),
+        }
+    }
+}
+
+/// Filters per SUBSCRIBE packet.
+const SUBSCRIBE_CHUNK: usize = 64;
+
+impl Client {
+    /// Subscribes the command topics at QoS 1 (MQTT 5: retained messages are not sent on
+    /// subscribe, the retain flag is kept as published, our own publishes are not echoed).
+    /// `false` when the request queue is full or closed.
+    pub(crate) fn try_subscribe_commands(&self, topics: &[config::mqtt::Topic]) -> bool {
+        topics.chunks(SUBSCRIBE_CHUNK).all(|chunk| match self {
+            Client::V4(c) => c
+                .try_subscribe_many(chunk.iter().map(|t| {
+                    rumqttc::SubscribeFilter::new(t.as_str().to_owned(), rumqttc::QoS::AtLeastOnce)
+                }))
+                .is_ok(),
+            Client::V5(c) => {
+                use rumqttc::v5::mqttbytes::v5::{Filter, RetainForwardRule};
+                c.try_subscribe_many(chunk.iter().map(|t| {
+                    let mut f = Filter::new(
+                        t.as_str().to_owned(),
+                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    );
+                    f.nolocal = true;
+                    f.preserve_retain = true;
+                    f.retain_forward_rule = RetainForwardRule::Never;
+                    f
+                }))
+                .is_ok()
+            }
+        })
+    }
+
+    /// Queues a command answer (MQTT 5: with the request's correlation data); not retained.
+    pub(crate) fn try_publish_answer(
+        &self,
+        topic: &str,
+        qos: Qos,
+        payload: Vec<u8>,
+        correlation: Option<Vec<u8>>,
+    ) -> bool {
+        match self {
+            Client::V4(c) => c.try_publish(topic, qos4(qos), false, payload).is_ok(),
+            Client::V5(c) => {
+                let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    correlation_data: correlation.map(Into::into),
+                    content_type: Some("application/json".into()),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos5(qos), false, payload, props)
+                    .is_ok()
+            }
         }
     }
 }
@@ -268,6 +326,24 @@ fn map4(e: rumqttc::Event) -> Option<ConnEvent> {
             refused: None,
         }),
         Event::Outgoing(Outgoing::Publish(pkid)) => Some(ConnEvent::Sent(pkid)),
+        Event::Incoming(Packet::Publish(p)) => {
+            Some(ConnEvent::Message(crate::commands::Incoming {
+                topic: p.topic,
+                payload: p.payload.to_vec(),
+                qos: p.qos as u8,
+                retain: p.retain,
+                dup: p.dup,
+                pkid: p.pkid,
+                ..Default::default()
+            }))
+        }
+        Event::Incoming(Packet::SubAck(a)) => Some(ConnEvent::SubAck {
+            refused: a
+                .return_codes
+                .iter()
+                .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                .count(),
+        }),
         _ => None,
     }
 }
@@ -313,6 +389,30 @@ fn map5(e: rumqttc::v5::Event) -> Option<ConnEvent> {
             },
         }),
         Event::Outgoing(Outgoing::Publish(pkid)) => Some(ConnEvent::Sent(pkid)),
+        Event::Incoming(Packet::Publish(p)) => {
+            let props = p.properties.unwrap_or_default();
+            Some(ConnEvent::Message(crate::commands::Incoming {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                payload: p.payload.to_vec(),
+                qos: p.qos as u8,
+                retain: p.retain,
+                dup: p.dup,
+                pkid: p.pkid,
+                response_topic: props.response_topic,
+                correlation: props.correlation_data.map(|b| b.to_vec()),
+                expiry: props.message_expiry_interval,
+            }))
+        }
+        Event::Incoming(Packet::SubAck(a)) => {
+            use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as R;
+            Some(ConnEvent::SubAck {
+                refused: a
+                    .return_codes
+                    .iter()
+                    .filter(|c| !matches!(c, R::Success(_)))
+                    .count(),
+            })
+        }
         _ => None,
     }
 }

@@ -72,6 +72,69 @@
 //!   the old connection and sees it reused may take the new message for a duplicate. Use QoS 1
 //!   (or `clean_session: 1`) where a broker keeps such state across long outages.
 //!
+//! # Commands from the cloud (issue 11)
+//! The client also carries commands down: MQTT command topic -> `tag/<source_device_alias>/
+//! <source_signal_alias>/out` -> the driver (iec104-master, modbus-master) -> the driver's
+//! `result/<dev>/<sig>` (see `tagbus::command`) -> an answer on MQTT. The core is
+//! [`commands::Commander`] (sans-IO); a task per MQTT device runs it with a tag writer and a
+//! Redis listener of the result channels.
+//!
+//! **Configuration.** Signal columns `writable` (0/1, default 0) and `command_topic` (default:
+//! the device's `command_topic_template` applied); device columns `command_topic_template`
+//! (default `<topic>/set`; placeholders `<topic>`, `<signal_alias>`, `<source_device_alias>`,
+//! `<source_signal_alias>`), `command_max_age` (seconds, default 10), `command_timeout`
+//! (seconds, default 30: the wait for the driver's result before answering `timeout`; keep it
+//! above the driver's own command timeout, and note the driver refuses any command older than
+//! its own `command_max_age`, so a late write is never executed late).
+//!
+//! **Security: only writable signals have a route.** [`plan`] builds a command route only for
+//! an enabled signal with `writable: 1` whose source is a command signal of its driver (IEC
+//! 104: a command `type_id` or `command_type`; Modbus: `writable: 1`), and whose command topic
+//! (and `/result`) collides with no published topic, Last Will topic or other command topic.
+//! Anything else gets no route (logged at error when `writable` was set). Only routed topics
+//! are subscribed (QoS 1, exact names, never wildcards), and the tag written is taken from the
+//! route, never from the message. A message on any other topic (e.g. via an old persistent
+//! session) is ignored and logged; on the command topic of a non-writable signal it is
+//! answered `not_writable`.
+//!
+//! **Payloads.** A plain number (`1`, `0.75`, `-3`) or `true`/`false`, or JSON
+//! `{"value": 1, "select": true, "ts": 1732280000000, "id": "op-42"}` where only `value` is
+//! required. `select` does not steer the driver: it must MATCH the signal's configuration
+//! (`select_before_operate` of the IEC 104 signal; always false for Modbus), else the command
+//! is refused `invalid`/`select_mismatch`; the cloud cannot bypass a configured
+//! select-before-operate. `ts` is the issue time (Unix ms): a command older than
+//! `command_max_age` is refused `too_old`, one more than that in the future `invalid`
+//! (`ts_in_future`; check the clocks). Without `ts` the age is counted from the receive time.
+//! With `clean_session: 0` the broker queues commands while the gateway is away, so there a
+//! command needs `ts` (or an MQTT 5 Message Expiry Interval, which the broker enforces) or it
+//! is refused `too_old`/`no_ts`.
+//!
+//! **Never executed**: a message with the retain flag (a broker replays retained messages on
+//! subscribe; with MQTT 5 we also subscribe with Retain Handling 2 "never send retained" and
+//! Retain As Published, so even a live message published retained is refused:
+//! `invalid`/`retained`); a duplicate: at QoS 1 a message with DUP set whose packet id was
+//! already handled in this session (the last [`commands::RECENT_PKIDS`] ids; forgotten when
+//! a connection starts without a session), or a JSON `id` seen among the last
+//! [`commands::RECENT_IDS`] commands. A duplicate is logged and not answered (the first copy
+//! is). Commands are acknowledged (PUBACK) on receipt: at most once, never twice.
+//!
+//! **Execution.** The command is written with SET + PUBLISH + XADD (the tag writer) as
+//! `value,timestamp_ms,` with timestamp = now, bumped by 1 ms when equal to the previous
+//! command of the same tag: that timestamp is the command id the driver's result carries. At
+//! most [`commands::MAX_PENDING`] commands per device wait for a result (more: `rejected`/
+//! `busy`). A result written while the listener was reconnecting is read back from the key.
+//!
+//! **Answers.** JSON, not retained, at the device's `mqtt_qos`:
+//! `{"outcome":"confirmed","detail":null,"signal":"cb1","command_ts":1732280000123,
+//! "ts":1732280000180,"id":"op-42"}`. `outcome` is one of `confirmed`, `rejected`, `timeout`,
+//! `link_down`, `too_old`, `not_writable`, `invalid` (the driver's, or ours for refusals
+//! before the tag bus, then `command_ts` is null); `detail` a code or null; `ts` when the
+//! outcome was decided; `id` echoed when given. With MQTT 5 the answer goes to the request's
+//! Response Topic with its Correlation Data; with MQTT 3.1.1 (or an MQTT 5 request without a
+//! Response Topic, or one naming one of our command topics) to `<command_topic>/result`.
+//! Answers wait in a bounded queue (64) for the current connection; when it is full an answer
+//! is dropped and logged.
+//!
 //! # The MQTT library
 //! rumqttc 0.25 (`default-features = false`, `use-rustls-no-provider` + `websocket`): it
 //! reports `Outgoing::Publish(pkid)` in the order of publish calls and
@@ -82,6 +145,7 @@
 //! - it writes and flushes one packet per request (no write batching); the benchmark in
 //!   `examples/bench.rs` measures what that costs against a raw rumqttc client.
 
+pub mod commands;
 mod conn;
 mod payload;
 mod publisher;
@@ -91,9 +155,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use config::mqtt::{MqttDevice, Topic, Transport};
-use config::{Config, DeviceKind, SignalKind};
+use config::{Config, DeviceKind, Signal, SignalKind};
 use tagbus::{Alias, TagKey};
 
+pub use commands::{CommandPlan, CommandRoute};
 pub use payload::format_payload;
 pub use publisher::{spawn_publisher, PublisherHandle, PublisherOptions};
 
@@ -132,6 +197,8 @@ pub struct DevicePlan {
     pub device: MqttDevice,
     /// Every enabled signal, by source tag (one tag may go to several topics).
     pub routes: std::collections::BTreeMap<TagKey, Vec<Route>>,
+    /// The command path: routes of the writable signals only.
+    pub commands: CommandPlan,
 }
 
 impl DevicePlan {
@@ -184,17 +251,156 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
                 signal: signal.alias.clone(),
             });
         }
+        let commands = command_plan(config, &device.alias, mqtt);
         plans.push(DevicePlan {
             alias: device.alias.clone(),
             name: device.name.clone(),
             device: mqtt.clone(),
             routes,
+            commands,
         });
     }
     if errors.is_empty() {
         Ok(plans)
     } else {
         Err(errors)
+    }
+}
+
+/// The command routes of one MQTT device: one per enabled signal with `writable: 1` whose
+/// source is a command signal of its driver (IEC 104: a command `type_id` or `command_type`;
+/// Modbus: `writable: 1`), with a command topic that collides with nothing. Everything else
+/// gets no route (and a warning when it was meant to be writable).
+fn command_plan(config: &Config, device: &Alias, mqtt: &MqttDevice) -> CommandPlan {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut plan = CommandPlan {
+        max_age: mqtt.commands.max_age,
+        timeout: mqtt.commands.timeout,
+        persistent_session: !mqtt.clean_session,
+        ..Default::default()
+    };
+    let signals: Vec<&Signal> = config.signals_of(device).filter(|s| s.enabled).collect();
+    // Topics we publish on (values, Last Will) may never be command or result topics: the
+    // client would execute its own values.
+    let mut published: BTreeSet<Topic> = signals
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SignalKind::Mqtt(m) => Some(m.topic.clone()),
+            _ => None,
+        })
+        .collect();
+    if let Some(w) = &mqtt.last_will {
+        published.insert(w.topic.clone());
+    }
+    let mut routes: BTreeMap<Topic, CommandRoute> = BTreeMap::new();
+    for signal in &signals {
+        let SignalKind::Mqtt(s) = &signal.kind else {
+            continue;
+        };
+        let what = format!("device {device}, signal {}", signal.alias);
+        let topics = match &s.command_topic {
+            Some(t) => Ok(t.clone()),
+            None => mqtt
+                .commands
+                .topic_template
+                .apply(&s.topic, &signal.alias, &s.source),
+        }
+        .and_then(|t| t.child("result").map(|r| (t, r)));
+        let (topic, result_topic) = match topics {
+            Ok(t) => t,
+            Err(e) => {
+                if s.writable {
+                    plan.warnings
+                        .push(format!("{what}: no command route: bad command topic: {e}"));
+                }
+                continue;
+            }
+        };
+        if !s.writable {
+            plan.refused
+                .insert(topic, (signal.alias.clone(), result_topic));
+            continue;
+        }
+        let sbo = match target_command(config, &s.source) {
+            Ok(sbo) => sbo,
+            Err(why) => {
+                plan.warnings
+                    .push(format!("{what}: writable, but {why}; no command route"));
+                continue;
+            }
+        };
+        if let Some(t) = [&topic, &result_topic]
+            .into_iter()
+            .find(|t| published.contains(*t))
+        {
+            plan.warnings.push(format!(
+                "{what}: command topic {topic} (or its /result) is also published on ({t}); no command route"
+            ));
+            continue;
+        }
+        if let Some(other) = routes.get(&topic) {
+            plan.warnings.push(format!(
+                "{what}: command topic {topic} is already the command topic of signal {}; no command route",
+                other.signal
+            ));
+            continue;
+        }
+        routes.insert(
+            topic.clone(),
+            CommandRoute {
+                signal: signal.alias.clone(),
+                command_topic: topic,
+                result_topic,
+                out: TagKey::new(
+                    s.source.device.clone(),
+                    s.source.signal.clone(),
+                    tagbus::Direction::Out,
+                ),
+                select_before_operate: sbo,
+            },
+        );
+    }
+    // A result topic that is another signal's command topic would feed answers back in.
+    let results: BTreeSet<Topic> = routes.values().map(|r| r.result_topic.clone()).collect();
+    routes.retain(|t, r| {
+        let clash = results.contains(t);
+        if clash {
+            plan.warnings.push(format!(
+                "device {device}, signal {}: command topic {t} is another signal's result topic; no command route",
+                r.signal
+            ));
+        }
+        !clash
+    });
+    plan.refused.retain(|t, _| !routes.contains_key(t));
+    plan.routes = routes;
+    plan
+}
+
+/// Whether the field signal behind `source` takes commands: `Ok(select_before_operate)`.
+fn target_command(config: &Config, source: &TagKey) -> Result<bool, String> {
+    let signal = config
+        .signals_of(&source.device)
+        .find(|s| s.alias == source.signal)
+        .ok_or_else(|| {
+            format!(
+                "its source {}/{} does not exist",
+                source.device, source.signal
+            )
+        })?;
+    match &signal.kind {
+        SignalKind::Iec104(s) => s.command.map(|c| c.select_before_operate).ok_or_else(|| {
+            format!(
+                "its source {}/{} is not an IEC 104 command (a C_* type_id or command_type)",
+                source.device, source.signal
+            )
+        }),
+        SignalKind::Modbus(m) if m.writable => Ok(false),
+        SignalKind::Modbus(_) => Err(format!(
+            "its source {}/{} is not writable (Modbus writable: 0)",
+            source.device, source.signal
+        )),
+        SignalKind::Mqtt(_) => Err("its source is an MQTT signal".into()),
     }
 }
 
@@ -328,6 +534,66 @@ mod tests {
             routes.iter().map(|r| r.log).collect::<Vec<_>>(),
             vec![false, true]
         );
+    }
+
+    #[test]
+    fn only_writable_command_signals_get_a_command_route() {
+        let text = r#"{"devices": [
+            {"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
+            {"name": "M", "device_alias": "m1", "protocol": "modbus-tcp", "ip": "h", "modbus_id": 1},
+            {"name": "Cloud", "device_alias": "cloud", "protocol": "mqtt", "ip": "b",
+             "use_last_will": 1, "last_will_topic": "site/lw/set"}
+        ], "signals": [
+            {"signal_name": "cb", "device_alias": "rtu1", "signal_alias": "cb", "info_address": 1, "type_id": "C_SC_NA_1"},
+            {"signal_name": "sp", "device_alias": "rtu1", "signal_alias": "sp", "info_address": 2, "type_id": "C_SE_NC_1", "select_before_operate": 1},
+            {"signal_name": "st", "device_alias": "rtu1", "signal_alias": "st", "info_address": 3, "type_id": "M_SP_NA_1"},
+            {"signal_name": "r", "device_alias": "m1", "signal_alias": "r", "function": 3, "address": 1, "writable": 1},
+            {"signal_name": "ro", "device_alias": "m1", "signal_alias": "ro", "function": 3, "address": 2},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "cb", "source_device_alias": "rtu1", "source_signal_alias": "cb", "topic": "site/cb", "writable": 1},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "sp", "source_device_alias": "rtu1", "source_signal_alias": "sp", "writable": 1, "command_topic": "cmd/sp"},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "cb_ro", "source_device_alias": "rtu1", "source_signal_alias": "cb", "topic": "site/cb_ro"},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "st", "source_device_alias": "rtu1", "source_signal_alias": "st", "topic": "site/st", "writable": 1},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "r", "source_device_alias": "m1", "source_signal_alias": "r", "topic": "site/r", "writable": 1},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "ro", "source_device_alias": "m1", "source_signal_alias": "ro", "topic": "site/ro", "writable": 1},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "clash", "source_device_alias": "rtu1", "source_signal_alias": "cb", "topic": "site/x", "writable": 1, "command_topic": "site/st"},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "lw", "source_device_alias": "rtu1", "source_signal_alias": "cb", "topic": "site/lw", "writable": 1},
+            {"signal_name": "x", "device_alias": "cloud", "signal_alias": "off", "source_device_alias": "rtu1", "source_signal_alias": "cb", "topic": "site/off", "writable": 1, "enable": 0}
+        ]}"#;
+        let v = config::validate(&config::RawConfig::parse(text).unwrap());
+        assert!(v.errors.is_empty(), "{:?}", v.errors);
+        let plans = plan(&v.config).unwrap();
+        let c = &plans[0].commands;
+        let routes: Vec<(String, String, bool)> = c
+            .routes
+            .values()
+            .map(|r| {
+                (
+                    r.command_topic.to_string(),
+                    r.out.to_string(),
+                    r.select_before_operate,
+                )
+            })
+            .collect();
+        let expected = [
+            ("cmd/sp", "tag/rtu1/sp/out", true),
+            ("site/cb/set", "tag/rtu1/cb/out", false),
+            ("site/r/set", "tag/m1/r/out", false),
+        ]
+        .map(|(a, b, s)| (a.to_owned(), b.to_owned(), s));
+        assert_eq!(routes, expected);
+        assert_eq!(
+            c.routes.values().next().unwrap().result_topic.as_str(),
+            "cmd/sp/result"
+        );
+        let refused: Vec<&str> = c.refused.keys().map(|t| t.as_str()).collect();
+        assert_eq!(refused, vec!["site/cb_ro/set"]);
+        let w = c.warnings.join("\n");
+        assert_eq!(c.warnings.len(), 4, "{w}");
+        for what in ["signal st:", "signal ro:", "signal clash:", "signal lw:"] {
+            assert!(w.contains(what), "{what} in {w}");
+        }
+        assert_eq!((c.max_age.as_secs(), c.timeout.as_secs()), (10, 30));
+        assert!(!c.persistent_session);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tagbus::stream::StreamConsumer;
 use tagbus::{EntryBody, EntryId, Flags, TagKey, TagValue, Value};
 use tokio::sync::mpsc;
 
+use crate::commands::{Answer, CommandsIo, ToCommands};
 use crate::conn::{self, ConnEvent, ConnFailure, ConnSettings};
 use crate::{format_payload, DevicePlan, MqttClientError, Stats, QOS0_WINDOW, READ_BATCH};
 
@@ -114,6 +115,27 @@ async fn run(
     tracing::info!(device = %alias, client_id = %client_id, host = %plan.device.host, port = plan.device.port,
         signals = plan.routes.len(), group = %plan.group(), "publisher starting");
     let mut qos2_window = plan.device.max_inflight.max(1);
+    for w in &plan.commands.warnings {
+        tracing::error!(device = %alias, "{w}");
+    }
+    let mut commands = None;
+    if !plan.commands.routes.is_empty() {
+        match crate::commands::spawn(
+            plan.alias.clone(),
+            plan.commands.clone(),
+            opts.redis_url.clone(),
+        ) {
+            Ok(io) => {
+                tracing::info!(device = %alias, writable = io.topics.len(),
+                    max_age_s = plan.commands.max_age.as_secs(), timeout_s = plan.commands.timeout.as_secs(),
+                    "command topics of writable signals will be subscribed");
+                commands = Some(io);
+            }
+            Err(e) => {
+                tracing::error!(device = %alias, error = %e, "the command path cannot start; commands are not subscribed")
+            }
+        }
+    }
     loop {
         let started = Instant::now();
         let end = connection(
@@ -124,6 +146,7 @@ async fn run(
             &stats,
             &ack_tx,
             &mut qos2_window,
+            &mut commands,
         )
         .await;
         if started.elapsed() >= STABLE_CONNECTION {
@@ -181,6 +204,7 @@ async fn connection(
     stats: &Stats,
     ack_tx: &mpsc::Sender<EntryId>,
     qos2_window: &mut u16,
+    commands: &mut Option<CommandsIo>,
 ) -> End {
     let d = &plan.device;
     let alias = plan.alias.to_string();
@@ -256,6 +280,21 @@ async fn connection(
     };
     stats.add_connect();
     let connected_at = Instant::now();
+    if let Some(io) = commands.as_mut() {
+        let session_present = matches!(
+            first,
+            Ok(Some(ConnEvent::Connected {
+                session_present: true,
+                ..
+            }))
+        );
+        let _ = io.tx.try_send(ToCommands::Connected { session_present });
+        if !conn.client.try_subscribe_commands(&io.topics) {
+            return End::Mqtt(ConnFailure::Other(
+                "the MQTT request queue is full or closed".into(),
+            ));
+        }
+    }
     let window = match receive_max {
         Some(r) if !qos0 => base_window.min(usize::from(r.max(1))),
         _ => base_window,
@@ -316,6 +355,23 @@ async fn connection(
                     }
                 }
                 Some(ConnEvent::Connected { .. }) => {}
+                Some(ConnEvent::Message(m)) => match commands.as_ref() {
+                    Some(io) => {
+                        if io.tx.try_send(ToCommands::Message(m)).is_err() {
+                            tracing::error!(device = %alias, "command dropped: the command queue is full");
+                        }
+                    }
+                    None => tracing::warn!(device = %alias, topic = %m.topic,
+                        "message on a topic that is not the command topic of a writable signal; ignored"),
+                },
+                Some(ConnEvent::SubAck { refused }) => {
+                    if refused > 0 {
+                        tracing::error!(device = %alias, refused,
+                            "the broker refused command topic subscriptions (check its ACL); those commands cannot arrive");
+                    } else {
+                        tracing::info!(device = %alias, "command topics subscribed");
+                    }
+                }
                 Some(ConnEvent::Closed(f)) => {
                     // A broker that drops a QoS 2 client right after it filled its window is
                     // enforcing a smaller in-flight limit (mosquitto: max_inflight_messages):
@@ -356,11 +412,33 @@ async fn connection(
                 }
                 None => return End::Redis(tagbus::TagBusError::ConnectionLost),
             },
+            answer = next_answer(commands) => {
+                if state.trace {
+                    print_line(&format!("mqtt {} PUBLISH {} qos={} retain=0 {}\n", plan.alias, answer.topic,
+                        d.qos.as_u8(), String::from_utf8_lossy(&answer.payload)));
+                }
+                if !conn.client.try_publish_answer(answer.topic.as_str(), d.qos, answer.payload, answer.correlation) {
+                    return End::Mqtt(ConnFailure::Other("the MQTT request queue is full or closed".into()));
+                }
+                // Its packet is reported like any publish; it stands for no stream entry.
+                state.unassigned.push_back(None);
+            }
         }
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The next command answer to publish; never ready without a command path.
+async fn next_answer(commands: &mut Option<CommandsIo>) -> Answer {
+    match commands.as_mut() {
+        Some(io) => match io.answers.recv().await {
+            Some(a) => a,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();

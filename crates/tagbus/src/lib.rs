@@ -32,7 +32,9 @@ pub use key::{
 };
 pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
 pub use stream::{EntryBody, EntryId, StreamConsumer, StreamEntry, TrimCounter};
-pub use value::{now_ms, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN};
+pub use value::{
+    now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN, SCALED_DIGITS,
+};
 pub use writer::{spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};
 
 /// The Redis stream every `in` and `out` value is appended to.
