@@ -19,7 +19,12 @@
 //! # Decisions (where the issue was silent)
 //! - **Consumer group start**: a group that does not exist is created at `$` (the end of the
 //!   stream): a publisher that starts for the first time sends the current state (snapshot)
-//!   and then the live feed, not an old backlog. An existing group resumes: after a reconnect
+//!   and then the live feed, not an old backlog. A group that vanishes while the process runs
+//!   (Redis restarted without persistence) is re-created at `0` and logged at warn: the new
+//!   stream holds only values written since the restart, and they all go out.
+//! - **Counters for `fieldbridge status`**: the applet writes every device's [`Stats`] every
+//!   5 s to the Redis hash `fieldbridge:stats:mqtt-client` (`<device>.<counter>`,
+//!   `updated_ms`); `fieldbridge status` prints them (docs/reliability.md). An existing group resumes: after a reconnect
 //!   or a restart (even SIGKILL) this consumer's pending entries (`XREADGROUP ... 0`) are
 //!   published first, then every entry after the group's position.
 //! - **Reconnects**: every MQTT connection starts from a clean slate. The in-flight state of
@@ -421,9 +426,24 @@ struct StatsInner {
     rejected: AtomicU64,
     connects: AtomicU64,
     trimmed: Arc<tagbus::TrimCounter>,
+    /// The consumer group existed or was created once in this process.
+    group_ready: std::sync::atomic::AtomicBool,
 }
 
 impl Stats {
+    /// Where a missing consumer group is created: `$` the first time in this process (no
+    /// old backlog on a first start), `0` afterwards (the group vanished with a Redis that
+    /// restarted without persistence: every entry of the new stream is new and must go out).
+    pub(crate) fn group_start(&self) -> &'static str {
+        if self.0.group_ready.load(Ordering::Relaxed) {
+            "0"
+        } else {
+            "$"
+        }
+    }
+    pub(crate) fn set_group_ready(&self) {
+        self.0.group_ready.store(true, Ordering::Relaxed);
+    }
     /// Publishes handed to the broker (snapshot included).
     pub fn published(&self) -> u64 {
         self.0.published.load(Ordering::Relaxed)

@@ -220,13 +220,18 @@ async fn connection(
         Ok(c) => c,
         Err(e) => return End::Redis(e),
     };
-    match consumer.ensure_group().await {
-        Ok(true) => {
+    let start = stats.group_start();
+    match consumer.ensure_group_from(start).await {
+        Ok(true) if start == "$" => {
             tracing::info!(device = %alias, group = %plan.group(), "created the stream consumer group at the end of the stream")
+        }
+        Ok(true) => {
+            tracing::warn!(device = %alias, group = %plan.group(), "the stream consumer group was gone (Redis restarted without persistence?): re-created at the start of the stream; values not forwarded before the restart are lost")
         }
         Ok(false) => {}
         Err(e) => return End::Redis(e),
     }
+    stats.set_group_ready();
     if d.tls.as_ref().is_some_and(|t| t.insecure) {
         tracing::warn!(device = %alias, host = %d.host,
             "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
@@ -303,6 +308,7 @@ async fn connection(
             redis_url: opts.redis_url.clone(),
             group: plan.group(),
             trimmed: stats.trimmed_counter(),
+            stats: stats.clone(),
             keys,
             trace: opts.trace_redis,
         },
@@ -594,6 +600,7 @@ struct ReaderSetup {
     redis_url: String,
     group: String,
     trimmed: Arc<tagbus::TrimCounter>,
+    stats: Stats,
     keys: Vec<TagKey>,
     trace: bool,
 }
@@ -623,8 +630,12 @@ async fn reader(mut consumer: StreamConsumer, setup: ReaderSetup, tx: mpsc::Send
             )
             .await
             {
-                Ok(mut c) => match c.ensure_group().await {
-                    Ok(_) => {
+                Ok(mut c) => match c.ensure_group_from(setup.stats.group_start()).await {
+                    Ok(created) => {
+                        if created {
+                            tracing::warn!(group = %setup.group, "the stream consumer group was gone (Redis restarted without persistence?): re-created at the start of the stream; values not forwarded before the restart are lost");
+                        }
+                        setup.stats.set_group_ready();
                         consumer = c;
                         break;
                     }

@@ -158,11 +158,19 @@ impl StreamConsumer {
     /// Creates the group at the end of the stream (`$`, `MKSTREAM`) unless it exists.
     /// Returns whether it was created now.
     pub async fn ensure_group(&mut self) -> Result<bool, TagBusError> {
+        self.ensure_group_from("$").await
+    }
+
+    /// Creates the group at `start` (`$`: the end; `0`: every entry in the stream) unless it
+    /// exists. Returns whether it was created now. A consumer whose group vanished (Redis
+    /// restarted without persistence) re-creates it at `0`: the new stream holds only values
+    /// written since the restart, and they must all go out.
+    pub async fn ensure_group_from(&mut self, start: &str) -> Result<bool, TagBusError> {
         let r: Result<(), redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(STREAM_KEY)
             .arg(&self.group)
-            .arg("$")
+            .arg(start)
             .arg("MKSTREAM")
             .query_async(&mut self.conn)
             .await;
@@ -279,7 +287,14 @@ impl StreamConsumer {
         let last_delivered = map_get(group, "last-delivered-id")
             .and_then(as_string)
             .map(EntryId);
-        let entries_read = map_get(group, "entries-read").and_then(as_u64);
+        let mut entries_read = map_get(group, "entries-read").and_then(as_u64);
+        // A group created on a stream that never had an entry (MKSTREAM) and that has not read
+        // one yet has `entries-read` nil and `last-delivered-id` 0-0: it read nothing.
+        if entries_read.is_none()
+            && last_delivered.as_ref().and_then(EntryId::parts) == Some((0, 0))
+        {
+            entries_read = Some(0);
+        }
         let (Some(first), Some(last)) = (first.map(EntryId), last_delivered) else {
             return Ok(0);
         };

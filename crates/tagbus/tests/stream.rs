@@ -103,3 +103,33 @@ async fn group_starts_at_the_end_pending_survives_and_trims_are_counted() {
         .collect();
     assert_eq!(c2.snapshot(&keys).await.unwrap().len(), 7);
 }
+
+/// A group created on an empty stream that never read an entry (Redis reports `entries-read`
+/// nil and `last-delivered-id` 0-0) still counts what the cap trimmed.
+#[tokio::test]
+async fn trims_are_counted_for_a_group_that_never_read() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let trimmed = tagbus::TrimCounter::new();
+    let mut c = StreamConsumer::connect(&url, "g0", "me", trimmed.clone())
+        .await
+        .unwrap();
+    assert!(c.ensure_group().await.unwrap()); // MKSTREAM: the stream never had an entry
+    let mut cfg = WriterConfig::new(&url);
+    cfg.stream_max_len = 1_000;
+    let mut w = TagWriter::new(&cfg).unwrap();
+    for i in 0..5 {
+        w.write_batch(&batch(i * 1000, 1000)).await.unwrap();
+    }
+    let lost = c.check_trimmed().await.unwrap();
+    let mut read = 0usize;
+    loop {
+        let b = c.read_new(1000, Duration::ZERO).await.unwrap();
+        if b.is_empty() {
+            break;
+        }
+        read += b.len();
+    }
+    assert_eq!(lost as usize + read, 5_000, "lost {lost} + read {read}");
+    assert_eq!(trimmed.get(), lost);
+}

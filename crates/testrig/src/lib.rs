@@ -21,6 +21,8 @@ mod mosquitto;
 pub use mosquitto::{Listener, Mosquitto, MosquittoBuilder, TlsFiles};
 mod certs;
 pub use certs::TestCerts;
+mod subscriber;
+pub use subscriber::SeqSubscriber;
 
 /// Errors starting a test server.
 pub type Result<T> = std::result::Result<T, String>;
@@ -204,6 +206,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The pid of the running redis-server, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(KillOnDrop::pid)
     }
 
     /// Its working directory (where an AOF file goes).

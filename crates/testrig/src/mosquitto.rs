@@ -195,6 +195,11 @@ impl Mosquitto {
         self.spawn();
     }
 
+    /// The pid of the running broker, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(KillOnDrop::pid)
+    }
+
     /// Whether it is running.
     pub fn is_running(&self) -> bool {
         self.child.is_some()

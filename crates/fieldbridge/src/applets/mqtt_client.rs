@@ -70,14 +70,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The raw and validated config are not needed any more (a big config is megabytes).
     drop(validated);
     drop(raw);
+    let stats_url = url.clone();
     let mut opts = mqtt_client::PublisherOptions::new(url);
     opts.trace_redis = args.redis;
     opts.trace_mqtt = args.mqtt;
     let rt = super::runtime()?;
     rt.block_on(async move {
         let mut handles = Vec::new();
+        let mut aliases = Vec::new();
         for plan in plans {
             let alias = plan.alias.to_string();
+            aliases.push(alias.clone());
             match mqtt_client::spawn_publisher(plan, opts.clone()) {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -86,7 +89,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        shutdown_signal().await;
+        let stats: Vec<(String, mqtt_client::Stats)> = handles
+            .iter()
+            .zip(&aliases)
+            .map(|(h, a)| (a.clone(), h.stats().clone()))
+            .collect();
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = write_stats(stats_url, stats) => {}
+        }
         for h in &handles {
             let s = h.stats();
             tracing::info!(
@@ -101,6 +112,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         drop(handles);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The Redis hash the publisher's counters are written to, every [`STATS_EVERY`], for
+/// `fieldbridge status` (the supervisor's status file is the supervisor's; a child's figures
+/// travel through the tag bus Redis instead). Fields `<device>.<counter>` and `updated_ms`.
+pub const STATS_KEY: &str = "fieldbridge:stats:mqtt-client";
+/// How often the counters are written.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes the counters of every device to [`STATS_KEY`] for ever (errors are retried at the
+/// next tick: the figures are a display aid, never a reason to stop publishing).
+async fn write_stats(url: String, stats: Vec<(String, mqtt_client::Stats)>) {
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut tick = tokio::time::interval(STATS_EVERY);
+    loop {
+        tick.tick().await;
+        if conn.is_none() {
+            conn = match redis::Client::open(url.as_str()) {
+                Ok(c) => c.get_multiplexed_async_connection().await.ok(),
+                Err(_) => None,
+            };
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(STATS_KEY).arg("updated_ms").arg(now_ms);
+        for (alias, s) in &stats {
+            for (name, v) in [
+                ("published", s.published()),
+                ("acked", s.acked()),
+                ("trimmed", s.trimmed()),
+                ("rejected", s.rejected()),
+                ("dropped_threshold", s.dropped_threshold()),
+                ("connects", s.connects()),
+            ] {
+                cmd.arg(format!("{alias}.{name}")).arg(v);
+            }
+        }
+        if cmd.query_async::<()>(c).await.is_err() {
+            conn = None;
+        }
+    }
 }
 
 async fn shutdown_signal() {

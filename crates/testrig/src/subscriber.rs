@@ -1,0 +1,160 @@
+//! An MQTT subscriber that counts sequence numbers: the "cloud" end of the fault-injection
+//! tests. Persistent session (`clean_session = false`) at the QoS asked for, re-subscribes on
+//! every CONNACK, and records the first CSV field of every payload as a `u64` (payloads that
+//! don't start with a number are counted apart).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Seen {
+    /// How many times each sequence number arrived.
+    counts: BTreeMap<u64, u32>,
+}
+
+/// A subscriber thread; stopped on drop.
+pub struct SeqSubscriber {
+    seen: Arc<Mutex<Seen>>,
+    other: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SeqSubscriber {
+    /// Connects to 127.0.0.1:`port` as `client_id`, subscribes to `filter` at QoS `qos`, and
+    /// waits (up to 10 s) for the SUBACK.
+    pub fn start(port: u16, filter: &str, qos: u8, client_id: &str) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let other = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let (sn, ot, st, sub_ok) = (
+            seen.clone(),
+            other.clone(),
+            stop.clone(),
+            subscribed.clone(),
+        );
+        let filter = filter.to_owned();
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20)
+            .set_inflight(100);
+        let q = match qos {
+            0 => rumqttc::QoS::AtMostOnce,
+            1 => rumqttc::QoS::AtLeastOnce,
+            _ => rumqttc::QoS::ExactlyOnce,
+        };
+        let thread = std::thread::spawn(move || {
+            let (client, mut conn) = rumqttc::Client::new(opts, 1000);
+            while !st.load(Ordering::Relaxed) {
+                match conn.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                        let _ = client.try_subscribe(filter.clone(), q);
+                    }
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => {
+                        sub_ok.store(true, Ordering::Relaxed);
+                    }
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                        let text = String::from_utf8_lossy(&p.payload);
+                        match text.split(',').next().and_then(|v| v.parse::<u64>().ok()) {
+                            Some(seq) => {
+                                *sn.lock().unwrap().counts.entry(seq).or_insert(0) += 1;
+                            }
+                            None => {
+                                ot.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
+                    Err(_) => {}
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !subscribed.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "subscriber did not subscribe");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            seen,
+            other,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Messages received in total (duplicates included).
+    pub fn received(&self) -> u64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .counts
+            .values()
+            .map(|c| u64::from(*c))
+            .sum()
+    }
+
+    /// Distinct sequence numbers received.
+    pub fn distinct(&self) -> u64 {
+        self.seen.lock().unwrap().counts.len() as u64
+    }
+
+    /// Messages whose payload did not start with a number.
+    pub fn other(&self) -> u64 {
+        self.other.load(Ordering::Relaxed)
+    }
+
+    /// How many of `range` never arrived, and the first (up to) 20 of them.
+    pub fn missing(&self, range: std::ops::Range<u64>) -> (u64, Vec<u64>) {
+        let seen = self.seen.lock().unwrap();
+        let mut n = 0;
+        let mut first = Vec::new();
+        for i in range {
+            if !seen.counts.contains_key(&i) {
+                n += 1;
+                if first.len() < 20 {
+                    first.push(i);
+                }
+            }
+        }
+        (n, first)
+    }
+
+    /// Extra copies received (a message that arrived k times counts k - 1).
+    pub fn duplicates(&self) -> u64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .counts
+            .values()
+            .map(|c| u64::from(c.saturating_sub(1)))
+            .sum()
+    }
+
+    /// Waits until every number of `range` arrived or `timeout` passed; true when complete.
+    pub fn wait_complete(&self, range: std::ops::Range<u64>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.missing(range.clone()).0 == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for SeqSubscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
