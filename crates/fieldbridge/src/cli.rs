@@ -154,9 +154,10 @@ pub struct ConfigArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Check a configuration file; prints every error with its path; exit 1 on errors
+    /// Check a configuration (JSON, or a .xlsx/.ods workbook); prints every error with its
+    /// path or cell; exit 1 on errors
     Validate {
-        /// The JSON configuration file
+        /// The JSON configuration file or a workbook
         #[arg(default_value = config::DEFAULT_CONFIG_PATH)]
         file: PathBuf,
     },
@@ -165,5 +166,31 @@ pub enum ConfigCommand {
         /// The JSON configuration file
         #[arg(default_value = config::DEFAULT_CONFIG_PATH)]
         file: PathBuf,
+    },
+    /// Read a workbook (sheets Devices, Signals, optional Settings), validate it and write
+    /// the JSON configuration atomically, only when it is valid
+    Import {
+        /// The workbook (.xlsx, .xlsm or .ods)
+        workbook: PathBuf,
+        /// The JSON configuration to write
+        #[arg(short = 'o', long = "output", value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
+        output: PathBuf,
+        /// Print what would change against the current configuration; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write the configuration as a workbook (sheets Devices, Signals, Settings)
+    Export {
+        /// The JSON configuration to export
+        #[arg(short = 'c', long = "config", value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The workbook to write (.xlsx), or - for standard output
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "WORKBOOK",
+            default_value = "fieldbridge.xlsx"
+        )]
+        output: PathBuf,
     },
 }
