@@ -73,12 +73,24 @@ impl<'a> RowReader<'a> {
             .collect()
     }
 
+    /// A cell for an error message; a secret column's cell is never shown.
+    fn shown(&self, column: &str, v: &Value) -> String {
+        if is_secret(column) {
+            "a value of the wrong type (not shown: the column is secret)".to_owned()
+        } else {
+            show(v)
+        }
+    }
+
     pub fn opt_string(&mut self, column: &'static str) -> Option<String> {
         let v = self.cell(column)?;
         match cell_text(v) {
             Some(s) => Some(s),
             None => {
-                self.error(Some(column), format!("expected text, got {}", show(v)));
+                self.error(
+                    Some(column),
+                    format!("expected text, got {}", self.shown(column, v)),
+                );
                 None
             }
         }
@@ -112,13 +124,21 @@ impl<'a> RowReader<'a> {
         match cell_int(v) {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             Some(n) => {
-                self.error(Some(column), format!("{n} is out of range {min}..={max}"));
+                let shown = if is_secret(column) {
+                    "the value".to_owned()
+                } else {
+                    n.to_string()
+                };
+                self.error(
+                    Some(column),
+                    format!("{shown} is out of range {min}..={max}"),
+                );
                 Err(())
             }
             None => {
                 self.error(
                     Some(column),
-                    format!("expected an integer, got {}", show(v)),
+                    format!("expected an integer, got {}", self.shown(column, v)),
                 );
                 Err(())
             }
@@ -158,7 +178,10 @@ impl<'a> RowReader<'a> {
         match cell_float(v) {
             Some(f) if f.is_finite() => Some(f),
             _ => {
-                self.error(Some(column), format!("expected a number, got {}", show(v)));
+                self.error(
+                    Some(column),
+                    format!("expected a number, got {}", self.shown(column, v)),
+                );
                 None
             }
         }
@@ -174,7 +197,10 @@ impl<'a> RowReader<'a> {
             None => {
                 self.error(
                     Some(column),
-                    format!("expected 0/1, true/false or yes/no, got {}", show(v)),
+                    format!(
+                        "expected 0/1, true/false or yes/no, got {}",
+                        self.shown(column, v)
+                    ),
                 );
                 None
             }
@@ -196,7 +222,7 @@ impl<'a> RowReader<'a> {
             None => {
                 self.error(
                     Some(column),
-                    format!("expected {expected}, got {}", show(v)),
+                    format!("expected {expected}, got {}", self.shown(column, v)),
                 );
                 None
             }
@@ -266,6 +292,29 @@ pub fn cell_bool(v: &Value) -> Option<bool> {
     }
 }
 
+/// Columns whose cells are secrets: never echoed in an error message.
+pub const SECRET_COLUMNS: &[&str] = &["password"];
+
+fn is_secret(column: &str) -> bool {
+    SECRET_COLUMNS.contains(&column)
+}
+
+/// A URL with its password hidden (`redis://user:***@host:6379`), for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// A cell for an error message (at most 40 characters).
 pub fn show(v: &Value) -> String {
     let s = match v {
@@ -278,5 +327,31 @@ pub fn show(v: &Value) -> String {
         t
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_cells_are_never_shown() {
+        let mut row = Row::new();
+        row.insert("password".into(), serde_json::json!(["hunter2"]));
+        row.insert("port".into(), serde_json::json!(["hunter3"]));
+        let mut r = RowReader::new(Section::Devices, 0, &row);
+        assert_eq!(r.opt_string("password"), None);
+        assert_eq!(r.opt_int("port", 1, 2), Err(()));
+        let text: Vec<String> = r.errors.iter().map(|e| e.to_string()).collect();
+        assert!(!text[0].contains("hunter2"), "{text:?}");
+        assert!(text[1].contains("hunter3"), "{text:?}");
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("redis://u:p@ss@h"), "redis://u:***@h");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact_url("nonsense"), "nonsense");
     }
 }

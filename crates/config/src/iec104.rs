@@ -322,6 +322,14 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104S
     let qualifier = u8::try_from(qualifier?).ok()?;
     if let Some(ct) = command_tid {
         let is_setpoint = matches!(ct.number(), 48..=50 | 61..=63);
+        if is_setpoint && multiplier.is_some_and(|m| m == 0.0 || !m.is_finite()) {
+            // set-points are inverse-scaled: raw = (out - offset) / multiplier
+            r.error(
+                Some("multiplier"),
+                format!("must be a non-zero number for the set-point {}", ct.name()),
+            );
+            return None;
+        }
         if !is_setpoint && qualifier > 31 {
             r.error(
                 Some("qualifier"),
@@ -342,4 +350,27 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104S
         }),
     })
     .filter(|_| sbo.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use crate::{validate, RawConfig};
+
+    #[test]
+    fn setpoints_need_a_nonzero_multiplier() {
+        let raw = RawConfig::parse(
+            r#"{"devices": [{"name": "R", "device_alias": "r", "protocol": "iec104-master",
+                "ip": "10.0.0.1", "asdu_address": 1}],
+              "signals": [
+                {"signal_name": "a", "device_alias": "r", "signal_alias": "a", "info_address": 1,
+                 "type_id": "C_SE_NB_1", "multiplier": 0},
+                {"signal_name": "b", "device_alias": "r", "signal_alias": "b", "info_address": 2,
+                 "type_id": "C_SC_NA_1", "multiplier": 0}]}"#,
+        )
+        .unwrap();
+        let v = validate(&raw);
+        assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
+        assert!(v.errors[0].to_string().contains("multiplier"));
+    }
 }

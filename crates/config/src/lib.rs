@@ -25,7 +25,7 @@ pub mod mqtt;
 mod raw;
 mod validate;
 
-pub use cell::{cell_bool, cell_float, cell_int, cell_text};
+pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, SECRET_COLUMNS};
 pub use error::{ConfigError, ConfigErrors, ConfigPath, Section};
 pub use model::{Applet, Config, Device, DeviceKind, Protocol, Secret, Signal, SignalKind};
 pub use raw::{

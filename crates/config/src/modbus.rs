@@ -19,6 +19,7 @@ pub const RTU_DEVICE_COLUMNS: &[&str] = &[
     "inter_frame_delay_ms",
     "retries",
     "command_max_age_ms",
+    "max_gap",
 ];
 
 /// Device columns of Modbus TCP.
@@ -31,6 +32,7 @@ pub const TCP_DEVICE_COLUMNS: &[&str] = &[
     "inter_frame_delay_ms",
     "retries",
     "command_max_age_ms",
+    "max_gap",
 ];
 
 /// Signal columns of Modbus.
@@ -73,12 +75,18 @@ pub struct ModbusTiming {
     /// How long to wait for an answer.
     pub timeout: Duration,
     pub poll_interval: Duration,
-    /// Silence kept between frames on the bus (None: 3.5 character times, at least 2 ms).
+    /// Silence kept between frames on the bus (None: on a serial line 3.5 character times at
+    /// its baud rate and framing, at least 2 ms; on TCP none). Devices sharing a serial port
+    /// share one bus; the largest delay among them is kept.
     pub inter_frame_delay: Option<Duration>,
     /// Retries of a request that timed out before the device counts as not answering.
     pub retries: u8,
     /// A write whose `out` value is older than this is refused.
     pub command_max_age: Duration,
+    /// `max_gap`: registers (or bits) that may be read and thrown away between two signals
+    /// merged into one read (default 0: only adjacent signals are merged, since many devices
+    /// answer "illegal data address" for a read touching an unmapped register).
+    pub max_gap: u16,
 }
 
 /// A slave on a serial port.
@@ -242,6 +250,7 @@ fn timing(
     let ifd = r.opt_int("inter_frame_delay_ms", 0, 10_000);
     let retries = r.int_or("retries", 2, 0, 10);
     let max_age = r.int_or("command_max_age_ms", 10_000, 100, 3_600_000);
+    let max_gap = r.int_or("max_gap", 0, 0, 100);
     let ms = |v: i64| u64::try_from(v).ok().map(Duration::from_millis);
     Some(ModbusTiming {
         modbus_id: u8::try_from(modbus_id?).ok()?,
@@ -254,6 +263,7 @@ fn timing(
         },
         retries: u8::try_from(retries?).ok()?,
         command_max_age: ms(max_age?)?,
+        max_gap: u16::try_from(max_gap?).ok()?,
     })
 }
 
@@ -374,4 +384,36 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         offset: offset?,
         writable,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{validate, DeviceKind, RawConfig};
+
+    #[test]
+    fn timing_columns_and_defaults() {
+        let raw = RawConfig::parse(
+            r#"{"devices": [
+                {"name": "a", "device_alias": "a", "protocol": "modbus-tcp", "ip": "127.0.0.1", "max_gap": 5},
+                {"name": "b", "device_alias": "b", "protocol": "modbus-rtu", "serial_port": "/dev/ttyS1",
+                 "modbus_id": 3, "inter_frame_delay_ms": 4, "max_gap": 101}
+            ], "signals": []}"#,
+        )
+        .unwrap();
+        let v = validate(&raw);
+        let DeviceKind::ModbusTcp(t) = &v.config.devices[0].kind else {
+            panic!()
+        };
+        assert_eq!(t.timing.max_gap, 5);
+        assert_eq!(t.timing.inter_frame_delay, None);
+        assert_eq!(t.timing.modbus_id, 1);
+        assert_eq!(t.port, 502);
+        // max_gap above 100 is an error naming the column.
+        assert_eq!(v.errors.len(), 1, "{:?}", v.errors);
+        assert!(
+            v.errors[0].to_string().contains("max_gap"),
+            "{}",
+            v.errors[0]
+        );
+    }
 }

@@ -96,7 +96,10 @@ pub fn validate(raw: &RawConfig) -> Validated {
     {
         errors.push(top_error(
             "redis_url",
-            format!("{redis_url:?} is not a redis:// URL"),
+            format!(
+                "{:?} is not a redis:// URL",
+                crate::cell::redact_url(&redis_url)
+            ),
         ));
     }
     let (min, max) = STREAM_MAX_LEN_RANGE;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    supervisor::on_start(); // a supervised child dies with its supervisor
     let cli = cli::Cli::parse_from(cli::multicall_args(std::env::args_os()));
     match applets::run(cli) {
         Ok(code) => code,

@@ -1,37 +1,58 @@
-//! Commands and their outcomes: the contract between whoever issues a command (the MQTT
-//! command path, `fieldbridge tag set`) and the driver that executes it.
+//! Command outcomes: how a master driver reports what became of a value written to an `out`
+//! tag.
 //!
-//! - A command is a value written to `tag/<device>/<signal>/out` like any other tag value.
-//!   Its `timestamp_ms` is when it was issued: it is the command's id, and a driver refuses
-//!   a command older than the signal's configured maximum age (never sent late). Drivers act
-//!   only on live `out` values (the PUBLISH feed), never on the key's stored value, so a
-//!   restart never replays an old command.
-//! - The driver reports the outcome with [`TagWriter::write_result`](crate::TagWriter::write_result):
-//!   SET + PUBLISH of [`CommandResult`] (`outcome,command_ts_ms,result_ts_ms`, e.g.
-//!   `confirmed,1732280000000,1732280000150`) on [`ResultKey`] `cmd/<device>/<signal>/result`.
-//!   Subscribe to `cmd/*/*/result` for every outcome.
+//! # The contract (every master driver follows it: Modbus, IEC 104, ...)
+//!
+//! - A consumer (the MQTT command path, `fieldbridge tag set`, a script) writes a command as
+//!   an ordinary tag value to `tag/<device>/<signal>/out`. Its `timestamp_ms` is when the
+//!   command was issued.
+//! - The driver executes only values that arrive LIVE on the `out` channel after it started
+//!   (never the value stored in the key: an old command is never replayed after a restart),
+//!   and refuses one whose `timestamp_ms` is older than the device's `command_max_age_ms`.
+//! - For every command it received, the driver writes exactly one [`CommandResult`] to the
+//!   key `result/<device>/<signal>` ([`TagKey::result_key`]): `SET` (the latest outcome) and
+//!   `PUBLISH` on the channel of the same name, in one `MULTI`. Results are not added to the
+//!   durable stream (they are answers to a live caller, not measurements).
+//! - The result's text is `outcome,command_timestamp_ms,result_timestamp_ms,detail`, e.g.
+//!   `confirmed,1732280000000,1732280000042,` or
+//!   `rejected,1732280000000,1732280000042,illegal_data_address`: `command_timestamp_ms` is
+//!   the `out` value's timestamp (a caller matches its command by it), `detail` is empty or one
+//!   lowercase code (`[a-z0-9_]`, at most [`MAX_DETAIL_LEN`] bytes).
+//! - On `confirmed` the driver also writes the raw value it put on the wire to the signal's
+//!   `rout` tag, with the command's timestamp.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
-use crate::{Alias, KeyError, TagKey, ValueError};
+use tokio::sync::mpsc;
 
-/// How a command ended.
+use crate::{Alias, KeyError, TagBusError, TagKey};
+
+/// The prefix of every command result key.
+pub const RESULT_PREFIX: &str = "result/";
+/// The longest `detail` code.
+pub const MAX_DETAIL_LEN: usize = 32;
+
+/// What became of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CommandOutcome {
-    /// The device confirmed it (IEC 104: positive ACT_CON; Modbus: the write's echo).
+    /// The device acknowledged it (Modbus: the write echo; IEC 104: ACTCON positive, and
+    /// ACTTERM where the protocol sends one).
     Confirmed,
-    /// The device refused it (IEC 104: negative ACT_CON or COT 44-47; Modbus: an exception).
+    /// The device answered no (Modbus exception; IEC 104 negative confirmation), or the value
+    /// cannot be represented in the signal's type; `detail` says why.
     Rejected,
-    /// No answer within the command timeout.
+    /// The device did not answer in time (after the configured retries).
     Timeout,
-    /// The link to the device is down: nothing was sent.
+    /// The link to the device is down or the device is backed off as not answering.
     LinkDown,
-    /// Older than the signal's maximum command age: refused, nothing was sent.
+    /// The command was older than the device's `command_max_age_ms` when it was to be sent.
     TooOld,
-    /// The signal takes no commands.
+    /// The signal is not writable (or not configured).
     NotWritable,
-    /// The value does not fit the command type (e.g. 7 for a single command).
+    /// The value does not fit the signal's command type (e.g. 7 for a single command);
+    /// nothing was sent.
     Invalid,
 }
 
@@ -47,8 +68,8 @@ impl CommandOutcome {
         CommandOutcome::Invalid,
     ];
 
-    /// The outcome's name: `confirmed`, `rejected`, `timeout`, `link_down`, `too_old`,
-    /// `not_writable`, `invalid`.
+    /// The text form: `confirmed`, `rejected`, `timeout`, `link_down`, `too_old`, `not_writable`,
+    /// `invalid`.
     pub fn as_str(self) -> &'static str {
         match self {
             CommandOutcome::Confirmed => "confirmed",
@@ -69,122 +90,242 @@ impl fmt::Display for CommandOutcome {
 }
 
 impl FromStr for CommandOutcome {
-    type Err = ValueError;
+    type Err = ResultError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CommandOutcome::ALL
+        Self::ALL
             .into_iter()
             .find(|o| o.as_str() == s)
-            .ok_or_else(|| ValueError::BadNumber(s.chars().take(32).collect()))
+            .ok_or_else(|| ResultError::UnknownOutcome(s.chars().take(32).collect()))
     }
 }
 
-/// The outcome of one command: `outcome,command_ts_ms,result_ts_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a result text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResultError {
+    #[error("unknown command outcome {0:?}")]
+    UnknownOutcome(String),
+    #[error("expected outcome,command_timestamp_ms,result_timestamp_ms,detail (4 fields)")]
+    FieldCount,
+    #[error("bad timestamp {0:?}")]
+    BadTimestamp(String),
+    #[error(
+        "detail {0:?} is not a lowercase code of at most {MAX_DETAIL_LEN} characters [a-z0-9_]"
+    )]
+    BadDetail(String),
+}
+
+/// A detail code: lowercase `[a-z0-9_]`, at most [`MAX_DETAIL_LEN`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Detail(String);
+
+impl Detail {
+    /// Validates a detail code.
+    pub fn new(code: &str) -> Result<Self, ResultError> {
+        if code.is_empty()
+            || code.len() > MAX_DETAIL_LEN
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ResultError::BadDetail(code.chars().take(32).collect()));
+        }
+        Ok(Self(code.to_owned()))
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The result of one command (see the module docs for its text form).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandResult {
     pub outcome: CommandOutcome,
-    /// The `timestamp_ms` of the `out` value this answers (the command's id).
-    pub command_ts_ms: u64,
-    /// When the outcome was known.
-    pub result_ts_ms: u64,
+    /// The `timestamp_ms` of the `out` value this answers.
+    pub command_timestamp_ms: u64,
+    /// When the driver decided the outcome (Unix ms).
+    pub timestamp_ms: u64,
+    pub detail: Option<Detail>,
+}
+
+impl CommandResult {
+    /// A result decided now.
+    pub fn now(outcome: CommandOutcome, command_timestamp_ms: u64) -> Self {
+        Self {
+            outcome,
+            command_timestamp_ms,
+            timestamp_ms: crate::now_ms(),
+            detail: None,
+        }
+    }
+
+    /// The same result with a detail code (an invalid code is left out).
+    pub fn with_detail(mut self, code: &str) -> Self {
+        self.detail = Detail::new(code).ok();
+        self
+    }
 }
 
 impl fmt::Display for CommandResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{},{},{}",
-            self.outcome, self.command_ts_ms, self.result_ts_ms
+            "{},{},{},{}",
+            self.outcome,
+            self.command_timestamp_ms,
+            self.timestamp_ms,
+            self.detail.as_ref().map(Detail::as_str).unwrap_or("")
         )
     }
 }
 
 impl FromStr for CommandResult {
-    type Err = ValueError;
+    type Err = ResultError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() > crate::MAX_CSV_LEN {
-            return Err(ValueError::TooLong(s.len()));
-        }
-        let mut it = s.split(',');
-        let (Some(outcome), Some(cmd), Some(res), None) =
-            (it.next(), it.next(), it.next(), it.next())
-        else {
-            return Err(ValueError::FieldCount(s.split(',').count()));
+        let mut fields = s.split(',');
+        let (Some(outcome), Some(cmd_ts), Some(ts), Some(detail), None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            return Err(ResultError::FieldCount);
         };
-        let ts = |t: &str| {
-            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ValueError::BadTimestamp(t.chars().take(32).collect()));
-            }
-            t.parse::<u64>()
-                .map_err(|_| ValueError::BadTimestamp(t.chars().take(32).collect()))
+        let ts_of = |t: &str| {
+            t.trim()
+                .parse::<u64>()
+                .map_err(|_| ResultError::BadTimestamp(t.chars().take(32).collect()))
         };
+        let detail = detail.trim();
         Ok(Self {
-            outcome: outcome.parse()?,
-            command_ts_ms: ts(cmd)?,
-            result_ts_ms: ts(res)?,
+            outcome: outcome.trim().parse()?,
+            command_timestamp_ms: ts_of(cmd_ts)?,
+            timestamp_ms: ts_of(ts)?,
+            detail: if detail.is_empty() {
+                None
+            } else {
+                Some(Detail::new(detail)?)
+            },
         })
     }
 }
 
-/// Where a signal's command outcomes go: `cmd/<device>/<signal>/result` (key and channel).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResultKey {
-    pub device: Alias,
-    pub signal: Alias,
-}
-
-/// The prefix of every result key.
-pub const RESULT_PREFIX: &str = "cmd/";
-const RESULT_SUFFIX: &str = "/result";
-
-impl ResultKey {
-    /// The result key of a tag's signal.
-    pub fn of(tag: &TagKey) -> Self {
-        Self {
-            device: tag.device.clone(),
-            signal: tag.signal.clone(),
-        }
+impl TagKey {
+    /// The key (and channel) of the command results of this tag's signal:
+    /// `result/<device>/<signal>` (whatever this key's direction).
+    pub fn result_key(&self) -> String {
+        format!("{RESULT_PREFIX}{}/{}", self.device, self.signal)
     }
 
-    /// The `out` tag the results answer.
-    pub fn out_tag(&self) -> TagKey {
-        TagKey::new(
-            self.device.clone(),
-            self.signal.clone(),
-            crate::Direction::Out,
-        )
+    /// A Redis glob of every result key of a device (`result/<device>/*`).
+    pub fn result_pattern(device: &Alias) -> String {
+        format!("{RESULT_PREFIX}{device}/*")
     }
 
-    /// The Redis glob matching every result key.
-    pub fn pattern() -> String {
-        format!("{RESULT_PREFIX}*/*{RESULT_SUFFIX}")
-    }
-}
-
-impl fmt::Display for ResultKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{RESULT_PREFIX}{}/{}{RESULT_SUFFIX}",
-            self.device, self.signal
-        )
-    }
-}
-
-impl FromStr for ResultKey {
-    type Err = KeyError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let inner = s
+    /// The `out` tag a result key belongs to.
+    pub fn from_result_key(key: &str) -> Result<TagKey, KeyError> {
+        let rest = key
             .strip_prefix(RESULT_PREFIX)
-            .and_then(|r| r.strip_suffix(RESULT_SUFFIX))
-            .ok_or_else(|| KeyError::WrongShape(s.to_owned()))?;
-        let (device, signal) = inner
-            .split_once('/')
-            .ok_or_else(|| KeyError::WrongShape(s.to_owned()))?;
-        Ok(Self {
-            device: Alias::new(device)?,
-            signal: Alias::new(signal)?,
-        })
+            .ok_or_else(|| KeyError::WrongShape(key.to_owned()))?;
+        let mut parts = rest.split('/');
+        let (Some(device), Some(signal), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(KeyError::WrongShape(key.to_owned()));
+        };
+        Ok(TagKey::new(
+            Alias::new(device)?,
+            Alias::new(signal)?,
+            crate::Direction::Out,
+        ))
     }
+}
+
+/// The handle of a result writer task ([`spawn_result_writer`]).
+#[derive(Clone)]
+pub struct ResultWriterHandle {
+    tx: mpsc::Sender<(TagKey, CommandResult)>,
+}
+
+impl ResultWriterHandle {
+    /// Queues a result for `key`'s signal; waits while the queue is full. Fails only when the
+    /// task has ended.
+    pub async fn report(&self, key: &TagKey, result: CommandResult) -> Result<(), TagBusError> {
+        tracing::info!(tag = %key, outcome = %result.outcome, detail = ?result.detail.as_ref().map(Detail::as_str), "command result");
+        self.tx
+            .send((key.clone(), result))
+            .await
+            .map_err(|_| TagBusError::WriterGone)
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts per result before it is dropped with an error log (results answer a live caller;
+/// one that could not be written for a minute is of no use to it any more).
+const RESULT_ATTEMPTS: u32 = 8;
+
+/// Spawns a task that writes command results (SET + PUBLISH in one MULTI), reconnecting
+/// with backoff when Redis is away.
+pub fn spawn_result_writer(
+    redis_url: &str,
+    capacity: usize,
+) -> Result<ResultWriterHandle, TagBusError> {
+    let client = redis::Client::open(redis_url)?;
+    let (tx, mut rx) = mpsc::channel::<(TagKey, CommandResult)>(capacity.max(1));
+    tokio::spawn(async move {
+        let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+        let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        while let Some((key, result)) = rx.recv().await {
+            let (rkey, text) = (key.result_key(), result.to_string());
+            let mut attempt = 0u32;
+            loop {
+                attempt = attempt.saturating_add(1);
+                match write_result(&client, &mut conn, &rkey, &text).await {
+                    Ok(()) => {
+                        backoff.reset();
+                        break;
+                    }
+                    Err(e) if attempt >= RESULT_ATTEMPTS => {
+                        tracing::error!(key = %rkey, result = %text, error = %e, "command result dropped: redis unreachable");
+                        break;
+                    }
+                    Err(e) => {
+                        conn = None;
+                        let delay = backoff.next_delay();
+                        tracing::warn!(key = %rkey, error = %e, retry_in_ms = delay.as_millis() as u64, "command result write failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+    });
+    Ok(ResultWriterHandle { tx })
+}
+
+async fn write_result(
+    client: &redis::Client,
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    key: &str,
+    text: &str,
+) -> Result<(), TagBusError> {
+    if conn.is_none() {
+        let c = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| TagBusError::Timeout)??;
+        *conn = Some(c);
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(TagBusError::ConnectionLost);
+    };
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    pipe.cmd("SET").arg(key).arg(text).ignore();
+    pipe.cmd("PUBLISH").arg(key).arg(text).ignore();
+    tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(c))
+        .await
+        .map_err(|_| TagBusError::Timeout)??;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -192,40 +333,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn result_round_trips_and_rejects_garbage() {
-        let r: CommandResult = "link_down,1732280000000,1732280000150".parse().unwrap();
-        assert_eq!(r.outcome, CommandOutcome::LinkDown);
-        assert_eq!(r.to_string(), "link_down,1732280000000,1732280000150");
-        for bad in [
-            "",
-            "ok,1,2",
-            "confirmed,1",
-            "confirmed,a,2",
-            "confirmed,1,2,3",
-            "confirmed,-1,2",
-        ] {
-            assert!(bad.parse::<CommandResult>().is_err(), "{bad}");
-        }
+    fn result_text_round_trips() {
+        let r = CommandResult {
+            outcome: CommandOutcome::Rejected,
+            command_timestamp_ms: 1_732_280_000_000,
+            timestamp_ms: 1_732_280_000_042,
+            detail: Some(Detail::new("illegal_data_address").unwrap()),
+        };
+        let text = r.to_string();
+        assert_eq!(
+            text,
+            "rejected,1732280000000,1732280000042,illegal_data_address"
+        );
+        assert_eq!(text.parse::<CommandResult>().unwrap(), r);
+        let ok: CommandResult = "confirmed,1,2,".parse().unwrap();
+        assert_eq!(ok.outcome, CommandOutcome::Confirmed);
+        assert_eq!(ok.detail, None);
         for o in CommandOutcome::ALL {
             assert_eq!(o.as_str().parse::<CommandOutcome>().unwrap(), o);
+        }
+        for bad in [
+            "",
+            "confirmed,1,2",
+            "maybe,1,2,",
+            "confirmed,x,2,",
+            "rejected,1,2,Bad Detail",
+            "confirmed,1,2,,",
+        ] {
+            assert!(bad.parse::<CommandResult>().is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn result_keys() {
-        let tag: TagKey = "tag/rtu1/cb1/out".parse().unwrap();
-        let k = ResultKey::of(&tag);
-        assert_eq!(k.to_string(), "cmd/rtu1/cb1/result");
-        assert_eq!("cmd/rtu1/cb1/result".parse::<ResultKey>().unwrap(), k);
-        assert_eq!(k.out_tag(), tag);
-        assert_eq!(ResultKey::pattern(), "cmd/*/*/result");
-        for bad in [
-            "cmd/rtu1/result",
-            "cmd/a/b/c/result",
-            "tag/a/b/result",
-            "cmd/a b/c/result",
-        ] {
-            assert!(bad.parse::<ResultKey>().is_err(), "{bad}");
-        }
+        let k: TagKey = "tag/m1/sp/out".parse().unwrap();
+        assert_eq!(k.result_key(), "result/m1/sp");
+        assert_eq!(TagKey::from_result_key("result/m1/sp").unwrap(), k);
+        assert!(TagKey::from_result_key("result/m1").is_err());
+        assert!(TagKey::from_result_key("tag/m1/sp/out").is_err());
+        assert_eq!(TagKey::result_pattern(&k.device), "result/m1/*");
     }
 }

@@ -9,22 +9,23 @@
 //!   channel of the same name (the live feed) and `XADD` to the capped stream [`STREAM_KEY`]
 //!   (the durable feed the MQTT publisher reads with a consumer group), a batch in one
 //!   `MULTI`/`EXEC` round trip.
-//! - [`CommandResult`] on [`ResultKey`] `cmd/<device>/<signal>/result`: how a driver reports a
-//!   command's outcome (see the `command` module docs for the whole command contract).
 //! - [`spawn_reader`]: the snapshot of current values plus the live feed, reconnecting with
 //!   backoff when Redis restarts.
+//!
+//! - [`command`]: the command-outcome contract every master driver follows
+//!   ([`command::CommandResult`] on `result/<device>/<signal>`).
 //!
 //! Decision: only `in` and `out` values are added to the stream. `rin`/`rout` (the raw twins)
 //! are SET and PUBLISHed like every value but not streamed: nothing forwards them durably, and
 //! streaming them would halve how long an outage the capped stream can bridge.
 
-mod command;
+pub mod command;
 mod key;
 mod reader;
 mod value;
 mod writer;
 
-pub use command::{CommandOutcome, CommandResult, ResultKey, RESULT_PREFIX};
+pub use command::{CommandOutcome, CommandResult};
 pub use key::{
     Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
 };

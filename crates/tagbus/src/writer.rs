@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{CommandResult, ResultKey, TagBusError, TagKey, TagValue, STREAM_KEY};
+use crate::{TagBusError, TagKey, TagValue, STREAM_KEY};
 
 /// Settings of a writer.
 #[derive(Debug, Clone)]
@@ -118,22 +118,6 @@ fn build_pipeline(batch: &[(TagKey, TagValue)], stream_max_len: u64) -> redis::P
         }
     }
     pipe
-}
-
-impl TagWriter {
-    /// Reports a command's outcome: SET + PUBLISH of the result on its [`ResultKey`].
-    pub async fn write_result(
-        &mut self,
-        key: &ResultKey,
-        result: &CommandResult,
-    ) -> Result<(), TagBusError> {
-        let mut pipe = redis::pipe();
-        let (key, text) = (key.to_string(), result.to_string());
-        pipe.atomic();
-        pipe.cmd("SET").arg(&key).arg(&text).ignore();
-        pipe.cmd("PUBLISH").arg(&key).arg(&text).ignore();
-        self.execute(&pipe).await
-    }
 }
 
 /// A request to the writer task.

@@ -1,45 +1,118 @@
-//! `fieldbridge demo`: runs the tag bus on this machine with a simulated device and prints
-//! the values as a consumer sees them, until Ctrl-C; everything it started is stopped.
+//! `fieldbridge demo`: the whole gateway on this machine, with simulated devices, until Ctrl-C.
 //!
-//! It starts its own `redis-server` on a free loopback port in a temporary directory (the
-//! gateway's Redis is never touched), writes a feeder's values (a breaker, a voltage, an
-//! energy counter) through the drivers' tag writer, and watches `tag/*/*/in`.
+//! It starts, each on a free loopback port and in one temporary directory:
+//! 1. `redis-server` (the tag bus) and `mosquitto` (the "cloud" broker), from the OS packages;
+//! 2. a simulated feeder RTU (an IEC 104 outstation: a breaker, a voltage, a power, an energy
+//!    counter) and a simulated energy meter (a Modbus TCP server), inside this process;
+//! 3. `fieldbridge supervise` on `config/demo.json` (ports rewritten to the ones above), which
+//!    starts iec104-master, modbus-master and mqtt-client;
+//! 4. `mosquitto_sub` on `demo/#`, whose messages (`topic value,timestamp,quality`) it prints.
+//!
+//! Ctrl-C (or `--duration`) stops the supervisor with SIGTERM (it stops its applets), then
+//! everything else; the temporary directory is removed.
 
-use std::io::Write;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tagbus::{FeedEvent, Flags, ReaderConfig, TagKey, TagValue, WriterConfig};
 
 /// Options of `fieldbridge demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The demo configuration (its ports and redis_url are replaced by the demo's own)
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = "config/demo.json"
+    )]
+    pub config: PathBuf,
     /// Stop after this many seconds (default: run until Ctrl-C)
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
+    /// Log level of the gateway's processes (their logs go to DIR/gateway.log)
+    #[arg(
+        short = 'd',
+        long = "debug",
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
+    pub debug: String,
 }
 
-/// A child process killed when dropped.
-struct Guard(Child);
+/// A child process stopped when dropped: SIGTERM, a grace period, then SIGKILL.
+struct Guard {
+    child: Child,
+    name: &'static str,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let pid = self.child.id();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(8) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::warn!(process = self.name, "did not stop in time; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::logging::init("warn");
+    let dir = tempfile_dir()?;
+    let result = run_in(&args, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("fieldbridge-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(dir)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("{what} did not start on port {port}")
+}
+
+fn run_in(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
+    let template = std::fs::read_to_string(&args.config).with_context(|| {
+        format!(
+            "reading {} (run the demo from the repository's top directory)",
+            args.config.display()
+        )
+    })?;
+
+    // 1. The tag bus and the broker.
+    let redis_port = free_port()?;
     let redis = Command::new(find("redis-server")?)
         .args([
             "--port",
-            &port.to_string(),
+            &redis_port.to_string(),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -48,106 +121,189 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "no",
         ])
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("starting redis-server")?;
-    let _redis = Guard(redis);
-    let url = format!("redis://127.0.0.1:{port}");
+    let _redis = Guard {
+        child: redis,
+        name: "redis-server",
+    };
+    let mqtt_port = free_port()?;
+    let mosquitto_conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &mosquitto_conf,
+        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )?;
+    let mosquitto = Command::new(find("mosquitto")?)
+        .arg("-c")
+        .arg(&mosquitto_conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto")?;
+    let _mosquitto = Guard {
+        child: mosquitto,
+        name: "mosquitto",
+    };
+    wait_for_port(redis_port, "redis-server")?;
+    wait_for_port(mqtt_port, "mosquitto")?;
+
+    // 2. The simulated devices, on a thread of their own (a current-thread runtime).
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let Ok(rt) = super::runtime() else { return };
+            rt.block_on(async move {
+                let started = async {
+                    let (rtu, _) =
+                        simulator::rtu::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+                    let bank = Arc::new(Mutex::new(simulator::modbus::Bank::default()));
+                    simulator::modbus::simulate_meter(bank.clone(), Duration::from_millis(500));
+                    let meter =
+                        simulator::modbus::serve(SocketAddr::from(([127, 0, 0, 1], 0)), bank)
+                            .await?;
+                    std::io::Result::Ok((rtu, meter))
+                }
+                .await;
+                let rtu = match started {
+                    Ok((rtu, meter)) => {
+                        let _ = addr_tx.send(Ok((rtu.local_addr(), meter)));
+                        rtu
+                    }
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tokio::signal::ctrl_c().await;
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                drop(rtu);
+            });
+        });
+    }
+    let (rtu_addr, meter_addr) = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("the simulated devices did not start")??;
+
+    // 3. The gateway, on the demo config with our ports.
+    let config_path = dir.join("config.json");
+    std::fs::write(
+        &config_path,
+        demo_config(
+            &template,
+            redis_port,
+            mqtt_port,
+            rtu_addr.port(),
+            meter_addr.port(),
+        )?,
+    )?;
+    let log = std::fs::File::create(dir.join("gateway.log"))?;
+    let supervisor = Command::new(std::env::current_exe()?)
+        .arg("supervise")
+        .arg("-c")
+        .arg(&config_path)
+        .arg("-d")
+        .arg(&args.debug)
+        .arg("--status-file")
+        .arg(dir.join("status.json"))
+        .env("FIELDBRIDGE_LOG", "stderr")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting fieldbridge supervise")?;
+    let _supervisor = Guard {
+        child: supervisor,
+        name: "fieldbridge supervise",
+    };
+
+    // 4. A subscriber, printed live.
+    let mut sub = Command::new(find("mosquitto_sub")?)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &mqtt_port.to_string(),
+            "-v",
+            "-t",
+            "demo/#",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto_sub (package mosquitto-clients)")?;
+    let sub_out = sub.stdout.take().context("mosquitto_sub stdout")?;
+    let _sub = Guard {
+        child: sub,
+        name: "mosquitto_sub",
+    };
+
     say(&format!(
-        "demo: redis-server on {url}; watching tag/*/*/in (Ctrl-C stops)"
+        "fieldbridge demo: redis 127.0.0.1:{redis_port}, mosquitto 127.0.0.1:{mqtt_port}, \
+         simulated RTU (IEC 104) {rtu_addr}, simulated meter (Modbus TCP) {meter_addr}"
+    ));
+    say(&format!(
+        "gateway log: {}; MQTT messages on demo/# follow (Ctrl-C stops):",
+        dir.join("gateway.log").display()
     ));
 
-    let result = super::runtime()?.block_on(async {
-        wait_for_redis(&url).await?;
-        let writer = tagbus::spawn_writer(WriterConfig::new(url.clone()), 256)?;
-        let mut feed = tagbus::spawn_reader(
-            ReaderConfig {
-                redis_url: url.clone(),
-                pattern: TagKey::pattern(Some(tagbus::Direction::In)),
-            },
-            256,
-        )?;
-        tokio::spawn(simulate(writer));
-        let stop = async {
-            match args.duration {
-                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        };
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                event = feed.recv() => match event {
-                    Some(FeedEvent::Value { key, value, .. }) => say(&format!("{key} {value}")),
-                    Some(_) => {}
-                    None => break,
-                },
-                () = &mut stop => break,
-            }
-        }
-        anyhow::Ok(())
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    result.map(|()| ExitCode::SUCCESS)
-}
-
-async fn wait_for_redis(url: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(url)?;
-    for _ in 0..100 {
-        if client.get_multiplexed_async_connection().await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("redis-server did not start")
-}
-
-/// A feeder: breaker toggling, voltage wandering, energy counting.
-async fn simulate(writer: tagbus::TagWriterHandle) {
-    let key = |s: &str| -> Option<TagKey> { format!("tag/rtu1/{s}/in").parse().ok() };
-    let (Some(cb), Some(u), Some(e)) = (key("cb1"), key("ua"), key("energy")) else {
-        return;
-    };
-    let mut tick: u32 = 0;
-    loop {
-        let now = tagbus::now_ms();
-        let gt = Flags::empty().with(tagbus::Flag::GT);
-        let volts = 230.0 + f64::from(tick % 20) * 0.1;
-        let mut values = vec![
-            (u.clone(), TagValue::new(volts, now).with_flags(gt.clone())),
-            (
-                e.clone(),
-                TagValue::new(i64::from(tick).saturating_mul(7), now).with_flags(gt.clone()),
-            ),
-        ];
-        if tick.is_multiple_of(5) {
-            values.push((
-                cb.clone(),
-                TagValue::new(
-                    i64::from((tick / 5).is_multiple_of(2)).saturating_add(1),
-                    now,
-                )
-                .with_flags(gt),
-            ));
-        }
-        for (k, v) in values {
-            if writer.write(k, v).await.is_err() {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(sub_out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
                 return;
             }
         }
-        tick = tick.wrapping_add(1);
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+    });
+    let start = Instant::now();
+    let limit = args.duration.map(Duration::from_secs);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst)
+        && limit.is_none_or(|l| start.elapsed() < l)
+    {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => say(&line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
     }
+    say("fieldbridge demo: stopping");
+    Ok(ExitCode::SUCCESS)
 }
 
-fn find(program: &str) -> anyhow::Result<std::path::PathBuf> {
+/// The demo config with the demo's ports: redis_url, and the port of each device by protocol.
+fn demo_config(
+    template: &str,
+    redis: u16,
+    mqtt: u16,
+    iec104: u16,
+    modbus: u16,
+) -> anyhow::Result<String> {
+    let mut raw = config::RawConfig::parse(template)?;
+    raw.redis_url = Some(format!("redis://127.0.0.1:{redis}"));
+    for row in &mut raw.devices {
+        let protocol = row
+            .get("protocol")
+            .and_then(config::cell_text)
+            .unwrap_or_default();
+        let port = match protocol.as_str() {
+            "mqtt" => mqtt,
+            "iec104-master" => iec104,
+            "modbus-tcp" => modbus,
+            _ => continue,
+        };
+        row.insert("port".into(), serde_json::Value::from(port));
+        row.insert("ip".into(), serde_json::Value::from("127.0.0.1"));
+    }
+    Ok(raw.to_json_pretty())
+}
+
+fn find(program: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin"].map(std::path::PathBuf::from))
+        .chain(["/usr/sbin", "/usr/bin"].map(PathBuf::from))
         .map(|d| d.join(program))
         .find(|p| p.is_file())
         .with_context(|| format!("{program} not found: install it (tests/setup does)"))

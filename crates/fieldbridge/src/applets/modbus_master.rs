@@ -1,15 +1,56 @@
-//! `fieldbridge modbus-master` (not built yet: a later issue delivers it).
+//! `fieldbridge modbus-master`: Modbus RTU (serial) and Modbus TCP devices -> tag bus, and
+//! `out` tags -> writes. The work is done by the `modbus-master` crate.
 
+use std::io::Write;
 use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{ConfigArg, DebugArg, RedisArgs};
 
 /// Options of `fieldbridge modbus-master`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file
-    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: std::path::PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub debug: DebugArg,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the modbus-master applet is not part of this build yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::logging::init(&args.debug.debug);
+    let path = &args.config.config;
+    let raw =
+        config::RawConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let validated = config::validate(&raw);
+    let errors = validated.errors_for(config::Applet::ModbusMaster);
+    if !errors.is_empty() {
+        let mut stderr = std::io::stderr().lock();
+        for e in &errors {
+            let _ = writeln!(stderr, "{e}");
+        }
+        let _ = writeln!(
+            stderr,
+            "modbus-master: {} configuration error(s); not starting",
+            errors.len()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let config = validated.config;
+    let url = super::redis_url(args.redis.redis_url.as_deref(), Some(path));
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        tracing::info!(config = %path.display(), redis = %config::redact_url(&url), "modbus-master starting");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                _ = term.recv() => tracing::info!("SIGTERM; stopping"),
+            }
+        };
+        modbus_master::run(&config, &url, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -1,15 +1,60 @@
-//! `fieldbridge status` (not built yet: a later issue delivers it).
+//! `fieldbridge status`: prints the supervisor's status file as a table (or as JSON).
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use supervisor::{State, Status};
 
 /// Options of `fieldbridge status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file
-    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: std::path::PathBuf,
+    /// The supervisor's status file
+    #[arg(long, value_name = "PATH", default_value = supervisor::DEFAULT_STATUS_PATH)]
+    pub status_file: PathBuf,
+    /// Print the file's JSON as it is
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the status applet is not part of this build yet")
+/// Exit status: 0 when the supervisor runs and every applet that should run does; 1 when
+/// something is not running as configured (invalid config, restarting, supervisor gone);
+/// 2 when there is no status file.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let status = match Status::read(&args.status_file) {
+        Ok(s) => s,
+        Err(supervisor::StatusError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "no status file at {}: is `fieldbridge supervise` running?",
+                args.status_file.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let alive = status.supervisor.running
+        && std::path::Path::new(&format!("/proc/{}", status.supervisor.pid)).exists();
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&status).context("encoding the status")?;
+        s.push('\n');
+        s
+    } else {
+        status.render(supervisor::status::unix_now(), alive)
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    let healthy = alive
+        && status
+            .applets
+            .values()
+            .all(|a| matches!(a.state, State::Running | State::Disabled));
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

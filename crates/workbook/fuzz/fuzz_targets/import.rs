@@ -30,7 +30,7 @@ fn parts() -> &'static [(String, Vec<u8>)] {
                 let mut f = zip.by_index(i).expect("example part");
                 let mut content = Vec::new();
                 f.read_to_end(&mut content).expect("example part reads");
-                (f.name().to_owned(), content)
+                (String::from_utf8_lossy(f.name_raw()).into_owned(), content)
             })
             .collect()
     })

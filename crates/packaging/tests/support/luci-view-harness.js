@@ -1,0 +1,167 @@
+// Loads the LuCI view the way LuCI does (the 'require lines become arguments of a function
+// made from the file), with small stand-ins for LuCI's form, fs, ui, poll and dom modules, and
+// checks what it renders and which commands it runs. Usage: node luci-view-harness.js VIEW.js
+'use strict';
+const assert = require('assert');
+const fsys = require('fs');
+
+const source = fsys.readFileSync(process.argv[2], 'utf8');
+
+String.prototype.format = function() {
+	let i = 0;
+	const args = arguments;
+	return this.replace(/%s/g, () => String(args[i++]));
+};
+
+function E(tag, attrs, children) {
+	if (Array.isArray(tag))
+		return { tag: '#fragment', attrs: {}, children: [].concat(attrs || []) };
+	if (attrs != null && (typeof attrs != 'object' || Array.isArray(attrs) || attrs.tag)) {
+		children = attrs;
+		attrs = {};
+	}
+	return { tag, attrs: attrs || {}, children: [].concat(children == null ? [] : children) };
+}
+function text(node) {
+	if (node == null) return '';
+	if (typeof node != 'object') return String(node);
+	return node.children.map(text).join(' ');
+}
+function find(node, tag, out = []) {
+	if (node && typeof node == 'object') {
+		if (node.tag == tag) out.push(node);
+		node.children.forEach(c => find(c, tag, out));
+	}
+	return out;
+}
+
+// --- stand-ins ---------------------------------------------------------------------------
+let statusText = null;
+const calls = [];
+let execResult = { code: 0, stdout: 'ok', stderr: '' };
+const fs = {
+	read: (p) => { calls.push(['read', p]); return statusText == null ? Promise.reject(new Error('ENOENT')) : Promise.resolve(statusText); },
+	exec: (cmd, args) => { calls.push(['exec', [cmd].concat(args).join(' ')]); return Promise.resolve(execResult); },
+	remove: (p) => { calls.push(['remove', p]); return Promise.resolve(); }
+};
+const options = [];
+class Option {
+	constructor(type, name) { this.type = type; this.name = name; this.values = []; }
+	value(v) { this.values.push(v); }
+}
+class Section {
+	constructor(type, args) { this.type = type; this.args = args; }
+	option(type, name) { const o = new Option(type, name); options.push(o); return o; }
+}
+const form = {
+	Map: class { constructor(config) { this.config = config; this.sections = []; }
+		section(type, ...args) { const s = new Section(type, args); this.sections.push(s); return s; }
+		render() { return Promise.resolve(E('div', { 'class': 'map' }, [ 'map:' + this.config ])); } },
+	NamedSection: 'NamedSection', Flag: 'Flag', ListValue: 'ListValue', Value: 'Value'
+};
+const polls = [];
+const poll = { add: (fn, interval) => polls.push([fn, interval]) };
+const modals = [];
+const ui = {
+	uploadFile: (p) => { calls.push(['upload', p]); return Promise.resolve({ size: 1 }); },
+	showModal: (title, body) => modals.push([title, body]),
+	hideModal: () => {},
+	addNotification: (t, body) => modals.push(['notification', body]),
+	createHandlerFn: (ctx, fn, ...args) => () => fn.apply(ctx, args)
+};
+const dom = { content: (node, c) => { node.children = [c]; } };
+const view = { extend: (o) => o };
+const L = { resolveDefault: (p, d) => Promise.resolve(p).catch(() => d) };
+const _ = (s) => s;
+
+// LuCI turns the 'require lines into the function's parameters.
+const required = [];
+const body = source.replace(/^'require ([\w.]+)';$/mg, (m, name) => { required.push(name); return ''; });
+const modules = { view, form, fs, ui, poll, dom };
+const factory = new Function(...required, 'L', 'E', '_', 'document', body);
+const document = { getElementById: () => null };
+
+(async () => {
+	let checks = 0;
+	const v = factory(...required.map(n => modules[n]), L, E, _, document);
+
+	// No status file yet.
+	let tree = await v.render(await v.load());
+	assert.match(text(tree), /No status file yet/); checks++;
+	assert.deepStrictEqual(options.map(o => o.name), [ 'enabled', 'log_level', 'config_file' ]); checks++;
+	assert.deepStrictEqual(options[1].values, [ 'error', 'warn', 'info', 'debug', 'trace' ]); checks++;
+	assert.strictEqual(options[2].validate('x', '/etc/fieldbridge/config.json'), true); checks++;
+	assert.notStrictEqual(options[2].validate('x', 'relative.json'), true); checks++;
+	assert.deepStrictEqual(polls.map(p => p[1]), [ 5 ]); checks++;
+
+	// A flat status object: one row per applet, known columns first, extra keys shown.
+	statusText = JSON.stringify({
+		'mqtt-client': { state: 'running', pid: 1234, restarts: 2, last_error: null, since: 'x' },
+		'modbus-master': { state: 'invalid config', pid: null, restarts: 0, last_error: 'Devices row 3 (baudrate): not a number' }
+	});
+	tree = await v.render(await v.load());
+	let rows = find(tree, 'tr');
+	assert.strictEqual(rows.length, 3); checks++;
+	assert.match(text(rows[0]), /^Protocol state pid restarts since last error$/); checks++;
+	assert.match(text(rows[1]), /modbus-master invalid config - 0 - Devices row 3 \(baudrate\): not a number/); checks++;
+	assert.match(text(rows[2]), /mqtt-client running 1234 2 x -/); checks++;
+
+	// The supervisor's own format (crates/supervisor/src/status.rs).
+	statusText = JSON.stringify({
+		version: 1,
+		supervisor: { pid: 812, config: '/etc/fieldbridge/config.json', started: 1795358298, updated: 1795358300, running: true, config_loaded: 1795358298 },
+		applets: {
+			'iec104-master': { state: 'disabled', restarts: 0, since: 1795358298, message: 'no enabled device of protocol iec104-master' },
+			'modbus-master': { state: 'invalid_config', restarts: 0, since: 1795358298, errors: [ 'devices[2].modbus_id: expected an integer, got "abc"' ], message: 'not started: 1 config error' },
+			'mqtt-client': { state: 'backoff', restarts: 3, since: 1795358299, next_start: 1795358303,
+				last_exit: { at: 1795358299, code: 1, ran_ms: 230, description: 'exit code 1' }, message: 'exit code 1; restarting in 4 s' }
+		}
+	});
+	tree = await v.render(await v.load());
+	rows = find(tree, 'tr');
+	assert.strictEqual(rows.length, 4); checks++;
+	assert.match(text(rows[0]), /^Protocol state restarts since message errors last exit next start$/); checks++;
+	const when = new Date(1795358298 * 1000).toLocaleString();
+	assert.ok(text(rows[1]).includes(`iec104-master disabled 0 ${when} no enabled device of protocol iec104-master - - -`)); checks++;
+	assert.match(text(rows[2]), /modbus-master invalid_config 0 .* not started: 1 config error devices\[2\]\.modbus_id: expected an integer, got "abc" - -/); checks++;
+	assert.match(text(rows[3]), /mqtt-client backoff 3 .* exit code 1; restarting in 4 s - exit code 1 /); checks++;
+	assert.match(text(tree), /Supervisor: running, pid 812, config \/etc\/fieldbridge\/config.json, updated /); checks++;
+	assert.ok(!/null|undefined|\[object/.test(text(tree))); checks++;
+
+	// Nested under a key, with other top-level fields.
+	statusText = JSON.stringify({ updated_ms: 1, applets: { 'iec104-master': { state: 'running', pid: 7, restarts: 0 } } });
+	rows = find(await v.render(await v.load()), 'tr');
+	assert.strictEqual(rows.length, 2); checks++;
+	assert.strictEqual(text(rows[1]), "iec104-master running 7 0"); checks++;
+
+	// Broken JSON is reported, not thrown.
+	statusText = '{"mqtt-client": ';
+	assert.match(text(await v.render(await v.load())), /not valid JSON/); checks++;
+
+	// The workbook buttons: check (dry run) and import (+ reload), upload removed after.
+	const buttons = find(tree, 'button').filter(b => b.attrs.click);
+	assert.strictEqual(buttons.length, 2); checks++;
+	calls.length = 0;
+	await buttons[0].attrs.click();
+	assert.deepStrictEqual(calls, [
+		[ 'upload', '/tmp/fieldbridge-upload.xlsx' ],
+		[ 'exec', '/usr/bin/fieldbridge config import /tmp/fieldbridge-upload.xlsx -o /etc/fieldbridge/config.json --dry-run' ],
+		[ 'remove', '/tmp/fieldbridge-upload.xlsx' ]
+	]); checks++;
+	calls.length = 0;
+	await buttons[1].attrs.click();
+	assert.deepStrictEqual(calls, [
+		[ 'upload', '/tmp/fieldbridge-upload.xlsx' ],
+		[ 'exec', '/usr/bin/fieldbridge config import /tmp/fieldbridge-upload.xlsx -o /etc/fieldbridge/config.json' ],
+		[ 'exec', '/etc/init.d/fieldbridge reload' ],
+		[ 'remove', '/tmp/fieldbridge-upload.xlsx' ]
+	]); checks++;
+	// A failed import does not reload.
+	execResult = { code: 1, stdout: '', stderr: 'Signals!F17 (source_device_alias): no device "rtu9"' };
+	calls.length = 0;
+	await buttons[1].attrs.click();
+	assert.ok(!calls.some(c => c[1] == '/etc/init.d/fieldbridge reload')); checks++;
+	assert.match(text(modals[modals.length - 1][1][0]), /rtu9/); checks++;
+
+	console.log(`luci view: ${checks} checks passed`);
+})().catch(e => { console.error(e); process.exit(1); });
