@@ -243,3 +243,32 @@ fn export_to_stdout_and_json_validation_still_work() {
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(stdout(&o).ends_with("valid (4 devices, 44 signals)\n"));
 }
+
+#[test]
+fn a_missing_file_is_one_plain_line() {
+    let o = fieldbridge(&[
+        "config",
+        "import",
+        "/nonexistent/x.xlsx",
+        "-o",
+        "/nonexistent/c.json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "fieldbridge: /nonexistent/x.xlsx: No such file or directory (os error 2)\n"
+    );
+    let o = fieldbridge(&[
+        "config",
+        "export",
+        "-c",
+        "/nonexistent/c.json",
+        "-o",
+        "/nonexistent/x.xlsx",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "fieldbridge: /nonexistent/c.json: No such file or directory (os error 2)\n"
+    );
+}

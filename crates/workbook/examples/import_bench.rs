@@ -1,7 +1,8 @@
 //! Benchmark: import (read + validate) a generated workbook of 5,000 signals and print the
 //! time of each step. Not a test: numbers depend on the machine.
 //!
-//! `cargo run --release -p fieldbridge-workbook --example import_bench [SIGNALS]`
+//! `cargo run --release -p fieldbridge-workbook --example import_bench [SIGNALS [SAVE_AS.xlsx]]`
+//! (with SAVE_AS the generated workbook is kept, e.g. to time `fieldbridge config import`).
 
 #![allow(clippy::print_stdout, clippy::arithmetic_side_effects)]
 
@@ -101,5 +102,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "import total             {:>8.1} ms",
         total.as_secs_f64() * 1e3
     );
+    if let Some(keep) = std::env::args().nth(2) {
+        std::fs::write(&keep, &bytes)?;
+        println!("workbook saved as {keep}");
+    }
     Ok(())
 }

@@ -21,15 +21,21 @@ use crate::{DEVICES_SHEET, SETTINGS_SHEET, SIGNALS_SHEET};
 pub enum ExportError {
     /// A cell the format cannot hold (e.g. text over 32,767 characters), or more rows or
     /// columns than a sheet has.
-    #[error("{sheet}!{cell}: {source}")]
+    #[error("{sheet}!{cell}: {error}")]
     Cell {
         sheet: &'static str,
         cell: String,
-        #[source]
-        source: XlsxError,
+        error: XlsxError,
     },
     #[error("writing the workbook: {0}")]
-    Workbook(#[from] XlsxError),
+    Workbook(XlsxError),
+}
+
+// Not `#[from]`: the error is in the message already, a `source` would print it twice.
+impl From<XlsxError> for ExportError {
+    fn from(e: XlsxError) -> Self {
+        ExportError::Workbook(e)
+    }
 }
 
 /// The header of a sheet: the common columns (always), then each protocol's columns in its
@@ -72,10 +78,10 @@ pub fn signal_header(rows: &[Row]) -> Vec<String> {
 }
 
 fn cell_err(sheet: &'static str, row: u32, col: u16) -> impl Fn(XlsxError) -> ExportError {
-    move |source| ExportError::Cell {
+    move |error| ExportError::Cell {
         sheet,
         cell: format!("{}{}", column_letter(u32::from(col)), row.saturating_add(1)),
-        source,
+        error,
     }
 }
 

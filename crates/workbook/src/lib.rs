@@ -5,7 +5,7 @@
 //!   or an OpenDocument `.ods`, into an [`Imported`]: the raw config plus a [`CellMap`] that
 //!   remembers, for every row, its spreadsheet row number and, for every column, its letter.
 //! - [`Imported::check`] validates with [`config::validate`] and renders every error and
-//!   warning at its cell: `Signals!F17 (source_device_alias): no device "rtu9" in devices`.
+//!   warning at its cell: `Signals!F17 (source_device_alias): no device "rtu9" in Devices`.
 //! - [`export`] writes a config as a workbook with rust_xlsxwriter;
 //!   `import(export(c)) == canonical(c)` (see [`canonical`]).
 //! - [`diff`] tells what an import would change; [`write_file_atomic`] writes a file
@@ -31,10 +31,13 @@
 //!   row (rows 3, 4)`), not one per row; when `Devices` has no `device_alias` column the
 //!   consequent "no device" errors of every signal are left out.
 //! - **Row references in messages.** `(also devices[2])` is rewritten to `(also Devices
-//!   row 4)`.
+//!   row 4)`, and `no device "rtu9" in devices` to `... in Devices`.
 //! - **Formats.** `.xlsx`/`.xlsm` and `.ods` only; `.xls`/`.xlsb` are refused with a hint
 //!   to save as `.xlsx` (keeps the legacy readers out of the binary). Files over
-//!   [`MAX_WORKBOOK_BYTES`] are refused.
+//!   [`MAX_WORKBOOK_BYTES`], or whose zip declares more than [`MAX_UNPACKED_BYTES`]
+//!   unpacked, are refused (a gateway has little RAM); so is a sheet whose values span more
+//!   than [`MAX_SHEET_CELLS`] cells (calamine stores cells densely), and references that
+//!   would overflow calamine's parser (see the `guard` module).
 //! - **Export.** Sheets `Devices`, `Signals`, `Settings`; header row bold and frozen; columns:
 //!   the common ones first (always present), then each protocol's columns in its list order
 //!   (only those used), then any other used column in name order. Numbers are written as
@@ -45,6 +48,7 @@ mod atomic;
 mod canon;
 mod diff;
 mod export;
+mod guard;
 mod location;
 mod read;
 
@@ -52,6 +56,7 @@ pub use atomic::write_file_atomic;
 pub use canon::{canonical, canonical_value};
 pub use diff::{diff, Change, ChangeKind, Diff};
 pub use export::{device_header, export, signal_header, ExportError};
+pub use guard::MAX_SHEET_CELLS;
 pub use location::{column_letter, CellMap, Issue, Location, SheetMap};
 pub use read::{
     read_workbook, read_workbook_bytes, Format, Imported, ReadError, Report, MAX_WORKBOOK_BYTES,

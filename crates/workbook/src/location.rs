@@ -178,7 +178,15 @@ impl CellMap {
                 .filter_map(|(pat, sheet)| rest.find(pat).map(|at| (at, pat, sheet)))
                 .min_by_key(|(at, _, _)| *at);
             let Some((at, pat, sheet)) = next else {
-                out.push_str(rest);
+                // `no device "rtu9" in devices`: the array is the Devices sheet.
+                match rest.strip_suffix(" in devices") {
+                    Some(head) => {
+                        out.push_str(head);
+                        out.push_str(" in ");
+                        out.push_str(&self.devices.name);
+                    }
+                    None => out.push_str(rest),
+                }
                 return out;
             };
             let (before, from) = rest.split_at(at);
@@ -261,6 +269,10 @@ mod tests {
         assert_eq!(
             map.rewrite_refs("x signals[2] and devices[0]; signals[7] devices[ signals[1"),
             "x Signals row 9 and Devices row 2; signals[7] devices[ signals[1"
+        );
+        assert_eq!(
+            map.rewrite_refs("no device \"rtu9\" in devices"),
+            "no device \"rtu9\" in Devices"
         );
     }
 }

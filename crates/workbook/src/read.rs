@@ -20,6 +20,10 @@ use crate::{DEVICES_SHEET, SETTINGS_SHEET, SIGNALS_SHEET};
 /// The largest workbook file read (a 5,000-signal workbook is about 200 kB).
 pub const MAX_WORKBOOK_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The largest unpacked size (all parts of the zip, as its directory declares them) read: a
+/// gateway has 64-256 MB of RAM, and a 20,000-signal workbook unpacks to about 8 MB.
+pub const MAX_UNPACKED_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The message validation gives an empty required cell.
 const REQUIRED_EMPTY: &str = "required, but empty";
 
@@ -33,6 +37,14 @@ pub enum Format {
 }
 
 impl Format {
+    /// `.xlsx` or `.ods`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Xlsx => ".xlsx",
+            Format::Ods => ".ods",
+        }
+    }
+
     /// The format of a file by its content (both are zip archives; an ODS names its mimetype
     /// first). `origin` names the file in errors.
     pub fn detect(bytes: &[u8], origin: &str) -> Result<Self, ReadError> {
@@ -66,11 +78,11 @@ impl Format {
 /// Why a workbook could not be read at all (one line, naming the file).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{origin}: {source}")]
+    /// (The I/O error is part of the message, not a `source`, so a chain prints it once.)
+    #[error("{origin}: {error}")]
     Io {
         origin: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{origin}: {message}")]
     TooLarge { origin: String, message: String },
@@ -124,9 +136,9 @@ impl Report {
 /// Reads the workbook at `path` (`.xlsx`, `.xlsm` or `.ods`, told apart by content).
 pub fn read_workbook(path: &Path) -> Result<Imported, ReadError> {
     let origin = path.display().to_string();
-    let io = |source| ReadError::Io {
+    let io = |error| ReadError::Io {
         origin: origin.clone(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
@@ -148,6 +160,15 @@ pub fn read_workbook(path: &Path) -> Result<Imported, ReadError> {
 /// Reads a workbook from its bytes; `origin` names it in errors.
 pub fn read_workbook_bytes(bytes: Vec<u8>, origin: &str) -> Result<Imported, ReadError> {
     let format = Format::detect(&bytes, origin)?;
+    check_unpacked_size(&bytes, format, origin)?;
+    if format == Format::Xlsx {
+        crate::guard::check_xlsx(&bytes, &[DEVICES_SHEET, SIGNALS_SHEET, SETTINGS_SHEET]).map_err(
+            |message| ReadError::NotAWorkbook {
+                origin: origin.to_owned(),
+                message: format!("not a readable .xlsx workbook: {message}"),
+            },
+        )?;
+    }
     let damaged = |what: &str, e: &dyn Display| ReadError::NotAWorkbook {
         origin: origin.to_owned(),
         message: format!("not a readable {what} workbook: {e}"),
@@ -164,6 +185,32 @@ pub fn read_workbook_bytes(bytes: Vec<u8>, origin: &str) -> Result<Imported, Rea
             read_sheets(&mut wb, origin)
         }
     }
+}
+
+/// Refuses a zip whose parts unpack to more than [`MAX_UNPACKED_BYTES`] (as declared by
+/// its central directory) before calamine inflates anything.
+fn check_unpacked_size(bytes: &[u8], format: Format, origin: &str) -> Result<(), ReadError> {
+    let mut zip =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| ReadError::NotAWorkbook {
+            origin: origin.to_owned(),
+            message: format!(
+                "not a readable {} workbook: a damaged zip archive ({e})",
+                format.extension()
+            ),
+        })?;
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        if let Ok(file) = zip.by_index_raw(i) {
+            total = total.saturating_add(file.size());
+        }
+    }
+    if total > MAX_UNPACKED_BYTES {
+        return Err(ReadError::TooLarge {
+            origin: origin.to_owned(),
+            message: format!("unpacks to {total} bytes; at most {MAX_UNPACKED_BYTES} are read"),
+        });
+    }
+    Ok(())
 }
 
 fn find_sheet(names: &[String], wanted: &str) -> Option<String> {

@@ -285,3 +285,14 @@ fn files_are_read_from_disk() {
     let missing = read_workbook(&dir.path().join("none.xlsx")).unwrap_err();
     assert!(matches!(missing, ReadError::Io { .. }), "{missing}");
 }
+
+#[test]
+fn a_zip_that_unpacks_too_large_is_refused_before_unpacking() {
+    let mut bytes = ten_mistakes();
+    // Patch the first central directory record's uncompressed size (offset 24) to 4 GB - 1.
+    let cd = bytes.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    bytes[cd + 24..cd + 28].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = read_err(bytes);
+    assert!(matches!(e, ReadError::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("unpacks to "), "{e}");
+}
