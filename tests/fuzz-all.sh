@@ -5,7 +5,8 @@
 #
 #   tests/fuzz-all.sh            # 600 s per target
 #   tests/fuzz-all.sh 60         # a quick pass
-#   tests/fuzz-all.sh 600 tagbus # only the fuzz crates whose path contains "tagbus"
+#   tests/fuzz-all.sh 600 tagbus # only targets whose "crates/<crate>/fuzz <target>" contains "tagbus"
+#   tests/fuzz-all.sh 600 "config/fuzz rows"   # one target
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --version 0.13.2 --locked`); on the stable
 # toolchain RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags cargo-fuzz passes. Every crate's
@@ -34,8 +35,8 @@ failed=0
 for manifest in "$root"/crates/*/fuzz/Cargo.toml; do
     dir=$(dirname "$manifest")
     rel=${dir#"$root"/}
-    [[ -n "$filter" && "$rel" != *"$filter"* ]] && continue
     for t in $(cd "$dir" && cargo fuzz list); do
+        [[ -n "$filter" && "$rel $t" != *"$filter"* ]] && continue
         mkdir -p "$dir/work/$t" "$dir/corpus/$t"
         log="$logs/$(basename "$(dirname "$dir")")-$t.log"
         echo "== $rel $t: ${secs}s, log $log" >&2

@@ -15,7 +15,10 @@ use libfuzzer_sys::fuzz_target;
 fn scratch() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        std::env::temp_dir().join(format!("fieldbridge-config-fuzz-{}.json", std::process::id()))
+        std::env::temp_dir().join(format!(
+            "fieldbridge-config-fuzz-{}.json",
+            std::process::id()
+        ))
     })
 }
 

@@ -22,12 +22,30 @@ pub fn request(data: &mut &[u8]) -> Request {
     let raw = u16::from_be_bytes([c0, c1]);
     let clamp = |max: u16| if sel & 0x80 != 0 { raw } else { 1 + raw % max };
     match sel % 8 {
-        0 => Request::ReadCoils { address, count: clamp(2000) },
-        1 => Request::ReadDiscreteInputs { address, count: clamp(2000) },
-        2 => Request::ReadHoldingRegisters { address, count: clamp(125) },
-        3 => Request::ReadInputRegisters { address, count: clamp(125) },
-        4 => Request::WriteSingleCoil { address, value: raw & 1 == 1 },
-        5 => Request::WriteSingleRegister { address, value: raw },
+        0 => Request::ReadCoils {
+            address,
+            count: clamp(2000),
+        },
+        1 => Request::ReadDiscreteInputs {
+            address,
+            count: clamp(2000),
+        },
+        2 => Request::ReadHoldingRegisters {
+            address,
+            count: clamp(125),
+        },
+        3 => Request::ReadInputRegisters {
+            address,
+            count: clamp(125),
+        },
+        4 => Request::WriteSingleCoil {
+            address,
+            value: raw & 1 == 1,
+        },
+        5 => Request::WriteSingleRegister {
+            address,
+            value: raw,
+        },
         6 => Request::WriteMultipleCoils {
             address,
             values: (0..clamp(1968)).map(|i| (i ^ raw) & 1 == 1).collect(),
@@ -87,7 +105,13 @@ pub fn signal(data: &mut &[u8]) -> ModbusSignal {
         DataType::I64,
         DataType::F64,
     ][usize::from(t % 9)];
-    let endian = |bit: u8| if o & bit != 0 { Endian::Little } else { Endian::Big };
+    let endian = |bit: u8| {
+        if o & bit != 0 {
+            Endian::Little
+        } else {
+            Endian::Big
+        }
+    };
     let (multiplier, offset) = match m % 4 {
         0 => (1.0, 0.0),
         1 => (0.1, 0.0),

@@ -29,11 +29,19 @@ fuzz_target!(|data: &[u8]| {
         match scan(buf, transaction, unit, &request) {
             Scan::NeedMore | Scan::Corrupt(_) => break,
             Scan::Skip { len, .. } => {
-                assert!(len > HEADER_LEN && len <= buf.len(), "{len} of {}", buf.len());
+                assert!(
+                    len > HEADER_LEN && len <= buf.len(),
+                    "{len} of {}",
+                    buf.len()
+                );
                 buf = &buf[len..];
             }
             Scan::Frame { len, answer } => {
-                assert!(len > HEADER_LEN && len <= buf.len(), "{len} of {}", buf.len());
+                assert!(
+                    len > HEADER_LEN && len <= buf.len(),
+                    "{len} of {}",
+                    buf.len()
+                );
                 if let Ok(Response::Registers(regs)) = &answer {
                     common::check_registers(regs, &signal);
                 }
