@@ -1,7 +1,7 @@
 //! The MQTT part: broker devices (`protocol: mqtt`) and the signals they forward. Column
 //! names and defaults are the WCC Lite MQTT tables', plus fieldbridge's additions
 //! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive`, `clean_session`,
-//! `payload_format`, `tls_insecure`).
+//! `payload_format`, `tls_insecure`, `max_inflight`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,6 +40,7 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "clean_session",
     "payload_format",
     "tls_insecure",
+    "max_inflight",
 ];
 
 /// Signal columns of the MQTT protocol.
@@ -223,7 +224,14 @@ pub struct MqttDevice {
     pub keepalive: Duration,
     pub clean_session: bool,
     pub payload_format: PayloadFormat,
+    /// `max_inflight` (default 20, mosquitto's `max_inflight_messages`): the most QoS 1/2
+    /// publishes awaiting the broker's acknowledgement; with MQTT 5 the broker's Receive
+    /// Maximum lowers it further.
+    pub max_inflight: u16,
 }
+
+/// The default of `max_inflight`: mosquitto's default `max_inflight_messages`.
+pub const DEFAULT_MAX_INFLIGHT: u16 = 20;
 
 /// A signal forwarded to a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +303,9 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let clean_session = r.bool_or("clean_session", true);
     let payload_format = r.parse_or("payload_format", PayloadFormat::Csv, "csv or json");
     let insecure = r.bool_or("tls_insecure", false);
+    let max_inflight = r
+        .int_or("max_inflight", i64::from(DEFAULT_MAX_INFLIGHT), 1, 65_535)
+        .and_then(|n| u16::try_from(n).ok());
 
     let ca = r.opt_string("ca_certificate").map(PathBuf::from);
     let cert = r.opt_string("client_certificate").map(PathBuf::from);
@@ -383,6 +394,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         keepalive: Duration::from_secs(u64::try_from(keepalive?).ok()?),
         clean_session: clean_session?,
         payload_format: payload_format?,
+        max_inflight: max_inflight?,
     })
     .filter(|_| {
         lw_qos.is_some() && lw_retain.is_some() && use_last_will.is_some() && insecure.is_some()

@@ -381,12 +381,12 @@ fn scale_int(raw: i64, spec: &MonitorSpec) -> Value {
         Value::Int(raw)
     } else {
         #[allow(clippy::cast_precision_loss)]
-        Value::Float(raw as f64 * spec.multiplier + spec.offset)
+        Value::Float(tagbus::scale(raw as f64, spec.multiplier, spec.offset))
     }
 }
 
 fn scale_float(raw: f64, spec: &MonitorSpec) -> Value {
-    Value::Float(raw * spec.multiplier + spec.offset)
+    Value::Float(tagbus::scale(raw, spec.multiplier, spec.offset))
 }
 
 /// Converts one element to its `in` (engineering) and `rin` (raw) values, with the time
@@ -450,7 +450,7 @@ pub fn convert(
             )
         }
         E::Float { value, quality } => {
-            let raw = f64::from(value);
+            let raw = tagbus::widen_f32(value);
             (
                 Value::Float(raw),
                 scale_float(raw, spec),

@@ -88,7 +88,7 @@ pub fn decode_registers(regs: &[u16], s: &ModbusSignal) -> Option<Value> {
         DataType::I16 => Value::Int(i64::from(i16::from_be_bytes(array(&b)?))),
         DataType::U32 => Value::Int(i64::from(u32::from_be_bytes(array(&b)?))),
         DataType::I32 => Value::Int(i64::from(i32::from_be_bytes(array(&b)?))),
-        DataType::F32 => Value::Float(widen(f32::from_be_bytes(array(&b)?))),
+        DataType::F32 => Value::Float(tagbus::widen_f32(f32::from_be_bytes(array(&b)?))),
         DataType::U64 => {
             let v = u64::from_be_bytes(array(&b)?);
             match i64::try_from(v) {
@@ -102,16 +102,6 @@ pub fn decode_registers(regs: &[u16], s: &ModbusSignal) -> Option<Value> {
     })
 }
 
-/// An f32 as the f64 of its shortest decimal form: `123.456f32` becomes `123.456`, not
-/// `123.45600128173828` (what the register holds is the f32; its decimal text is what the
-/// device's documentation and display show).
-fn widen(v: f32) -> f64 {
-    if !v.is_finite() {
-        return f64::from(v);
-    }
-    v.to_string().parse().unwrap_or(f64::from(v))
-}
-
 /// Whether the scaling is the identity (values keep their integer type).
 fn identity(s: &ModbusSignal) -> bool {
     s.multiplier == 1.0 && s.offset == 0.0
@@ -122,21 +112,7 @@ pub fn scale(raw: Value, s: &ModbusSignal) -> Value {
     if s.data_type == DataType::Bool || identity(s) {
         return raw;
     }
-    Value::Float(round_significant(raw.as_f64() * s.multiplier + s.offset))
-}
-
-/// Significant digits kept of a scaled value: far beyond any meter's accuracy, and enough to
-/// turn `0.30000000000000004` (binary floating point noise of the scaling) into `0.3`.
-pub const SCALED_DIGITS: usize = 12;
-
-/// `v` rounded to [`SCALED_DIGITS`] significant digits (non-finite values as they are).
-fn round_significant(v: f64) -> f64 {
-    if !v.is_finite() || v == 0.0 {
-        return v;
-    }
-    format!("{v:.prec$e}", prec = SCALED_DIGITS.saturating_sub(1))
-        .parse()
-        .unwrap_or(v)
+    Value::Float(tagbus::scale(raw.as_f64(), s.multiplier, s.offset))
 }
 
 /// The raw value to send for an engineering value: `(value - offset) / multiplier`, rounded

@@ -22,6 +22,7 @@
 pub mod command;
 mod key;
 mod reader;
+pub mod stream;
 mod value;
 mod writer;
 
@@ -30,7 +31,10 @@ pub use key::{
     Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
 };
 pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
-pub use value::{now_ms, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN};
+pub use stream::{EntryBody, EntryId, StreamConsumer, StreamEntry, TrimCounter};
+pub use value::{
+    now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN, SCALED_DIGITS,
+};
 pub use writer::{spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};
 
 /// The Redis stream every `in` and `out` value is appended to.

@@ -335,6 +335,33 @@ impl FromStr for TagValue {
     }
 }
 
+/// An f32 as the f64 of its shortest decimal form: `123.456f32` becomes `123.456`, not
+/// `123.45600128173828`. What a device sends is the f32; its decimal text is what the
+/// device's documentation and display show, so that is the value the tag carries.
+pub fn widen_f32(v: f32) -> f64 {
+    if !v.is_finite() {
+        return f64::from(v);
+    }
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
+/// Significant digits kept of a scaled value: far beyond any instrument's accuracy, and
+/// enough to turn `0.30000000000000004` (binary floating point noise of the scaling) into `0.3`.
+pub const SCALED_DIGITS: usize = 12;
+
+/// The engineering value of a raw value, `raw * multiplier + offset`, rounded to
+/// [`SCALED_DIGITS`] significant digits (non-finite values as they are). Every driver scales
+/// with this, so equal raw values give equal tag text whichever protocol carried them.
+pub fn scale(raw: f64, multiplier: f64, offset: f64) -> f64 {
+    let v = raw * multiplier + offset;
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    format!("{v:.prec$e}", prec = SCALED_DIGITS.saturating_sub(1))
+        .parse()
+        .unwrap_or(v)
+}
+
 /// At most 32 characters of untrusted text, for error messages.
 fn truncated(s: &str) -> String {
     s.chars().take(32).collect()
@@ -394,6 +421,16 @@ mod tests {
     fn unknown_flags_are_kept() {
         let v: TagValue = "1,2,zz9 iv  future_flag".parse().unwrap();
         assert_eq!(v.to_string(), "1,2,zz9 iv future_flag");
+    }
+
+    #[test]
+    fn scaling_and_widening_give_clean_decimals() {
+        assert_eq!(scale(3.0, 0.1, 0.0), 0.3);
+        assert_eq!(scale(100_003.0, 0.1, 0.0).to_string(), "10000.3");
+        assert_eq!(scale(500.0, 0.1, -10.0), 40.0);
+        assert!(scale(f64::NAN, 2.0, 0.0).is_nan());
+        assert_eq!(widen_f32(230.209_06), 230.209_06);
+        assert_eq!(Value::Float(widen_f32(123.456)).to_string(), "123.456");
     }
 
     #[test]

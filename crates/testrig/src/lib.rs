@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 mod mosquitto;
 pub use mosquitto::{Listener, Mosquitto, MosquittoBuilder, TlsFiles};
+mod certs;
+pub use certs::TestCerts;
 
 /// Errors starting a test server.
 pub type Result<T> = std::result::Result<T, String>;

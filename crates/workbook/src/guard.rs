@@ -8,6 +8,9 @@
 //! - a sheet's cells are stored densely: its used area (rows × columns between the first and
 //!   last cell with a value) is allocated, so one stray cell at `XFD1048576` would take 500 GB.
 //!
+//! And for an .ods: calamine loops for ever on a table that is never closed, so content.xml
+//! must have balanced tags.
+//!
 //! A byte scan, not an XML parser: it looks at `r`/`ref` attribute values and at `<c>`
 //! elements, and refuses only what would hurt; anything else is left to calamine's errors.
 
@@ -299,5 +302,116 @@ mod tests {
         );
         assert_eq!(attr(r#"<sheet xname="a"/>"#, "name"), None);
         assert_eq!(tags(r#"<c r="A1"/><col/><c>x</c>"#, "c").count(), 2);
+    }
+}
+
+/// Whether an XML text is well-formed as far as its tags go: every element closed, in
+/// order; comments, CDATA, processing instructions and declarations terminated.
+fn tags_balanced(xml: &[u8]) -> Result<(), Problem> {
+    let find = |from: usize, pat: &[u8]| -> Option<usize> {
+        xml.get(from..)?
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|i| i.saturating_add(from))
+    };
+    let mut stack: Vec<&[u8]> = Vec::new();
+    let mut i = 0;
+    while let Some(lt) = find(i, b"<") {
+        let rest = xml.get(lt..).unwrap_or(&[]);
+        let (end, close) = if rest.starts_with(b"<!--") {
+            (b"-->".as_slice(), None)
+        } else if rest.starts_with(b"<![CDATA[") {
+            (b"]]>".as_slice(), None)
+        } else if rest.starts_with(b"<?") {
+            (b"?>".as_slice(), None)
+        } else if rest.starts_with(b"<!") {
+            (b">".as_slice(), None)
+        } else {
+            (b">".as_slice(), Some(()))
+        };
+        if close.is_none() {
+            let Some(at) = find(lt, end) else {
+                return Err("content.xml ends inside a comment or declaration".into());
+            };
+            i = at.saturating_add(end.len());
+            continue;
+        }
+        // A tag: up to the first '>' outside quotes.
+        let mut quote = None;
+        let mut gt = None;
+        for (k, b) in rest.iter().enumerate().skip(1) {
+            match (quote, *b) {
+                (None, b'"' | b'\'') => quote = Some(*b),
+                (Some(q), b) if b == q => quote = None,
+                (None, b'>') => {
+                    gt = Some(k);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(gt) = gt else {
+            return Err("content.xml ends inside a tag".into());
+        };
+        let tag = rest.get(1..gt).unwrap_or(&[]);
+        let name_of = |t: &[u8]| -> Vec<u8> {
+            t.iter()
+                .copied()
+                .take_while(|b| !b.is_ascii_whitespace() && *b != b'/' && *b != b'>')
+                .collect()
+        };
+        if let Some(closing) = tag.strip_prefix(b"/") {
+            let name = name_of(closing);
+            match stack.pop() {
+                Some(open) if open == name.as_slice() => {}
+                _ => {
+                    return Err(format!(
+                        "content.xml closes {:?} where it should not",
+                        short(&String::from_utf8_lossy(&name))
+                    ))
+                }
+            }
+        } else if !tag.ends_with(b"/") {
+            let len = name_of(tag).len();
+            stack.push(tag.get(..len).unwrap_or(&[]));
+        }
+        i = lt.saturating_add(gt).saturating_add(1);
+    }
+    match stack.last() {
+        None => Ok(()),
+        Some(open) => Err(format!(
+            "content.xml ends before {:?} is closed",
+            short(&String::from_utf8_lossy(open))
+        )),
+    }
+}
+
+/// Checks an .ods before calamine parses it: calamine 0.38 loops for ever on a table that is
+/// never closed, so content.xml must be balanced.
+pub(crate) fn check_ods(bytes: &[u8]) -> Result<(), Problem> {
+    let Ok(mut zip) = ZipArchive::new(Cursor::new(bytes)) else {
+        return Ok(());
+    };
+    match part(&mut zip, "content.xml") {
+        Some(xml) => tags_balanced(&xml),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod ods_tests {
+    use super::tags_balanced;
+
+    #[test]
+    fn balance() {
+        assert!(tags_balanced(
+            b"<?xml version=\"1.0\"?><a x='>'><b/><!-- <c> --><c><![CDATA[</a>]]></c></a>"
+        )
+        .is_ok());
+        assert!(tags_balanced(b"<a><b></a>").is_err());
+        assert!(tags_balanced(b"<a><b/>").is_err());
+        assert!(tags_balanced(b"<a><b x=\"1").is_err());
+        assert!(tags_balanced(b"<a></ta-ble:table>").is_err());
+        assert!(tags_balanced(b"<a><!-- x").is_err());
     }
 }

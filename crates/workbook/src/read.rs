@@ -161,14 +161,16 @@ pub fn read_workbook(path: &Path) -> Result<Imported, ReadError> {
 pub fn read_workbook_bytes(bytes: Vec<u8>, origin: &str) -> Result<Imported, ReadError> {
     let format = Format::detect(&bytes, origin)?;
     check_unpacked_size(&bytes, format, origin)?;
-    if format == Format::Xlsx {
-        crate::guard::check_xlsx(&bytes, &[DEVICES_SHEET, SIGNALS_SHEET, SETTINGS_SHEET]).map_err(
-            |message| ReadError::NotAWorkbook {
-                origin: origin.to_owned(),
-                message: format!("not a readable .xlsx workbook: {message}"),
-            },
-        )?;
-    }
+    let guarded = match format {
+        Format::Xlsx => {
+            crate::guard::check_xlsx(&bytes, &[DEVICES_SHEET, SIGNALS_SHEET, SETTINGS_SHEET])
+        }
+        Format::Ods => crate::guard::check_ods(&bytes),
+    };
+    guarded.map_err(|message| ReadError::NotAWorkbook {
+        origin: origin.to_owned(),
+        message: format!("not a readable {} workbook: {message}", format.extension()),
+    })?;
     let damaged = |what: &str, e: &dyn Display| ReadError::NotAWorkbook {
         origin: origin.to_owned(),
         message: format!("not a readable {what} workbook: {e}"),

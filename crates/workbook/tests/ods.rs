@@ -47,7 +47,11 @@ fn ods(sheets: &[(&str, Vec<Vec<Cell>>)]) -> Vec<u8> {
         content.push_str("</table:table>");
     }
     content.push_str("</office:spreadsheet></office:body></office:document-content>");
+    raw_ods(&content)
+}
 
+/// An .ods holding `content` as its content.xml.
+fn raw_ods(content: &str) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let stored =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -123,4 +127,78 @@ fn an_ods_workbook_is_read_with_cell_references() {
         errors,
         vec!["Devices!F3 (port): expected an integer, got \"abc\""]
     );
+}
+
+#[test]
+fn mangled_ods_never_panics() {
+    let devices = vec![
+        vec![
+            S("name"),
+            S("device_alias"),
+            S("protocol"),
+            S("ip"),
+            S("asdu_address"),
+            S("port"),
+        ],
+        vec![
+            S("RTU"),
+            S("rtu1"),
+            S("iec104-master"),
+            S("127.0.0.1"),
+            N(1.0),
+            N(2404.0),
+        ],
+    ];
+    let signals = vec![
+        vec![
+            S("device_alias"),
+            S("signal_alias"),
+            S("info_address"),
+            S("type_id"),
+            S("enable"),
+        ],
+        vec![S("rtu1"), S("cb1"), N(100.0), S("M_SP_NA_1"), B(true)],
+    ];
+    let good = ods(&[("Devices", devices), ("Signals", signals)]);
+    let at = good.windows(7).position(|w| w == b"<office").unwrap();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let odd: [&[u8]; 9] = [
+        b"1e999",
+        b"inf",
+        b"+inf",
+        b"nan",
+        b"-",
+        b"99999999999999999999",
+        b"\"",
+        b"<",
+        b"table:number-columns-repeated=\"999999999\" ",
+    ];
+    for round in 0..300 {
+        // Mutate content.xml in place (stored, so the zip stays readable but its CRC does
+        // not: rebuild from the mutated text instead).
+        let mut xml = good[at..].to_vec();
+        let end = xml
+            .windows(25)
+            .position(|w| w == b"</office:document-content")
+            .unwrap()
+            + 25;
+        xml.truncate(end + 1);
+        for _ in 0..rng.usize(1..4) {
+            let i = rng.usize(0..xml.len());
+            let piece = odd[rng.usize(0..odd.len())];
+            if rng.bool() {
+                xml.splice(i..i, piece.iter().copied());
+            } else {
+                xml.truncate(i.max(1));
+            }
+        }
+        let text = String::from_utf8_lossy(&xml).into_owned();
+        let bytes = raw_ods(&text);
+        let r = std::panic::catch_unwind(|| {
+            if let Ok(i) = read_workbook_bytes(bytes, "m.ods") {
+                let _ = i.check();
+            }
+        });
+        assert!(r.is_ok(), "round {round} panicked");
+    }
 }

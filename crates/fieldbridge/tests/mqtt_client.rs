@@ -1,0 +1,928 @@
+//! End-to-end tests of `fieldbridge mqtt-client`: the real binary against a real
+//! redis-server and mosquitto, with a rumqttc subscriber in the test.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as J};
+use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
+use testrig::{KillOnDrop, Listener, MosquittoBuilder, RedisServer, TestCerts};
+
+// ---------------------------------------------------------------- helpers
+
+/// A received message.
+#[derive(Debug, Clone)]
+struct Msg {
+    topic: String,
+    payload: String,
+    qos: u8,
+    retain: bool,
+}
+
+/// A subscriber (rumqttc, persistent session, re-subscribes on every connect).
+struct Sub {
+    msgs: Arc<Mutex<Vec<Msg>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sub {
+    fn start(port: u16, filter: &str, qos: u8, client_id: &str) -> Self {
+        Self::start_with(port, filter, qos, client_id, None)
+    }
+
+    fn start_with(
+        port: u16,
+        filter: &str,
+        qos: u8,
+        client_id: &str,
+        creds: Option<(&str, &str)>,
+    ) -> Self {
+        let msgs = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let (m, s, sub_ok) = (msgs.clone(), stop.clone(), subscribed.clone());
+        let filter = filter.to_owned();
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20)
+            .set_inflight(100);
+        if let Some((user, pw)) = creds {
+            opts.set_credentials(user, pw);
+        }
+        let q = match qos {
+            0 => rumqttc::QoS::AtMostOnce,
+            1 => rumqttc::QoS::AtLeastOnce,
+            _ => rumqttc::QoS::ExactlyOnce,
+        };
+        let thread = std::thread::spawn(move || {
+            let (client, mut conn) = rumqttc::Client::new(opts, 1000);
+            while !s.load(Ordering::Relaxed) {
+                match conn.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                        let _ = client.try_subscribe(filter.clone(), q);
+                    }
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => {
+                        sub_ok.store(true, Ordering::Relaxed);
+                    }
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                        m.lock().unwrap().push(Msg {
+                            topic: p.topic.clone(),
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            qos: p.qos as u8,
+                            retain: p.retain,
+                        });
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
+                    Err(_) => {}
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !subscribed.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "subscriber did not subscribe");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            msgs,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn msgs(&self) -> Vec<Msg> {
+        self.msgs.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let msgs = self.msgs();
+            if cond(&msgs) {
+                return msgs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; got {} messages: {:?}",
+                msgs.len(),
+                msgs.iter().take(20).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A config with a field device `rtu1` holding signals `s0..s{n}` and the given MQTT devices;
+/// `mqtt_signals` are (mqtt device, signal alias on rtu1, topic override).
+fn write_config(
+    dir: &Path,
+    redis_url: &str,
+    n_signals: usize,
+    devices: Vec<J>,
+    mqtt_signals: Vec<(&str, String, Option<&str>)>,
+) -> PathBuf {
+    let mut all_devices = vec![
+        json!({"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master",
+        "ip": "127.0.0.1", "port": 2404, "asdu_address": 1}),
+    ];
+    all_devices.extend(devices);
+    let mut signals: Vec<J> = (0..n_signals)
+        .map(|i| json!({"signal_name": format!("S{i}"), "device_alias": "rtu1", "signal_alias": format!("s{i}"),
+            "info_address": 100 + i, "type_id": "M_ME_NC_1"}))
+        .collect();
+    for (i, (dev, sig, topic)) in mqtt_signals.into_iter().enumerate() {
+        let mut row = json!({"signal_name": format!("up {i}"), "device_alias": dev, "signal_alias": format!("u{i}"),
+            "source_device_alias": "rtu1", "source_signal_alias": sig});
+        if let Some(t) = topic {
+            row["topic"] = json!(t);
+        }
+        signals.push(row);
+    }
+    let cfg = json!({"redis_url": redis_url, "devices": all_devices, "signals": signals});
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    path
+}
+
+fn mqtt_device(alias: &str, port: u16, extra: J) -> J {
+    let mut d = json!({"name": alias, "device_alias": alias, "protocol": "mqtt", "ip": "127.0.0.1", "port": port,
+        "client_id": format!("fb-{alias}"), "enable_threshold": 0, "keepalive": 10});
+    if let (Some(obj), J::Object(e)) = (d.as_object_mut(), extra) {
+        obj.extend(e);
+    }
+    d
+}
+
+/// The publisher binary as a child; its stderr goes to a file.
+struct Publisher {
+    child: KillOnDrop,
+    log: PathBuf,
+}
+
+impl Publisher {
+    fn start(config: &Path, redis_url: &str, log: PathBuf) -> Self {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
+            .args(["mqtt-client", "-c"])
+            .arg(config)
+            .args(["--redis-url", redis_url, "-d", "info"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Self {
+            child: KillOnDrop(child),
+            log,
+        }
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Waits until `needle` appears `count` times in the log.
+    fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} x{count} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn key(sig: &str) -> TagKey {
+    format!("tag/rtu1/{sig}/in").parse().unwrap()
+}
+
+fn write(redis_url: &str, values: &[(&str, &str)]) {
+    let batch: Vec<(TagKey, TagValue)> = values
+        .iter()
+        .map(|(s, v)| (key(s), v.parse().unwrap()))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut w = TagWriter::new(&WriterConfig::new(redis_url)).unwrap();
+        for chunk in batch.chunks(500) {
+            w.write_batch(chunk).await.unwrap();
+        }
+    });
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn config_errors_are_printed_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "redis://127.0.0.1:1",
+        1,
+        vec![mqtt_device(
+            "cloud",
+            1883,
+            json!({"mqtt_qos": 7, "auth": "tls"}),
+        )],
+        vec![("cloud", "s0".into(), None)],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
+        .args(["mqtt-client", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("mqtt_qos") && err.contains("ca_certificate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tcp_csv_topic_override_quality_and_json() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        6,
+        vec![
+            mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1})),
+            mqtt_device(
+                "js",
+                broker.port(),
+                json!({"payload_format": "json", "client_id": ""}),
+            ),
+        ],
+        vec![
+            ("cloud", "s0".into(), None),
+            ("cloud", "s1".into(), Some("site1/feeder/p")),
+            ("cloud", "s2".into(), None),
+            ("cloud", "s3".into(), None),
+            ("cloud", "s4".into(), None),
+            ("js", "s5".into(), Some("json/s5")),
+        ],
+    );
+    let sub = Sub::start(broker.port(), "#", 1, "sub-tcp");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 2, Duration::from_secs(15));
+    write(
+        &redis.url(),
+        &[
+            ("s0", "23.5,1732280000000,"),
+            ("s1", "7,1732280000001,gt"),
+            ("s2", "1,1732280000002,iv"),
+            ("s3", "2,1732280000003,nt"),
+            ("s4", "3,1732280000004,ov sb"),
+            ("s5", "4.25,1732280000005,nt"),
+        ],
+    );
+    let msgs = sub.wait_for("6 values", Duration::from_secs(10), |m| m.len() >= 6);
+    let got: BTreeMap<String, String> = msgs
+        .iter()
+        .map(|m| (m.topic.clone(), m.payload.clone()))
+        .collect();
+    assert_eq!(
+        got.get("tag/rtu1/s0/in").map(String::as_str),
+        Some("23.5,1732280000000,1")
+    );
+    assert_eq!(
+        got.get("site1/feeder/p").map(String::as_str),
+        Some("7,1732280000001,1")
+    );
+    assert_eq!(
+        got.get("tag/rtu1/s2/in").map(String::as_str),
+        Some("1,1732280000002,0")
+    );
+    assert_eq!(
+        got.get("tag/rtu1/s3/in").map(String::as_str),
+        Some("2,1732280000003,0")
+    );
+    assert_eq!(
+        got.get("tag/rtu1/s4/in").map(String::as_str),
+        Some("3,1732280000004,0")
+    );
+    assert_eq!(
+        got.get("json/s5").map(String::as_str),
+        Some(r#"{"value":4.25,"ts":1732280000005,"quality":0,"flags":["nt"]}"#)
+    );
+    // The default client id when client_id is empty.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(
+        p.log()
+            .contains(&format!("client_id=fieldbridge-{}-js", host.trim())),
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn password_auth_and_wrong_password_is_logged_and_retried() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new()
+        .user("gw1", "s3cret")
+        .user("sub", "subpw")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device(
+                "good",
+                broker.port(),
+                json!({"auth": "password", "username": "gw1", "password": "s3cret"}),
+            ),
+            mqtt_device(
+                "bad",
+                broker.port(),
+                json!({"auth": "password", "username": "gw1", "password": "wrong"}),
+            ),
+        ],
+        vec![
+            ("good", "s0".into(), Some("good/s0")),
+            ("bad", "s0".into(), Some("bad/s0")),
+        ],
+    );
+    let mut opts_sub = Sub::start_auth(broker.port(), "sub", "subpw");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    write(&redis.url(), &[("s0", "5,1000,")]);
+    let msgs = opts_sub.wait_for("good/s0", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "good/s0")
+    });
+    assert!(msgs.iter().all(|m| m.topic != "bad/s0"));
+    // Refused, with the CONNACK reason, and retried with backoff (a second attempt).
+    p.wait_log(
+        "the broker refused the connection",
+        2,
+        Duration::from_secs(10),
+    );
+    let log = p.log();
+    assert!(
+        log.contains("BadUserNamePassword") || log.contains("NotAuthorized"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("s3cret") && !log.contains("wrong"),
+        "a password was logged: {log}"
+    );
+    opts_sub.stop_now();
+}
+
+impl Sub {
+    fn start_auth(port: u16, user: &str, pw: &str) -> Self {
+        // The same subscriber, with credentials (mosquitto has allow_anonymous false).
+        Self::start_with(port, "#", 1, "sub-auth", Some((user, pw)))
+    }
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn tls_with_ca_with_client_certificate_and_wrong_ca() {
+    let certs = TestCerts::generate();
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new()
+        .listener(Listener::Tcp)
+        .listener(Listener::Tls(certs.server_files(false)))
+        .listener(Listener::Tls(certs.server_files(true)))
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs.ca_cert.display().to_string();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device(
+                "tlsca",
+                broker.listener_port(1),
+                json!({"auth": "tls", "ca_certificate": ca}),
+            ),
+            mqtt_device(
+                "tlscert",
+                broker.listener_port(2),
+                json!({"auth": "tls", "ca_certificate": ca,
+                 "client_certificate": certs.client_cert.display().to_string(),
+                 "client_key": certs.client_key.display().to_string()}),
+            ),
+            mqtt_device(
+                "wrongca",
+                broker.listener_port(1),
+                json!({"auth": "tls",
+                 "ca_certificate": certs.other_ca_cert.display().to_string()}),
+            ),
+            mqtt_device(
+                "insecure",
+                broker.listener_port(1),
+                json!({"auth": "tls", "tls_insecure": 1,
+                 "ca_certificate": certs.other_ca_cert.display().to_string()}),
+            ),
+            mqtt_device("off", broker.port(), json!({"enable": 0})),
+        ],
+        vec![
+            ("tlsca", "s0".into(), Some("tls/ca")),
+            ("tlscert", "s0".into(), Some("tls/cert")),
+            ("wrongca", "s0".into(), Some("tls/wrong")),
+            ("insecure", "s0".into(), Some("tls/insecure")),
+            ("off", "s0".into(), Some("tls/off")),
+        ],
+    );
+    let sub = Sub::start(broker.port(), "tls/#", 1, "sub-tls");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    write(&redis.url(), &[("s0", "42,1732280000000,")]);
+    let msgs = sub.wait_for(
+        "tls/ca, tls/cert, tls/insecure",
+        Duration::from_secs(10),
+        |m| {
+            ["tls/ca", "tls/cert", "tls/insecure"]
+                .iter()
+                .all(|t| m.iter().any(|m| m.topic == *t))
+        },
+    );
+    for m in msgs.iter().filter(|m| m.topic.starts_with("tls/")) {
+        assert_eq!(m.payload, "42,1732280000000,1");
+    }
+    // The wrong CA is refused; the disabled device never runs.
+    assert!(msgs
+        .iter()
+        .all(|m| m.topic != "tls/wrong" && m.topic != "tls/off"));
+    p.wait_log("UnknownIssuer", 1, Duration::from_secs(10));
+    assert!(p.log().contains("tls_insecure is set"), "{}", p.log());
+    assert!(!p.log().contains("device=off"), "{}", p.log());
+}
+
+#[test]
+fn websocket_and_websocket_tls() {
+    let certs = TestCerts::generate();
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new()
+        .listener(Listener::Tcp)
+        .listener(Listener::WebSocket)
+        .listener(Listener::WebSocketTls(certs.server_files(false)))
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device("ws", broker.listener_port(1), json!({"transport": "ws"})),
+            mqtt_device(
+                "wss",
+                broker.listener_port(2),
+                json!({"transport": "ws", "auth": "tls",
+                 "ca_certificate": certs.ca_cert.display().to_string(), "mqtt_qos": 2}),
+            ),
+        ],
+        vec![
+            ("ws", "s0".into(), Some("ws/s0")),
+            ("wss", "s0".into(), Some("wss/s0")),
+        ],
+    );
+    let sub = Sub::start(broker.port(), "#", 2, "sub-ws");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 2, Duration::from_secs(15));
+    write(&redis.url(), &[("s0", "-3,1732280000000,bl")]);
+    let msgs = sub.wait_for("ws/s0 and wss/s0", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "ws/s0") && m.iter().any(|m| m.topic == "wss/s0")
+    });
+    for m in msgs.iter() {
+        assert_eq!(m.payload, "-3,1732280000000,1");
+    }
+}
+
+#[test]
+fn qos_retain_threshold_and_last_will() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let will = json!({"use_last_will": 1, "last_will_topic": "gw/status", "last_will_message": "offline",
+        "last_will_qos": 1, "last_will_retain": 0});
+    let mut q2 = json!({"mqtt_qos": 2, "mqtt_retain": 1, "enable_threshold": 1});
+    q2.as_object_mut()
+        .unwrap()
+        .extend(will.as_object().unwrap().clone());
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        3,
+        vec![
+            mqtt_device("q0", broker.port(), json!({"mqtt_qos": 0})),
+            mqtt_device("q1", broker.port(), json!({"mqtt_qos": 1})),
+            mqtt_device("q2", broker.port(), q2),
+        ],
+        vec![
+            ("q0", "s0".into(), Some("q0/s0")),
+            ("q1", "s0".into(), Some("q1/s0")),
+            ("q2", "s1".into(), Some("q2/s1")),
+        ],
+    );
+    let sub = Sub::start(broker.port(), "#", 2, "sub-qos");
+    let mut p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    write(
+        &redis.url(),
+        &[
+            ("s0", "1,1000,"),
+            ("s1", "1,1000,"),
+            ("s1", "1,1001,"),
+            ("s1", "2,1002,"),
+            ("s1", "2,1003,"),
+            ("s1", "2,1004,iv"),
+            ("s1", "3,1005,"),
+        ],
+    );
+    let msgs = sub.wait_for("all", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.topic == "q0/s0")
+            && m.iter().any(|m| m.topic == "q1/s0")
+            && m.iter()
+                .any(|m| m.topic == "q2/s1" && m.payload.starts_with("3,"))
+    });
+    let q = |t: &str| msgs.iter().find(|m| m.topic == t).unwrap().qos;
+    assert_eq!((q("q0/s0"), q("q1/s0"), q("q2/s1")), (0, 1, 2));
+    assert!(
+        msgs.iter().all(|m| !m.retain),
+        "live deliveries carry no retain flag"
+    );
+    // enable_threshold: repeats dropped, changes (value or flags) kept.
+    let q2: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m.topic == "q2/s1")
+        .map(|m| m.payload.as_str())
+        .collect();
+    assert_eq!(q2, vec!["1,1000,1", "2,1002,1", "2,1004,0", "3,1005,1"]);
+    // retain: a new subscriber gets the last value with the retain flag; q1 did not retain.
+    let late = Sub::start(broker.port(), "#", 1, "sub-late");
+    let retained = late.wait_for("retained", Duration::from_secs(5), |m| !m.is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let retained_all = late.msgs();
+    assert!(retained.iter().all(|m| m.retain));
+    assert_eq!(
+        retained_all
+            .iter()
+            .map(|m| (m.topic.as_str(), m.payload.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("q2/s1", "3,1005,1")]
+    );
+    // Last Will on SIGKILL.
+    p.child.kill();
+    let msgs = sub.wait_for("last will", Duration::from_secs(30), |m| {
+        m.iter().any(|m| m.topic == "gw/status")
+    });
+    assert_eq!(
+        msgs.iter()
+            .find(|m| m.topic == "gw/status")
+            .unwrap()
+            .payload,
+        "offline"
+    );
+}
+
+/// Counts `n` distinct values s{i % signals}=i on the topic; reports duplicates.
+fn check_all(msgs: &[Msg], n: usize) {
+    let mut seen = BTreeSet::new();
+    let mut dups = 0usize;
+    for m in msgs {
+        let v: usize = m.payload.split(',').next().unwrap().parse().unwrap();
+        if !seen.insert(v) {
+            dups += 1;
+        }
+    }
+    let missing: Vec<usize> = (0..n).filter(|i| !seen.contains(i)).take(20).collect();
+    println!(
+        "received {} messages: {} distinct of {n}, {dups} duplicates",
+        msgs.len(),
+        seen.len()
+    );
+    assert!(missing.is_empty(), "missing values (first 20): {missing:?}");
+}
+
+const OUTAGE_VALUES: usize = 20_000;
+
+fn outage_values(offset: usize) -> Vec<(String, String)> {
+    (0..OUTAGE_VALUES)
+        .map(|i| {
+            (
+                format!("s{}", i % 10),
+                format!("{},{},", i + offset, 1_700_000_000_000u64 + i as u64),
+            )
+        })
+        .collect()
+}
+
+fn outage_setup(dir: &Path, redis: &RedisServer, port: u16) -> PathBuf {
+    let signals: Vec<(&str, String, Option<&str>)> =
+        (0..10).map(|i| ("cloud", format!("s{i}"), None)).collect();
+    write_config(
+        dir,
+        &redis.url(),
+        10,
+        vec![mqtt_device("cloud", port, json!({"mqtt_qos": 1}))],
+        signals,
+    )
+}
+
+#[test]
+fn broker_outage_of_30s_loses_nothing_at_qos1() {
+    let redis = RedisServer::start();
+    let persist = tempfile::tempdir().unwrap();
+    let mut broker = MosquittoBuilder::new()
+        .config_line("persistence true")
+        .config_line(&format!(
+            "persistence_location {}/",
+            persist.path().display()
+        ))
+        .config_line("autosave_interval 1")
+        .config_line("max_queued_messages 0")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = outage_setup(dir.path(), &redis, broker.port());
+    let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-outage");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2)); // the subscriber's session is saved (autosave 1 s)
+    broker.kill();
+    let t0 = Instant::now();
+    let values = outage_values(0);
+    let refs: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write(&redis.url(), &refs);
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
+    broker.restart();
+    let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
+        m.iter()
+            .map(|m| m.payload.split(',').next().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= OUTAGE_VALUES
+    });
+    check_all(&msgs, OUTAGE_VALUES);
+}
+
+#[test]
+fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new()
+        .config_line("max_queued_messages 0")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = outage_setup(dir.path(), &redis, broker.port());
+    let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-kill");
+    let mut p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    // Kill it in the middle of a burst, and keep writing while it is dead for 30 s.
+    let values = outage_values(0);
+    let refs: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write(&redis.url(), &refs[..5_000]);
+    p.child.kill();
+    let t0 = Instant::now();
+    write(&redis.url(), &refs[5_000..]);
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
+    let _p2 = Publisher::start(&cfg, &redis.url(), dir.path().join("pub2.log"));
+    let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
+        m.iter()
+            .map(|m| m.payload.split(',').next().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= OUTAGE_VALUES
+    });
+    check_all(&msgs, OUTAGE_VALUES);
+}
+
+#[test]
+fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window() {
+    let redis = RedisServer::start();
+    // Receive Maximum 5 for MQTT 5 clients; 3.1.1 clients get max_inflight (default 20).
+    let broker = MosquittoBuilder::new()
+        .config_line("max_inflight_messages 5")
+        .config_line("max_queued_messages 0")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![
+            mqtt_device(
+                "v5",
+                broker.port(),
+                json!({"mqtt_version": "5", "mqtt_qos": 2}),
+            ),
+            mqtt_device(
+                "v3",
+                broker.port(),
+                json!({"mqtt_version": "3.1.1", "mqtt_qos": 2, "max_inflight": 5}),
+            ),
+            mqtt_device(
+                "v5q1",
+                broker.port(),
+                json!({"mqtt_version": "5", "mqtt_qos": 1}),
+            ),
+        ],
+        vec![
+            ("v5", "s0".into(), Some("v5/s0")),
+            ("v3", "s0".into(), Some("v3/s0")),
+            ("v5q1", "s0".into(), Some("v5q1/s0")),
+        ],
+    );
+    let sub = Sub::start(broker.port(), "#", 2, "sub-v5");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    assert!(p.log().contains("receive_max=Some(5)"), "{}", p.log());
+    let values: Vec<String> = (0..300)
+        .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))
+        .collect();
+    let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
+    write(&redis.url(), &refs);
+    let msgs = sub.wait_for("900 values", Duration::from_secs(30), |m| m.len() >= 900);
+    for t in ["v5/s0", "v3/s0", "v5q1/s0"] {
+        let got: Vec<&str> = msgs
+            .iter()
+            .filter(|m| m.topic == t)
+            .map(|m| m.payload.as_str())
+            .collect();
+        let swaps = got
+            .windows(2)
+            .filter(|w| {
+                w[0].split(',').next().unwrap().parse::<u64>().unwrap()
+                    > w[1].split(',').next().unwrap().parse::<u64>().unwrap()
+            })
+            .count();
+        // mosquitto keeps the order towards a subscriber only with max_inflight_messages 1
+        // (its documentation), so the order is reported, exactly-once is asserted.
+        println!("{t}: {} messages, {swaps} out of order", got.len());
+        let mut sorted = got.clone();
+        sorted.sort_by_key(|p| p.split(',').next().unwrap().parse::<u64>().unwrap());
+        let want: Vec<String> = (0..300)
+            .map(|i| format!("{i},{},1", 1_700_000_000_000u64 + i))
+            .collect();
+        assert_eq!(sorted, want, "{t}: exactly once");
+    }
+    // No connection was lost on the way.
+    assert_eq!(
+        p.log().matches("connected to the broker").count(),
+        3,
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn redis_restart_keeps_the_mqtt_connection_and_resumes() {
+    let mut redis = RedisServer::start();
+    let broker = MosquittoBuilder::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1}))],
+        vec![("cloud", "s0".into(), Some("r/s0"))],
+    );
+    let sub = Sub::start(broker.port(), "r/#", 1, "sub-redis");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    redis.restart();
+    p.wait_log("the stream reader reconnects", 1, Duration::from_secs(15));
+    p.wait_log("forwarding live values", 2, Duration::from_secs(20));
+    write(&redis.url(), &[("s0", "99,1732280000000,")]);
+    sub.wait_for("r/s0 = 99", Duration::from_secs(10), |m| {
+        m.iter().any(|m| m.payload == "99,1732280000000,1")
+    });
+    assert_eq!(
+        p.log().matches("connected to the broker").count(),
+        1,
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new()
+        .config_line("max_queued_messages 0")
+        .start(); // max_inflight_messages 20
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![mqtt_device(
+            "q2",
+            broker.port(),
+            json!({"mqtt_qos": 2, "max_inflight": 100}),
+        )],
+        vec![("q2", "s0".into(), Some("q2/s0"))],
+    );
+    let sub = Sub::start(broker.port(), "q2/#", 2, "sub-q2w");
+    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let values: Vec<String> = (0..1000)
+        .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))
+        .collect();
+    let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
+    write(&redis.url(), &refs);
+    let msgs = sub.wait_for("1000 values", Duration::from_secs(40), |m| {
+        m.iter()
+            .map(|m| m.payload.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 1000
+    });
+    println!("{} messages for 1000 values", msgs.len());
+    p.wait_log("lowering the in-flight window", 1, Duration::from_secs(1));
+}
+
+#[test]
+fn trace_flags_print_redis_and_mqtt_traffic() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &redis.url(),
+        1,
+        vec![mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1}))],
+        vec![("cloud", "s0".into(), Some("t/s0"))],
+    );
+    let out_path = dir.path().join("stdout");
+    let log = dir.path().join("pub.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
+        .args(["mqtt-client", "-r", "-m", "-c"])
+        .arg(&cfg)
+        .args(["--redis-url", &redis.url()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("forwarding live values")
+    {
+        assert!(Instant::now() < deadline, "publisher did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    write(&redis.url(), &[("s0", "8,1732280000000,iv")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if out.contains("PubAck") {
+            assert!(out.contains("tag/rtu1/s0/in 8,1732280000000,iv"), "{out}");
+            assert!(
+                out.contains("mqtt cloud PUBLISH t/s0 qos=1 retain=0 8,1732280000000,0"),
+                "{out}"
+            );
+            assert!(out.contains("ConnAck"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no trace output: {out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

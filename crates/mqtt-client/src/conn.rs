@@ -1,0 +1,330 @@
+//! One MQTT connection over rumqttc (3.1.1 or 5): options from the device row, and an event
+//! task that reduces rumqttc's events to what the publisher needs.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::mqtt::{Auth, MqttDevice, MqttVersion, Qos, Transport};
+use rumqttc::{NetworkOptions, TlsConfiguration};
+use tokio::sync::mpsc;
+
+use crate::MqttClientError;
+
+/// Largest packet we send or accept.
+const MAX_PACKET: usize = 256 * 1024;
+/// Connect (TCP + TLS/WS + CONNACK) timeout.
+const CONNECT_TIMEOUT_S: u64 = 10;
+
+/// What the publisher learns from a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConnEvent {
+    /// CONNACK accepted; MQTT 5 brokers may announce a Receive Maximum.
+    Connected {
+        session_present: bool,
+        receive_max: Option<u16>,
+    },
+    /// A PUBLISH was written (packet id; 0 at QoS 0), in the order of publish calls.
+    Sent(u16),
+    /// The broker acknowledged a packet id (PUBACK at QoS 1, PUBCOMP at QoS 2); `refused`
+    /// holds an MQTT 5 failure reason.
+    Acked { pkid: u16, refused: Option<String> },
+    /// The connection ended.
+    Closed(ConnFailure),
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConnFailure {
+    /// The broker refused the CONNECT (CONNACK reason).
+    Refused(String),
+    /// Anything else (network, TLS, protocol).
+    Other(String),
+}
+
+/// The client half: publish requests.
+pub(crate) enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+fn qos4(q: Qos) -> rumqttc::QoS {
+    match q {
+        Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
+        Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+fn qos5(q: Qos) -> rumqttc::v5::mqttbytes::QoS {
+    match q {
+        Qos::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        Qos::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        Qos::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+impl Client {
+    /// Queues a publish without waiting; `false` when the request queue is full or closed.
+    pub(crate) fn try_publish(
+        &self,
+        topic: &str,
+        qos: Qos,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> bool {
+        match self {
+            Client::V4(c) => c.try_publish(topic, qos4(qos), retain, payload).is_ok(),
+            Client::V5(c) => c.try_publish(topic, qos5(qos), retain, payload).is_ok(),
+        }
+    }
+}
+
+/// A live connection: dropping it stops its event task and closes the socket.
+pub(crate) struct Conn {
+    pub client: Client,
+    pub events: mpsc::Receiver<ConnEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Settings of one connection attempt.
+pub(crate) struct ConnSettings<'a> {
+    pub device: &'a MqttDevice,
+    pub client_id: String,
+    /// The request queue size (above the publisher's window).
+    pub capacity: usize,
+    /// The in-flight limit given to rumqttc.
+    pub inflight: u16,
+    /// Print every MQTT packet on stdout (`-m`).
+    pub trace: bool,
+    /// A label for logs and traces.
+    pub label: String,
+}
+
+/// Starts a connection: returns the client and the receiver of its events. The event task
+/// ends after [`ConnEvent::Closed`] (or when the receiver is dropped).
+pub(crate) fn connect(
+    s: &ConnSettings<'_>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<Conn, MqttClientError> {
+    let d = s.device;
+    let tls = match (d.auth, tls) {
+        (Auth::Tls, Some(c)) => Some(TlsConfiguration::Rustls(c)),
+        (Auth::Tls, None) => {
+            return Err(MqttClientError::Tls("auth is tls but no TLS config".into()))
+        }
+        _ => None,
+    };
+    let (broker, transport) = match (d.transport, tls) {
+        (Transport::Tcp, None) => (d.host.clone(), rumqttc::Transport::Tcp),
+        (Transport::Tcp, Some(t)) => (d.host.clone(), rumqttc::Transport::Tls(t)),
+        (Transport::WebSocket, None) => (
+            format!("ws://{}:{}{}", host_in_url(&d.host), d.port, d.ws_path),
+            rumqttc::Transport::Ws,
+        ),
+        (Transport::WebSocket, Some(t)) => (
+            format!("wss://{}:{}{}", host_in_url(&d.host), d.port, d.ws_path),
+            rumqttc::Transport::Wss(t),
+        ),
+    };
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(CONNECT_TIMEOUT_S);
+    let (tx, rx) = mpsc::channel(s.capacity.saturating_mul(2).max(16));
+    let trace = s.trace;
+    let label = s.label.clone();
+    match d.version {
+        MqttVersion::V311 => {
+            let mut o = rumqttc::MqttOptions::new(s.client_id.clone(), broker, d.port);
+            o.set_keep_alive(d.keepalive)
+                .set_clean_session(d.clean_session)
+                .set_inflight(s.inflight.max(1))
+                .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+                .set_transport(transport);
+            if let (Some(u), Some(p)) = (&d.username, &d.password) {
+                o.set_credentials(u.clone(), p.expose());
+            } else if let Some(u) = &d.username {
+                o.set_credentials(u.clone(), "");
+            }
+            if let Some(w) = &d.last_will {
+                o.set_last_will(rumqttc::LastWill::new(
+                    w.topic.as_str(),
+                    w.message.clone(),
+                    qos4(w.qos),
+                    w.retain,
+                ));
+            }
+            let (client, mut el) = rumqttc::AsyncClient::new(o, s.capacity.max(1));
+            el.set_network_options(net);
+            let task = tokio::spawn(async move {
+                loop {
+                    let ev = el.poll().await;
+                    if trace {
+                        trace_line(&label, &ev);
+                    }
+                    let out = match ev {
+                        Ok(e) => map4(e),
+                        Err(e) => Some(ConnEvent::Closed(fail4(e))),
+                    };
+                    if let Some(out) = out {
+                        let closed = matches!(out, ConnEvent::Closed(_));
+                        if tx.send(out).await.is_err() || closed {
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok(Conn {
+                client: Client::V4(client),
+                events: rx,
+                task,
+            })
+        }
+        MqttVersion::V5 => {
+            use rumqttc::v5::mqttbytes::v5::LastWill;
+            let mut o = rumqttc::v5::MqttOptions::new(s.client_id.clone(), broker, d.port);
+            o.set_keep_alive(d.keepalive)
+                .set_clean_start(d.clean_session)
+                .set_outgoing_inflight_upper_limit(s.inflight.max(1))
+                .set_max_packet_size(u32::try_from(MAX_PACKET).ok())
+                .set_transport(transport)
+                .set_network_options(net);
+            if let Some(u) = &d.username {
+                o.set_credentials(u.clone(), d.password.as_ref().map_or("", |p| p.expose()));
+            }
+            if let Some(w) = &d.last_will {
+                o.set_last_will(LastWill::new(
+                    w.topic.as_str(),
+                    w.message.clone(),
+                    qos5(w.qos),
+                    w.retain,
+                    None,
+                ));
+            }
+            let (client, mut el) = rumqttc::v5::AsyncClient::new(o, s.capacity.max(1));
+            let task = tokio::spawn(async move {
+                loop {
+                    let ev = el.poll().await;
+                    if trace {
+                        trace_line(&label, &ev);
+                    }
+                    let out = match ev {
+                        Ok(e) => map5(e),
+                        Err(e) => Some(ConnEvent::Closed(fail5(e))),
+                    };
+                    if let Some(out) = out {
+                        let closed = matches!(out, ConnEvent::Closed(_));
+                        if tx.send(out).await.is_err() || closed {
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok(Conn {
+                client: Client::V5(client),
+                events: rx,
+                task,
+            })
+        }
+    }
+}
+
+/// An IPv6 literal goes in brackets inside a URL.
+fn host_in_url(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn trace_line<E: std::fmt::Debug, F: std::fmt::Display>(label: &str, ev: &Result<E, F>) {
+    let line = match ev {
+        Ok(e) => format!("mqtt {label} {e:?}\n"),
+        Err(e) => format!("mqtt {label} error: {e}\n"),
+    };
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
+fn map4(e: rumqttc::Event) -> Option<ConnEvent> {
+    use rumqttc::{Event, Outgoing, Packet};
+    match e {
+        Event::Incoming(Packet::ConnAck(c)) => Some(ConnEvent::Connected {
+            session_present: c.session_present,
+            receive_max: None,
+        }),
+        Event::Incoming(Packet::PubAck(a)) => Some(ConnEvent::Acked {
+            pkid: a.pkid,
+            refused: None,
+        }),
+        Event::Incoming(Packet::PubComp(a)) => Some(ConnEvent::Acked {
+            pkid: a.pkid,
+            refused: None,
+        }),
+        Event::Outgoing(Outgoing::Publish(pkid)) => Some(ConnEvent::Sent(pkid)),
+        _ => None,
+    }
+}
+
+fn fail4(e: rumqttc::ConnectionError) -> ConnFailure {
+    match e {
+        rumqttc::ConnectionError::ConnectionRefused(code) => {
+            ConnFailure::Refused(format!("{code:?}"))
+        }
+        other => ConnFailure::Other(other.to_string()),
+    }
+}
+
+fn map5(e: rumqttc::v5::Event) -> Option<ConnEvent> {
+    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PubCompReason, PubRecReason};
+    use rumqttc::v5::Event;
+    use rumqttc::Outgoing;
+    match e {
+        Event::Incoming(Packet::ConnAck(c)) => Some(ConnEvent::Connected {
+            session_present: c.session_present,
+            receive_max: c.properties.and_then(|p| p.receive_max),
+        }),
+        Event::Incoming(Packet::PubAck(a)) => Some(ConnEvent::Acked {
+            pkid: a.pkid,
+            refused: match a.reason {
+                PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
+                r => Some(format!("{r:?}")),
+            },
+        }),
+        // A refused PUBREC ends the QoS 2 exchange (no PUBREL/PUBCOMP follows).
+        Event::Incoming(Packet::PubRec(a)) => match a.reason {
+            PubRecReason::Success | PubRecReason::NoMatchingSubscribers => None,
+            r => Some(ConnEvent::Acked {
+                pkid: a.pkid,
+                refused: Some(format!("{r:?}")),
+            }),
+        },
+        Event::Incoming(Packet::PubComp(a)) => Some(ConnEvent::Acked {
+            pkid: a.pkid,
+            refused: match a.reason {
+                PubCompReason::Success => None,
+                r => Some(format!("{r:?}")),
+            },
+        }),
+        Event::Outgoing(Outgoing::Publish(pkid)) => Some(ConnEvent::Sent(pkid)),
+        _ => None,
+    }
+}
+
+fn fail5(e: rumqttc::v5::ConnectionError) -> ConnFailure {
+    match e {
+        rumqttc::v5::ConnectionError::ConnectionRefused(code) => {
+            ConnFailure::Refused(format!("{code:?}"))
+        }
+        other => ConnFailure::Other(other.to_string()),
+    }
+}
+
+/// Time after which a connection attempt that produced nothing is abandoned.
+pub(crate) const CONNECT_DEADLINE: Duration = Duration::from_secs(CONNECT_TIMEOUT_S + 5);

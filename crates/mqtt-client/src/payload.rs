@@ -1,0 +1,63 @@
+//! MQTT payloads of a tag value.
+
+use config::mqtt::PayloadFormat;
+use tagbus::{TagValue, Value};
+
+/// The payload of a value: `value,timestamp_ms,quality` (CSV, the WCC Lite format) or
+/// `{"value":..,"ts":..,"quality":..,"flags":[..]}` (JSON; `nan` and infinities are `null`).
+pub fn format_payload(format: PayloadFormat, value: &TagValue) -> Vec<u8> {
+    match format {
+        PayloadFormat::Csv => value.to_wcc_payload().into_bytes(),
+        PayloadFormat::Json => {
+            // Written by hand to keep the documented key order.
+            let v = match value.value {
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => serde_json::Number::from_f64(f)
+                    .map_or_else(|| "null".to_owned(), |n| n.to_string()),
+            };
+            let mut out = format!(
+                "{{\"value\":{v},\"ts\":{},\"quality\":{},\"flags\":[",
+                value.timestamp_ms,
+                value.quality()
+            );
+            for (i, flag) in value.flags.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // Flag codes are [a-z0-9_]: nothing to escape, but let serde_json quote them.
+                out.push_str(&serde_json::Value::from(flag.as_str()).to_string());
+            }
+            out.push_str("]}");
+            out.into_bytes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_and_json() {
+        let v: TagValue = "23.5,1732280000000,iv gt".parse().unwrap();
+        assert_eq!(
+            format_payload(PayloadFormat::Csv, &v),
+            b"23.5,1732280000000,0"
+        );
+        assert_eq!(
+            String::from_utf8(format_payload(PayloadFormat::Json, &v)).unwrap(),
+            r#"{"value":23.5,"ts":1732280000000,"quality":0,"flags":["iv","gt"]}"#
+        );
+        let v: TagValue = "7,1,".parse().unwrap();
+        assert_eq!(format_payload(PayloadFormat::Csv, &v), b"7,1,1");
+        assert_eq!(
+            String::from_utf8(format_payload(PayloadFormat::Json, &v)).unwrap(),
+            r#"{"value":7,"ts":1,"quality":1,"flags":[]}"#
+        );
+        let v: TagValue = "nan,1,nt".parse().unwrap();
+        assert_eq!(
+            String::from_utf8(format_payload(PayloadFormat::Json, &v)).unwrap(),
+            r#"{"value":null,"ts":1,"quality":0,"flags":["nt"]}"#
+        );
+    }
+}

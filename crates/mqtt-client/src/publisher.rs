@@ -1,0 +1,697 @@
+//! The publisher task of one MQTT device: stream reader -> MQTT connection -> acknowledger.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::mqtt::{Qos, Topic};
+use tagbus::stream::StreamConsumer;
+use tagbus::{EntryBody, EntryId, Flags, TagKey, TagValue, Value};
+use tokio::sync::mpsc;
+
+use crate::conn::{self, ConnEvent, ConnFailure, ConnSettings};
+use crate::{format_payload, DevicePlan, MqttClientError, Stats, QOS0_WINDOW, READ_BATCH};
+
+/// The consumer name of every publisher in its group: fixed, so a restarted process finds
+/// the entries its predecessor left unacknowledged.
+pub const CONSUMER_NAME: &str = "mqtt-client";
+
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+/// A QoS 2 connection dropped this soon with a full window lowers the window.
+const QOS2_PROBE_TIME: Duration = Duration::from_secs(10);
+
+/// Process-wide settings of the publishers.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    pub redis_url: String,
+    /// For the default client id.
+    pub hostname: String,
+    /// Print the stream entries read, decoded (`-r`).
+    pub trace_redis: bool,
+    /// Print the MQTT packets sent and received (`-m`).
+    pub trace_mqtt: bool,
+    /// Reconnect backoff bounds.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl PublisherOptions {
+    /// Defaults: backoff 1 s to 15 s (a broker that comes back is used again within 15 s; one attempt per 15 s is no storm), no tracing.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            hostname: crate::hostname(),
+            trace_redis: false,
+            trace_mqtt: false,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A running publisher; it stops when the handle is dropped.
+pub struct PublisherHandle {
+    stats: Stats,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PublisherHandle {
+    /// Its counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// Whether the task is still running (it only ends when aborted).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+impl Drop for PublisherHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the publisher of one device (TLS files are read now: a bad file is an error here).
+pub fn spawn_publisher(
+    plan: DevicePlan,
+    opts: PublisherOptions,
+) -> Result<PublisherHandle, MqttClientError> {
+    let tls = match &plan.device.tls {
+        Some(t) => Some(crate::tls::client_config(t)?),
+        None => None,
+    };
+    let stats = Stats::default();
+    let task = tokio::spawn(run(plan, opts, tls, stats.clone()));
+    Ok(PublisherHandle { stats, task })
+}
+
+/// How a connection's life ended.
+enum End {
+    Mqtt(ConnFailure),
+    Redis(tagbus::TagBusError),
+    Setup(MqttClientError),
+}
+
+async fn run(
+    plan: DevicePlan,
+    opts: PublisherOptions,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    stats: Stats,
+) {
+    let alias = plan.alias.to_string();
+    let client_id = plan.client_id(&opts.hostname);
+    let (ack_tx, ack_rx) = mpsc::channel::<EntryId>(4096);
+    let acker = tokio::spawn(acker(
+        opts.redis_url.clone(),
+        plan.group(),
+        ack_rx,
+        stats.clone(),
+    ));
+    let mut backoff = backoff::Backoff::new(opts.backoff_min, opts.backoff_max);
+    tracing::info!(device = %alias, client_id = %client_id, host = %plan.device.host, port = plan.device.port,
+        signals = plan.routes.len(), group = %plan.group(), "publisher starting");
+    let mut qos2_window = plan.device.max_inflight.max(1);
+    loop {
+        let started = Instant::now();
+        let end = connection(
+            &plan,
+            &opts,
+            &client_id,
+            tls.clone(),
+            &stats,
+            &ack_tx,
+            &mut qos2_window,
+        )
+        .await;
+        if started.elapsed() >= STABLE_CONNECTION {
+            backoff.reset(); // a connection that lasted: reconnect quickly
+        }
+        let delay = backoff.next_delay();
+        let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        match end {
+            End::Mqtt(ConnFailure::Refused(reason)) => {
+                tracing::error!(device = %alias, reason = %reason, retry_in_ms,
+                "the broker refused the connection (CONNACK); check username, password and client_id")
+            }
+            End::Mqtt(ConnFailure::Other(e)) => {
+                tracing::warn!(device = %alias, error = %e, retry_in_ms,
+                up_s = started.elapsed().as_secs(), "MQTT connection lost or failed; reconnecting")
+            }
+            End::Redis(e) => {
+                tracing::warn!(device = %alias, error = %e, retry_in_ms, "tag bus (Redis) lost; reconnecting")
+            }
+            End::Setup(e) => {
+                tracing::error!(device = %alias, error = %e, retry_in_ms, "connection setup failed")
+            }
+        }
+        tokio::time::sleep(delay).await;
+        if acker.is_finished() {
+            tracing::error!(device = %alias, "the stream acknowledger stopped; publisher stops");
+            return;
+        }
+    }
+}
+
+/// What the reader task hands to the connection loop.
+enum Item {
+    /// A stream entry.
+    Entry(tagbus::StreamEntry),
+    /// A current value from the keys (the snapshot after the backlog).
+    Snapshot(TagKey, TagValue),
+    /// The snapshot was sent; live entries follow.
+    Live { snapshot: usize },
+    /// Redis failed; the reader reconnects by itself and starts over from the pending
+    /// entries (the MQTT connection stays up).
+    Restarted(tagbus::TagBusError),
+}
+
+/// A publish awaiting its acknowledgement: the stream entry it came from, if any.
+type Token = Option<EntryId>;
+
+/// One connection's life: connect, publish backlog + snapshot + live, until something fails.
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    plan: &DevicePlan,
+    opts: &PublisherOptions,
+    client_id: &str,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    stats: &Stats,
+    ack_tx: &mpsc::Sender<EntryId>,
+    qos2_window: &mut u16,
+) -> End {
+    let d = &plan.device;
+    let alias = plan.alias.to_string();
+    // Redis first: without the stream there is nothing to send.
+    let mut consumer = match StreamConsumer::connect(
+        &opts.redis_url,
+        &plan.group(),
+        CONSUMER_NAME,
+        stats.trimmed_counter(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return End::Redis(e),
+    };
+    match consumer.ensure_group().await {
+        Ok(true) => {
+            tracing::info!(device = %alias, group = %plan.group(), "created the stream consumer group at the end of the stream")
+        }
+        Ok(false) => {}
+        Err(e) => return End::Redis(e),
+    }
+    if d.tls.as_ref().is_some_and(|t| t.insecure) {
+        tracing::warn!(device = %alias, host = %d.host,
+            "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
+    }
+    let qos0 = d.qos == Qos::AtMostOnce;
+    let qos2 = d.qos == Qos::ExactlyOnce;
+    let inflight_limit = if qos2 {
+        (*qos2_window).clamp(1, d.max_inflight.max(1))
+    } else {
+        d.max_inflight.max(1)
+    };
+    let base_window = if qos0 {
+        QOS0_WINDOW
+    } else {
+        usize::from(inflight_limit)
+    };
+    let settings = ConnSettings {
+        device: d,
+        client_id: client_id.to_owned(),
+        capacity: base_window.saturating_mul(2).saturating_add(64),
+        inflight: inflight_limit,
+        trace: opts.trace_mqtt,
+        label: alias.clone(),
+    };
+    let mut conn = match conn::connect(&settings, tls) {
+        Ok(c) => c,
+        Err(e) => return End::Setup(e),
+    };
+    let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
+    let receive_max = match first {
+        Ok(Some(ConnEvent::Connected {
+            session_present,
+            receive_max,
+        })) => {
+            tracing::info!(device = %alias, session_present, ?receive_max, "connected to the broker");
+            receive_max
+        }
+        Ok(Some(ConnEvent::Closed(f))) => return End::Mqtt(f),
+        Ok(Some(other)) => {
+            return End::Mqtt(ConnFailure::Other(format!(
+                "unexpected first event {other:?}"
+            )))
+        }
+        Ok(None) => return End::Mqtt(ConnFailure::Other("connection task ended".into())),
+        Err(_) => return End::Mqtt(ConnFailure::Other("no CONNACK in time".into())),
+    };
+    stats.add_connect();
+    let connected_at = Instant::now();
+    let window = match receive_max {
+        Some(r) if !qos0 => base_window.min(usize::from(r.max(1))),
+        _ => base_window,
+    };
+
+    let keys: Vec<TagKey> = plan.routes.keys().cloned().collect();
+    let (item_tx, mut items) = mpsc::channel::<Item>(READ_BATCH);
+    let reader = tokio::spawn(reader(
+        consumer,
+        ReaderSetup {
+            redis_url: opts.redis_url.clone(),
+            group: plan.group(),
+            trimmed: stats.trimmed_counter(),
+            keys,
+            trace: opts.trace_redis,
+        },
+        item_tx,
+    ));
+    let _abort_reader = AbortOnDrop(reader);
+
+    let mut state = ConnState {
+        unassigned: VecDeque::with_capacity(window),
+        inflight: HashMap::with_capacity(window),
+        inflight_count: 0,
+        remaining: HashMap::new(),
+        last: HashMap::new(),
+        trace: opts.trace_mqtt,
+    };
+    loop {
+        let outstanding = state.unassigned.len().saturating_add(state.inflight_count);
+        tokio::select! {
+            ev = conn.events.recv() => match ev {
+                Some(ConnEvent::Sent(pkid)) => {
+                    let Some(token) = state.unassigned.pop_front() else {
+                        return End::Mqtt(ConnFailure::Other(format!("publish {pkid} sent that was never requested")));
+                    };
+                    if qos0 {
+                        state.done(token, ack_tx, stats).await;
+                    } else {
+                        // A packet id is reused only after its exchange ended on the wire, but
+                        // rumqttc frees a QoS 2 id at PUBREC: keep a queue per id so a late
+                        // PUBCOMP acknowledges the older publish, never the newer one.
+                        state.inflight.entry(pkid).or_default().push_back(token);
+                        state.inflight_count = state.inflight_count.saturating_add(1);
+                    }
+                }
+                Some(ConnEvent::Acked { pkid, refused }) => {
+                    match state.take_inflight(pkid) {
+                        Some(token) => {
+                            if let Some(reason) = refused {
+                                stats.add_rejected();
+                                tracing::warn!(device = %alias, pkid, reason = %reason, "the broker refused a publish");
+                            }
+                            state.done(token, ack_tx, stats).await;
+                        }
+                        None => tracing::debug!(device = %alias, pkid, "acknowledgement of an unknown packet id"),
+                    }
+                }
+                Some(ConnEvent::Connected { .. }) => {}
+                Some(ConnEvent::Closed(f)) => {
+                    // A broker that drops a QoS 2 client right after it filled its window is
+                    // enforcing a smaller in-flight limit (mosquitto: max_inflight_messages):
+                    // halve the window for the next connections instead of looping forever.
+                    if qos2 && window > 1 && state.inflight_count >= window
+                        && connected_at.elapsed() < QOS2_PROBE_TIME
+                    {
+                        let lower = u16::try_from(window / 2).unwrap_or(1).max(1);
+                        tracing::warn!(device = %alias, window, lower,
+                            "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
+                        *qos2_window = lower;
+                    }
+                    return End::Mqtt(f);
+                }
+                None => return End::Mqtt(ConnFailure::Other("connection task ended".into())),
+            },
+            item = items.recv(), if outstanding < window => match item {
+                Some(Item::Entry(entry)) => {
+                    if let Err(e) = publish_entry(plan, &conn.client, &mut state, entry, ack_tx, stats).await {
+                        return e;
+                    }
+                }
+                Some(Item::Snapshot(key, value)) => {
+                    if let Some(routes) = plan.routes.get(&key) {
+                        for route in routes {
+                            state.last.insert(route.topic.clone(), (value.value, value.flags.clone()));
+                            if let Err(e) = send(plan, &conn.client, &mut state, &route.topic, route.log, &value, None, stats) {
+                                return e;
+                            }
+                        }
+                    }
+                }
+                Some(Item::Live { snapshot }) => tracing::info!(device = %alias, snapshot, "backlog and snapshot sent; forwarding live values"),
+                Some(Item::Restarted(e)) => {
+                    tracing::warn!(device = %alias, error = %e, "tag bus (Redis) lost; the stream reader reconnects (MQTT stays connected)");
+                    // Pending entries come again: none may be dropped as a repeat.
+                    state.last.clear();
+                }
+                None => return End::Redis(tagbus::TagBusError::ConnectionLost),
+            },
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The in-flight bookkeeping of one connection.
+struct ConnState {
+    /// Publishes handed to rumqttc, not yet written (their packet id is not known yet).
+    unassigned: VecDeque<Token>,
+    /// Written QoS 1/2 publishes by packet id (oldest first), awaiting PUBACK/PUBCOMP.
+    inflight: HashMap<u16, VecDeque<Token>>,
+    /// The number of tokens in `inflight`.
+    inflight_count: usize,
+    /// Entries published on several topics: acknowledgements still missing.
+    remaining: HashMap<EntryId, u32>,
+    /// `enable_threshold`: the last value and flags published per topic on this connection.
+    last: HashMap<Topic, (Value, Flags)>,
+    /// `-m`: print each publish with its topic and payload.
+    trace: bool,
+}
+
+impl ConnState {
+    /// The oldest publish in flight with this packet id.
+    fn take_inflight(&mut self, pkid: u16) -> Option<Token> {
+        let queue = self.inflight.get_mut(&pkid)?;
+        let token = queue.pop_front();
+        if queue.is_empty() {
+            self.inflight.remove(&pkid);
+        }
+        if token.is_some() {
+            self.inflight_count = self.inflight_count.saturating_sub(1);
+        }
+        token
+    }
+
+    /// One publish of `token` is acknowledged; XACK the entry when all of its are.
+    async fn done(&mut self, token: Token, ack_tx: &mpsc::Sender<EntryId>, stats: &Stats) {
+        let Some(id) = token else { return };
+        let left = match self.remaining.get_mut(&id) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.remaining.remove(&id);
+            stats.add_acked(1);
+            // The acknowledger only stops with the process.
+            let _ = ack_tx.send(id).await;
+        }
+    }
+}
+
+async fn publish_entry(
+    plan: &DevicePlan,
+    client: &conn::Client,
+    state: &mut ConnState,
+    entry: tagbus::StreamEntry,
+    ack_tx: &mpsc::Sender<EntryId>,
+    stats: &Stats,
+) -> Result<(), End> {
+    let (key, value) = match entry.body {
+        EntryBody::Tag { key, value } => (key, value),
+        EntryBody::Malformed(why) => {
+            tracing::warn!(device = %plan.alias, id = %entry.id, error = %why, "skipping a malformed stream entry");
+            state.done(Some(entry.id), ack_tx, stats).await;
+            return Ok(());
+        }
+        EntryBody::Trimmed => {
+            state.done(Some(entry.id), ack_tx, stats).await;
+            return Ok(());
+        }
+    };
+    let Some(routes) = plan.routes.get(&key) else {
+        state.done(Some(entry.id), ack_tx, stats).await;
+        return Ok(());
+    };
+    let mut to_send = Vec::with_capacity(routes.len());
+    for route in routes {
+        if plan.device.enable_threshold {
+            let same = state
+                .last
+                .get(&route.topic)
+                .is_some_and(|(v, f)| *v == value.value && *f == value.flags);
+            if same {
+                stats.add_dropped();
+                continue;
+            }
+            state
+                .last
+                .insert(route.topic.clone(), (value.value, value.flags.clone()));
+        }
+        to_send.push(route);
+    }
+    if to_send.is_empty() {
+        state.done(Some(entry.id), ack_tx, stats).await;
+        return Ok(());
+    }
+    if to_send.len() > 1 {
+        state.remaining.insert(
+            entry.id.clone(),
+            u32::try_from(to_send.len()).unwrap_or(u32::MAX),
+        );
+    }
+    for route in to_send {
+        send(
+            plan,
+            client,
+            state,
+            &route.topic,
+            route.log,
+            &value,
+            Some(entry.id.clone()),
+            stats,
+        )?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send(
+    plan: &DevicePlan,
+    client: &conn::Client,
+    state: &mut ConnState,
+    topic: &Topic,
+    log: bool,
+    value: &TagValue,
+    token: Token,
+    stats: &Stats,
+) -> Result<(), End> {
+    let d = &plan.device;
+    let payload = format_payload(d.payload_format, value);
+    if log {
+        tracing::info!(device = %plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
+    }
+    if state.trace {
+        print_line(&format!(
+            "mqtt {} PUBLISH {topic} qos={} retain={} {}\n",
+            plan.alias,
+            d.qos.as_u8(),
+            u8::from(d.retain),
+            String::from_utf8_lossy(&payload)
+        ));
+    }
+    if !client.try_publish(topic.as_str(), d.qos, d.retain, payload) {
+        return Err(End::Mqtt(ConnFailure::Other(
+            "the MQTT request queue is full or closed".into(),
+        )));
+    }
+    state.unassigned.push_back(token);
+    stats.add_published(1);
+    Ok(())
+}
+
+/// What the reader needs to reconnect.
+struct ReaderSetup {
+    redis_url: String,
+    group: String,
+    trimmed: Arc<tagbus::TrimCounter>,
+    keys: Vec<TagKey>,
+    trace: bool,
+}
+
+/// Reads the stream for one connection: pending entries, the backlog, the snapshot, then
+/// the live feed. When Redis fails it says so ([`Item::Restarted`]), reconnects with backoff
+/// and starts over. Ends when the receiver is gone.
+async fn reader(mut consumer: StreamConsumer, setup: ReaderSetup, tx: mpsc::Sender<Item>) {
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        let Err(e) = read_all(&mut consumer, &setup.keys, &tx, setup.trace).await else {
+            return; // the connection is gone
+        };
+        if tx.send(Item::Restarted(e)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(backoff.next_delay()).await;
+            if tx.is_closed() {
+                return;
+            }
+            match StreamConsumer::connect(
+                &setup.redis_url,
+                &setup.group,
+                CONSUMER_NAME,
+                setup.trimmed.clone(),
+            )
+            .await
+            {
+                Ok(mut c) => match c.ensure_group().await {
+                    Ok(_) => {
+                        consumer = c;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tag bus stream: cannot create the consumer group; retrying")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "tag bus stream: cannot reach Redis; retrying")
+                }
+            }
+        }
+    }
+}
+
+async fn read_all(
+    consumer: &mut StreamConsumer,
+    keys: &[TagKey],
+    tx: &mpsc::Sender<Item>,
+    trace: bool,
+) -> Result<(), tagbus::TagBusError> {
+    // 1. This consumer's pending entries (left by a lost connection or a killed process).
+    let mut after: Option<EntryId> = None;
+    let mut pending = 0usize;
+    loop {
+        let batch = consumer.read_pending(after.as_ref(), READ_BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id.clone());
+        pending = pending.saturating_add(batch.len());
+        if !forward(batch, tx, trace).await {
+            return Ok(());
+        }
+    }
+    if pending > 0 {
+        tracing::info!(
+            pending,
+            "re-publishing stream entries not acknowledged before"
+        );
+    }
+    // 2. The backlog: new entries until a read comes back short.
+    loop {
+        let batch = consumer.read_new(READ_BATCH, Duration::ZERO).await?;
+        let short = batch.len() < READ_BATCH;
+        if !forward(batch, tx, trace).await {
+            return Ok(());
+        }
+        if short {
+            break;
+        }
+    }
+    // 3. The snapshot: the current value of every mapped key.
+    let snapshot = consumer.snapshot(keys).await?;
+    let n = snapshot.len();
+    for (key, value) in snapshot {
+        if trace {
+            print_line(&format!("redis snapshot {key} {value}\n"));
+        }
+        if tx.send(Item::Snapshot(key, value)).await.is_err() {
+            return Ok(());
+        }
+    }
+    if tx.send(Item::Live { snapshot: n }).await.is_err() {
+        return Ok(());
+    }
+    // 4. The live feed.
+    loop {
+        let batch = consumer
+            .read_new(READ_BATCH, Duration::from_secs(1))
+            .await?;
+        if !forward(batch, tx, trace).await {
+            return Ok(());
+        }
+    }
+}
+
+async fn forward(batch: Vec<tagbus::StreamEntry>, tx: &mpsc::Sender<Item>, trace: bool) -> bool {
+    for entry in batch {
+        if trace {
+            let line = match &entry.body {
+                EntryBody::Tag { key, value } => format!("redis {} {key} {value}\n", entry.id),
+                EntryBody::Malformed(why) => format!("redis {} malformed: {why}\n", entry.id),
+                EntryBody::Trimmed => format!("redis {} trimmed\n", entry.id),
+            };
+            print_line(&line);
+        }
+        if tx.send(Item::Entry(entry)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn print_line(line: &str) {
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
+/// Acknowledges stream entries in batches; keeps a failed batch and retries with backoff.
+async fn acker(redis_url: String, group: String, mut rx: mpsc::Receiver<EntryId>, stats: Stats) {
+    const BATCH: usize = 512;
+    let mut batch: Vec<EntryId> = Vec::with_capacity(BATCH);
+    let mut consumer: Option<StreamConsumer> = None;
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(id) => batch.push(id),
+                None => return,
+            }
+        }
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(id) => batch.push(id),
+                Err(_) => break,
+            }
+        }
+        if consumer.is_none() {
+            match StreamConsumer::connect(
+                &redis_url,
+                &group,
+                CONSUMER_NAME,
+                stats.trimmed_counter(),
+            )
+            .await
+            {
+                Ok(c) => consumer = Some(c),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, pending = batch.len(), "stream acknowledger cannot reach Redis; retrying");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = consumer.as_mut() else { continue };
+        match c.ack(&batch).await {
+            Ok(_) => {
+                batch.clear();
+                backoff.reset();
+            }
+            Err(e) => {
+                consumer = None;
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, pending = batch.len(), "XACK failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
