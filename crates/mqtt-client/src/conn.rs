@@ -11,6 +11,31 @@ use tokio::sync::mpsc;
 
 use crate::MqttClientError;
 
+/// Spawns the task that drives one rumqttc event loop (3.1.1 or 5: the types differ, the loop
+/// does not) and forwards its events until the connection closes or nobody listens.
+macro_rules! pump_events {
+    ($el:ident, $map:ident, $fail:ident, $trace:ident, $label:ident, $tx:ident) => {
+        tokio::spawn(async move {
+            loop {
+                let ev = $el.poll().await;
+                if $trace {
+                    trace_line(&$label, &ev);
+                }
+                let out = match ev {
+                    Ok(e) => $map(e),
+                    Err(e) => Some(ConnEvent::Closed($fail(e))),
+                };
+                if let Some(out) = out {
+                    let closed = matches!(out, ConnEvent::Closed(_));
+                    if $tx.send(out).await.is_err() || closed {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+}
+
 /// Largest packet we send or accept.
 const MAX_PACKET: usize = 256 * 1024;
 /// Connect (TCP + TLS/WS + CONNACK) timeout.
@@ -220,24 +245,7 @@ pub(crate) fn connect(
             }
             let (client, mut el) = rumqttc::AsyncClient::new(o, s.capacity.max(1));
             el.set_network_options(net);
-            let task = tokio::spawn(async move {
-                loop {
-                    let ev = el.poll().await;
-                    if trace {
-                        trace_line(&label, &ev);
-                    }
-                    let out = match ev {
-                        Ok(e) => map4(e),
-                        Err(e) => Some(ConnEvent::Closed(fail4(e))),
-                    };
-                    if let Some(out) = out {
-                        let closed = matches!(out, ConnEvent::Closed(_));
-                        if tx.send(out).await.is_err() || closed {
-                            return;
-                        }
-                    }
-                }
-            });
+            let task = pump_events!(el, map4, fail4, trace, label, tx);
             Ok(Conn {
                 client: Client::V4(client),
                 events: rx,
@@ -266,24 +274,7 @@ pub(crate) fn connect(
                 ));
             }
             let (client, mut el) = rumqttc::v5::AsyncClient::new(o, s.capacity.max(1));
-            let task = tokio::spawn(async move {
-                loop {
-                    let ev = el.poll().await;
-                    if trace {
-                        trace_line(&label, &ev);
-                    }
-                    let out = match ev {
-                        Ok(e) => map5(e),
-                        Err(e) => Some(ConnEvent::Closed(fail5(e))),
-                    };
-                    if let Some(out) = out {
-                        let closed = matches!(out, ConnEvent::Closed(_));
-                        if tx.send(out).await.is_err() || closed {
-                            return;
-                        }
-                    }
-                }
-            });
+            let task = pump_events!(el, map5, fail5, trace, label, tx);
             Ok(Conn {
                 client: Client::V5(client),
                 events: rx,
