@@ -69,7 +69,7 @@ impl<'a> RowReader<'a> {
                 Value::String(s) => !s.trim().is_empty(),
                 _ => true,
             })
-            .map(|(k, _)| k.as_str())
+            .map(|(k, _)| k)
             .collect()
     }
 

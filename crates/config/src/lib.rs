@@ -23,6 +23,7 @@ pub mod modbus;
 mod model;
 pub mod mqtt;
 mod raw;
+mod row;
 mod validate;
 
 pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, SECRET_COLUMNS};
@@ -32,6 +33,6 @@ pub use raw::{
     LoadError, RawConfig, Row, DEFAULT_CONFIG_PATH, DEFAULT_REDIS_URL, ENV_KEYS, ENV_PREFIX,
 };
 pub use validate::{
-    device_columns, signal_columns, validate, Validated, DEVICE_COMMON_COLUMNS,
+    device_columns, signal_columns, validate, validate_owned, Validated, DEVICE_COMMON_COLUMNS,
     SIGNAL_COMMON_COLUMNS, STREAM_MAX_LEN_RANGE,
 };

@@ -194,7 +194,9 @@ impl Signal {
 /// The protocol-specific part of a signal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SignalKind {
-    Mqtt(MqttSignal),
+    /// Boxed: an MQTT signal is the largest kind, and a config holds tens of thousands of
+    /// signals (each `Signal` is as large as its largest kind).
+    Mqtt(Box<MqttSignal>),
     Iec104(Iec104Signal),
     Modbus(ModbusSignal),
 }

@@ -604,7 +604,7 @@ mod tests {
             .signals
             .iter()
             .filter_map(|s| match &s.kind {
-                SignalKind::Mqtt(m) => Some(m),
+                SignalKind::Mqtt(m) => Some(&**m),
                 _ => None,
             })
             .collect();

@@ -9,8 +9,7 @@ use figment::providers::{Env, Serialized};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-/// One row of the `Devices` or `Signals` sheet: column -> cell (string, number, bool, null).
-pub type Row = BTreeMap<String, serde_json::Value>;
+pub use crate::row::Row;
 
 /// The Redis URL used when the config and the environment name none.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -71,21 +70,25 @@ impl RawConfig {
     /// Loads the file at `path`, layered with figment: defaults, then the file, then the
     /// `FIELDBRIDGE_*` environment variables of [`ENV_KEYS`].
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        let io_error = |source| LoadError::Io {
             path: path.display().to_string(),
             source,
-        })?;
-        // The rows are parsed once, by serde_json (syntax errors with line and column); figment
-        // layers only the top-level settings (defaults, file, environment), so a config of
-        // thousands of rows is never copied into figment's value tree (it would take ~25x the
-        // file's size in RAM).
-        let mut raw = Self::parse(&text).map_err(|e| match e {
-            LoadError::Parse { message, .. } => LoadError::Parse {
-                origin: path.display().to_string(),
-                message,
+        };
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        // The rows are parsed once, by serde_json (syntax errors with line and column), straight
+        // from the file: the text of a big config (megabytes) is never in RAM next to its rows.
+        // figment layers only the top-level settings (defaults, file, environment), so a config
+        // of thousands of rows is never copied into figment's value tree (it would take ~25x
+        // the file's size in RAM).
+        let mut raw: Self = serde_json::from_reader(std::io::BufReader::new(file)).map_err(
+            |e| match e.io_error_kind() {
+                Some(kind) => io_error(std::io::Error::new(kind, e.to_string())),
+                None => LoadError::Parse {
+                    origin: path.display().to_string(),
+                    message: e.to_string(),
+                },
             },
-            other => other,
-        })?;
+        )?;
         let top: TopLevel = Figment::new()
             .merge(Serialized::default("redis_url", DEFAULT_REDIS_URL))
             .merge(Serialized::defaults(TopLevel {

@@ -173,3 +173,34 @@ fn the_environment_overrides_the_file() {
     let e = RawConfig::load(&path).unwrap_err().to_string();
     assert!(e.contains("line 1"), "{e}");
 }
+
+/// `validate_owned` (what the applets use: it drops each row once read) finds exactly what
+/// `validate` finds: the same typed config, errors and warnings, duplicates and dangling
+/// sources included, in the same order.
+#[test]
+fn validating_owned_rows_gives_the_same_result() {
+    let mut raw = example();
+    let n = raw.signals.len();
+    let dup = raw.signals[2].clone();
+    raw.signals.push(dup.clone()); // a duplicate of signals[2]
+    raw.signals.push(dup); // and another one: both name signals[2] as the first
+    raw.signals[n - 1].insert("source_signal_alias".into(), json!("nope")); // dangling
+    raw.signals[0].insert("signal_alias".into(), json!(7)); // a number as an alias
+    raw.signals[1].insert("my_note".into(), json!("x")); // an unknown column: a warning
+    let a = validate(&raw);
+    let b = config::validate_owned(raw.clone());
+    assert_eq!(a.config, b.config);
+    assert_eq!(a.errors, b.errors);
+    assert_eq!(a.warnings, b.warnings);
+    let text: Vec<String> = a.errors.iter().map(ToString::to_string).collect();
+    let dups: Vec<&String> = text
+        .iter()
+        .filter(|t| t.contains("duplicate signal_alias"))
+        .collect();
+    assert_eq!(dups.len(), 2, "{text:#?}");
+    assert!(dups.iter().all(|t| t.ends_with("(also signals[2])")), "{text:#?}");
+    assert!(text.iter().any(|t| t.contains("no signal \"nope\"")), "{text:#?}");
+    // signals[0] (cb1) is now "7": the signal whose source it was lost it.
+    assert!(text.iter().any(|t| t.contains("no signal \"cb1\"")), "{text:#?}");
+    assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
+}

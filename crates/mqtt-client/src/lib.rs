@@ -216,6 +216,38 @@ impl DevicePlan {
     }
 }
 
+/// Drops the signals the publisher never looks at: those of other protocols that are no
+/// writable MQTT signal's source, and those of disabled MQTT devices. A big config's typed
+/// signals are megabytes, and [`plan`] builds its maps next to them: call this first.
+pub fn retain_used_signals(config: &mut Config) {
+    use std::collections::BTreeSet;
+    let devices: BTreeSet<&Alias> = config
+        .devices
+        .iter()
+        .filter(|d| d.enabled && matches!(d.kind, DeviceKind::Mqtt(_)))
+        .map(|d| &d.alias)
+        .collect();
+    let mut sources: std::collections::BTreeMap<Alias, BTreeSet<Alias>> = Default::default();
+    for s in config.signals.iter().filter(|s| devices.contains(&s.device)) {
+        if let SignalKind::Mqtt(m) = &s.kind {
+            if m.writable {
+                sources
+                    .entry(m.source.device.clone())
+                    .or_default()
+                    .insert(m.source.signal.clone());
+            }
+        }
+    }
+    let devices: BTreeSet<Alias> = devices.into_iter().cloned().collect();
+    config.signals.retain(|s| match &s.kind {
+        SignalKind::Mqtt(_) => devices.contains(&s.device),
+        _ => sources
+            .get(&s.device)
+            .is_some_and(|signals| signals.contains(&s.alias)),
+    });
+    config.signals.shrink_to_fit();
+}
+
 /// The plans of the enabled MQTT devices, or the errors of settings this build cannot do.
 pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
     let mut plans = Vec::new();

@@ -85,7 +85,7 @@ pub fn spawn_publisher(
         None => None,
     };
     let stats = Stats::default();
-    let task = tokio::spawn(run(plan, opts, tls, stats.clone()));
+    let task = tokio::spawn(run(Arc::new(plan), opts, tls, stats.clone()));
     Ok(PublisherHandle { stats, task })
 }
 
@@ -97,7 +97,7 @@ enum End {
 }
 
 async fn run(
-    plan: DevicePlan,
+    plan: Arc<DevicePlan>,
     opts: PublisherOptions,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     stats: Stats,
@@ -197,7 +197,7 @@ type Token = Option<EntryId>;
 /// One connection's life: connect, publish backlog + snapshot + live, until something fails.
 #[allow(clippy::too_many_arguments)]
 async fn connection(
-    plan: &DevicePlan,
+    plan: &Arc<DevicePlan>,
     opts: &PublisherOptions,
     client_id: &str,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
@@ -300,7 +300,6 @@ async fn connection(
         _ => base_window,
     };
 
-    let keys: Vec<TagKey> = plan.routes.keys().cloned().collect();
     let (item_tx, mut items) = mpsc::channel::<Item>(READ_BATCH);
     let reader = tokio::spawn(reader(
         consumer,
@@ -309,7 +308,7 @@ async fn connection(
             group: plan.group(),
             trimmed: stats.trimmed_counter(),
             stats: stats.clone(),
-            keys,
+            plan: plan.clone(),
             trace: opts.trace_redis,
         },
         item_tx,
@@ -397,7 +396,9 @@ async fn connection(
                 Some(Item::Snapshot(key, value)) => {
                     if let Some(routes) = plan.routes.get(&key) {
                         for route in routes {
-                            state.last.insert(route.topic.clone(), (value.value, value.flags.clone()));
+                            if d.enable_threshold {
+                                state.last.insert(route.topic.clone(), (value.value, value.flags.clone()));
+                            }
                             if let Err(e) = send(plan, &conn.client, &mut state, &route.topic, route.log, &value, None, stats) {
                                 return e;
                             }
@@ -601,7 +602,8 @@ struct ReaderSetup {
     group: String,
     trimmed: Arc<tagbus::TrimCounter>,
     stats: Stats,
-    keys: Vec<TagKey>,
+    /// Its routes' keys are the snapshot's keys (shared, not copied: they are thousands).
+    plan: Arc<DevicePlan>,
     trace: bool,
 }
 
@@ -611,7 +613,7 @@ struct ReaderSetup {
 async fn reader(mut consumer: StreamConsumer, setup: ReaderSetup, tx: mpsc::Sender<Item>) {
     let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
-        let Err(e) = read_all(&mut consumer, &setup.keys, &tx, setup.trace).await else {
+        let Err(e) = read_all(&mut consumer, &setup.plan, &tx, setup.trace).await else {
             return; // the connection is gone
         };
         if tx.send(Item::Restarted(e)).await.is_err() {
@@ -653,7 +655,7 @@ async fn reader(mut consumer: StreamConsumer, setup: ReaderSetup, tx: mpsc::Send
 
 async fn read_all(
     consumer: &mut StreamConsumer,
-    keys: &[TagKey],
+    plan: &DevicePlan,
     tx: &mpsc::Sender<Item>,
     trace: bool,
 ) -> Result<(), tagbus::TagBusError> {
@@ -686,15 +688,22 @@ async fn read_all(
             break;
         }
     }
-    // 3. The snapshot: the current value of every mapped key.
-    let snapshot = consumer.snapshot(keys).await?;
-    let n = snapshot.len();
-    for (key, value) in snapshot {
-        if trace {
-            print_line(&format!("redis snapshot {key} {value}\n"));
-        }
-        if tx.send(Item::Snapshot(key, value)).await.is_err() {
-            return Ok(());
+    // 3. The snapshot: the current value of every mapped key, a chunk at a time (never the
+    //    values of all keys in RAM at once).
+    let mut n = 0usize;
+    let mut keys = plan.routes.keys().peekable();
+    while keys.peek().is_some() {
+        let snapshot = consumer
+            .snapshot(keys.by_ref().take(tagbus::stream::SNAPSHOT_CHUNK))
+            .await?;
+        n = n.saturating_add(snapshot.len());
+        for (key, value) in snapshot {
+            if trace {
+                print_line(&format!("redis snapshot {key} {value}\n"));
+            }
+            if tx.send(Item::Snapshot(key, value)).await.is_err() {
+                return Ok(());
+            }
         }
     }
     if tx.send(Item::Live { snapshot: n }).await.is_err() {

@@ -117,7 +117,7 @@ pub struct StreamConsumer {
 }
 
 /// Keys per `MGET` of [`StreamConsumer::snapshot`].
-const SNAPSHOT_CHUNK: usize = 500;
+pub const SNAPSHOT_CHUNK: usize = 500;
 
 /// The longest a blocking read waits (the connection's response timeout is above it).
 pub const MAX_BLOCK: Duration = Duration::from_secs(5);
@@ -229,18 +229,20 @@ impl StreamConsumer {
     /// The current values of these keys (`MGET` in chunks): the snapshot a consumer sends
     /// before the live feed. Keys without a value are left out; malformed values are logged
     /// and left out.
-    pub async fn snapshot(
+    pub async fn snapshot<'k>(
         &mut self,
-        keys: &[TagKey],
+        keys: impl IntoIterator<Item = &'k TagKey>,
     ) -> Result<Vec<(TagKey, TagValue)>, TagBusError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+        let mut out = Vec::new();
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            let chunk: Vec<&TagKey> = keys.by_ref().take(SNAPSHOT_CHUNK).collect();
             let mut cmd = redis::cmd("MGET");
-            for k in chunk {
+            for k in &chunk {
                 cmd.arg(k.to_string());
             }
             let values: Vec<Option<Vec<u8>>> = cmd.query_async(&mut self.conn).await?;
-            for (key, value) in chunk.iter().zip(values) {
+            for (key, value) in chunk.into_iter().zip(values) {
                 let Some(value) = value else { continue };
                 match TagValue::from_bytes(&value) {
                     Ok(v) => out.push((key.clone(), v)),

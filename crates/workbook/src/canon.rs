@@ -60,7 +60,7 @@ pub fn canonical_value(v: &Value) -> Option<Value> {
 
 fn canonical_row(row: &Row) -> Row {
     row.iter()
-        .filter_map(|(k, v)| canonical_value(v).map(|v| (k.clone(), v)))
+        .filter_map(|(k, v)| canonical_value(v).map(|v| (k, v)))
         .collect()
 }
 

@@ -156,20 +156,20 @@ fn compare(
 }
 
 fn changed_columns(old: &Row, new: &Row) -> Vec<(String, String, String)> {
-    let mut columns: Vec<&String> = old.keys().chain(new.keys()).collect();
+    let mut columns: Vec<&str> = old.keys().chain(new.keys()).collect();
     columns.sort();
     columns.dedup();
     columns
         .into_iter()
         .filter_map(|c| {
             let (o, n) = (old.get(c), new.get(c));
-            (o != n).then(|| (c.clone(), shown(c, o), shown(c, n)))
+            (o != n).then(|| (c.to_owned(), shown(c, o), shown(c, n)))
         })
         .collect()
 }
 
 fn settings(raw: &RawConfig) -> Row {
-    let mut row: Row = raw.unknown.clone();
+    let mut row: Row = raw.unknown.iter().map(|(k, v)| (k, v.clone())).collect();
     if let Some(u) = &raw.redis_url {
         row.insert("redis_url".into(), Value::String(u.clone()));
     }
@@ -206,18 +206,18 @@ pub fn diff(old: &RawConfig, new: &RawConfig) -> Diff {
     let (old_s, new_s) = (settings(&old), settings(&new));
     for key in old_s
         .keys()
-        .chain(new_s.keys().filter(|k| !old_s.contains_key(*k)))
+        .chain(new_s.keys().filter(|k| !old_s.contains_key(k)))
     {
         let (o, n) = (old_s.get(key), new_s.get(key));
         if o.and_then(canonical_value) != n.and_then(canonical_value) {
             let kind = match (o, n) {
                 (None, _) => ChangeKind::Added,
                 (_, None) => ChangeKind::Removed,
-                _ => ChangeKind::Changed(vec![(key.clone(), shown(key, o), shown(key, n))]),
+                _ => ChangeKind::Changed(vec![(key.to_owned(), shown(key, o), shown(key, n))]),
             };
             changes.push(Change {
                 what: "setting",
-                key: key.clone(),
+                key: key.to_owned(),
                 kind,
             });
         }

@@ -49,7 +49,7 @@ fn header(
         .iter()
         .flat_map(|r| r.iter())
         .filter(|(_, v)| canonical_value(v).is_some())
-        .map(|(k, _)| k.as_str())
+        .map(|(k, _)| k)
         .collect();
     let mut columns: Vec<String> = common.iter().map(|c| (*c).to_owned()).collect();
     for p in Protocol::ALL {

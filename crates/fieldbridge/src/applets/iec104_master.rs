@@ -42,7 +42,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let raw = config::RawConfig::load(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let validated = config::validate(&raw);
+    let url = super::redis_url_of(args.redis_url.as_deref(), &raw);
+    // Validation consumes the rows: they are never all in RAM next to the typed config.
+    let validated = config::validate_owned(raw);
     let errors = validated.errors_for(Applet::Iec104Master);
     if !errors.is_empty() {
         let mut err = std::io::stderr().lock();
@@ -61,10 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!("no enabled iec104-master device in the configuration; nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut opts = iec104_master::Options::new(super::redis_url(
-        args.redis_url.as_deref(),
-        Some(&args.config),
-    ));
+    let mut opts = iec104_master::Options::new(url);
     opts.stream_max_len = validated.config.stream_max_len;
     opts.decode_level = decode;
     let rt = super::runtime()?;

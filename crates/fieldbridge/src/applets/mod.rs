@@ -44,6 +44,14 @@ pub fn redis_url(flag: Option<&str>, config_path: Option<&std::path::Path>) -> S
     std::env::var("FIELDBRIDGE_REDIS_URL").unwrap_or_else(|_| config::DEFAULT_REDIS_URL.to_owned())
 }
 
+/// [`redis_url`] for a config already loaded (`load()` layered `FIELDBRIDGE_REDIS_URL` over
+/// the file): the file is not read a second time.
+pub fn redis_url_of(flag: Option<&str>, raw: &config::RawConfig) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| raw.redis_url.clone())
+        .unwrap_or_else(|| config::DEFAULT_REDIS_URL.to_owned())
+}
+
 /// A current-thread tokio runtime: every applet is I/O bound and the target has one or two
 /// cores, so one thread per process is the footprint we want.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -24,7 +24,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = &args.config.config;
     let raw =
         config::RawConfig::load(path).with_context(|| format!("loading {}", path.display()))?;
-    let validated = config::validate(&raw);
+    let url = super::redis_url_of(args.redis.redis_url.as_deref(), &raw);
+    // Validation consumes the rows: they are never all in RAM next to the typed config.
+    let validated = config::validate_owned(raw);
     let errors = validated.errors_for(config::Applet::ModbusMaster);
     if !errors.is_empty() {
         let mut stderr = std::io::stderr().lock();
@@ -39,7 +41,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let config = validated.config;
-    let url = super::redis_url(args.redis.redis_url.as_deref(), Some(path));
     let rt = super::runtime()?;
     rt.block_on(async move {
         tracing::info!(config = %path.display(), redis = %config::redact_url(&url), "modbus-master starting");

@@ -34,7 +34,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let validated = config::validate(&raw);
+    // --redis-url, else the config's redis_url (load() layered FIELDBRIDGE_REDIS_URL over it),
+    // else the default.
+    let url = super::redis_url_of(args.redis_url.redis_url.as_deref(), &raw);
+    // Validation consumes the rows (a big config is megabytes): they are gone before the
+    // plan is built, and never all in RAM next to the typed config.
+    let validated = config::validate_owned(raw);
     let errors = validated.errors_for(config::Applet::MqttClient);
     if !errors.is_empty() {
         for e in &errors {
@@ -46,7 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ));
         return Ok(ExitCode::from(2));
     }
-    let plans = match mqtt_client::plan(&validated.config) {
+    let mut config = validated.config;
+    mqtt_client::retain_used_signals(&mut config);
+    let plans = match mqtt_client::plan(&config) {
         Ok(p) => p,
         Err(errors) => {
             for e in &errors {
@@ -59,17 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!("no enabled MQTT device in the configuration; nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
-    // --redis-url, else the config's redis_url (load() layered FIELDBRIDGE_REDIS_URL over it),
-    // else the default: the same order as `applets::redis_url`, without loading the file twice.
-    let url = args
-        .redis_url
-        .redis_url
-        .clone()
-        .or_else(|| raw.redis_url.clone())
-        .unwrap_or_else(|| config::DEFAULT_REDIS_URL.to_owned());
-    // The raw and validated config are not needed any more (a big config is megabytes).
-    drop(validated);
-    drop(raw);
+    // The typed config is not needed any more either.
+    drop(config);
     let stats_url = url.clone();
     let mut opts = mqtt_client::PublisherOptions::new(url);
     opts.trace_redis = args.redis;
