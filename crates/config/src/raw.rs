@@ -80,15 +80,16 @@ impl RawConfig {
         // figment layers only the top-level settings (defaults, file, environment), so a config
         // of thousands of rows is never copied into figment's value tree (it would take ~25x
         // the file's size in RAM).
-        let mut raw: Self = serde_json::from_reader(std::io::BufReader::new(file)).map_err(
-            |e| match e.io_error_kind() {
-                Some(kind) => io_error(std::io::Error::new(kind, e.to_string())),
-                None => LoadError::Parse {
-                    origin: path.display().to_string(),
-                    message: e.to_string(),
-                },
-            },
-        )?;
+        let mut raw: Self =
+            serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
+                match e.io_error_kind() {
+                    Some(kind) => io_error(std::io::Error::new(kind, e.to_string())),
+                    None => LoadError::Parse {
+                        origin: path.display().to_string(),
+                        message: e.to_string(),
+                    },
+                }
+            })?;
         let top: TopLevel = Figment::new()
             .merge(Serialized::default("redis_url", DEFAULT_REDIS_URL))
             .merge(Serialized::defaults(TopLevel {

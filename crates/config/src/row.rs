@@ -54,7 +54,9 @@ fn known_columns() -> &'static [&'static str] {
 fn intern(name: Cow<'_, str>) -> Column {
     let known = known_columns();
     match known.binary_search(&name.as_ref()) {
-        Ok(i) => known.get(i).map_or_else(|| Cow::Owned(name.into_owned()), |k| Cow::Borrowed(*k)),
+        Ok(i) => known
+            .get(i)
+            .map_or_else(|| Cow::Owned(name.into_owned()), |k| Cow::Borrowed(*k)),
         Err(_) => Cow::Owned(name.into_owned()),
     }
 }
@@ -214,8 +216,8 @@ mod tests {
 
     #[test]
     fn reads_like_a_map_in_column_order() {
-        let row: Row = serde_json::from_str(r#"{"port": 1883, "ip": "h", "zz_custom": null}"#)
-            .unwrap();
+        let row: Row =
+            serde_json::from_str(r#"{"port": 1883, "ip": "h", "zz_custom": null}"#).unwrap();
         assert_eq!(row.get("ip"), Some(&json!("h")));
         assert_eq!(row.get("port"), Some(&json!(1883)));
         assert_eq!(row.get("missing"), None);

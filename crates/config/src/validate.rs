@@ -304,16 +304,13 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
         let name = r.opt_string("signal_name");
         let enabled = r.bool_or("enable", true);
         let log = r.bool_or("log", false);
-        if let (Some(d), Some(s)) = (&device_alias, &alias) {
-            match signal_index.duplicate_of.get(&index) {
-                Some(first) => r.error(
-                    Some("signal_alias"),
-                    format!(
-                        "duplicate signal_alias \"{s}\" on device \"{d}\" (also signals[{first}])"
-                    ),
-                ),
-                _ => {}
-            }
+        if let (Some(d), Some(s), Some(first)) =
+            (&device_alias, &alias, signal_index.duplicate_of.get(&index))
+        {
+            r.error(
+                Some("signal_alias"),
+                format!("duplicate signal_alias \"{s}\" on device \"{d}\" (also signals[{first}])"),
+            );
         }
         // Signals of a device whose row has errors are still checked (every mistake is
         // reported in one run) but left out of the config with their device.

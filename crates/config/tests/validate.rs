@@ -198,9 +198,18 @@ fn validating_owned_rows_gives_the_same_result() {
         .filter(|t| t.contains("duplicate signal_alias"))
         .collect();
     assert_eq!(dups.len(), 2, "{text:#?}");
-    assert!(dups.iter().all(|t| t.ends_with("(also signals[2])")), "{text:#?}");
-    assert!(text.iter().any(|t| t.contains("no signal \"nope\"")), "{text:#?}");
+    assert!(
+        dups.iter().all(|t| t.ends_with("(also signals[2])")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("no signal \"nope\"")),
+        "{text:#?}"
+    );
     // signals[0] (cb1) is now "7": the signal whose source it was lost it.
-    assert!(text.iter().any(|t| t.contains("no signal \"cb1\"")), "{text:#?}");
+    assert!(
+        text.iter().any(|t| t.contains("no signal \"cb1\"")),
+        "{text:#?}"
+    );
     assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
 }

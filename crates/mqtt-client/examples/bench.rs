@@ -11,7 +11,10 @@
 //! - the throughput of one raw rumqttc client publishing 200,000 messages over 10,000 topics
 //!   (same in-flight window as the publisher), until a subscriber has them all;
 //! - the publisher's throughput draining a backlog of 200,000 values over 10,000 signals
-//!   already in the stream, until the subscriber has them all, and the ratio to the raw one;
+//!   already in the stream, until the subscriber has them all, and the ratio to the raw one.
+//!   Both throughputs are arrival rates at the subscriber, first value to last: the drain
+//!   itself. The publisher's start-up (process start, loading the 20,000-row config, Redis
+//!   and MQTT connects) is printed apart, with the rate from process start it gives;
 //! - p50/p99/p99.9 latency (Redis write -> subscriber) at a steady 10,000 values/s for 5 s;
 //! - the publisher's CPU time per value while draining (utime + stime from /proc, minus what
 //!   loading the same config took) and its peak RSS (VmHWM of the child process);
@@ -21,8 +24,15 @@
 //!   feed, so there is no backlog to drain), how many arrived and at what rate, the same steady
 //!   10,000/s latency, its CPU per value and RSS, and its own count of publishes paho refused.
 //!
+//! Two layouts (`BENCH_LAYOUT`, one per run; bench/run runs both): `shared` (default), every
+//! process on every CPU, what a 2-core box running everything gets; `pinned`, the broker
+//! side (mosquitto, the subscriber) on CPU 0 and the sender side (raw client, or publisher +
+//! its redis-server, or Python bridge) on CPU 1, as when the broker is another machine: the
+//! sender's own cost then decides its rate. Pinned figures are written as `pinned.q<N>.*`.
+//!
 //! `BENCH_OUT=FILE` also writes every figure as `key value` lines (read by `bench/run`);
-//! `BENCH_SKIP_PYTHON=1` leaves the Python bridge out.
+//! `BENCH_SKIP_PYTHON=1` leaves the Python bridge out; `BENCH_QOS=0` (or `1,2`) runs only these
+//! QoS levels.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -67,8 +77,22 @@ struct Received {
     total: usize,
     latencies_us: Vec<i64>,
     measure_latency: bool,
-    /// When the last message arrived.
+    /// When the first and the last message arrived.
+    first_at: Option<Instant>,
     last_at: Option<Instant>,
+}
+
+impl Received {
+    /// Messages per second between the first and the last arrival: the rate of the drain
+    /// itself, without the sender's start-up (process start, config load, connects).
+    fn arrival_rate(&self) -> f64 {
+        match (self.first_at, self.last_at) {
+            (Some(a), Some(b)) if b > a => {
+                self.distinct.len().saturating_sub(1) as f64 / (b - a).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 /// A QoS 0 subscriber to `tag/#` counting distinct integer values.
@@ -100,7 +124,9 @@ async fn subscriber(port: u16, id: &str) -> (Arc<Mutex<Received>>, tokio::task::
                     if let Some(v) = text.split(',').next().and_then(|v| v.parse::<i64>().ok()) {
                         let mut g = r.lock().unwrap();
                         g.total += 1;
-                        g.last_at = Some(Instant::now());
+                        let at = Instant::now();
+                        g.first_at.get_or_insert(at);
+                        g.last_at = Some(at);
                         g.distinct.insert(v);
                         if g.measure_latency && v > 1_000_000_000_000 {
                             g.latencies_us.push(now - v);
@@ -133,8 +159,11 @@ fn topic(i: usize) -> String {
     format!("tag/rtu1/s{}/in", i % SIGNALS)
 }
 
-async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
-    let (rec, sub) = subscriber(port, &format!("bench-sub-raw{qos}")).await;
+/// The raw client's side, run as a child process of this bench (`BENCH_ROLE=raw-client`,
+/// args: port, QoS), so it can get its own CPU like the publisher: one rumqttc client
+/// publishing the 200,000 values itself, until rumqttc wrote them all (QoS 0) or the broker
+/// acknowledged them all (QoS 1/2).
+async fn raw_sender(port: u16, qos: u8) {
     let mut o = rumqttc::MqttOptions::new(format!("bench-raw{qos}"), "127.0.0.1", port);
     o.set_inflight(window())
         .set_max_packet_size(1 << 20, 1 << 20);
@@ -148,26 +177,103 @@ async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
         rumqttc::QoS::ExactlyOnce,
     ][usize::from(qos)];
     let evl = tokio::spawn(async move {
-        loop {
-            if el.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut done = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while done < BACKLOG && Instant::now() < deadline {
+            match el.poll().await {
+                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(_))) if qos == 0 => {
+                    done += 1
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) if qos == 1 => done += 1,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubComp(_))) if qos == 2 => done += 1,
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     });
-    let t0 = Instant::now();
     for i in 0..BACKLOG {
         let payload = format!("{i},1700000000000,1");
         client.publish(topic(i), q, false, payload).await.unwrap();
     }
+    let _ = evl.await;
+}
+
+/// The raw client ceiling: [`raw_sender`] in a child process (on the sender CPU when
+/// pinned), measured by the subscriber's arrival rate.
+async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
+    let (rec, sub) = subscriber(port, &format!("bench-sub-raw{qos}")).await;
+    let exe = std::env::current_exe().unwrap();
+    let mut child = KillOnDrop(
+        sender_command(&exe)
+            .env("BENCH_ROLE", "raw-client")
+            .args([port.to_string(), qos.to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(120)).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let got = rec.lock().unwrap().distinct.len();
-    evl.abort();
+    let (got, rate) = {
+        let g = rec.lock().unwrap();
+        (g.distinct.len(), g.arrival_rate())
+    };
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     sub.abort();
     if !ok {
         println!("  raw client QoS {qos}: only {got} of {BACKLOG} arrived");
     }
-    (BACKLOG as f64 / secs, got)
+    (rate, got)
+}
+
+/// Where the processes run (`BENCH_LAYOUT`):
+/// - `pinned` (default with 2+ CPUs): the broker side (mosquitto and the subscriber, this
+///   process) on CPU 0, the sender side (the raw client, or the publisher with its
+///   redis-server, or the Python bridge) on CPU 1. A deployed gateway's broker is another
+///   machine: this keeps the broker's capacity the same for every sender, so the ratio
+///   measures the sender, not which sender leaves the broker more CPU.
+/// - `shared`: every process on every CPU (what a 2-core box running everything gets).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layout {
+    Pinned,
+    Shared,
+}
+
+static LAYOUT: Mutex<Layout> = Mutex::new(Layout::Shared);
+
+fn layout() -> Layout {
+    *LAYOUT.lock().unwrap()
+}
+
+/// A command for a sender-side process: under `taskset -c 1` when pinned.
+fn sender_command(program: &Path) -> Command {
+    match layout() {
+        Layout::Pinned => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "1"]).arg(program);
+            c
+        }
+        Layout::Shared => Command::new(program),
+    }
+}
+
+/// Moves a running process (all its threads) to these CPUs.
+fn pin(pid: u32, cpus: &str) {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset -a -p -c {cpus} {pid} failed");
+}
+
+/// Applies a layout to the running broker, redis-server and this process.
+fn set_layout(l: Layout, broker: u32, redis: u32) {
+    *LAYOUT.lock().unwrap() = l;
+    if l == Layout::Pinned {
+        pin(broker, "0");
+        pin(std::process::id(), "0");
+        pin(redis, "1");
+    }
 }
 
 fn write_config(dir: &Path, redis_url: &str, port: u16, alias: &str, qos: u8) -> PathBuf {
@@ -198,7 +304,7 @@ fn write_config(dir: &Path, redis_url: &str, port: u16, alias: &str, qos: u8) ->
 fn start_publisher(bin: &Path, cfg: &Path, redis_url: &str, log: &Path) -> KillOnDrop {
     let err = std::fs::File::create(log).unwrap();
     KillOnDrop(
-        Command::new(bin)
+        sender_command(bin)
             .args(["mqtt-client", "-c"])
             .arg(cfg)
             .args(["--redis-url", redis_url, "-d", "info"])
@@ -301,9 +407,15 @@ async fn steady_latency(w: &mut TagWriter, rec: &Arc<Mutex<Received>>) -> Latenc
 }
 
 struct Row {
+    layout: Layout,
     qos: u8,
+    /// Arrival rates at the subscriber, first to last value.
     raw: f64,
     publisher: f64,
+    /// The publisher's rate from process start to the last value (start-up included).
+    from_start: f64,
+    /// Process start to the first value at the subscriber.
+    startup_s: f64,
     received: usize,
     lat: Latency,
     cpu_us: f64,
@@ -341,8 +453,12 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
             rec.lock().unwrap().distinct.len()
         );
     }
-    let received = rec.lock().unwrap().distinct.len();
-    let publisher = received as f64 / secs;
+    let (received, publisher, startup_s) = {
+        let g = rec.lock().unwrap();
+        let startup = g.first_at.map_or(secs, |f| (f - t0).as_secs_f64());
+        (g.distinct.len(), g.arrival_rate(), startup)
+    };
+    let from_start = received as f64 / secs;
     wait_log(&log2, "forwarding live values").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -358,9 +474,12 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
     sub.abort();
     drop(p);
     Row {
+        layout: layout(),
         qos,
         raw: 0.0,
         publisher,
+        from_start,
+        startup_s,
         received,
         lat,
         cpu_us: drain_ticks as f64 * 10_000.0 / BACKLOG as f64,
@@ -386,7 +505,7 @@ async fn python_run(dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Opti
     let ready = dir.join(format!("py{qos}.ready"));
     let errlog = dir.join(format!("py{qos}.log"));
     let mut child = KillOnDrop(
-        Command::new(py)
+        sender_command(Path::new(&py))
             .arg(&script)
             .args(["--redis-port", &redis.port().to_string()])
             .args(["--mqtt-port", &port.to_string()])
@@ -473,6 +592,13 @@ async fn python_run(dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Opti
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::var("BENCH_ROLE").as_deref() == Ok("raw-client") {
+        let mut args = std::env::args().skip(1);
+        let port: u16 = args.next().and_then(|a| a.parse().ok()).unwrap();
+        let qos: u8 = args.next().and_then(|a| a.parse().ok()).unwrap();
+        raw_sender(port, qos).await;
+        return;
+    }
     let bin = std::env::var("FIELDBRIDGE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| testrig::workspace_root().join("target/release/fieldbridge"));
@@ -489,18 +615,54 @@ async fn main() {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let mut kv = String::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let can_pin = cpus >= 2
+        && Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    // One layout per run (moving processes back and forth between layouts in one run
+    // proved unreliable): bench/run runs both.
+    let layouts: Vec<Layout> = match std::env::var("BENCH_LAYOUT").as_deref() {
+        Ok("pinned") if can_pin => vec![Layout::Pinned],
+        Ok("pinned") => {
+            println!("BENCH_LAYOUT=pinned needs 2 CPUs and taskset; nothing to do");
+            return;
+        }
+        _ => vec![Layout::Shared],
+    };
+    let (broker_pid, redis_pid) = (broker.pid().unwrap(), redis.pid().unwrap());
     println!("in-flight window {} (BENCH_WINDOW)", window());
     kv.push_str(&format!("window {}\n", window()));
     let mut rows = Vec::new();
-    for qos in [0u8, 1, 2] {
+    // BENCH_QOS=0,1 runs only these levels (profiling one level); default all three.
+    let levels: Vec<u8> = std::env::var("BENCH_QOS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|q| q.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 1, 2]);
+    for (qos, l) in layouts
+        .iter()
+        .flat_map(|l| levels.iter().map(move |q| (*q, *l)))
+    {
+        if l == Layout::Pinned && rows.is_empty() {
+            set_layout(l, broker_pid, redis_pid);
+        }
+        let prefix = match l {
+            Layout::Pinned => "pinned.".to_owned(),
+            Layout::Shared => String::new(),
+        };
         let (raw, _) = raw_client(broker.port(), qos).await;
         let mut row = publisher_run(&bin, dir.path(), &redis, broker.port(), qos).await;
         row.raw = raw;
+        row.layout = l;
         println!(
-            "QoS {qos}: raw {:.0}/s, publisher {:.0}/s (ratio {:.2}), {:.2} us CPU/value, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms ({} of {}), peak RSS {:.1} MB, RSS at the end {:.1} MB",
+            "{l:?} QoS {qos}: raw {:.0}/s, publisher {:.0}/s (ratio {:.2}; from process start {:.0}/s, first value after {:.2} s), {:.2} us CPU/value, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms ({} of {}), peak RSS {:.1} MB, RSS at the end {:.1} MB",
             row.raw,
             row.publisher,
             row.publisher / row.raw,
+            row.from_start,
+            row.startup_s,
             row.cpu_us,
             row.lat.p50,
             row.lat.p99,
@@ -513,6 +675,8 @@ async fn main() {
         for (k, v) in [
             ("raw", format!("{:.0}", row.raw)),
             ("fb", format!("{:.0}", row.publisher)),
+            ("fb_from_start", format!("{:.0}", row.from_start)),
+            ("fb_startup_s", format!("{:.2}", row.startup_s)),
             ("fb_received", row.received.to_string()),
             ("fb_cpu_us", format!("{:.2}", row.cpu_us)),
             ("fb_p50", format!("{:.3}", row.lat.p50)),
@@ -523,9 +687,9 @@ async fn main() {
             ("fb_rss_kb", row.rss_kb.to_string()),
             ("fb_rss_end_kb", row.rss_now_kb.to_string()),
         ] {
-            kv.push_str(&format!("q{qos}.{k} {v}\n"));
+            kv.push_str(&format!("{prefix}q{qos}.{k} {v}\n"));
         }
-        if !skip_python {
+        if !skip_python && l == layouts[0] {
             if let Some(py) = python_run(dir.path(), &redis, broker.port(), qos).await {
                 println!(
                     "QoS {qos}: python bridge {:.0}/s, {} of {BACKLOG} arrived, {:.2} us CPU/value, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms ({} of {}), peak RSS {:.1} MB, refused {}",
@@ -562,11 +726,12 @@ async fn main() {
         }
         rows.push(row);
     }
-    println!("\n| QoS | raw client msg/s | publisher msg/s | ratio | CPU us/value | p50 ms @10k/s | p99 ms @10k/s | p99.9 ms @10k/s | peak RSS MB | RSS at end MB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| layout | QoS | raw client msg/s | publisher msg/s | ratio | CPU us/value | p50 ms @10k/s | p99 ms @10k/s | p99.9 ms @10k/s | peak RSS MB | RSS at end MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
+            "| {:?} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
+            r.layout,
             r.qos,
             r.raw,
             r.publisher,

@@ -163,9 +163,9 @@ pub use payload::format_payload;
 pub use publisher::{spawn_publisher, PublisherHandle, PublisherOptions};
 
 /// Entries read from the stream per `XREADGROUP`.
-pub const READ_BATCH: usize = 256;
+pub const READ_BATCH: usize = 512;
 /// The most QoS 0 publishes handed to the MQTT event loop and not yet written.
-pub const QOS0_WINDOW: usize = 256;
+pub const QOS0_WINDOW: usize = 512;
 
 /// Errors of the publisher.
 #[derive(Debug, thiserror::Error)]
@@ -195,8 +195,10 @@ pub struct DevicePlan {
     pub alias: Alias,
     pub name: String,
     pub device: MqttDevice,
-    /// Every enabled signal, by source tag (one tag may go to several topics).
-    pub routes: std::collections::BTreeMap<TagKey, Vec<Route>>,
+    /// Every enabled signal, by source tag (one tag may go to several topics). A hash map:
+    /// it is looked up once per value forwarded, and tens of thousands of keys sharing a
+    /// device prefix make an ordered map's string comparisons the publisher's top cost.
+    pub routes: std::collections::HashMap<TagKey, Vec<Route>>,
     /// The command path: routes of the writable signals only.
     pub commands: CommandPlan,
 }
@@ -228,7 +230,11 @@ pub fn retain_used_signals(config: &mut Config) {
         .map(|d| &d.alias)
         .collect();
     let mut sources: std::collections::BTreeMap<Alias, BTreeSet<Alias>> = Default::default();
-    for s in config.signals.iter().filter(|s| devices.contains(&s.device)) {
+    for s in config
+        .signals
+        .iter()
+        .filter(|s| devices.contains(&s.device))
+    {
         if let SignalKind::Mqtt(m) = &s.kind {
             if m.writable {
                 sources
@@ -269,7 +275,7 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
             });
             continue;
         }
-        let mut routes: std::collections::BTreeMap<TagKey, Vec<Route>> = Default::default();
+        let mut routes: std::collections::HashMap<TagKey, Vec<Route>> = Default::default();
         for signal in config.signals_of(&device.alias) {
             let SignalKind::Mqtt(s) = &signal.kind else {
                 continue;

@@ -104,7 +104,7 @@ async fn run(
 ) {
     let alias = plan.alias.to_string();
     let client_id = plan.client_id(&opts.hostname);
-    let (ack_tx, ack_rx) = mpsc::channel::<EntryId>(4096);
+    let (ack_tx, ack_rx) = mpsc::channel::<Vec<EntryId>>(ACK_CHUNKS);
     let acker = tokio::spawn(acker(
         opts.redis_url.clone(),
         plan.group(),
@@ -180,10 +180,10 @@ async fn run(
 
 /// What the reader task hands to the connection loop.
 enum Item {
-    /// A stream entry.
-    Entry(tagbus::StreamEntry),
-    /// A current value from the keys (the snapshot after the backlog).
-    Snapshot(TagKey, TagValue),
+    /// Stream entries, as one read returned them.
+    Entries(Vec<tagbus::StreamEntry>),
+    /// Current values from the keys (the snapshot after the backlog), a chunk at a time.
+    Snapshot(Vec<(TagKey, TagValue)>),
     /// The snapshot was sent; live entries follow.
     Live { snapshot: usize },
     /// Redis failed; the reader reconnects by itself and starts over from the pending
@@ -194,6 +194,24 @@ enum Item {
 /// A publish awaiting its acknowledgement: the stream entry it came from, if any.
 type Token = Option<EntryId>;
 
+/// Batches of [`Item`]s between the stream reader and the connection loop: a batch is one
+/// read of up to [`READ_BATCH`] entries (or one snapshot chunk), so at most this many + 1
+/// batches are in RAM. One channel operation per batch, not per value.
+const ITEM_BATCHES: usize = 2;
+/// QoS 1/2 publishes handed to rumqttc beyond its in-flight window (they wait in its request
+/// queue, which holds them and nothing else: the stream is the buffer).
+const QUEUE_AHEAD: usize = 256;
+/// Batches of acknowledged entry ids between the connection loop and the acknowledger.
+const ACK_CHUNKS: usize = 64;
+/// The most entry ids in one batch to the acknowledger.
+const ACK_CHUNK: usize = 256;
+
+/// Work taken from the reader and not yet published (the window was full).
+enum Queued {
+    Entry(tagbus::StreamEntry),
+    Snapshot(TagKey, TagValue),
+}
+
 /// One connection's life: connect, publish backlog + snapshot + live, until something fails.
 #[allow(clippy::too_many_arguments)]
 async fn connection(
@@ -202,7 +220,7 @@ async fn connection(
     client_id: &str,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     stats: &Stats,
-    ack_tx: &mpsc::Sender<EntryId>,
+    ack_tx: &mpsc::Sender<Vec<EntryId>>,
     qos2_window: &mut u16,
     commands: &mut Option<CommandsIo>,
 ) -> End {
@@ -251,7 +269,10 @@ async fn connection(
     let settings = ConnSettings {
         device: d,
         client_id: client_id.to_owned(),
-        capacity: base_window.saturating_mul(2).saturating_add(64),
+        capacity: base_window
+            .saturating_add(QUEUE_AHEAD)
+            .saturating_mul(2)
+            .saturating_add(64),
         inflight: inflight_limit,
         trace: opts.trace_mqtt,
         label: alias.clone(),
@@ -300,7 +321,7 @@ async fn connection(
         _ => base_window,
     };
 
-    let (item_tx, mut items) = mpsc::channel::<Item>(READ_BATCH);
+    let (item_tx, mut items) = mpsc::channel::<Item>(ITEM_BATCHES);
     let reader = tokio::spawn(reader(
         consumer,
         ReaderSetup {
@@ -322,17 +343,46 @@ async fn connection(
         remaining: HashMap::new(),
         last: HashMap::new(),
         trace: opts.trace_mqtt,
+        acked: Vec::new(),
     };
-    loop {
+    // At QoS 1/2 rumqttc keeps `window` publishes in flight by itself; up to QUEUE_AHEAD more
+    // wait in its request queue, so a PUBACK frees a slot that rumqttc refills at once,
+    // without a round trip through this loop.
+    let handover = if qos0 {
+        window
+    } else {
+        window.saturating_add(QUEUE_AHEAD)
+    };
+    let mut queue: VecDeque<Queued> = VecDeque::new();
+    let end = 'conn: loop {
+        // Acknowledgements go to the acknowledger in batches: when nothing else is waiting,
+        // or when a batch is full.
+        if !state.acked.is_empty() && (state.acked.len() >= ACK_CHUNK || conn.events.is_empty()) {
+            // The acknowledger only stops with the process.
+            let _ = ack_tx.send(std::mem::take(&mut state.acked)).await;
+        }
+        // Publish what the reader handed over, as far as the window allows.
+        while state.unassigned.len().saturating_add(state.inflight_count) < handover {
+            let Some(next) = queue.pop_front() else { break };
+            let sent = match next {
+                Queued::Entry(entry) => publish_entry(plan, &conn.client, &mut state, entry, stats),
+                Queued::Snapshot(key, value) => {
+                    publish_snapshot(plan, &conn.client, &mut state, &key, &value, stats)
+                }
+            };
+            if let Err(e) = sent {
+                break 'conn e;
+            }
+        }
         let outstanding = state.unassigned.len().saturating_add(state.inflight_count);
         tokio::select! {
             ev = conn.events.recv() => match ev {
                 Some(ConnEvent::Sent(pkid)) => {
                     let Some(token) = state.unassigned.pop_front() else {
-                        return End::Mqtt(ConnFailure::Other(format!("publish {pkid} sent that was never requested")));
+                        break End::Mqtt(ConnFailure::Other(format!("publish {pkid} sent that was never requested")));
                     };
                     if qos0 {
-                        state.done(token, ack_tx, stats).await;
+                        state.done(token, stats);
                     } else {
                         // A packet id is reused only after its exchange ended on the wire, but
                         // rumqttc frees a QoS 2 id at PUBREC: keep a queue per id so a late
@@ -348,7 +398,7 @@ async fn connection(
                                 stats.add_rejected();
                                 tracing::warn!(device = %alias, pkid, reason = %reason, "the broker refused a publish");
                             }
-                            state.done(token, ack_tx, stats).await;
+                            state.done(token, stats);
                         }
                         None => tracing::debug!(device = %alias, pkid, "acknowledgement of an unknown packet id"),
                     }
@@ -383,27 +433,14 @@ async fn connection(
                             "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
                         *qos2_window = lower;
                     }
-                    return End::Mqtt(f);
+                    break End::Mqtt(f);
                 }
-                None => return End::Mqtt(ConnFailure::Other("connection task ended".into())),
+                None => break End::Mqtt(ConnFailure::Other("connection task ended".into())),
             },
-            item = items.recv(), if outstanding < window => match item {
-                Some(Item::Entry(entry)) => {
-                    if let Err(e) = publish_entry(plan, &conn.client, &mut state, entry, ack_tx, stats).await {
-                        return e;
-                    }
-                }
-                Some(Item::Snapshot(key, value)) => {
-                    if let Some(routes) = plan.routes.get(&key) {
-                        for route in routes {
-                            if d.enable_threshold {
-                                state.last.insert(route.topic.clone(), (value.value, value.flags.clone()));
-                            }
-                            if let Err(e) = send(plan, &conn.client, &mut state, &route.topic, route.log, &value, None, stats) {
-                                return e;
-                            }
-                        }
-                    }
+            item = items.recv(), if queue.is_empty() && outstanding < handover => match item {
+                Some(Item::Entries(entries)) => queue.extend(entries.into_iter().map(Queued::Entry)),
+                Some(Item::Snapshot(values)) => {
+                    queue.extend(values.into_iter().map(|(k, v)| Queued::Snapshot(k, v)));
                 }
                 Some(Item::Live { snapshot }) => tracing::info!(device = %alias, snapshot, "backlog and snapshot sent; forwarding live values"),
                 Some(Item::Restarted(e)) => {
@@ -411,7 +448,7 @@ async fn connection(
                     // Pending entries come again: none may be dropped as a repeat.
                     state.last.clear();
                 }
-                None => return End::Redis(tagbus::TagBusError::ConnectionLost),
+                None => break End::Redis(tagbus::TagBusError::ConnectionLost),
             },
             answer = next_answer(commands) => {
                 if state.trace {
@@ -419,13 +456,18 @@ async fn connection(
                         d.qos.as_u8(), String::from_utf8_lossy(&answer.payload)));
                 }
                 if !conn.client.try_publish_answer(answer.topic.as_str(), d.qos, answer.payload, answer.correlation) {
-                    return End::Mqtt(ConnFailure::Other("the MQTT request queue is full or closed".into()));
+                    break End::Mqtt(ConnFailure::Other("the MQTT request queue is full or closed".into()));
                 }
                 // Its packet is reported like any publish; it stands for no stream entry.
                 state.unassigned.push_back(None);
             }
         }
+    };
+    // Entries acknowledged by the broker before the end are XACKed (not published again).
+    if !state.acked.is_empty() {
+        let _ = ack_tx.send(std::mem::take(&mut state.acked)).await;
     }
+    end
 }
 
 /// The next command answer to publish; never ready without a command path.
@@ -460,6 +502,8 @@ struct ConnState {
     last: HashMap<Topic, (Value, Flags)>,
     /// `-m`: print each publish with its topic and payload.
     trace: bool,
+    /// Entries whose publishes are all acknowledged, not yet handed to the acknowledger.
+    acked: Vec<EntryId>,
 }
 
 impl ConnState {
@@ -477,7 +521,7 @@ impl ConnState {
     }
 
     /// One publish of `token` is acknowledged; XACK the entry when all of its are.
-    async fn done(&mut self, token: Token, ack_tx: &mpsc::Sender<EntryId>, stats: &Stats) {
+    fn done(&mut self, token: Token, stats: &Stats) {
         let Some(id) = token else { return };
         let left = match self.remaining.get_mut(&id) {
             Some(n) => {
@@ -489,34 +533,32 @@ impl ConnState {
         if left == 0 {
             self.remaining.remove(&id);
             stats.add_acked(1);
-            // The acknowledger only stops with the process.
-            let _ = ack_tx.send(id).await;
+            self.acked.push(id);
         }
     }
 }
 
-async fn publish_entry(
+fn publish_entry(
     plan: &DevicePlan,
     client: &conn::Client,
     state: &mut ConnState,
     entry: tagbus::StreamEntry,
-    ack_tx: &mpsc::Sender<EntryId>,
     stats: &Stats,
 ) -> Result<(), End> {
     let (key, value) = match entry.body {
         EntryBody::Tag { key, value } => (key, value),
         EntryBody::Malformed(why) => {
             tracing::warn!(device = %plan.alias, id = %entry.id, error = %why, "skipping a malformed stream entry");
-            state.done(Some(entry.id), ack_tx, stats).await;
+            state.done(Some(entry.id), stats);
             return Ok(());
         }
         EntryBody::Trimmed => {
-            state.done(Some(entry.id), ack_tx, stats).await;
+            state.done(Some(entry.id), stats);
             return Ok(());
         }
     };
     let Some(routes) = plan.routes.get(&key) else {
-        state.done(Some(entry.id), ack_tx, stats).await;
+        state.done(Some(entry.id), stats);
         return Ok(());
     };
     let mut to_send = Vec::with_capacity(routes.len());
@@ -537,7 +579,7 @@ async fn publish_entry(
         to_send.push(route);
     }
     if to_send.is_empty() {
-        state.done(Some(entry.id), ack_tx, stats).await;
+        state.done(Some(entry.id), stats);
         return Ok(());
     }
     if to_send.len() > 1 {
@@ -555,6 +597,38 @@ async fn publish_entry(
             route.log,
             &value,
             Some(entry.id.clone()),
+            stats,
+        )?;
+    }
+    Ok(())
+}
+
+/// Publishes a snapshot value on every topic of its key (it stands for no stream entry).
+fn publish_snapshot(
+    plan: &DevicePlan,
+    client: &conn::Client,
+    state: &mut ConnState,
+    key: &TagKey,
+    value: &TagValue,
+    stats: &Stats,
+) -> Result<(), End> {
+    let Some(routes) = plan.routes.get(key) else {
+        return Ok(());
+    };
+    for route in routes {
+        if plan.device.enable_threshold {
+            state
+                .last
+                .insert(route.topic.clone(), (value.value, value.flags.clone()));
+        }
+        send(
+            plan,
+            client,
+            state,
+            &route.topic,
+            route.log,
+            value,
+            None,
             stats,
         )?;
     }
@@ -697,13 +771,13 @@ async fn read_all(
             .snapshot(keys.by_ref().take(tagbus::stream::SNAPSHOT_CHUNK))
             .await?;
         n = n.saturating_add(snapshot.len());
-        for (key, value) in snapshot {
-            if trace {
+        if trace {
+            for (key, value) in &snapshot {
                 print_line(&format!("redis snapshot {key} {value}\n"));
             }
-            if tx.send(Item::Snapshot(key, value)).await.is_err() {
-                return Ok(());
-            }
+        }
+        if tx.send(Item::Snapshot(snapshot)).await.is_err() {
+            return Ok(());
         }
     }
     if tx.send(Item::Live { snapshot: n }).await.is_err() {
@@ -721,8 +795,8 @@ async fn read_all(
 }
 
 async fn forward(batch: Vec<tagbus::StreamEntry>, tx: &mpsc::Sender<Item>, trace: bool) -> bool {
-    for entry in batch {
-        if trace {
+    if trace {
+        for entry in &batch {
             let line = match &entry.body {
                 EntryBody::Tag { key, value } => format!("redis {} {key} {value}\n", entry.id),
                 EntryBody::Malformed(why) => format!("redis {} malformed: {why}\n", entry.id),
@@ -730,11 +804,11 @@ async fn forward(batch: Vec<tagbus::StreamEntry>, tx: &mpsc::Sender<Item>, trace
             };
             print_line(&line);
         }
-        if tx.send(Item::Entry(entry)).await.is_err() {
-            return false;
-        }
     }
-    true
+    if batch.is_empty() {
+        return !tx.is_closed();
+    }
+    tx.send(Item::Entries(batch)).await.is_ok()
 }
 
 fn print_line(line: &str) {
@@ -742,21 +816,26 @@ fn print_line(line: &str) {
 }
 
 /// Acknowledges stream entries in batches; keeps a failed batch and retries with backoff.
-async fn acker(redis_url: String, group: String, mut rx: mpsc::Receiver<EntryId>, stats: Stats) {
-    const BATCH: usize = 512;
+async fn acker(
+    redis_url: String,
+    group: String,
+    mut rx: mpsc::Receiver<Vec<EntryId>>,
+    stats: Stats,
+) {
+    const BATCH: usize = 1024;
     let mut batch: Vec<EntryId> = Vec::with_capacity(BATCH);
     let mut consumer: Option<StreamConsumer> = None;
     let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         if batch.is_empty() {
             match rx.recv().await {
-                Some(id) => batch.push(id),
+                Some(ids) => batch.extend(ids),
                 None => return,
             }
         }
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(id) => batch.push(id),
+                Ok(ids) => batch.extend(ids),
                 Err(_) => break,
             }
         }

@@ -212,7 +212,7 @@ fn show(file: &Path) -> anyhow::Result<ExitCode> {
     let mut raw = RawConfig::load(file)?;
     for row in raw.devices.iter_mut() {
         for column in workbook::SECRET_COLUMNS {
-            if let Some(v) = row.get_mut(*column) {
+            if let Some(v) = row.get_mut(column) {
                 *v = serde_json::Value::String("***".into());
             }
         }
