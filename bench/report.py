@@ -93,9 +93,11 @@ def main():
 
     w("## MQTT publisher: 200,000 values over 10,000 signals")
     w("")
-    w("Ceiling: one raw rumqttc client publishing the 200,000 values itself (same window). "
-      "fieldbridge: `mqtt-client` started with the 200,000 values already in the tag bus stream, "
-      "until the subscriber has them all. Latency: Redis write -> subscriber at a steady "
+    w("Ceiling: one raw rumqttc client (its own process) publishing the 200,000 values itself "
+      "(same window). fieldbridge: `mqtt-client` started with the 200,000 values already in the "
+      "tag bus stream, until the subscriber has them all. Both rates are arrival rates at the "
+      "subscriber, first value to last (the publisher's start-up, ~0.1 s with its 20,000-row "
+      "config, is left out; `fb_from_start` in the figures has it in). Latency: Redis write -> subscriber at a steady "
       "10,000 values/s for 5 s. CPU: utime+stime of the publisher while draining, minus what "
       "loading its 10,000-signal config took, per value. RSS: VmHWM of the process.")
     w("")
@@ -108,6 +110,24 @@ def main():
           f"{f(g(q, 'fb_lat_arrived'))} of {f(g(q, 'fb_lat_sent'))} | {f(g(q, 'fb_cpu_us'), '{:.2f}')} | "
           f"{f(mb(g(q, 'fb_rss_kb')), '{:.1f}')} |")
     w("")
+
+    if any(g(q, "raw") is not None for q in qs) and kv.get("pinned.q0.raw"):
+        gp = lambda q, k: num(kv, f"pinned.q{q}.{k}")  # noqa: E731
+        w("### Pinned: the broker side on CPU 0, the sender side on CPU 1")
+        w("")
+        w("The same measurement with mosquitto and the subscriber on one CPU and the sender "
+          "(the raw client, or the publisher with its redis-server) on the other, as when the "
+          "broker is another machine: the raw client is then bound by the broker, the publisher "
+          "by its own cost per value (stream read, XACK, Redis itself) on one core.")
+        w("")
+        w("| QoS | ceiling values/s | fieldbridge values/s | ratio | p50 / p99 / p99.9 ms @10k/s | CPU us/value | peak RSS MB |")
+        w("|---|---|---|---|---|---|---|")
+        for q in qs:
+            raw, fb = gp(q, "raw"), gp(q, "fb")
+            w(f"| {q} | {f(raw)} | {f(fb)} | {f(fb / raw if fb and raw else None, '{:.2f}')} | "
+              f"{f(gp(q, 'fb_p50'), '{:.2f}')} / {f(gp(q, 'fb_p99'), '{:.2f}')} / {f(gp(q, 'fb_p999'), '{:.2f}')} | "
+              f"{f(gp(q, 'fb_cpu_us'), '{:.2f}')} | {f(mb(gp(q, 'fb_rss_kb')), '{:.1f}')} |")
+        w("")
 
     w("## The Python alternative (`bench/python_bridge.py`: redis-py + paho-mqtt 2)")
     w("")

@@ -23,6 +23,7 @@ pub mod command;
 mod key;
 mod reader;
 pub mod stream;
+mod resp;
 mod value;
 mod writer;
 
@@ -62,4 +63,8 @@ pub enum TagBusError {
     Key(#[from] KeyError),
     #[error("bad tag value: {0}")]
     Value(#[from] ValueError),
+    #[error("redis connection: {0}")]
+    Io(String),
+    #[error("redis: {0}")]
+    Protocol(String),
 }

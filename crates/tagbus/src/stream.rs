@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::Value as RV;
 
-use crate::{TagBusError, TagKey, TagValue, STREAM_FIELD_KEY, STREAM_FIELD_VALUE, STREAM_KEY};
+use crate::{TagBusError, TagKey, TagValue, STREAM_KEY};
 
 /// The count of entries the cap trimmed before a group read or acknowledged them; shared by
 /// the consumers of one group (across reconnects) so a gap is counted once.
@@ -72,6 +72,9 @@ pub const TRIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct EntryId(String);
 
 impl EntryId {
+    pub(crate) fn new(id: &str) -> Self {
+        Self(id.to_owned())
+    }
     /// The id text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -107,9 +110,107 @@ pub struct StreamEntry {
     pub body: EntryBody,
 }
 
+/// The connection `XREADGROUP` runs on: a plain socket whose replies [`crate::resp`] reads
+/// (redis-rs' generic reply parser cost a third of the publisher's CPU). Opened on first use,
+/// dropped on any error (the next read opens a new one).
+struct ReadConn {
+    io: Box<dyn ReadWrite>,
+    buf: Vec<u8>,
+}
+
+trait ReadWrite: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ReadWrite for T {}
+
+impl ReadConn {
+    /// Connects like redis-rs would to `info` (TCP or Unix socket; AUTH and SELECT as the URL
+    /// says).
+    async fn open(info: &redis::ConnectionInfo) -> Result<Self, TagBusError> {
+        let io: Box<dyn ReadWrite> = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => {
+                let s = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(io_error)?;
+                s.set_nodelay(true).map_err(io_error)?;
+                Box::new(s)
+            }
+            redis::ConnectionAddr::Unix(path) => Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(io_error)?,
+            ),
+            _ => {
+                return Err(TagBusError::Protocol(
+                    "the stream reader supports redis:// and unix:// addresses".into(),
+                ))
+            }
+        };
+        let mut conn = Self {
+            io,
+            buf: Vec::with_capacity(64 * 1024),
+        };
+        let settings = info.redis_settings();
+        if let Some(password) = settings.password() {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(user) = settings.username() {
+                args.push(user.as_bytes());
+            }
+            args.push(password.as_bytes());
+            conn.status(&args).await?;
+        }
+        if settings.db() != 0 {
+            let db = settings.db().to_string();
+            conn.status(&[b"SELECT", db.as_bytes()]).await?;
+        }
+        Ok(conn)
+    }
+
+    async fn send(&mut self, args: &[&[u8]]) -> Result<(), TagBusError> {
+        use tokio::io::AsyncWriteExt;
+        let mut out = Vec::with_capacity(128);
+        crate::resp::encode_command(args, &mut out);
+        self.io.write_all(&out).await.map_err(io_error)
+    }
+
+    /// Reads until `parse` has a whole reply; keeps the bytes after it.
+    async fn reply<T>(
+        &mut self,
+        parse: impl Fn(&[u8]) -> crate::resp::Parsed<T>,
+    ) -> Result<T, TagBusError> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some((value, used)) = parse(&self.buf).map_err(resp_error)? {
+                self.buf.drain(..used.min(self.buf.len()));
+                return Ok(value);
+            }
+            if self.buf.len() == self.buf.capacity() {
+                self.buf.reserve(self.buf.capacity().max(64 * 1024));
+            }
+            let n = self.io.read_buf(&mut self.buf).await.map_err(io_error)?;
+            if n == 0 {
+                return Err(TagBusError::ConnectionLost);
+            }
+        }
+    }
+
+    async fn status(&mut self, args: &[&[u8]]) -> Result<String, TagBusError> {
+        self.send(args).await?;
+        self.reply(crate::resp::parse_status).await
+    }
+}
+
+fn io_error(e: std::io::Error) -> TagBusError {
+    TagBusError::Io(e.to_string())
+}
+
+fn resp_error(e: crate::resp::RespError) -> TagBusError {
+    TagBusError::Protocol(e.to_string())
+}
+
 /// A consumer of the tag bus stream in one consumer group.
 pub struct StreamConsumer {
     conn: MultiplexedConnection,
+    info: redis::ConnectionInfo,
+    read_conn: Option<ReadConn>,
     group: String,
     consumer: String,
     trimmed: Arc<TrimCounter>,
@@ -132,6 +233,7 @@ impl StreamConsumer {
         trimmed: Arc<TrimCounter>,
     ) -> Result<Self, TagBusError> {
         let client = redis::Client::open(redis_url)?;
+        let info = client.get_connection_info().clone();
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(MAX_BLOCK.saturating_add(Duration::from_secs(5))));
@@ -143,6 +245,8 @@ impl StreamConsumer {
         .map_err(|_| TagBusError::Timeout)??;
         Ok(Self {
             conn,
+            info,
+            read_conn: None,
             group: group.to_owned(),
             consumer: consumer.to_owned(),
             trimmed,
@@ -347,81 +451,64 @@ impl StreamConsumer {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<StreamEntry>, TagBusError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(count.max(1));
-        if let Some(block) = block.filter(|b| !b.is_zero()) {
-            cmd.arg("BLOCK")
-                .arg(u64::try_from(block.as_millis()).unwrap_or(5000).max(1));
+        let count = count.max(1).to_string();
+        let block_ms = block
+            .filter(|b| !b.is_zero())
+            .map(|b| u64::try_from(b.as_millis()).unwrap_or(5000).max(1).to_string());
+        let mut args: Vec<&[u8]> = vec![
+            b"XREADGROUP",
+            b"GROUP",
+            self.group.as_bytes(),
+            self.consumer.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+        ];
+        if let Some(ms) = &block_ms {
+            args.extend_from_slice(&[b"BLOCK", ms.as_bytes()]);
         }
-        cmd.arg("STREAMS").arg(STREAM_KEY).arg(start);
-        let reply: RV = cmd.query_async(&mut self.conn).await?;
-        Ok(parse_read_reply(&reply))
-    }
-}
-
-/// Decodes an `XREADGROUP` reply (RESP2 or RESP3): `[[stream, [[id, [f, v, ...]], ...]]]`.
-fn parse_read_reply(reply: &RV) -> Vec<StreamEntry> {
-    let mut out = Vec::new();
-    let streams: Vec<&RV> = match reply {
-        RV::Array(s) => s.iter().collect(),
-        RV::Map(m) => m.iter().map(|(_, v)| v).collect(),
-        _ => return out,
-    };
-    for s in streams {
-        let entries = match s {
-            RV::Array(pair) if pair.len() == 2 => pair.get(1),
-            RV::Array(_) => None,
-            other => Some(other),
-        };
-        let Some(RV::Array(entries)) = entries else {
-            continue;
-        };
-        for e in entries {
-            let RV::Array(parts) = e else { continue };
-            let Some(id) = parts.first().and_then(as_string) else {
-                continue;
-            };
-            let body = match parts.get(1) {
-                Some(RV::Array(fields)) => decode_fields(fields),
-                Some(RV::Map(m)) => {
-                    let flat: Vec<RV> =
-                        m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
-                    decode_fields(&flat)
-                }
-                _ => EntryBody::Trimmed,
-            };
-            out.push(StreamEntry {
-                id: EntryId(id),
-                body,
-            });
-        }
-    }
-    out
-}
-
-fn decode_fields(fields: &[RV]) -> EntryBody {
-    let mut key = None;
-    let mut value = None;
-    for pair in fields.chunks(2) {
-        if let [name, v] = pair {
-            match as_bytes(name) {
-                Some(n) if n == STREAM_FIELD_KEY.as_bytes() => key = as_bytes(v),
-                Some(n) if n == STREAM_FIELD_VALUE.as_bytes() => value = as_bytes(v),
-                _ => {}
+        args.extend_from_slice(&[b"STREAMS", STREAM_KEY.as_bytes(), start.as_bytes()]);
+        let timeout = block
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_BLOCK)
+            .saturating_add(Duration::from_secs(5));
+        let read = async {
+            if self.read_conn.is_none() {
+                self.read_conn = Some(ReadConn::open(&self.info).await?);
             }
+            let Some(conn) = self.read_conn.as_mut() else {
+                return Err(TagBusError::ConnectionLost);
+            };
+            conn.send(&args).await?;
+            conn.reply(crate::resp::parse_read_reply).await
+        };
+        let result = match tokio::time::timeout(timeout, read).await {
+            Ok(r) => r,
+            Err(_) => Err(TagBusError::Timeout),
+        };
+        if result.is_err() {
+            // Whatever was half read is gone with the connection; the next read opens anew.
+            self.read_conn = None;
         }
+        result
     }
+}
+
+/// An entry's body from its `k` and `v` fields.
+pub(crate) fn decode_entry_fields(key: Option<&[u8]>, value: Option<&[u8]>) -> EntryBody {
     let (Some(key), Some(value)) = (key, value) else {
         return EntryBody::Malformed("entry without k and v fields".into());
     };
-    let key_text = String::from_utf8_lossy(key);
-    let key: TagKey = match key_text.parse() {
-        Ok(k) => k,
-        Err(e) => return EntryBody::Malformed(format!("key {key_text:?}: {e}")),
+    let key: TagKey = match std::str::from_utf8(key).map(str::parse) {
+        Ok(Ok(k)) => k,
+        Ok(Err(e)) => {
+            return EntryBody::Malformed(format!("key {:?}: {e}", String::from_utf8_lossy(key)))
+        }
+        Err(_) => {
+            return EntryBody::Malformed(format!(
+                "key {:?}: not UTF-8",
+                String::from_utf8_lossy(key)
+            ))
+        }
     };
     match TagValue::from_bytes(value) {
         Ok(value) => EntryBody::Tag { key, value },
@@ -460,41 +547,5 @@ fn map_get<'a>(v: &'a RV, name: &str) -> Option<&'a RV> {
             .find(|(k, _)| as_bytes(k) == Some(name.as_bytes()))
             .map(|(_, v)| v),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bs(s: &str) -> RV {
-        RV::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn parses_entries_trimmed_and_malformed() {
-        let reply = RV::Array(vec![RV::Array(vec![
-            bs(STREAM_KEY),
-            RV::Array(vec![
-                RV::Array(vec![
-                    bs("1-0"),
-                    RV::Array(vec![bs("k"), bs("tag/a/b/in"), bs("v"), bs("1,2,iv")]),
-                ]),
-                RV::Array(vec![bs("1-1"), RV::Nil]),
-                RV::Array(vec![
-                    bs("1-2"),
-                    RV::Array(vec![bs("k"), bs("nope"), bs("v"), bs("1,2,")]),
-                ]),
-            ]),
-        ])]);
-        let e = parse_read_reply(&reply);
-        assert_eq!(e.len(), 3);
-        assert!(
-            matches!(&e[0].body, EntryBody::Tag { key, value } if key.to_string() == "tag/a/b/in" && value.quality() == 0)
-        );
-        assert_eq!(e[1].body, EntryBody::Trimmed);
-        assert!(matches!(e[2].body, EntryBody::Malformed(_)));
-        assert_eq!(e[0].id.parts(), Some((1, 0)));
-        assert!(parse_read_reply(&RV::Nil).is_empty());
     }
 }
