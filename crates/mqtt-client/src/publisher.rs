@@ -376,67 +376,30 @@ async fn connection(
         }
         let outstanding = state.unassigned.len().saturating_add(state.inflight_count);
         tokio::select! {
-            ev = conn.events.recv() => match ev {
-                Some(ConnEvent::Sent(pkid)) => {
-                    let Some(token) = state.unassigned.pop_front() else {
-                        break End::Mqtt(ConnFailure::Other(format!("publish {pkid} sent that was never requested")));
-                    };
-                    if qos0 {
-                        state.done(token, stats);
-                    } else {
-                        // A packet id is reused only after its exchange ended on the wire, but
-                        // rumqttc frees a QoS 2 id at PUBREC: keep a queue per id so a late
-                        // PUBCOMP acknowledges the older publish, never the newer one.
-                        state.inflight.entry(pkid).or_default().push_back(token);
-                        state.inflight_count = state.inflight_count.saturating_add(1);
+            ev = conn.events.recv() => {
+                // Handle every event already waiting in one go (under load they come in runs:
+                // one wake-up, not one per publish).
+                let mut ctx = EventCtx {
+                    alias: &alias,
+                    stats,
+                    qos0,
+                    qos2,
+                    window,
+                    connected_at,
+                    qos2_window: &mut *qos2_window,
+                    commands: commands.as_ref(),
+                };
+                let mut next = ev;
+                loop {
+                    if let Err(e) = on_event(&mut state, &mut ctx, next) {
+                        break 'conn e;
+                    }
+                    match conn.events.try_recv() {
+                        Ok(ev) => next = Some(ev),
+                        Err(_) => break,
                     }
                 }
-                Some(ConnEvent::Acked { pkid, refused }) => {
-                    match state.take_inflight(pkid) {
-                        Some(token) => {
-                            if let Some(reason) = refused {
-                                stats.add_rejected();
-                                tracing::warn!(device = %alias, pkid, reason = %reason, "the broker refused a publish");
-                            }
-                            state.done(token, stats);
-                        }
-                        None => tracing::debug!(device = %alias, pkid, "acknowledgement of an unknown packet id"),
-                    }
-                }
-                Some(ConnEvent::Connected { .. }) => {}
-                Some(ConnEvent::Message(m)) => match commands.as_ref() {
-                    Some(io) => {
-                        if io.tx.try_send(ToCommands::Message(m)).is_err() {
-                            tracing::error!(device = %alias, "command dropped: the command queue is full");
-                        }
-                    }
-                    None => tracing::warn!(device = %alias, topic = %m.topic,
-                        "message on a topic that is not the command topic of a writable signal; ignored"),
-                },
-                Some(ConnEvent::SubAck { refused }) => {
-                    if refused > 0 {
-                        tracing::error!(device = %alias, refused,
-                            "the broker refused command topic subscriptions (check its ACL); those commands cannot arrive");
-                    } else {
-                        tracing::info!(device = %alias, "command topics subscribed");
-                    }
-                }
-                Some(ConnEvent::Closed(f)) => {
-                    // A broker that drops a QoS 2 client right after it filled its window is
-                    // enforcing a smaller in-flight limit (mosquitto: max_inflight_messages):
-                    // halve the window for the next connections instead of looping forever.
-                    if qos2 && window > 1 && state.inflight_count >= window
-                        && connected_at.elapsed() < QOS2_PROBE_TIME
-                    {
-                        let lower = u16::try_from(window / 2).unwrap_or(1).max(1);
-                        tracing::warn!(device = %alias, window, lower,
-                            "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
-                        *qos2_window = lower;
-                    }
-                    break End::Mqtt(f);
-                }
-                None => break End::Mqtt(ConnFailure::Other("connection task ended".into())),
-            },
+            }
             item = items.recv(), if queue.is_empty() && outstanding < handover => match item {
                 Some(Item::Entries(entries)) => queue.extend(entries.into_iter().map(Queued::Entry)),
                 Some(Item::Snapshot(values)) => {
@@ -468,6 +431,96 @@ async fn connection(
         let _ = ack_tx.send(std::mem::take(&mut state.acked)).await;
     }
     end
+}
+
+/// What [`on_event`] needs of its connection.
+struct EventCtx<'a> {
+    alias: &'a str,
+    stats: &'a Stats,
+    qos0: bool,
+    qos2: bool,
+    window: usize,
+    connected_at: Instant,
+    qos2_window: &'a mut u16,
+    commands: Option<&'a CommandsIo>,
+}
+
+/// One event of the MQTT connection; `Err` ends the connection.
+fn on_event(
+    state: &mut ConnState,
+    ctx: &mut EventCtx<'_>,
+    ev: Option<ConnEvent>,
+) -> Result<(), End> {
+    match ev {
+        Some(ConnEvent::Sent(pkid)) => {
+            let Some(token) = state.unassigned.pop_front() else {
+                return Err(End::Mqtt(ConnFailure::Other(format!(
+                    "publish {pkid} sent that was never requested"
+                ))));
+            };
+            if ctx.qos0 {
+                state.done(token, ctx.stats);
+            } else {
+                // A packet id is reused only after its exchange ended on the wire, but
+                // rumqttc frees a QoS 2 id at PUBREC: keep a queue per id so a late
+                // PUBCOMP acknowledges the older publish, never the newer one.
+                state.inflight.entry(pkid).or_default().push_back(token);
+                state.inflight_count = state.inflight_count.saturating_add(1);
+            }
+        }
+        Some(ConnEvent::Acked { pkid, refused }) => match state.take_inflight(pkid) {
+            Some(token) => {
+                if let Some(reason) = refused {
+                    ctx.stats.add_rejected();
+                    tracing::warn!(device = %ctx.alias, pkid, reason = %reason, "the broker refused a publish");
+                }
+                state.done(token, ctx.stats);
+            }
+            None => {
+                tracing::debug!(device = %ctx.alias, pkid, "acknowledgement of an unknown packet id")
+            }
+        },
+        Some(ConnEvent::Connected { .. }) => {}
+        Some(ConnEvent::Message(m)) => match ctx.commands {
+            Some(io) => {
+                if io.tx.try_send(ToCommands::Message(m)).is_err() {
+                    tracing::error!(device = %ctx.alias, "command dropped: the command queue is full");
+                }
+            }
+            None => tracing::warn!(device = %ctx.alias, topic = %m.topic,
+                    "message on a topic that is not the command topic of a writable signal; ignored"),
+        },
+        Some(ConnEvent::SubAck { refused }) => {
+            if refused > 0 {
+                tracing::error!(device = %ctx.alias, refused,
+                        "the broker refused command topic subscriptions (check its ACL); those commands cannot arrive");
+            } else {
+                tracing::info!(device = %ctx.alias, "command topics subscribed");
+            }
+        }
+        Some(ConnEvent::Closed(f)) => {
+            // A broker that drops a QoS 2 client right after it filled its window is
+            // enforcing a smaller in-flight limit (mosquitto: max_inflight_messages):
+            // halve the window for the next connections instead of looping forever.
+            if ctx.qos2
+                && ctx.window > 1
+                && state.inflight_count >= ctx.window
+                && ctx.connected_at.elapsed() < QOS2_PROBE_TIME
+            {
+                let lower = u16::try_from(ctx.window / 2).unwrap_or(1).max(1);
+                tracing::warn!(device = %ctx.alias, window = ctx.window, lower,
+                        "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
+                *ctx.qos2_window = lower;
+            }
+            return Err(End::Mqtt(f));
+        }
+        None => {
+            return Err(End::Mqtt(ConnFailure::Other(
+                "connection task ended".into(),
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// The next command answer to publish; never ready without a command path.

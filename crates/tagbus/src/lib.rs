@@ -22,8 +22,8 @@
 pub mod command;
 mod key;
 mod reader;
-pub mod stream;
 mod resp;
+pub mod stream;
 mod value;
 mod writer;
 

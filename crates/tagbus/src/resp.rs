@@ -94,7 +94,9 @@ fn array(c: &mut Cursor<'_>) -> Result<Option<Option<usize>>, RespError> {
     match kind {
         b'*' => length(text, MAX_ARRAY).map(Some),
         b'_' => Ok(Some(None)),
-        b'-' => Err(RespError::Server(String::from_utf8_lossy(text).into_owned())),
+        b'-' => Err(RespError::Server(
+            String::from_utf8_lossy(text).into_owned(),
+        )),
         _ => Err(RespError::Protocol("expected an array")),
     }
 }
@@ -114,7 +116,9 @@ fn bulk<'a>(c: &mut Cursor<'a>) -> Result<Option<Option<&'a [u8]>>, RespError> {
             },
         },
         b'+' => Ok(Some(Some(text))),
-        b'-' => Err(RespError::Server(String::from_utf8_lossy(text).into_owned())),
+        b'-' => Err(RespError::Server(
+            String::from_utf8_lossy(text).into_owned(),
+        )),
         _ => Err(RespError::Protocol("expected a string")),
     }
 }
@@ -206,7 +210,8 @@ mod tests {
     }
 
     fn reply(entries: &[Vec<u8>]) -> Vec<u8> {
-        let mut r = format!("*1\r\n*2\r\n$13\r\ntagbus:stream\r\n*{}\r\n", entries.len()).into_bytes();
+        let mut r =
+            format!("*1\r\n*2\r\n$13\r\ntagbus:stream\r\n*{}\r\n", entries.len()).into_bytes();
         for e in entries {
             r.extend_from_slice(e);
         }
@@ -217,7 +222,10 @@ mod tests {
     fn encodes_a_command() {
         let mut out = Vec::new();
         encode_command(&[b"XACK", b"s", b"g", b"1-0"], &mut out);
-        assert_eq!(out, b"*4\r\n$4\r\nXACK\r\n$1\r\ns\r\n$1\r\ng\r\n$3\r\n1-0\r\n");
+        assert_eq!(
+            out,
+            b"*4\r\n$4\r\nXACK\r\n$1\r\ns\r\n$1\r\ng\r\n$3\r\n1-0\r\n"
+        );
     }
 
     #[test]
@@ -239,7 +247,10 @@ mod tests {
 
     #[test]
     fn every_prefix_needs_more_bytes_and_never_panics() {
-        let bytes = reply(&[entry("1-0", "tag/a/b/in", "1,2,"), entry("1-1", "tag/a/c/in", "3,4,")]);
+        let bytes = reply(&[
+            entry("1-0", "tag/a/b/in", "1,2,"),
+            entry("1-1", "tag/a/c/in", "3,4,"),
+        ]);
         for n in 0..bytes.len() {
             assert_eq!(parse_read_reply(&bytes[..n]), Ok(None), "prefix {n}");
         }

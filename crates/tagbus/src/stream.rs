@@ -452,9 +452,12 @@ impl StreamConsumer {
         block: Option<Duration>,
     ) -> Result<Vec<StreamEntry>, TagBusError> {
         let count = count.max(1).to_string();
-        let block_ms = block
-            .filter(|b| !b.is_zero())
-            .map(|b| u64::try_from(b.as_millis()).unwrap_or(5000).max(1).to_string());
+        let block_ms = block.filter(|b| !b.is_zero()).map(|b| {
+            u64::try_from(b.as_millis())
+                .unwrap_or(5000)
+                .max(1)
+                .to_string()
+        });
         let mut args: Vec<&[u8]> = vec![
             b"XREADGROUP",
             b"GROUP",
