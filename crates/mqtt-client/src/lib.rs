@@ -12,9 +12,10 @@
 //! `XACK`s the entry only when the broker acknowledged the publish: PUBACK at QoS 1, PUBCOMP
 //! at QoS 2, and at QoS 0 once the packet was written to the socket. Unmapped and malformed
 //! entries are acknowledged at once. Nothing is buffered beyond a bounded window: reads come
-//! in batches of [`READ_BATCH`], at most `max_inflight` publishes (QoS 1/2; the broker's
-//! Receive Maximum with MQTT 5; [`QOS0_WINDOW`] at QoS 0) are unacknowledged at a time, so
-//! the stream is the buffer, not RAM.
+//! in batches of [`READ_BATCH`] (at most two batches wait between the reader and the
+//! connection), at most `max_inflight` publishes (QoS 1/2; the broker's Receive Maximum with
+//! MQTT 5; [`QOS0_WINDOW`] at QoS 0) are unacknowledged at a time, plus up to 256 QoS 1/2
+//! publishes queued in rumqttc behind them, so the stream is the buffer, not RAM.
 //!
 //! # Decisions (where the issue was silent)
 //! - **Consumer group start**: a group that does not exist is created at `$` (the end of the
