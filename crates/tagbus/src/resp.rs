@@ -185,6 +185,23 @@ pub(crate) fn parse_read_reply(buf: &[u8]) -> Parsed<Vec<StreamEntry>> {
     Ok(Some((out, c.pos)))
 }
 
+/// Parses an integer reply (`:3`); a Redis error is [`RespError::Server`].
+pub(crate) fn parse_integer(buf: &[u8]) -> Parsed<i64> {
+    let mut c = Cursor { buf, pos: 0 };
+    let Some((kind, text)) = c.line() else {
+        return Ok(None);
+    };
+    match kind {
+        b':' => std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .map(|n| Some((n, c.pos)))
+            .ok_or(RespError::Protocol("bad integer")),
+        b'-' => Err(RespError::Server(String::from_utf8_lossy(text).into_owned())),
+        _ => Err(RespError::Protocol("expected an integer")),
+    }
+}
+
 /// Parses a status reply (`+OK`); a Redis error is [`RespError::Server`].
 pub(crate) fn parse_status(buf: &[u8]) -> Parsed<String> {
     let mut c = Cursor { buf, pos: 0 };
@@ -290,6 +307,10 @@ mod tests {
         assert!(parse_read_reply(b"*1\r\n*2\r\n$1\r\nsXX").is_err());
         assert!(parse_read_reply(b"*1\r\n*2\r\n$999999999\r\n").is_err());
         assert_eq!(parse_status(b"+OK\r\n"), Ok(Some(("OK".into(), 5))));
+        assert_eq!(parse_integer(b":12\r\n"), Ok(Some((12, 5))));
+        assert_eq!(parse_integer(b":1"), Ok(None));
+        assert!(parse_integer(b":x\r\n").is_err());
+        assert!(parse_integer(b"-ERR no\r\n").is_err());
         assert!(parse_status(b"-WRONGPASS bad\r\n").is_err());
     }
 

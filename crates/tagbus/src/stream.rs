@@ -322,12 +322,28 @@ impl StreamConsumer {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut cmd = redis::cmd("XACK");
-        cmd.arg(STREAM_KEY).arg(&self.group);
-        for id in ids {
-            cmd.arg(id.as_str());
+        let mut args: Vec<&[u8]> = Vec::with_capacity(ids.len().saturating_add(3));
+        args.extend_from_slice(&[b"XACK", STREAM_KEY.as_bytes(), self.group.as_bytes()]);
+        args.extend(ids.iter().map(|id| id.as_str().as_bytes()));
+        // On the plain socket, like the reads (an acknowledger never reads, so it is free).
+        let ack = async {
+            if self.read_conn.is_none() {
+                self.read_conn = Some(ReadConn::open(&self.info).await?);
+            }
+            let Some(conn) = self.read_conn.as_mut() else {
+                return Err(TagBusError::ConnectionLost);
+            };
+            conn.send(&args).await?;
+            conn.reply(crate::resp::parse_integer).await
+        };
+        let result = match tokio::time::timeout(Duration::from_secs(5), ack).await {
+            Ok(r) => r.map(|n| u64::try_from(n).unwrap_or(0)),
+            Err(_) => Err(TagBusError::Timeout),
+        };
+        if result.is_err() {
+            self.read_conn = None;
         }
-        Ok(cmd.query_async(&mut self.conn).await?)
+        result
     }
 
     /// The current values of these keys (`MGET` in chunks): the snapshot a consumer sends
