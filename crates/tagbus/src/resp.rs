@@ -197,7 +197,9 @@ pub(crate) fn parse_integer(buf: &[u8]) -> Parsed<i64> {
             .and_then(|t| t.parse().ok())
             .map(|n| Some((n, c.pos)))
             .ok_or(RespError::Protocol("bad integer")),
-        b'-' => Err(RespError::Server(String::from_utf8_lossy(text).into_owned())),
+        b'-' => Err(RespError::Server(
+            String::from_utf8_lossy(text).into_owned(),
+        )),
         _ => Err(RespError::Protocol("expected an integer")),
     }
 }
