@@ -180,7 +180,17 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
         .redis_url
         .clone()
         .unwrap_or_else(|| DEFAULT_REDIS_URL.into());
-    if !["redis://", "rediss://", "unix://", "redis+unix://"]
+    if redis_url.starts_with("rediss://") {
+        // Nothing in this build speaks TLS to Redis (the tag bus Redis is local to the
+        // gateway): refused here rather than failing at every connect.
+        errors.push(top_error(
+            "redis_url",
+            format!(
+                "{:?}: TLS to Redis (rediss://) is not supported; use redis:// or unix://",
+                crate::cell::redact_url(&redis_url)
+            ),
+        ));
+    } else if !["redis://", "unix://", "redis+unix://"]
         .iter()
         .any(|p| redis_url.starts_with(p))
     {

@@ -213,3 +213,22 @@ fn validating_owned_rows_gives_the_same_result() {
     );
     assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
 }
+
+#[test]
+fn redis_over_tls_is_refused_with_a_reason() {
+    let raw = RawConfig::parse(
+        r#"{"redis_url": "rediss://user:secret@10.0.0.1:6380", "devices": [], "signals": []}"#,
+    )
+    .unwrap();
+    let v = validate(&raw);
+    let text: Vec<String> = v.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(
+        text[0].contains("rediss://") && text[0].contains("not supported"),
+        "{text:?}"
+    );
+    assert!(
+        !text[0].contains("secret"),
+        "the password is never shown: {text:?}"
+    );
+}
