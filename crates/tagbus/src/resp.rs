@@ -73,6 +73,11 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The text of an error line (`-ERR ...`).
+fn server_error(text: &[u8]) -> RespError {
+    RespError::Server(String::from_utf8_lossy(text).into_owned())
+}
+
 /// A header's length: -1 (nil) as `None`.
 fn length(text: &[u8], max: usize) -> Result<Option<usize>, RespError> {
     if text == b"-1" {
@@ -94,9 +99,7 @@ fn array(c: &mut Cursor<'_>) -> Result<Option<Option<usize>>, RespError> {
     match kind {
         b'*' => length(text, MAX_ARRAY).map(Some),
         b'_' => Ok(Some(None)),
-        b'-' => Err(RespError::Server(
-            String::from_utf8_lossy(text).into_owned(),
-        )),
+        b'-' => Err(server_error(text)),
         _ => Err(RespError::Protocol("expected an array")),
     }
 }
@@ -116,9 +119,7 @@ fn bulk<'a>(c: &mut Cursor<'a>) -> Result<Option<Option<&'a [u8]>>, RespError> {
             },
         },
         b'+' => Ok(Some(Some(text))),
-        b'-' => Err(RespError::Server(
-            String::from_utf8_lossy(text).into_owned(),
-        )),
+        b'-' => Err(server_error(text)),
         _ => Err(RespError::Protocol("expected a string")),
     }
 }
@@ -197,9 +198,7 @@ pub(crate) fn parse_integer(buf: &[u8]) -> Parsed<i64> {
             .and_then(|t| t.parse().ok())
             .map(|n| Some((n, c.pos)))
             .ok_or(RespError::Protocol("bad integer")),
-        b'-' => Err(RespError::Server(
-            String::from_utf8_lossy(text).into_owned(),
-        )),
+        b'-' => Err(server_error(text)),
         _ => Err(RespError::Protocol("expected an integer")),
     }
 }

@@ -110,10 +110,10 @@ pub struct StreamEntry {
     pub body: EntryBody,
 }
 
-/// The connection `XREADGROUP` runs on: a plain socket whose replies [`crate::resp`] reads
-/// (redis-rs' generic reply parser cost a third of the publisher's CPU). Opened on first use,
-/// dropped on any error (the next read opens a new one).
-struct ReadConn {
+/// The socket `XREADGROUP` and `XACK` run on: a plain connection whose replies
+/// [`crate::resp`] reads (redis-rs' generic reply parser cost a third of the publisher's CPU).
+/// Opened on first use, dropped on any error (see [`plain_command`]).
+struct PlainConn {
     io: Box<dyn ReadWrite>,
     buf: Vec<u8>,
 }
@@ -121,7 +121,7 @@ struct ReadConn {
 trait ReadWrite: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ReadWrite for T {}
 
-impl ReadConn {
+impl PlainConn {
     /// Connects like redis-rs would to `info` (TCP or Unix socket; AUTH and SELECT as the URL
     /// says).
     async fn open(info: &redis::ConnectionInfo) -> Result<Self, TagBusError> {
@@ -206,11 +206,41 @@ fn resp_error(e: crate::resp::RespError) -> TagBusError {
     TagBusError::Protocol(e.to_string())
 }
 
+/// Sends one command on the plain socket (opened on first use) and reads its reply with
+/// `parse`, within `timeout`. On any error the socket is dropped: whatever was half read
+/// goes with it, and the next command opens a new one.
+async fn plain_command<T>(
+    slot: &mut Option<PlainConn>,
+    info: &redis::ConnectionInfo,
+    args: &[&[u8]],
+    timeout: Duration,
+    parse: impl Fn(&[u8]) -> crate::resp::Parsed<T>,
+) -> Result<T, TagBusError> {
+    let command = async {
+        if slot.is_none() {
+            *slot = Some(PlainConn::open(info).await?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(TagBusError::ConnectionLost);
+        };
+        conn.send(args).await?;
+        conn.reply(parse).await
+    };
+    let result = match tokio::time::timeout(timeout, command).await {
+        Ok(r) => r,
+        Err(_) => Err(TagBusError::Timeout),
+    };
+    if result.is_err() {
+        *slot = None;
+    }
+    result
+}
+
 /// A consumer of the tag bus stream in one consumer group.
 pub struct StreamConsumer {
     conn: MultiplexedConnection,
     info: redis::ConnectionInfo,
-    read_conn: Option<ReadConn>,
+    plain_conn: Option<PlainConn>,
     group: String,
     consumer: String,
     trimmed: Arc<TrimCounter>,
@@ -246,7 +276,7 @@ impl StreamConsumer {
         Ok(Self {
             conn,
             info,
-            read_conn: None,
+            plain_conn: None,
             group: group.to_owned(),
             consumer: consumer.to_owned(),
             trimmed,
@@ -326,24 +356,15 @@ impl StreamConsumer {
         args.extend_from_slice(&[b"XACK", STREAM_KEY.as_bytes(), self.group.as_bytes()]);
         args.extend(ids.iter().map(|id| id.as_str().as_bytes()));
         // On the plain socket, like the reads (an acknowledger never reads, so it is free).
-        let ack = async {
-            if self.read_conn.is_none() {
-                self.read_conn = Some(ReadConn::open(&self.info).await?);
-            }
-            let Some(conn) = self.read_conn.as_mut() else {
-                return Err(TagBusError::ConnectionLost);
-            };
-            conn.send(&args).await?;
-            conn.reply(crate::resp::parse_integer).await
-        };
-        let result = match tokio::time::timeout(Duration::from_secs(5), ack).await {
-            Ok(r) => r.map(|n| u64::try_from(n).unwrap_or(0)),
-            Err(_) => Err(TagBusError::Timeout),
-        };
-        if result.is_err() {
-            self.read_conn = None;
-        }
-        result
+        let n = plain_command(
+            &mut self.plain_conn,
+            &self.info,
+            &args,
+            Duration::from_secs(5),
+            crate::resp::parse_integer,
+        )
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The current values of these keys (`MGET` in chunks): the snapshot a consumer sends
@@ -490,25 +511,14 @@ impl StreamConsumer {
             .unwrap_or(Duration::ZERO)
             .min(MAX_BLOCK)
             .saturating_add(Duration::from_secs(5));
-        let read = async {
-            if self.read_conn.is_none() {
-                self.read_conn = Some(ReadConn::open(&self.info).await?);
-            }
-            let Some(conn) = self.read_conn.as_mut() else {
-                return Err(TagBusError::ConnectionLost);
-            };
-            conn.send(&args).await?;
-            conn.reply(crate::resp::parse_read_reply).await
-        };
-        let result = match tokio::time::timeout(timeout, read).await {
-            Ok(r) => r,
-            Err(_) => Err(TagBusError::Timeout),
-        };
-        if result.is_err() {
-            // Whatever was half read is gone with the connection; the next read opens anew.
-            self.read_conn = None;
-        }
-        result
+        plain_command(
+            &mut self.plain_conn,
+            &self.info,
+            &args,
+            timeout,
+            crate::resp::parse_read_reply,
+        )
+        .await
     }
 }
 
