@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,11 +29,11 @@ struct Msg {
     retain: bool,
 }
 
-/// A subscriber (rumqttc, persistent session, re-subscribes on every connect).
+/// A subscriber (testrig's: persistent session, re-subscribes on every connect) keeping
+/// every message.
 struct Sub {
     msgs: Arc<Mutex<Vec<Msg>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: testrig::SubscriberThread,
 }
 
 impl Sub {
@@ -50,56 +49,19 @@ impl Sub {
         creds: Option<(&str, &str)>,
     ) -> Self {
         let msgs = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let subscribed = Arc::new(AtomicBool::new(false));
-        let (m, s, sub_ok) = (msgs.clone(), stop.clone(), subscribed.clone());
-        let filter = filter.to_owned();
-        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_clean_session(false)
-            .set_keep_alive(Duration::from_secs(5))
-            .set_max_packet_size(1 << 20, 1 << 20)
-            .set_inflight(100);
-        if let Some((user, pw)) = creds {
-            opts.set_credentials(user, pw);
-        }
-        let q = match qos {
-            0 => rumqttc::QoS::AtMostOnce,
-            1 => rumqttc::QoS::AtLeastOnce,
-            _ => rumqttc::QoS::ExactlyOnce,
-        };
-        let thread = std::thread::spawn(move || {
-            let (client, mut conn) = rumqttc::Client::new(opts, 1000);
-            while !s.load(Ordering::Relaxed) {
-                match conn.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
-                        let _ = client.try_subscribe(filter.clone(), q);
-                    }
-                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => {
-                        sub_ok.store(true, Ordering::Relaxed);
-                    }
-                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
-                        m.lock().unwrap().push(Msg {
-                            topic: p.topic.clone(),
-                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
-                            qos: p.qos as u8,
-                            retain: p.retain,
-                        });
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
-                    Err(_) => {}
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !subscribed.load(Ordering::Relaxed) {
-            assert!(Instant::now() < deadline, "subscriber did not subscribe");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let m = msgs.clone();
+        let thread =
+            testrig::SubscriberThread::start(port, filter, qos, client_id, creds, move |p| {
+                m.lock().unwrap().push(Msg {
+                    topic: p.topic.clone(),
+                    payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                    qos: p.qos as u8,
+                    retain: p.retain,
+                });
+            });
         Self {
             msgs,
-            stop,
-            thread: Some(thread),
+            _thread: thread,
         }
     }
 
@@ -121,15 +83,6 @@ impl Sub {
                 msgs.iter().take(20).collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -378,7 +331,7 @@ fn password_auth_and_wrong_password_is_logged_and_retried() {
             ("bad", "s0".into(), Some("bad/s0")),
         ],
     );
-    let mut opts_sub = Sub::start_auth(broker.port(), "sub", "subpw");
+    let opts_sub = Sub::start_auth(broker.port(), "sub", "subpw");
     let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "5,1000,")]);
@@ -401,16 +354,13 @@ fn password_auth_and_wrong_password_is_logged_and_retried() {
         !log.contains("s3cret") && !log.contains("wrong"),
         "a password was logged: {log}"
     );
-    opts_sub.stop_now();
+    drop(opts_sub);
 }
 
 impl Sub {
     fn start_auth(port: u16, user: &str, pw: &str) -> Self {
         // The same subscriber, with credentials (mosquitto has allow_anonymous false).
         Self::start_with(port, "#", 1, "sub-auth", Some((user, pw)))
-    }
-    fn stop_now(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

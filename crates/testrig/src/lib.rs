@@ -22,7 +22,7 @@ pub use mosquitto::{Listener, Mosquitto, MosquittoBuilder, TlsFiles};
 mod certs;
 pub use certs::TestCerts;
 mod subscriber;
-pub use subscriber::SeqSubscriber;
+pub use subscriber::{SeqSubscriber, SubscriberThread};
 
 /// Errors starting a test server.
 pub type Result<T> = std::result::Result<T, String>;

@@ -14,34 +14,37 @@ struct Seen {
     counts: BTreeMap<u64, u32>,
 }
 
-/// A subscriber thread; stopped on drop.
-pub struct SeqSubscriber {
-    seen: Arc<Mutex<Seen>>,
-    other: Arc<AtomicU64>,
+/// One MQTT subscription in a thread of its own: persistent session (`clean_session =
+/// false`), re-subscribes on every CONNACK, hands every PUBLISH to a callback. Stopped (and
+/// joined) on drop. The base of [`SeqSubscriber`] and of the tests' own subscribers.
+pub struct SubscriberThread {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl SeqSubscriber {
-    /// Connects to 127.0.0.1:`port` as `client_id`, subscribes to `filter` at QoS `qos`, and
-    /// waits (up to 10 s) for the SUBACK.
-    pub fn start(port: u16, filter: &str, qos: u8, client_id: &str) -> Self {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let other = Arc::new(AtomicU64::new(0));
+impl SubscriberThread {
+    /// Connects to 127.0.0.1:`port` as `client_id` (with `credentials` when given), subscribes
+    /// to `filter` at QoS `qos`, and waits (up to 10 s) for the SUBACK.
+    pub fn start(
+        port: u16,
+        filter: &str,
+        qos: u8,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        mut on_publish: impl FnMut(rumqttc::Publish) + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
-        let (sn, ot, st, sub_ok) = (
-            seen.clone(),
-            other.clone(),
-            stop.clone(),
-            subscribed.clone(),
-        );
+        let (st, sub_ok) = (stop.clone(), subscribed.clone());
         let filter = filter.to_owned();
         let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
         opts.set_clean_session(false)
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(1 << 20, 1 << 20)
             .set_inflight(100);
+        if let Some((user, password)) = credentials {
+            opts.set_credentials(user, password);
+        }
         let q = match qos {
             0 => rumqttc::QoS::AtMostOnce,
             1 => rumqttc::QoS::AtLeastOnce,
@@ -57,17 +60,7 @@ impl SeqSubscriber {
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => {
                         sub_ok.store(true, Ordering::Relaxed);
                     }
-                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
-                        let text = String::from_utf8_lossy(&p.payload);
-                        match text.split(',').next().and_then(|v| v.parse::<u64>().ok()) {
-                            Some(seq) => {
-                                *sn.lock().unwrap().counts.entry(seq).or_insert(0) += 1;
-                            }
-                            None => {
-                                ot.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => on_publish(p),
                     Ok(Ok(_)) => {}
                     Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
                     Err(_) => {}
@@ -80,10 +73,48 @@ impl SeqSubscriber {
             std::thread::sleep(Duration::from_millis(20));
         }
         Self {
-            seen,
-            other,
             stop,
             thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SubscriberThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A subscriber that counts sequence numbers (the first CSV field of each payload).
+pub struct SeqSubscriber {
+    seen: Arc<Mutex<Seen>>,
+    other: Arc<AtomicU64>,
+    _thread: SubscriberThread,
+}
+
+impl SeqSubscriber {
+    /// Connects to 127.0.0.1:`port` as `client_id`, subscribes to `filter` at QoS `qos`, and
+    /// waits (up to 10 s) for the SUBACK.
+    pub fn start(port: u16, filter: &str, qos: u8, client_id: &str) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let other = Arc::new(AtomicU64::new(0));
+        let (sn, ot) = (seen.clone(), other.clone());
+        let thread = SubscriberThread::start(port, filter, qos, client_id, None, move |p| {
+            let text = String::from_utf8_lossy(&p.payload);
+            match text.split(',').next().and_then(|v| v.parse::<u64>().ok()) {
+                Some(seq) => *sn.lock().unwrap().counts.entry(seq).or_insert(0) += 1,
+                None => {
+                    ot.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Self {
+            seen,
+            other,
+            _thread: thread,
         }
     }
 
@@ -146,15 +177,6 @@ impl SeqSubscriber {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for SeqSubscriber {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
