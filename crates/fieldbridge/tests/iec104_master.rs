@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tagbus::{now_ms, CommandOutcome, CommandResult, TagValue, Value};
-use testrig::{free_port, KillOnDrop, RedisServer};
+use testrig::{free_port, AppletProcess, KillOnDrop, RedisServer};
 
 /// 2025-01-02T03:04:05.678Z: the time tag of every point of the peer.
 const T0_MS: u64 = 1_735_787_045_678;
@@ -86,32 +86,17 @@ impl Peer {
     }
 }
 
-struct Applet {
-    _child: KillOnDrop,
-    log: PathBuf,
-}
+/// The applet under test, its stderr in `<dir>/applet.log`.
+type Applet = AppletProcess;
 
-impl Applet {
-    fn start(config: &Path, redis: &RedisServer, dir: &Path) -> Applet {
-        let log = dir.join("applet.log");
-        let child = Command::new(bin())
-            .args(["iec104-master", "-c"])
-            .arg(config)
-            .args(["--redis-url", &redis.url(), "-d", "info"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Applet {
-            _child: KillOnDrop(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+fn start_applet(config: &Path, redis: &RedisServer, dir: &Path) -> AppletProcess {
+    AppletProcess::start(
+        &bin(),
+        "iec104-master",
+        config,
+        &redis.url(),
+        dir.join("applet.log"),
+    )
 }
 
 struct Bus {
@@ -242,7 +227,7 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
     let mut bus = Bus::new(&redis);
 
     let started = Instant::now();
-    let applet = Applet::start(&cfg, &redis, dir.path());
+    let applet = start_applet(&cfg, &redis, dir.path());
     let t = Duration::from_secs(15);
     let any = |_: &str| true;
 
@@ -446,7 +431,7 @@ fn startup_marks_stored_values_nt() {
     let cfg = config(dir.path(), &redis, nobody, free_port());
     let mut bus = Bus::new(&redis);
     bus.command("tag/rtu1/sc/in", "-12.5", 1000);
-    let applet = Applet::start(&cfg, &redis, dir.path());
+    let applet = start_applet(&cfg, &redis, dir.path());
     let v = bus.wait("tag/rtu1/sc/in", Duration::from_secs(10), &applet, |v| {
         has_flag(v, "nt")
     });

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 use tagbus::TagValue;
-use testrig::{KillOnDrop, RedisServer};
+use testrig::{AppletProcess, KillOnDrop, RedisServer};
 
 const STEP: Duration = Duration::from_millis(50);
 
@@ -128,34 +128,19 @@ impl Peer {
     }
 }
 
-/// The applet under test, its stderr in a file.
-struct Applet {
-    _child: KillOnDrop,
-    log: PathBuf,
-}
+/// The applet under test, its stderr in `<dir>/modbus-master.log`.
+type Applet = AppletProcess;
 
-impl Applet {
-    fn start(dir: &Path, config: &Json, redis_url: &str) -> Self {
-        let path = dir.join("config.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
-        let log = dir.join("modbus-master.log");
-        let child = Command::new(bin())
-            .args(["modbus-master", "-c"])
-            .arg(&path)
-            .args(["-d", "info", "--redis-url", redis_url])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("fieldbridge");
-        Self {
-            _child: KillOnDrop(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+fn start_applet(dir: &Path, config: &Json, redis_url: &str) -> AppletProcess {
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    AppletProcess::start(
+        Path::new(bin()),
+        "modbus-master",
+        &path,
+        redis_url,
+        dir.join("modbus-master.log"),
+    )
 }
 
 struct Bus {
@@ -451,7 +436,7 @@ fn rtu_values_exception_and_writes_over_a_pty() {
             "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
         "signals": map_signals("m1"),
     });
-    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let applet = start_applet(dir.path(), &config, &redis.url());
     check_map(&mut bus, &peer, &applet, "m1");
     let log = applet.log();
     assert_eq!(
@@ -479,7 +464,7 @@ fn tcp_values_exception_and_writes() {
             "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
         "signals": map_signals("t1"),
     });
-    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let applet = start_applet(dir.path(), &config, &redis.url());
     check_map(&mut bus, &peer, &applet, "t1");
     assert_eq!(
         peer.count(|e| e["event"] == "connect"),
@@ -529,7 +514,7 @@ fn silent_slave(dir: &Path, peer: &Peer, devices: [Json; 2]) {
         "devices": devices,
         "signals": [sig("alive", "ctr", 3, 30, json!({})), sig("dead", "ctr", 3, 30, json!({}))],
     });
-    let applet = Applet::start(dir, &config, &redis.url());
+    let applet = start_applet(dir, &config, &redis.url());
     let t = Duration::from_secs(20);
     bus.wait("tag/alive/ctr/in", t, good);
     let dead = bus.wait("tag/dead/ctr/in", t, |v| v.flags.contains("nt"));
@@ -582,7 +567,7 @@ fn rtu_malformed_frames_are_dropped_and_polling_goes_on() {
             "poll_interval_ms": 200, "timeout_ms": 300, "retries": 3}],
         "signals": [sig("m1", "ctr", 3, 30, json!({})), sig("m1", "u16", 3, 0, json!({}))],
     });
-    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let applet = start_applet(dir.path(), &config, &redis.url());
     let t = Duration::from_secs(30);
     let c1 = num(&bus.wait("tag/m1/ctr/in", t, good));
     bus.wait("tag/m1/ctr/in", t, |v| good(v) && num(v) >= c1 + 3.0);
@@ -648,7 +633,7 @@ fn tcp_server_outage_marks_nt_and_recovers() {
             "ip": "127.0.0.1", "port": port, "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
         "signals": [sig("t1", "ctr", 3, 30, json!({})), sig("t1", "u16", 3, 0, json!({}))],
     });
-    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let applet = start_applet(dir.path(), &config, &redis.url());
     let t = Duration::from_secs(20);
     bus.wait("tag/t1/u16/in", t, good);
     drop(peer);
@@ -675,7 +660,7 @@ fn rtu_port_lost_marks_nt_and_is_reopened() {
             "modbus_id": 1, "poll_interval_ms": 200, "timeout_ms": 300, "retries": 1}],
         "signals": [sig("m1", "u16", 3, 0, json!({}))],
     });
-    let applet = Applet::start(dir.path(), &config, &redis.url());
+    let applet = start_applet(dir.path(), &config, &redis.url());
     let t = Duration::from_secs(20);
     bus.wait("tag/m1/u16/in", t, good);
     // The adapter goes away (socat ends: the pty closes and its link disappears).
@@ -707,7 +692,7 @@ fn rtu_inter_frame_delay_is_kept() {
             "poll_interval_ms": 10, "timeout_ms": 500, "inter_frame_delay_ms": 50}],
         "signals": [sig("m1", "u16", 3, 0, json!({})), sig("m1", "ctr", 3, 30, json!({}))],
     });
-    let _applet = Applet::start(dir.path(), &config, &redis.url());
+    let _applet = start_applet(dir.path(), &config, &redis.url());
     bus.wait("tag/m1/ctr/in", Duration::from_secs(20), good);
     let window = Duration::from_secs(3);
     let from = Instant::now();

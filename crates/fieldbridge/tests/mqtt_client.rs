@@ -128,49 +128,17 @@ fn mqtt_device(alias: &str, port: u16, extra: J) -> J {
     d
 }
 
-/// The publisher binary as a child; its stderr goes to a file.
-struct Publisher {
-    child: KillOnDrop,
-    log: PathBuf,
-}
+/// The publisher under test: `fieldbridge mqtt-client`, its log appended to `log`.
+type Publisher = testrig::AppletProcess;
 
-impl Publisher {
-    fn start(config: &Path, redis_url: &str, log: PathBuf) -> Self {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
-            .args(["mqtt-client", "-c"])
-            .arg(config)
-            .args(["--redis-url", redis_url, "-d", "info"])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        Self {
-            child: KillOnDrop(child),
-            log,
-        }
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    /// Waits until `needle` appears `count` times in the log.
-    fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.log().matches(needle).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?} x{count} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+fn start_publisher(config: &Path, redis_url: &str, log: PathBuf) -> Publisher {
+    testrig::AppletProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_fieldbridge")),
+        "mqtt-client",
+        config,
+        redis_url,
+        log,
+    )
 }
 
 fn key(sig: &str) -> TagKey {
@@ -250,7 +218,7 @@ fn tcp_csv_topic_override_quality_and_json() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 1, "sub-tcp");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 2, Duration::from_secs(15));
     write(
         &redis.url(),
@@ -332,7 +300,7 @@ fn password_auth_and_wrong_password_is_logged_and_retried() {
         ],
     );
     let opts_sub = Sub::start_auth(broker.port(), "sub", "subpw");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "5,1000,")]);
     let msgs = opts_sub.wait_for("good/s0", Duration::from_secs(10), |m| {
@@ -415,7 +383,7 @@ fn tls_with_ca_with_client_certificate_and_wrong_ca() {
         ],
     );
     let sub = Sub::start(broker.port(), "tls/#", 1, "sub-tls");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 3, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "42,1732280000000,")]);
     let msgs = sub.wait_for(
@@ -468,7 +436,7 @@ fn websocket_and_websocket_tls() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 2, "sub-ws");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 2, Duration::from_secs(15));
     write(&redis.url(), &[("s0", "-3,1732280000000,bl")]);
     let msgs = sub.wait_for("ws/s0 and wss/s0", Duration::from_secs(10), |m| {
@@ -506,7 +474,7 @@ fn qos_retain_threshold_and_last_will() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 2, "sub-qos");
-    let mut p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let mut p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 3, Duration::from_secs(15));
     write(
         &redis.url(),
@@ -626,7 +594,7 @@ fn broker_outage_of_30s_loses_nothing_at_qos1() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = outage_setup(dir.path(), &redis, broker.port());
     let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-outage");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(2)); // the subscriber's session is saved (autosave 1 s)
     broker.kill();
@@ -658,7 +626,7 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = outage_setup(dir.path(), &redis, broker.port());
     let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-kill");
-    let mut p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let mut p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     // Kill it in the middle of a burst, and keep writing while it is dead for 30 s.
     let values = outage_values(0);
@@ -671,7 +639,7 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     let t0 = Instant::now();
     write(&redis.url(), &refs[5_000..]);
     std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
-    let _p2 = Publisher::start(&cfg, &redis.url(), dir.path().join("pub2.log"));
+    let _p2 = start_publisher(&cfg, &redis.url(), dir.path().join("pub2.log"));
     let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
         m.iter()
             .map(|m| m.payload.split(',').next().unwrap().to_owned())
@@ -719,7 +687,7 @@ fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 2, "sub-v5");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 3, Duration::from_secs(15));
     assert!(p.log().contains("receive_max=Some(5)"), "{}", p.log());
     let values: Vec<String> = (0..300)
@@ -773,7 +741,7 @@ fn redis_restart_keeps_the_mqtt_connection_and_resumes() {
         vec![("cloud", "s0".into(), Some("r/s0"))],
     );
     let sub = Sub::start(broker.port(), "r/#", 1, "sub-redis");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     redis.restart();
     p.wait_log("the stream reader reconnects", 1, Duration::from_secs(15));
@@ -809,7 +777,7 @@ fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
         vec![("q2", "s0".into(), Some("q2/s0"))],
     );
     let sub = Sub::start(broker.port(), "q2/#", 2, "sub-q2w");
-    let p = Publisher::start(&cfg, &redis.url(), dir.path().join("pub.log"));
+    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
     p.wait_log("forwarding live values", 1, Duration::from_secs(15));
     let values: Vec<String> = (0..1000)
         .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))

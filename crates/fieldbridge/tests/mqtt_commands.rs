@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::{json, Value as J};
-use testrig::{free_port, KillOnDrop, MosquittoBuilder, RedisServer};
+use testrig::{free_port, AppletProcess, KillOnDrop, MosquittoBuilder, RedisServer};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_fieldbridge")
@@ -88,33 +88,12 @@ impl Peer {
     }
 }
 
-/// A fieldbridge applet, its stderr in a file.
-struct Applet {
-    child: KillOnDrop,
-    log: PathBuf,
-}
+/// A fieldbridge applet, its stderr in `<dir>/<name>.log`.
+type Applet = AppletProcess;
 
-impl Applet {
-    fn start(name: &str, config: &Path, redis: &RedisServer, dir: &Path) -> Applet {
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(bin())
-            .args([name, "-c"])
-            .arg(config)
-            .args(["--redis-url", &redis.url(), "-d", "info"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Applet {
-            child: KillOnDrop(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+fn start_applet(name: &str, config: &Path, redis: &RedisServer, dir: &Path) -> AppletProcess {
+    let log = dir.join(format!("{name}.log"));
+    AppletProcess::start(Path::new(bin()), name, config, &redis.url(), log)
 }
 
 #[derive(Debug, Clone)]
@@ -326,9 +305,9 @@ fn commands_from_mqtt_reach_iec104_and_modbus_devices() {
     // A retained command waits at the broker before the gateway subscribes: never executed.
     cloud.command("site3/cb/set", "1", None, true);
 
-    let mut iec = Applet::start("iec104-master", &cfg, &redis, dir.path());
-    let _mb = Applet::start("modbus-master", &cfg, &redis, dir.path());
-    let mqtt = Applet::start("mqtt-client", &cfg, &redis, dir.path());
+    let mut iec = start_applet("iec104-master", &cfg, &redis, dir.path());
+    let _mb = start_applet("modbus-master", &cfg, &redis, dir.path());
+    let mqtt = start_applet("mqtt-client", &cfg, &redis, dir.path());
     wait_for("the IEC 104 link", t, || {
         redis_get(&redis, "tag/rtu1/sp/in")
     });

@@ -96,6 +96,57 @@ pub fn require_program(name: &str, package: &str) -> PathBuf {
     panic!("{name} not found: install the Debian package {package} (tests/setup does it)");
 }
 
+/// A `fieldbridge` applet run by a test: `<bin> <applet> -c <config> --redis-url <url> -d info`,
+/// `RUST_LOG` removed, stdout discarded, stderr appended to a log file; killed on drop.
+pub struct AppletProcess {
+    pub child: KillOnDrop,
+    log: PathBuf,
+}
+
+impl AppletProcess {
+    /// Starts it (panics when it cannot: a test helper).
+    pub fn start(bin: &Path, applet: &str, config: &Path, redis_url: &str, log: PathBuf) -> Self {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let child = Command::new(bin)
+            .args([applet, "-c"])
+            .arg(config)
+            .args(["--redis-url", redis_url, "-d", "info"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        Self {
+            child: KillOnDrop(child),
+            log,
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `needle` appears `count` times in the log; panics with the log after
+    /// `timeout`.
+    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} x{count} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// A child process that is killed and reaped on drop.
 #[derive(Debug)]
 pub struct KillOnDrop(pub Child);
