@@ -26,14 +26,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
 use tagbus::{TagKey, TagValue, WriterConfig};
-use testrig::{KillOnDrop, Mosquitto, MosquittoBuilder};
+use testrig::{Mosquitto, MosquittoBuilder};
 
 /// The `fieldbridge` binary under test.
 pub fn fieldbridge_bin() -> PathBuf {
@@ -103,86 +103,16 @@ pub fn persistent_broker(dir: &Path) -> Mosquitto {
 }
 
 /// A `fieldbridge <applet>` child process, stderr appended to a log file; killed on drop.
-pub struct Applet {
-    child: Option<KillOnDrop>,
-    args: Vec<String>,
-    log: PathBuf,
-}
+pub type Applet = testrig::AppletProcess;
 
-impl Applet {
-    /// Starts `fieldbridge <args...>`.
-    pub fn start(args: &[&str], log: PathBuf) -> Self {
-        let mut a = Self {
-            child: None,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            log,
-        };
-        a.spawn();
-        a
-    }
-    fn spawn(&mut self) {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(fieldbridge_bin())
-            .args(&self.args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        self.child = Some(KillOnDrop(child));
-    }
-    /// The pid while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(KillOnDrop::pid)
-    }
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
-    }
-    /// Starts it again with the same arguments.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-    /// Its log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    /// Waits until `needle` appears `count` times in the log.
-    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.log().matches(needle).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {needle:?} x{count} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// Starts `fieldbridge <args...>` (this workspace's binary).
+pub fn applet(args: &[&str], log: PathBuf) -> Applet {
+    Applet::spawn(&fieldbridge_bin(), args, log)
 }
 
 /// `fieldbridge mqtt-client -c CONFIG --redis-url URL -d info`.
 pub fn mqtt_client(config: &Path, redis_url: &str, log: PathBuf) -> Applet {
-    Applet::start(
-        &[
-            "mqtt-client",
-            "-c",
-            config.to_str().unwrap(),
-            "--redis-url",
-            redis_url,
-            "-d",
-            "info",
-        ],
-        log,
-    )
+    Applet::start(&fieldbridge_bin(), "mqtt-client", config, redis_url, log)
 }
 
 /// Writes sequence numbers `0..` at `rate` values/s for `duration` in a thread, through the

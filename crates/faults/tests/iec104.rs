@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faults::{cpu_ticks, Applet, Row, Sampler};
+use faults::{cpu_ticks, Row, Sampler};
 use iec60870::{spawn_outstation, CommonAddress, OutstationConfig, Point, PointDb, Quality};
 use iec60870::{CommandHandler, CommandRequest, Ioa};
 use serde_json::json;
@@ -168,7 +168,7 @@ fn iec104_master_survives_stalled_resetting_and_flooding_outstations() {
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("config.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    let master = Applet::start(
+    let master = faults::applet(
         &[
             "iec104-master",
             "-c",

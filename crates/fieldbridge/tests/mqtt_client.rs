@@ -521,7 +521,7 @@ fn qos_retain_threshold_and_last_will() {
         vec![("q2/s1", "3,1005,1")]
     );
     // Last Will on SIGKILL.
-    p.child.kill();
+    p.kill();
     let msgs = sub.wait_for("last will", Duration::from_secs(30), |m| {
         m.iter().any(|m| m.topic == "gw/status")
     });
@@ -635,7 +635,7 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     write(&redis.url(), &refs[..5_000]);
-    p.child.kill();
+    p.kill();
     let t0 = Instant::now();
     write(&redis.url(), &refs[5_000..]);
     std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));

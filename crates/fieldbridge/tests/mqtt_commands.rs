@@ -467,7 +467,7 @@ fn commands_from_mqtt_reach_iec104_and_modbus_devices() {
     assert!(sent.elapsed() < Duration::from_secs(3));
 
     // 7. No driver at all: the gateway answers timeout after command_timeout (3 s).
-    iec.child.kill();
+    iec.kill();
     let sent = Instant::now();
     cloud.command("site5/cb/set", "1", Some("req-to"), false);
     let a = cloud.answer("req-to", Duration::from_secs(6), &[&mqtt]);

@@ -96,35 +96,79 @@ pub fn require_program(name: &str, package: &str) -> PathBuf {
     panic!("{name} not found: install the Debian package {package} (tests/setup does it)");
 }
 
-/// A `fieldbridge` applet run by a test: `<bin> <applet> -c <config> --redis-url <url> -d info`,
-/// `RUST_LOG` removed, stdout discarded, stderr appended to a log file; killed on drop.
+/// A `fieldbridge <args...>` process run by a test: `RUST_LOG` removed, stdout discarded,
+/// stderr appended to a log file (a restart appends to the same log); killed on drop.
 pub struct AppletProcess {
-    pub child: KillOnDrop,
+    child: Option<KillOnDrop>,
+    bin: PathBuf,
+    args: Vec<String>,
     log: PathBuf,
 }
 
 impl AppletProcess {
-    /// Starts it (panics when it cannot: a test helper).
+    /// Starts `<bin> <args...>` (panics when it cannot: a test helper).
+    pub fn spawn(bin: &Path, args: &[&str], log: PathBuf) -> Self {
+        let mut a = Self {
+            child: None,
+            bin: bin.to_owned(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            log,
+        };
+        a.respawn();
+        a
+    }
+
+    /// Starts `<bin> <applet> -c <config> --redis-url <url> -d info`.
     pub fn start(bin: &Path, applet: &str, config: &Path, redis_url: &str, log: PathBuf) -> Self {
+        let config = config.to_string_lossy();
+        Self::spawn(
+            bin,
+            &[
+                applet,
+                "-c",
+                &config,
+                "--redis-url",
+                redis_url,
+                "-d",
+                "info",
+            ],
+            log,
+        )
+    }
+
+    fn respawn(&mut self) {
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log)
-            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let child = Command::new(bin)
-            .args([applet, "-c"])
-            .arg(config)
-            .args(["--redis-url", redis_url, "-d", "info"])
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
+        let child = Command::new(&self.bin)
+            .args(&self.args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-        Self {
-            child: KillOnDrop(child),
-            log,
+            .unwrap_or_else(|e| panic!("{}: {e}", self.bin.display()));
+        self.child = Some(KillOnDrop(child));
+    }
+
+    /// The pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(KillOnDrop::pid)
+    }
+
+    /// SIGKILL (and reap).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
         }
+    }
+
+    /// Starts it again with the same arguments.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.respawn();
     }
 
     /// Its log so far.
