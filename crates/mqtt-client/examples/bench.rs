@@ -30,6 +30,17 @@
 //! its redis-server, or Python bridge) on CPU 1, as when the broker is another machine: the
 //! sender's own cost then decides its rate. Pinned figures are written as `pinned.q<N>.*`.
 //!
+//! Where the time goes, printed per QoS for both drains: the CPU time per value of the sender,
+//! redis-server, mosquitto and the subscriber (this process), their voluntary context switches
+//! (sleeps) per 1,000 values, and the Redis commands the publisher issued (calls, server time
+//! per call). The broker side's cost per value depends on how the subscriber wakes up (a
+//! subscriber that keeps up wakes for every few messages, and mosquitto pays for each wake-up):
+//! see bench/results.md.
+//!
+//! The raw client is rumqttc as upstream ships it, one `write` per PUBLISH; the publisher's
+//! rumqttc (vendor/rumqttc) writes the requests already queued together (64 at most).
+//! `BENCH_RAW_BATCH=64` gives the raw client the same.
+//!
 //! `BENCH_OUT=FILE` also writes every figure as `key value` lines (read by `bench/run`);
 //! `BENCH_SKIP_PYTHON=1` leaves the Python bridge out; `BENCH_QOS=0` (or `1,2`) runs only these
 //! QoS levels.
@@ -165,7 +176,14 @@ fn topic(i: usize) -> String {
 /// acknowledged them all (QoS 1/2).
 async fn raw_sender(port: u16, qos: u8) {
     let mut o = rumqttc::MqttOptions::new(format!("bench-raw{qos}"), "127.0.0.1", port);
+    // rumqttc as upstream ships it (one write per PUBLISH) unless BENCH_RAW_BATCH sets the
+    // patched event loop's batch (the publisher's is 64).
+    let batch = std::env::var("BENCH_RAW_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0);
     o.set_inflight(window())
+        .set_max_request_batch(batch)
         .set_max_packet_size(1 << 20, 1 << 20);
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
@@ -200,7 +218,7 @@ async fn raw_sender(port: u16, qos: u8) {
 
 /// The raw client ceiling: [`raw_sender`] in a child process (on the sender CPU when
 /// pinned), measured by the subscriber's arrival rate.
-async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
+async fn raw_client(port: u16, qos: u8, pids: Pids) -> (f64, usize, [f64; 4]) {
     let (rec, sub) = subscriber(port, &format!("bench-sub-raw{qos}")).await;
     let exe = std::env::current_exe().unwrap();
     let mut child = KillOnDrop(
@@ -211,7 +229,14 @@ async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
             .spawn()
             .unwrap(),
     );
+    let before = CpuSplit::now(child.0.id(), pids);
     let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(120)).await;
+    let after = CpuSplit::now(child.0.id(), pids);
+    let split = before.per_value(&after, BACKLOG);
+    println!(
+        "  QoS {qos} raw client: sleeps per 1,000 values: {}",
+        before.sleeps_per_1000(&after, BACKLOG)
+    );
     let (got, rate) = {
         let g = rec.lock().unwrap();
         (g.distinct.len(), g.arrival_rate())
@@ -222,7 +247,7 @@ async fn raw_client(port: u16, qos: u8) -> (f64, usize) {
     if !ok {
         println!("  raw client QoS {qos}: only {got} of {BACKLOG} arrived");
     }
-    (rate, got)
+    (rate, got, split)
 }
 
 /// Where the processes run (`BENCH_LAYOUT`):
@@ -354,6 +379,81 @@ fn cpu_ticks(pid: u32) -> u64 {
     n(11) + n(12)
 }
 
+/// The CPU time (ticks) of the processes of one measurement, to print where the time goes.
+#[derive(Clone, Copy, Default)]
+struct CpuSplit {
+    sender: u64,
+    redis: u64,
+    broker: u64,
+    /// This process: the subscriber (and the idle tag writer).
+    subscriber: u64,
+    /// Voluntary context switches (sleeps) of the broker and of this process.
+    broker_sleeps: u64,
+    subscriber_sleeps: u64,
+    sender_sleeps: u64,
+    redis_sleeps: u64,
+}
+
+/// Voluntary context switches of all threads of a process.
+fn sleeps(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .filter_map(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+impl CpuSplit {
+    fn now(sender: u32, p: Pids) -> Self {
+        Self {
+            sender: cpu_ticks(sender),
+            redis: cpu_ticks(p.redis),
+            broker: cpu_ticks(p.broker),
+            subscriber: cpu_ticks(std::process::id()),
+            broker_sleeps: sleeps(p.broker),
+            subscriber_sleeps: sleeps(std::process::id()),
+            sender_sleeps: sleeps(sender),
+            redis_sleeps: sleeps(p.redis),
+        }
+    }
+
+    /// Sleeps per 1,000 values of the broker, the subscriber, the sender and redis-server.
+    fn sleeps_per_1000(&self, later: &Self, values: usize) -> String {
+        let per = |a: u64, b: u64| b.saturating_sub(a) as f64 * 1000.0 / values.max(1) as f64;
+        format!(
+            "mosquitto {:.1}, subscriber {:.1}, sender {:.1}, redis {:.1}",
+            per(self.broker_sleeps, later.broker_sleeps),
+            per(self.subscriber_sleeps, later.subscriber_sleeps),
+            per(self.sender_sleeps, later.sender_sleeps),
+            per(self.redis_sleeps, later.redis_sleeps)
+        )
+    }
+
+    /// Microseconds per value of each process between `self` and `later`.
+    fn per_value(&self, later: &Self, values: usize) -> [f64; 4] {
+        let us = |a: u64, b: u64| b.saturating_sub(a) as f64 * 10_000.0 / values.max(1) as f64;
+        [
+            us(self.sender, later.sender),
+            us(self.redis, later.redis),
+            us(self.broker, later.broker),
+            us(self.subscriber, later.subscriber),
+        ]
+    }
+}
+
+/// The pids of the shared servers.
+#[derive(Clone, Copy)]
+struct Pids {
+    broker: u32,
+    redis: u32,
+}
+
 /// Percentiles in milliseconds of latencies in microseconds.
 struct Latency {
     p50: f64,
@@ -421,9 +521,20 @@ struct Row {
     cpu_us: f64,
     rss_kb: u64,
     rss_now_kb: u64,
+    /// CPU us/value while draining: publisher, redis-server, mosquitto, subscriber.
+    split: [f64; 4],
+    /// The same for the raw client's run (the raw client first).
+    raw_split: [f64; 4],
 }
 
-async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Row {
+async fn publisher_run(
+    bin: &Path,
+    dir: &Path,
+    redis: &RedisServer,
+    port: u16,
+    qos: u8,
+    pids: Pids,
+) -> Row {
     let alias = format!("bench{qos}");
     let cfg = write_config(dir, &redis.url(), port, &alias, qos);
     let log = dir.join(format!("{alias}.log"));
@@ -442,11 +553,40 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
     }
     let (rec, sub) = subscriber(port, &format!("bench-sub-{alias}")).await;
     let log2 = dir.join(format!("{alias}-2.log"));
+    redis.cli(&["CONFIG", "RESETSTAT"]);
     let t0 = Instant::now();
     let p = start_publisher(bin, &cfg, &redis.url(), &log2);
+    let before = CpuSplit::now(p.pid(), pids);
     let ok = wait_distinct(&rec, BACKLOG, Duration::from_secs(120)).await;
     let secs = t0.elapsed().as_secs_f64();
     let drain_ticks = cpu_ticks(p.pid()).saturating_sub(startup_ticks);
+    let after = CpuSplit::now(p.pid(), pids);
+    let mut split = before.per_value(&after, BACKLOG);
+    println!(
+        "  QoS {qos} publisher: sleeps per 1,000 values: {}",
+        before.sleeps_per_1000(&after, BACKLOG)
+    );
+    // What the publisher asked of Redis while draining (calls, server time per call).
+    let calls: Vec<String> = redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |k: &str| {
+                rest.split(',')
+                    .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+                    .unwrap_or("?")
+                    .to_owned()
+            };
+            Some(format!(
+                "{name} {} calls {} us/call",
+                field("calls"),
+                field("usec_per_call")
+            ))
+        })
+        .collect();
+    println!("  QoS {qos} drain, Redis: {}", calls.join("; "));
+    split[0] = drain_ticks as f64 * 10_000.0 / BACKLOG as f64;
     if !ok {
         println!(
             "  publisher QoS {qos}: only {} of {BACKLOG} arrived",
@@ -485,6 +625,8 @@ async fn publisher_run(bin: &Path, dir: &Path, redis: &RedisServer, port: u16, q
         cpu_us: drain_ticks as f64 * 10_000.0 / BACKLOG as f64,
         rss_kb,
         rss_now_kb,
+        split,
+        raw_split: [0.0; 4],
     }
 }
 
@@ -652,9 +794,14 @@ async fn main() {
             Layout::Pinned => "pinned.".to_owned(),
             Layout::Shared => String::new(),
         };
-        let (raw, _) = raw_client(broker.port(), qos).await;
-        let mut row = publisher_run(&bin, dir.path(), &redis, broker.port(), qos).await;
+        let pids = Pids {
+            broker: broker_pid,
+            redis: redis_pid,
+        };
+        let (raw, _, raw_split) = raw_client(broker.port(), qos, pids).await;
+        let mut row = publisher_run(&bin, dir.path(), &redis, broker.port(), qos, pids).await;
         row.raw = raw;
+        row.raw_split = raw_split;
         row.layout = l;
         println!(
             "{l:?} QoS {qos}: raw {:.0}/s, publisher {:.0}/s (ratio {:.2}; from process start {:.0}/s, first value after {:.2} s), {:.2} us CPU/value, latency p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms ({} of {}), peak RSS {:.1} MB, RSS at the end {:.1} MB",
@@ -672,8 +819,23 @@ async fn main() {
             row.rss_kb as f64 / 1024.0,
             row.rss_now_kb as f64 / 1024.0
         );
+        let [rs, rr, rb, rsub] = row.raw_split;
+        let [fs, fr, fbk, fsub] = row.split;
+        println!(
+            "{l:?} QoS {qos}: CPU us/value (sender / redis-server / mosquitto / subscriber): raw client {rs:.2} / {rr:.2} / {rb:.2} / {rsub:.2} = {:.2}; publisher {fs:.2} / {fr:.2} / {fbk:.2} / {fsub:.2} = {:.2}",
+            rs + rr + rb + rsub,
+            fs + fr + fbk + fsub
+        );
         for (k, v) in [
             ("raw", format!("{:.0}", row.raw)),
+            (
+                "raw_cpu_split",
+                format!("{rs:.2},{rr:.2},{rb:.2},{rsub:.2}"),
+            ),
+            (
+                "fb_cpu_split",
+                format!("{fs:.2},{fr:.2},{fbk:.2},{fsub:.2}"),
+            ),
             ("fb", format!("{:.0}", row.publisher)),
             ("fb_from_start", format!("{:.0}", row.from_start)),
             ("fb_startup_s", format!("{:.2}", row.startup_s)),

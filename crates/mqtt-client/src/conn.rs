@@ -36,6 +36,13 @@ macro_rules! pump_events {
     };
 }
 
+/// Most requests the event loop writes to the socket before one flush (rumqttc as patched in
+/// vendor/rumqttc): under load, many PUBLISH packets per write instead of one. Only requests
+/// already queued are taken (nothing waits for more, TCP_NODELAY stays on), within the
+/// in-flight limit. In the benchmark this took the publisher from 3.3 to 2.0 us of CPU per
+/// value at QoS 0; on a cellular uplink it also means fewer TCP segments.
+const REQUEST_BATCH: usize = 64;
+
 /// Largest packet we send or accept.
 const MAX_PACKET: usize = 256 * 1024;
 /// Connect (TCP + TLS/WS + CONNACK) timeout.
@@ -228,6 +235,7 @@ pub(crate) fn connect(
             o.set_keep_alive(d.keepalive)
                 .set_clean_session(d.clean_session)
                 .set_inflight(s.inflight.max(1))
+                .set_max_request_batch(REQUEST_BATCH)
                 .set_max_packet_size(MAX_PACKET, MAX_PACKET)
                 .set_transport(transport);
             if let (Some(u), Some(p)) = (&d.username, &d.password) {
@@ -258,6 +266,7 @@ pub(crate) fn connect(
             o.set_keep_alive(d.keepalive)
                 .set_clean_start(d.clean_session)
                 .set_outgoing_inflight_upper_limit(s.inflight.max(1))
+                .set_max_request_batch(REQUEST_BATCH)
                 .set_max_packet_size(u32::try_from(MAX_PACKET).ok())
                 .set_transport(transport)
                 .set_network_options(net);

@@ -868,6 +868,14 @@ fn print_line(line: &str) {
     let _ = std::io::stdout().lock().write_all(line.as_bytes());
 }
 
+/// How long the acknowledger gathers acknowledgements before one `XACK` (unless it has
+/// [`ACK_BATCH`] already). At QoS 1/2 PUBACKs come a few at a time: without this every few
+/// ids cost an `XACK` round trip (4 ids per call at 46,000/s in the benchmark). A later XACK
+/// only means more duplicates after a crash, never a loss.
+const ACK_LINGER: Duration = Duration::from_millis(10);
+/// Most ids per `XACK`.
+const ACK_BATCH: usize = 1024;
+
 /// Acknowledges stream entries in batches; keeps a failed batch and retries with backoff.
 async fn acker(
     redis_url: String,
@@ -875,21 +883,29 @@ async fn acker(
     mut rx: mpsc::Receiver<Vec<EntryId>>,
     stats: Stats,
 ) {
-    const BATCH: usize = 1024;
-    let mut batch: Vec<EntryId> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<EntryId> = Vec::with_capacity(ACK_BATCH);
     let mut consumer: Option<StreamConsumer> = None;
     let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut closed = false;
     loop {
         if batch.is_empty() {
+            if closed {
+                return;
+            }
             match rx.recv().await {
                 Some(ids) => batch.extend(ids),
                 None => return,
             }
         }
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(ids) => batch.extend(ids),
-                Err(_) => break,
+        let linger = tokio::time::sleep(ACK_LINGER);
+        tokio::pin!(linger);
+        while batch.len() < ACK_BATCH && !closed {
+            tokio::select! {
+                ids = rx.recv() => match ids {
+                    Some(ids) => batch.extend(ids),
+                    None => closed = true,
+                },
+                () = &mut linger => break,
             }
         }
         if consumer.is_none() {
