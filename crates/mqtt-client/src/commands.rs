@@ -508,9 +508,10 @@ const QUEUE: usize = 64;
 pub(crate) fn spawn(
     device: Alias,
     plan: CommandPlan,
-    redis_url: String,
+    writer: tagbus::WriterConfig,
 ) -> Result<CommandsIo, crate::MqttClientError> {
-    let writer = tagbus::TagWriter::new(&tagbus::WriterConfig::new(redis_url.clone()))?;
+    let redis_url = writer.redis_url.clone();
+    let writer = tagbus::TagWriter::new(&writer)?;
     let commander = Commander::new(plan);
     let topics = commander.topics();
     let (tx, rx) = mpsc::channel(QUEUE);

@@ -137,14 +137,17 @@
 //! is dropped and logged.
 //!
 //! # The MQTT library
-//! rumqttc 0.25 (`default-features = false`, `use-rustls-no-provider` + `websocket`): it
+//! rumqttc 0.25.1 (`default-features = false`, `use-rustls-no-provider` + `websocket`), vendored
+//! in `vendor/rumqttc` with one patch (see its FIELDBRIDGE.md): it
 //! reports `Outgoing::Publish(pkid)` in the order of publish calls and
 //! `Incoming::PubAck/PubComp(pkid)`, which is how broker acknowledgements are mapped back to
 //! stream entry ids. Its limits, and what we do about them:
 //! - it accepts a WebSocket only when the broker answers the subprotocol `mqtt`;
 //!   `ws_subprotocol` values other than `mqtt` are refused by [`plan`] with a clear error;
-//! - it writes and flushes one packet per request (no write batching); the benchmark in
-//!   `examples/bench.rs` measures what that costs against a raw rumqttc client.
+//! - upstream writes and flushes one packet per request; the patch writes the requests
+//!   already queued (64 at most, within the in-flight limit) and flushes once (`conn.rs`,
+//!   `REQUEST_BATCH`); `examples/bench.rs` measures it against a raw, unpatched-behaviour
+//!   rumqttc client.
 
 pub mod commands;
 mod conn;
@@ -186,15 +189,12 @@ pub struct Route {
     pub topic: Topic,
     /// The signal's `log` column: its values are logged at info as they are published.
     pub log: bool,
-    /// The signal's alias (for logs).
-    pub signal: Alias,
 }
 
 /// What one publisher task needs: the broker and its routes (source tag -> topics).
 #[derive(Debug, Clone)]
 pub struct DevicePlan {
     pub alias: Alias,
-    pub name: String,
     pub device: MqttDevice,
     /// Every enabled signal, by source tag (one tag may go to several topics). A hash map:
     /// it is looked up once per value forwarded, and tens of thousands of keys sharing a
@@ -287,13 +287,11 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
             routes.entry(s.source.clone()).or_default().push(Route {
                 topic: s.topic.clone(),
                 log: signal.log,
-                signal: signal.alias.clone(),
             });
         }
         let commands = command_plan(config, &device.alias, mqtt);
         plans.push(DevicePlan {
             alias: device.alias.clone(),
-            name: device.name.clone(),
             device: mqtt.clone(),
             routes,
             commands,

@@ -24,8 +24,10 @@ pub fn format_payload(format: PayloadFormat, value: &TagValue) -> Vec<u8> {
                 if i > 0 {
                     out.push(',');
                 }
-                // Flag codes are [a-z0-9_]: nothing to escape, but let serde_json quote them.
-                out.push_str(&serde_json::Value::from(flag.as_str()).to_string());
+                // Flag codes are [a-z0-9_] (checked when the value is parsed): nothing to escape.
+                out.push('"');
+                out.push_str(flag.as_str());
+                out.push('"');
             }
             out.push_str("]}");
             out.into_bytes()

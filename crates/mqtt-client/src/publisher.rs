@@ -36,10 +36,13 @@ pub struct PublisherOptions {
     /// Reconnect backoff bounds.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// The stream cap of the config, for the command writer's `XADD MAXLEN ~` (the same cap
+    /// as the drivers': a smaller one would trim what they keep).
+    pub stream_max_len: u64,
 }
 
 impl PublisherOptions {
-    /// Defaults: backoff 1 s to 15 s (a broker that comes back is used again within 15 s; one attempt per 15 s is no storm), no tracing.
+    /// Defaults: backoff 1 s to 15 s (a broker that comes back is used again within 15 s; one attempt per 15 s is no storm), no tracing, the default stream cap.
     pub fn new(redis_url: impl Into<String>) -> Self {
         Self {
             redis_url: redis_url.into(),
@@ -48,6 +51,7 @@ impl PublisherOptions {
             trace_mqtt: false,
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(15),
+            stream_max_len: tagbus::DEFAULT_STREAM_MAX_LEN,
         }
     }
 }
@@ -123,7 +127,10 @@ async fn run(
         match crate::commands::spawn(
             plan.alias.clone(),
             plan.commands.clone(),
-            opts.redis_url.clone(),
+            tagbus::WriterConfig {
+                redis_url: opts.redis_url.clone(),
+                stream_max_len: opts.stream_max_len,
+            },
         ) {
             Ok(io) => {
                 tracing::info!(device = %alias, writable = io.topics.len(),
@@ -227,29 +234,10 @@ async fn connection(
     let d = &plan.device;
     let alias = plan.alias.to_string();
     // Redis first: without the stream there is nothing to send.
-    let mut consumer = match StreamConsumer::connect(
-        &opts.redis_url,
-        &plan.group(),
-        CONSUMER_NAME,
-        stats.trimmed_counter(),
-    )
-    .await
-    {
+    let consumer = match open_consumer(&opts.redis_url, &plan.group(), stats).await {
         Ok(c) => c,
         Err(e) => return End::Redis(e),
     };
-    let start = stats.group_start();
-    match consumer.ensure_group_from(start).await {
-        Ok(true) if start == "$" => {
-            tracing::info!(device = %alias, group = %plan.group(), "created the stream consumer group at the end of the stream")
-        }
-        Ok(true) => {
-            tracing::warn!(device = %alias, group = %plan.group(), "the stream consumer group was gone (Redis restarted without persistence?): re-created at the start of the stream; values not forwarded before the restart are lost")
-        }
-        Ok(false) => {}
-        Err(e) => return End::Redis(e),
-    }
-    stats.set_group_ready();
     if d.tls.as_ref().is_some_and(|t| t.insecure) {
         tracing::warn!(device = %alias, host = %d.host,
             "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
@@ -282,13 +270,13 @@ async fn connection(
         Err(e) => return End::Setup(e),
     };
     let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
-    let receive_max = match first {
+    let (session_present, receive_max) = match first {
         Ok(Some(ConnEvent::Connected {
             session_present,
             receive_max,
         })) => {
             tracing::info!(device = %alias, session_present, ?receive_max, "connected to the broker");
-            receive_max
+            (session_present, receive_max)
         }
         Ok(Some(ConnEvent::Closed(f))) => return End::Mqtt(f),
         Ok(Some(other)) => {
@@ -302,13 +290,6 @@ async fn connection(
     stats.add_connect();
     let connected_at = Instant::now();
     if let Some(io) = commands.as_mut() {
-        let session_present = matches!(
-            first,
-            Ok(Some(ConnEvent::Connected {
-                session_present: true,
-                ..
-            }))
-        );
         let _ = io.tx.try_send(ToCommands::Connected { session_present });
         if !conn.client.try_subscribe_commands(&io.topics) {
             return End::Mqtt(ConnFailure::Other(
@@ -327,7 +308,6 @@ async fn connection(
         ReaderSetup {
             redis_url: opts.redis_url.clone(),
             group: plan.group(),
-            trimmed: stats.trimmed_counter(),
             stats: stats.clone(),
             plan: plan.clone(),
             trace: opts.trace_redis,
@@ -727,7 +707,6 @@ fn send(
 struct ReaderSetup {
     redis_url: String,
     group: String,
-    trimmed: Arc<tagbus::TrimCounter>,
     stats: Stats,
     /// Its routes' keys are the snapshot's keys (shared, not copied: they are thousands).
     plan: Arc<DevicePlan>,
@@ -751,33 +730,39 @@ async fn reader(mut consumer: StreamConsumer, setup: ReaderSetup, tx: mpsc::Send
             if tx.is_closed() {
                 return;
             }
-            match StreamConsumer::connect(
-                &setup.redis_url,
-                &setup.group,
-                CONSUMER_NAME,
-                setup.trimmed.clone(),
-            )
-            .await
-            {
-                Ok(mut c) => match c.ensure_group_from(setup.stats.group_start()).await {
-                    Ok(created) => {
-                        if created {
-                            tracing::warn!(group = %setup.group, "the stream consumer group was gone (Redis restarted without persistence?): re-created at the start of the stream; values not forwarded before the restart are lost");
-                        }
-                        setup.stats.set_group_ready();
-                        consumer = c;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "tag bus stream: cannot create the consumer group; retrying")
-                    }
-                },
+            match open_consumer(&setup.redis_url, &setup.group, &setup.stats).await {
+                Ok(c) => {
+                    consumer = c;
+                    break;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "tag bus stream: cannot reach Redis; retrying")
+                    tracing::warn!(error = %e, "tag bus stream: cannot reach Redis or create the consumer group; retrying")
                 }
             }
         }
     }
+}
+
+/// Connects a stream consumer of `group` and makes sure the group exists: created at the
+/// end of the stream the first time, at its start when it vanished while this process ran
+/// (Redis restarted without persistence: the new stream holds only values written since).
+async fn open_consumer(
+    redis_url: &str,
+    group: &str,
+    stats: &Stats,
+) -> Result<StreamConsumer, tagbus::TagBusError> {
+    let mut consumer =
+        StreamConsumer::connect(redis_url, group, CONSUMER_NAME, stats.trimmed_counter()).await?;
+    let start = stats.group_start();
+    if consumer.ensure_group_from(start).await? {
+        if start == "$" {
+            tracing::info!(group = %group, "created the stream consumer group at the end of the stream");
+        } else {
+            tracing::warn!(group = %group, "the stream consumer group was gone (Redis restarted without persistence?): re-created at the start of the stream; values not forwarded before the restart are lost");
+        }
+    }
+    stats.set_group_ready();
+    Ok(consumer)
 }
 
 async fn read_all(

@@ -66,10 +66,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!("no enabled MQTT device in the configuration; nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
+    let stream_max_len = config.stream_max_len;
     // The typed config is not needed any more either.
     drop(config);
     let stats_url = url.clone();
     let mut opts = mqtt_client::PublisherOptions::new(url);
+    opts.stream_max_len = stream_max_len;
     opts.trace_redis = args.redis;
     opts.trace_mqtt = args.mqtt;
     let rt = super::runtime()?;
@@ -133,10 +135,7 @@ async fn write_stats(url: String, stats: Vec<(String, mqtt_client::Stats)>) {
             };
         }
         let Some(c) = conn.as_mut() else { continue };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = tagbus::now_ms();
         let mut cmd = redis::cmd("HSET");
         cmd.arg(STATS_KEY).arg("updated_ms").arg(now_ms);
         for (alias, s) in &stats {
