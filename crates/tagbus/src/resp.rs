@@ -55,7 +55,9 @@ impl<'a> Cursor<'a> {
         let rest = self.buf.get(self.pos..)?;
         let end = rest.windows(2).position(|w| w == b"\r\n")?;
         let kind = *rest.first()?;
-        let text = rest.get(1..end)?;
+        // An empty line ("\r\n") has no type byte: it comes back as kind `\r`, which every
+        // caller refuses as a protocol error (instead of waiting for bytes that fix nothing).
+        let text = rest.get(1..end.max(1))?;
         self.pos = self.pos.checked_add(end)?.checked_add(2)?;
         Some((kind, text))
     }
@@ -244,6 +246,16 @@ mod tests {
             out,
             b"*4\r\n$4\r\nXACK\r\n$1\r\ns\r\n$1\r\ng\r\n$3\r\n1-0\r\n"
         );
+    }
+
+    #[test]
+    fn an_empty_line_is_a_protocol_error_not_a_wait() {
+        assert!(parse_read_reply(b"\r\n").is_err());
+        assert!(parse_status(b"\r\n").is_err());
+        assert!(parse_integer(b"\r\n").is_err());
+        let mut inner = b"*1\r\n".to_vec();
+        inner.extend_from_slice(b"\r\n");
+        assert!(parse_read_reply(&inner).is_err());
     }
 
     #[test]

@@ -284,11 +284,6 @@ impl StreamConsumer {
         })
     }
 
-    /// The shared counter of entries the cap trimmed before this group acknowledged them.
-    pub fn trimmed_counter(&self) -> Arc<TrimCounter> {
-        self.trimmed.clone()
-    }
-
     /// Creates the group at the end of the stream (`$`, `MKSTREAM`) unless it exists.
     /// Returns whether it was created now.
     pub async fn ensure_group(&mut self) -> Result<bool, TagBusError> {
@@ -323,7 +318,7 @@ impl StreamConsumer {
         count: usize,
     ) -> Result<Vec<StreamEntry>, TagBusError> {
         let start = after.map_or("0", EntryId::as_str).to_owned();
-        let entries = self.xreadgroup(&start, count, None).await?;
+        let entries = self.xreadgroup(&start, count, Duration::ZERO).await?;
         self.count_trimmed_pending(&entries);
         Ok(entries)
     }
@@ -343,8 +338,7 @@ impl StreamConsumer {
             self.last_trim_check = Some(Instant::now());
             self.check_trimmed().await?;
         }
-        self.xreadgroup(">", count, Some(block.min(MAX_BLOCK)))
-            .await
+        self.xreadgroup(">", count, block).await
     }
 
     /// Acknowledges entries (`XACK`); returns how many Redis still had pending.
@@ -482,19 +476,18 @@ impl StreamConsumer {
         }
     }
 
+    /// `XREADGROUP` from `start`, waiting up to `block` (capped at [`MAX_BLOCK`]; zero: not
+    /// at all) when there is nothing.
     async fn xreadgroup(
         &mut self,
         start: &str,
         count: usize,
-        block: Option<Duration>,
+        block: Duration,
     ) -> Result<Vec<StreamEntry>, TagBusError> {
+        let block = block.min(MAX_BLOCK);
         let count = count.max(1).to_string();
-        let block_ms = block.filter(|b| !b.is_zero()).map(|b| {
-            u64::try_from(b.as_millis())
-                .unwrap_or(5000)
-                .max(1)
-                .to_string()
-        });
+        // Below MAX_BLOCK, so the milliseconds fit; at least 1 (BLOCK 0 would wait forever).
+        let block_ms = (!block.is_zero()).then(|| block.as_millis().max(1).to_string());
         let mut args: Vec<&[u8]> = vec![
             b"XREADGROUP",
             b"GROUP",
@@ -507,10 +500,7 @@ impl StreamConsumer {
             args.extend_from_slice(&[b"BLOCK", ms.as_bytes()]);
         }
         args.extend_from_slice(&[b"STREAMS", STREAM_KEY.as_bytes(), start.as_bytes()]);
-        let timeout = block
-            .unwrap_or(Duration::ZERO)
-            .min(MAX_BLOCK)
-            .saturating_add(Duration::from_secs(5));
+        let timeout = block.saturating_add(Duration::from_secs(5));
         plain_command(
             &mut self.plain_conn,
             &self.info,

@@ -4,15 +4,9 @@
 //! don't start with a number are counted apart).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-#[derive(Default)]
-struct Seen {
-    /// How many times each sequence number arrived.
-    counts: BTreeMap<u64, u32>,
-}
 
 /// One MQTT subscription in a thread of its own: persistent session (`clean_session =
 /// false`), re-subscribes on every CONNACK, hands every PUBLISH to a callback. Stopped (and
@@ -90,8 +84,8 @@ impl Drop for SubscriberThread {
 
 /// A subscriber that counts sequence numbers (the first CSV field of each payload).
 pub struct SeqSubscriber {
-    seen: Arc<Mutex<Seen>>,
-    other: Arc<AtomicU64>,
+    /// How many times each sequence number arrived.
+    seen: Arc<Mutex<BTreeMap<u64, u32>>>,
     _thread: SubscriberThread,
 }
 
@@ -99,21 +93,16 @@ impl SeqSubscriber {
     /// Connects to 127.0.0.1:`port` as `client_id`, subscribes to `filter` at QoS `qos`, and
     /// waits (up to 10 s) for the SUBACK.
     pub fn start(port: u16, filter: &str, qos: u8, client_id: &str) -> Self {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let other = Arc::new(AtomicU64::new(0));
-        let (sn, ot) = (seen.clone(), other.clone());
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let sn = seen.clone();
         let thread = SubscriberThread::start(port, filter, qos, client_id, None, move |p| {
             let text = String::from_utf8_lossy(&p.payload);
-            match text.split(',').next().and_then(|v| v.parse::<u64>().ok()) {
-                Some(seq) => *sn.lock().unwrap().counts.entry(seq).or_insert(0) += 1,
-                None => {
-                    ot.fetch_add(1, Ordering::Relaxed);
-                }
+            if let Some(seq) = text.split(',').next().and_then(|v| v.parse::<u64>().ok()) {
+                *sn.lock().unwrap().entry(seq).or_insert(0) += 1;
             }
         });
         Self {
             seen,
-            other,
             _thread: thread,
         }
     }
@@ -123,20 +112,9 @@ impl SeqSubscriber {
         self.seen
             .lock()
             .unwrap()
-            .counts
             .values()
             .map(|c| u64::from(*c))
             .sum()
-    }
-
-    /// Distinct sequence numbers received.
-    pub fn distinct(&self) -> u64 {
-        self.seen.lock().unwrap().counts.len() as u64
-    }
-
-    /// Messages whose payload did not start with a number.
-    pub fn other(&self) -> u64 {
-        self.other.load(Ordering::Relaxed)
     }
 
     /// How many of `range` never arrived, and the first (up to) 20 of them.
@@ -145,7 +123,7 @@ impl SeqSubscriber {
         let mut n = 0;
         let mut first = Vec::new();
         for i in range {
-            if !seen.counts.contains_key(&i) {
+            if !seen.contains_key(&i) {
                 n += 1;
                 if first.len() < 20 {
                     first.push(i);
@@ -160,7 +138,6 @@ impl SeqSubscriber {
         self.seen
             .lock()
             .unwrap()
-            .counts
             .values()
             .map(|c| u64::from(c.saturating_sub(1)))
             .sum()
