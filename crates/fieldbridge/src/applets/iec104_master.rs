@@ -68,14 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.decode_level = decode;
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            tracing::info!("stopping");
-        };
+        let shutdown = super::shutdown_signal()?;
         iec104_master::run(devices, opts, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -59,3 +59,18 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// What stops an applet: SIGTERM (procd, the supervisor) or SIGINT (a terminal). Registered
+/// now (inside the runtime), so a failure is an error at start, not an applet that cannot be
+/// stopped; the future logs which signal came.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM; stopping"),
+            _ = int.recv() => tracing::info!("interrupted; stopping"),
+        }
+    })
+}

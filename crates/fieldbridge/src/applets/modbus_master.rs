@@ -44,13 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = super::runtime()?;
     rt.block_on(async move {
         tracing::info!(config = %path.display(), redis = %config::redact_url(&url), "modbus-master starting");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-                _ = term.recv() => tracing::info!("SIGTERM; stopping"),
-            }
-        };
+        let shutdown = super::shutdown_signal()?;
         modbus_master::run(&config, &url, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })

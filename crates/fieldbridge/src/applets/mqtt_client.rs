@@ -77,34 +77,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = super::runtime()?;
     rt.block_on(async move {
         let mut handles = Vec::new();
-        let mut aliases = Vec::new();
+        let mut stats: Vec<(String, mqtt_client::Stats)> = Vec::new();
         for plan in plans {
             let alias = plan.alias.to_string();
-            aliases.push(alias.clone());
             match mqtt_client::spawn_publisher(plan, opts.clone()) {
-                Ok(h) => handles.push(h),
+                Ok(h) => {
+                    stats.push((alias, h.stats().clone()));
+                    handles.push(h);
+                }
                 Err(e) => {
                     err_line(&format!("mqtt-client: device {alias}: {e}"));
                     return Ok(ExitCode::from(2));
                 }
             }
         }
-        let stats: Vec<(String, mqtt_client::Stats)> = handles
-            .iter()
-            .zip(&aliases)
-            .map(|(h, a)| (a.clone(), h.stats().clone()))
-            .collect();
+        let shutdown = super::shutdown_signal()?;
         tokio::select! {
-            _ = shutdown_signal() => {}
-            _ = write_stats(stats_url, stats) => {}
+            _ = shutdown => {}
+            _ = write_stats(stats_url, stats.clone()) => {}
         }
-        for h in &handles {
-            let s = h.stats();
+        for (alias, s) in &stats {
             tracing::info!(
+                device = %alias,
                 published = s.published(),
                 acked = s.acked(),
-                dropped_threshold = s.dropped_threshold(),
                 trimmed = s.trimmed(),
+                rejected = s.rejected(),
+                dropped_threshold = s.dropped_threshold(),
                 connects = s.connects(),
                 "mqtt-client stopping"
             );
@@ -139,36 +138,13 @@ async fn write_stats(url: String, stats: Vec<(String, mqtt_client::Stats)>) {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(STATS_KEY).arg("updated_ms").arg(now_ms);
         for (alias, s) in &stats {
-            for (name, v) in [
-                ("published", s.published()),
-                ("acked", s.acked()),
-                ("trimmed", s.trimmed()),
-                ("rejected", s.rejected()),
-                ("dropped_threshold", s.dropped_threshold()),
-                ("connects", s.connects()),
-            ] {
+            for (name, v) in s.counters() {
                 cmd.arg(format!("{alias}.{name}")).arg(v);
             }
         }
         if cmd.query_async::<()>(c).await.is_err() {
             conn = None;
         }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
     }
 }
 

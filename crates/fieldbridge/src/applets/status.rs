@@ -100,12 +100,13 @@ fn publisher_stats(url: &str) -> Option<String> {
                 .unwrap_or("0")
         };
         out.push_str(&format!(
-            "  {dev}: published {}, acknowledged {}, dropped by the stream cap {}, refused by the broker {}, connects {}\n",
+            "  {dev}: published {}, acknowledged {}, dropped by the stream cap {}, refused by the broker {}, connects {}, repeats dropped by enable_threshold {}\n",
             get("published"),
             get("acked"),
             get("trimmed"),
             get("rejected"),
-            get("connects")
+            get("connects"),
+            get("dropped_threshold")
         ));
     }
     Some(out)
