@@ -126,6 +126,44 @@ fn bulk<'a>(c: &mut Cursor<'a>) -> Result<Option<Option<&'a [u8]>>, RespError> {
     }
 }
 
+/// The length of the first whole reply in `buf` (any RESP2 shape), `None` while bytes are
+/// missing: a walk over the headers that decodes and allocates nothing, so a reply that
+/// arrives in several reads is decoded once, when it is whole (a 512-entry `XREADGROUP`
+/// reply is ~50 KB and often comes in 2-4 reads).
+pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, RespError> {
+    let mut c = Cursor { buf, pos: 0 };
+    // Elements still to walk: the reply itself, then the members of the arrays met.
+    let mut pending: usize = 1;
+    while let Some(left) = pending.checked_sub(1) {
+        pending = left;
+        let Some((kind, text)) = c.line() else {
+            return Ok(None);
+        };
+        match kind {
+            b'*' => {
+                if let Some(n) = length(text, MAX_ARRAY)? {
+                    pending = pending
+                        .checked_add(n)
+                        .ok_or(RespError::Protocol("length too large"))?;
+                }
+            }
+            b'$' => {
+                if let Some(n) = length(text, MAX_BULK)? {
+                    if c.bytes(n).is_none() {
+                        return Ok(None);
+                    }
+                    if c.pos == usize::MAX {
+                        return Err(RespError::Protocol("bulk without CRLF"));
+                    }
+                }
+            }
+            b'+' | b'-' | b':' | b'_' => {}
+            _ => return Err(RespError::Protocol("unknown reply type")),
+        }
+    }
+    Ok(Some(c.pos))
+}
+
 /// Evaluates to the inner value, or returns `Ok(None)` (need more bytes) from the function.
 macro_rules! more {
     ($e:expr) => {
@@ -290,6 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn reply_len_finds_the_end_of_any_reply_and_waits_on_every_prefix() {
+        let bytes = reply(&[
+            entry("1-0", "tag/a/b/in", "1,2,"),
+            entry("1-1", "tag/a/c/in", "3,4,"),
+        ]);
+        for n in 0..bytes.len() {
+            assert_eq!(reply_len(&bytes[..n]), Ok(None), "prefix {n}");
+        }
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(b"+OK\r\n");
+        assert_eq!(reply_len(&extra), Ok(Some(bytes.len())));
+        let trimmed = b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n5-0\r\n*-1\r\n";
+        assert_eq!(reply_len(trimmed), Ok(Some(trimmed.len())));
+        assert_eq!(reply_len(b"*-1\r\n"), Ok(Some(5)));
+        assert_eq!(reply_len(b":12\r\n+OK"), Ok(Some(5)));
+        assert_eq!(reply_len(b"-NOGROUP x\r\n"), Ok(Some(12)));
+        assert!(reply_len(b"*1\r\n$1\r\nsXX").is_err());
+        assert!(reply_len(b"\r\n").is_err());
+        assert!(reply_len(b"*99999999999999999999\r\n").is_err());
+    }
+
+    #[test]
     fn nil_timeout_trimmed_and_malformed_entries() {
         assert_eq!(parse_read_reply(b"*-1\r\n"), Ok(Some((vec![], 5))));
         assert_eq!(parse_read_reply(b"_\r\n"), Ok(Some((vec![], 3))));
@@ -340,6 +400,8 @@ mod tests {
             b[i] = (x >> 32) as u8;
             let _ = parse_read_reply(&b);
             let _ = parse_read_reply(&b[..i]);
+            let _ = reply_len(&b);
+            let _ = reply_len(&b[..i]);
         }
     }
 }

@@ -178,7 +178,16 @@ impl PlainConn {
     ) -> Result<T, TagBusError> {
         use tokio::io::AsyncReadExt;
         loop {
-            if let Some((value, used)) = parse(&self.buf).map_err(resp_error)? {
+            // Decoded once, when the whole reply is in (see `resp::reply_len`).
+            if crate::resp::reply_len(&self.buf)
+                .map_err(resp_error)?
+                .is_some()
+            {
+                let Some((value, used)) = parse(&self.buf).map_err(resp_error)? else {
+                    return Err(resp_error(crate::resp::RespError::Protocol(
+                        "a whole reply of the wrong shape",
+                    )));
+                };
                 self.buf.drain(..used.min(self.buf.len()));
                 return Ok(value);
             }
