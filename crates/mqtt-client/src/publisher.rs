@@ -109,12 +109,7 @@ async fn run(
     let alias = plan.alias.to_string();
     let client_id = plan.client_id(&opts.hostname);
     let (ack_tx, ack_rx) = mpsc::channel::<Vec<EntryId>>(ACK_CHUNKS);
-    let acker = tokio::spawn(acker(
-        opts.redis_url.clone(),
-        plan.group(),
-        ack_rx,
-        stats.clone(),
-    ));
+    let acker = tokio::spawn(acker(opts.redis_url.clone(), plan.group(), ack_rx));
     let mut backoff = backoff::Backoff::new(opts.backoff_min, opts.backoff_max);
     tracing::info!(device = %alias, client_id = %client_id, host = %plan.device.host, port = plan.device.port,
         signals = plan.routes.len(), group = %plan.group(), "publisher starting");
@@ -862,14 +857,16 @@ const ACK_LINGER: Duration = Duration::from_millis(10);
 const ACK_BATCH: usize = 1024;
 
 /// Acknowledges stream entries in batches; keeps a failed batch and retries with backoff.
-async fn acker(
-    redis_url: String,
-    group: String,
-    mut rx: mpsc::Receiver<Vec<EntryId>>,
-    stats: Stats,
-) {
+async fn acker(redis_url: String, group: String, mut rx: mpsc::Receiver<Vec<EntryId>>) {
     let mut batch: Vec<EntryId> = Vec::with_capacity(ACK_BATCH);
-    let mut consumer: Option<StreamConsumer> = None;
+    let mut acker = match tagbus::StreamAcker::new(&redis_url, &group) {
+        Ok(a) => a,
+        Err(e) => {
+            // The URL was checked at config load; this cannot happen with a valid config.
+            tracing::error!(error = %e, "stream acknowledger: bad Redis URL; nothing is acknowledged");
+            return;
+        }
+    };
     let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut closed = false;
     loop {
@@ -893,32 +890,13 @@ async fn acker(
                 () = &mut linger => break,
             }
         }
-        if consumer.is_none() {
-            match StreamConsumer::connect(
-                &redis_url,
-                &group,
-                CONSUMER_NAME,
-                stats.trimmed_counter(),
-            )
-            .await
-            {
-                Ok(c) => consumer = Some(c),
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, pending = batch.len(), "stream acknowledger cannot reach Redis; retrying");
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
-            }
-        }
-        let Some(c) = consumer.as_mut() else { continue };
-        match c.ack(&batch).await {
+        // A failed XACK drops its socket; the next one opens a new socket.
+        match acker.ack(&batch).await {
             Ok(_) => {
                 batch.clear();
                 backoff.reset();
             }
             Err(e) => {
-                consumer = None;
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, pending = batch.len(), "XACK failed; retrying");
                 tokio::time::sleep(delay).await;

@@ -32,7 +32,7 @@ pub use key::{
     Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
 };
 pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
-pub use stream::{EntryBody, EntryId, StreamConsumer, StreamEntry, TrimCounter};
+pub use stream::{EntryBody, EntryId, StreamAcker, StreamConsumer, StreamEntry, TrimCounter};
 pub use value::{
     now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN, SCALED_DIGITS,
 };

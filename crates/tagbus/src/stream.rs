@@ -245,6 +245,57 @@ async fn plain_command<T>(
     result
 }
 
+/// The acknowledging side of a consumer group: `XACK` on a plain socket of its own, opened
+/// on first use and again after an error. Making one does no I/O.
+pub struct StreamAcker {
+    info: redis::ConnectionInfo,
+    plain_conn: Option<PlainConn>,
+    group: String,
+}
+
+impl StreamAcker {
+    /// An acker of `group` on the Redis at `redis_url` (only the URL is checked here).
+    pub fn new(redis_url: &str, group: &str) -> Result<Self, TagBusError> {
+        let info = redis::Client::open(redis_url)?
+            .get_connection_info()
+            .clone();
+        Ok(Self {
+            info,
+            plain_conn: None,
+            group: group.to_owned(),
+        })
+    }
+
+    /// Acknowledges entries (`XACK`); returns how many Redis still had pending.
+    pub async fn ack(&mut self, ids: &[EntryId]) -> Result<u64, TagBusError> {
+        xack(&mut self.plain_conn, &self.info, &self.group, ids).await
+    }
+}
+
+/// `XACK` of `ids` in `group` on the plain socket in `slot`.
+async fn xack(
+    slot: &mut Option<PlainConn>,
+    info: &redis::ConnectionInfo,
+    group: &str,
+    ids: &[EntryId],
+) -> Result<u64, TagBusError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut args: Vec<&[u8]> = Vec::with_capacity(ids.len().saturating_add(3));
+    args.extend_from_slice(&[b"XACK", STREAM_KEY.as_bytes(), group.as_bytes()]);
+    args.extend(ids.iter().map(|id| id.as_str().as_bytes()));
+    let n = plain_command(
+        slot,
+        info,
+        &args,
+        Duration::from_secs(5),
+        crate::resp::parse_integer,
+    )
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// A consumer of the tag bus stream in one consumer group.
 pub struct StreamConsumer {
     conn: MultiplexedConnection,
@@ -352,22 +403,7 @@ impl StreamConsumer {
 
     /// Acknowledges entries (`XACK`); returns how many Redis still had pending.
     pub async fn ack(&mut self, ids: &[EntryId]) -> Result<u64, TagBusError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let mut args: Vec<&[u8]> = Vec::with_capacity(ids.len().saturating_add(3));
-        args.extend_from_slice(&[b"XACK", STREAM_KEY.as_bytes(), self.group.as_bytes()]);
-        args.extend(ids.iter().map(|id| id.as_str().as_bytes()));
-        // On the plain socket, like the reads (an acknowledger never reads, so it is free).
-        let n = plain_command(
-            &mut self.plain_conn,
-            &self.info,
-            &args,
-            Duration::from_secs(5),
-            crate::resp::parse_integer,
-        )
-        .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        xack(&mut self.plain_conn, &self.info, &self.group, ids).await
     }
 
     /// The current values of these keys (`MGET` in chunks): the snapshot a consumer sends
