@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
 use tagbus::{TagKey, TagValue, WriterConfig};
-use testrig::{Mosquitto, MosquittoBuilder};
+use tempfile::TempDir;
+use testrig::{Mosquitto, MosquittoBuilder, RedisServer, SeqSubscriber};
 
 /// The `fieldbridge` binary under test.
 pub fn fieldbridge_bin() -> PathBuf {
@@ -113,6 +114,53 @@ pub fn applet(args: &[&str], log: PathBuf) -> Applet {
 /// `fieldbridge mqtt-client -c CONFIG --redis-url URL -d info`.
 pub fn mqtt_client(config: &Path, redis_url: &str, log: PathBuf) -> Applet {
     Applet::start(&fieldbridge_bin(), "mqtt-client", config, redis_url, log)
+}
+
+/// The processes of a scenario: Redis, a [`persistent_broker`], a QoS 1 config
+/// ([`write_config`]), a [`SeqSubscriber`] on `tag/rtu1/#` and the publisher (`mqtt-client`,
+/// log `pub.log`). The fields drop in the order they are declared: publisher first, Redis last.
+pub struct Rig {
+    /// The publisher, forwarding live values once [`Rig::start`] returns.
+    pub p: Applet,
+    pub sub: SeqSubscriber,
+    pub cfg: PathBuf,
+    /// Holds the config and the publisher's log.
+    pub dir: TempDir,
+    pub broker: Mosquitto,
+    _persist: TempDir,
+    pub redis: RedisServer,
+}
+
+impl Rig {
+    /// Starts everything on `redis`; the subscriber connects as `sub_id` (QoS 1) before the
+    /// publisher starts, which is waited for (`ready`) until it forwards live values.
+    pub fn start(redis: RedisServer, sub_id: &str, ready: Duration) -> Self {
+        let persist = tempfile::tempdir().unwrap();
+        let broker = persistent_broker(persist.path());
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
+        let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, sub_id);
+        let p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
+        p.wait_log("forwarding live values", 1, ready);
+        Self {
+            p,
+            sub,
+            cfg,
+            dir,
+            broker,
+            _persist: persist,
+            redis,
+        }
+    }
+
+    /// A [`Sampler`] of Redis' memory tracking the publisher, Redis and the broker.
+    pub fn sampler(&self) -> Sampler {
+        let sampler = Sampler::start(Some(self.redis.port()));
+        sampler.track("mqtt-client", self.p.pid());
+        sampler.track("redis", self.redis.pid());
+        sampler.track("mosquitto", self.broker.pid());
+        sampler
+    }
 }
 
 /// Writes sequence numbers `0..` at `rate` values/s for `duration` in a thread, through the
@@ -343,6 +391,28 @@ pub struct Row {
 pub const TABLE_HEADER: &str = "| scenario | sent | received | missing | duplicates | max RSS per process (MB) | Redis used_memory max (MB) | notes |\n|---|---:|---:|---:|---:|---|---:|---|\n";
 
 impl Row {
+    /// The row of `scenario`: `sent` values of which `missing` did not arrive, the received
+    /// and duplicate counts of `sub`, the maxima `sampler` saw.
+    pub fn measured(
+        scenario: impl Into<String>,
+        sent: u64,
+        missing: u64,
+        sub: &SeqSubscriber,
+        sampler: &Sampler,
+        note: impl Into<String>,
+    ) -> Self {
+        Self {
+            scenario: scenario.into(),
+            sent,
+            received: sub.received(),
+            missing,
+            duplicates: sub.duplicates(),
+            max_rss_kb: sampler.max_rss_kb(),
+            redis_used_max: sampler.redis_used_max(),
+            note: note.into(),
+        }
+    }
+
     /// The row as a markdown table line.
     pub fn markdown(&self) -> String {
         let rss: Vec<String> = self

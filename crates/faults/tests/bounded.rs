@@ -11,53 +11,55 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use faults::{fieldbridge_bin, mqtt_client, persistent_broker, write_config, SeqWriter};
+use faults::{fieldbridge_bin, Rig, SeqWriter};
 use serde_json::json;
-use testrig::{RedisServer, SeqSubscriber};
+use testrig::RedisServer;
 
 #[test]
 fn stream_cap_drops_the_oldest_counts_them_and_status_shows_it() {
-    let redis = RedisServer::start();
-    let persist = tempfile::tempdir().unwrap();
-    let mut broker = persistent_broker(persist.path());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
-    let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, "bounded-sub");
-    let p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let mut rig = Rig::start(RedisServer::start(), "bounded-sub", Duration::from_secs(15));
     // 100 values forwarded normally (the group has read something: see docs/reliability.md for
     // a group that never read an entry, whose loss is logged as "count unknown").
-    let first = SeqWriter::start(&redis.url(), 1_000, Duration::from_millis(100), 1_000).join();
-    assert!(sub.wait_complete(0..first, Duration::from_secs(10)));
+    let first = SeqWriter::start(&rig.redis.url(), 1_000, Duration::from_millis(100), 1_000).join();
+    assert!(rig.sub.wait_complete(0..first, Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(1_500)); // the subscriber's session is saved
-    broker.kill();
+    rig.broker.kill();
     // 10,000 values while the broker is down, with a cap of 1,000: ~9,000 dropped oldest first.
-    let sent =
-        SeqWriter::start_from(first, &redis.url(), 10_000, Duration::from_secs(1), 1_000).join();
+    let sent = SeqWriter::start_from(
+        first,
+        &rig.redis.url(),
+        10_000,
+        Duration::from_secs(1),
+        1_000,
+    )
+    .join();
     assert_eq!(sent, first + 10_000);
-    broker.restart();
-    p.wait_log(
+    rig.broker.restart();
+    rig.p.wait_log(
         "trimmed entries before this consumer read them",
         1,
         Duration::from_secs(30),
     );
     // The newest values (the cap keeps at least 1,000) all arrive.
-    assert!(sub.wait_complete(sent - 1_000..sent, Duration::from_secs(30)));
-    let (missing, _) = sub.missing(0..sent);
+    assert!(rig
+        .sub
+        .wait_complete(sent - 1_000..sent, Duration::from_secs(30)));
+    let (missing, _) = rig.sub.missing(0..sent);
     // The counter reaches Redis within the 5 s stats period; status shows it.
-    let status_file = dir.path().join("status.json");
+    let status_file = rig.dir.path().join("status.json");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let status = json!({"version": 1, "supervisor": {"pid": std::process::id(), "config": cfg,
+    let status = json!({"version": 1, "supervisor": {"pid": std::process::id(), "config": rig.cfg,
         "started": now, "updated": now, "running": true, "config_loaded": now}, "applets": {}});
     std::fs::write(&status_file, status.to_string()).unwrap();
     // The counter is read before `status` runs and must be the figure status prints: the stats
     // hash is rewritten every 5 s, so reading it after `status` could see a newer figure.
     let deadline = Instant::now() + Duration::from_secs(15);
     let (text, trimmed) = loop {
-        let trimmed = redis
+        let trimmed = rig
+            .redis
             .cli(&["HGET", "fieldbridge:stats:mqtt-client", "cloud.trimmed"])
             .parse::<u64>()
             .unwrap_or(0);
@@ -70,7 +72,7 @@ fn stream_cap_drops_the_oldest_counts_them_and_status_shows_it() {
         if trimmed > 0 && text.contains(&format!("dropped by the stream cap {trimmed},")) {
             break (text, trimmed);
         }
-        assert!(Instant::now() < deadline, "status: {text}\n{}", p.log());
+        assert!(Instant::now() < deadline, "status: {text}\n{}", rig.p.log());
         std::thread::sleep(Duration::from_millis(250));
     };
     println!("{text}");

@@ -14,9 +14,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use faults::{mqtt_client, persistent_broker, write_config, Row, Sampler, SeqWriter};
-use serde_json::json;
-use testrig::{RedisServer, SeqSubscriber};
+use faults::{Rig, Row, SeqWriter};
+use testrig::RedisServer;
 
 const INNER: &str = "FAULTS_NETEM_INNER";
 
@@ -102,35 +101,23 @@ fn lossy_slow_network_loses_nothing_at_qos1() {
 }
 
 fn inner() {
-    let redis = RedisServer::start();
-    let persist = tempfile::tempdir().unwrap();
-    let broker = persistent_broker(persist.path());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
-    let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, "faults-sub");
-    let p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(30));
-    let sampler = Sampler::start(Some(redis.port()));
-    sampler.track("mqtt-client", p.pid());
-    sampler.track("redis", redis.pid());
-    sampler.track("mosquitto", broker.pid());
-    let sent = SeqWriter::start(&redis.url(), 2_000, Duration::from_secs(60), 250_000).join();
-    sub.wait_complete(0..sent, Duration::from_secs(300));
-    let (missing, first) = sub.missing(0..sent);
-    let row = Row {
-        scenario: if std::env::var("FAULTS_NETEM").as_deref() == Ok("none") {
-            "network namespace WITHOUT netem (FAULTS_NETEM=none: plumbing only), 60 s, 2,000/s, QoS 1".into()
+    let rig = Rig::start(RedisServer::start(), "faults-sub", Duration::from_secs(30));
+    let sampler = rig.sampler();
+    let sent = SeqWriter::start(&rig.redis.url(), 2_000, Duration::from_secs(60), 250_000).join();
+    rig.sub.wait_complete(0..sent, Duration::from_secs(300));
+    let (missing, first) = rig.sub.missing(0..sent);
+    let row = Row::measured(
+        if std::env::var("FAULTS_NETEM").as_deref() == Ok("none") {
+            "network namespace WITHOUT netem (FAULTS_NETEM=none: plumbing only), 60 s, 2,000/s, QoS 1"
         } else {
-            "network with 1 % loss, 50 +- 20 ms delay (tc netem), 60 s, 2,000/s, QoS 1".into()
+            "network with 1 % loss, 50 +- 20 ms delay (tc netem), 60 s, 2,000/s, QoS 1"
         },
         sent,
-        received: sub.received(),
         missing,
-        duplicates: sub.duplicates(),
-        max_rss_kb: sampler.max_rss_kb(),
-        redis_used_max: sampler.redis_used_max(),
-        note: "every process inside the impaired namespace".into(),
-    };
+        &rig.sub,
+        &sampler,
+        "every process inside the impaired namespace",
+    );
     row.report();
-    assert_eq!(missing, 0, "first missing {first:?}\n{}", p.log());
+    assert_eq!(missing, 0, "first missing {first:?}\n{}", rig.p.log());
 }

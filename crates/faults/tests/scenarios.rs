@@ -11,14 +11,15 @@
 
 use std::time::{Duration, Instant};
 
-use faults::{mqtt_client, persistent_broker, write_config, Row, Sampler, SeqWriter};
-use serde_json::json;
+use faults::{Rig, Row, Sampler, SeqWriter};
 use testrig::{RedisServer, SeqSubscriber};
 
 const RATE: u64 = 2_000;
 const RUN: Duration = Duration::from_secs(60);
 const DOWN: Duration = Duration::from_secs(2);
 const DEFAULT_CAP: u64 = 250_000;
+/// How long the publisher may take to forward live values after it starts.
+const READY: Duration = Duration::from_secs(15);
 
 fn sleep_until(t0: Instant, at: Duration) {
     std::thread::sleep(at.saturating_sub(t0.elapsed()));
@@ -42,121 +43,91 @@ fn finish(
     if !complete {
         println!("{scenario}: first missing {first:?}");
     }
-    Row {
-        scenario: scenario.into(),
-        sent,
-        received: sub.received(),
-        missing,
-        duplicates: sub.duplicates(),
-        max_rss_kb: sampler.max_rss_kb(),
-        redis_used_max: sampler.redis_used_max(),
-        note: note.into(),
+    Row::measured(scenario, sent, missing, sub, sampler, note)
+}
+
+/// Writes `RATE` values/s for `RUN`, calling `fault` at each of the [`fault_times`]; returns
+/// how many values were sent (all in Redis).
+fn run_with_faults(rig: &mut Rig, mut fault: impl FnMut(&mut Rig, &SeqWriter)) -> u64 {
+    let w = SeqWriter::start(&rig.redis.url(), RATE, RUN, DEFAULT_CAP);
+    let t0 = Instant::now();
+    for at in fault_times() {
+        sleep_until(t0, at);
+        fault(rig, &w);
     }
+    w.join()
+}
+
+/// Reports the row of a run that must lose nothing (waiting up to 180 s), and asserts it did.
+fn report_lossless(scenario: &str, note: &str, sent: u64, rig: &Rig, sampler: &Sampler) {
+    let row = finish(
+        scenario,
+        sent,
+        &rig.sub,
+        sampler,
+        note,
+        Duration::from_secs(180),
+    );
+    row.report();
+    assert_eq!(row.missing, 0, "{}", rig.p.log());
 }
 
 #[test]
 #[ignore = "60 s fault run: tests/reliability"]
 fn broker_sigkill_5x_at_2000_per_s_qos1() {
-    let redis = RedisServer::start();
-    let persist = tempfile::tempdir().unwrap();
-    let mut broker = persistent_broker(persist.path());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
-    let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, "faults-sub");
-    let p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let mut rig = Rig::start(RedisServer::start(), "faults-sub", READY);
     std::thread::sleep(Duration::from_secs(2)); // the subscriber's session is autosaved
-    let sampler = Sampler::start(Some(redis.port()));
-    sampler.track("mqtt-client", p.pid());
-    sampler.track("redis", redis.pid());
-    sampler.track("mosquitto", broker.pid());
-    let w = SeqWriter::start(&redis.url(), RATE, RUN, DEFAULT_CAP);
-    let t0 = Instant::now();
-    for at in fault_times() {
-        sleep_until(t0, at);
-        broker.kill();
+    let sampler = rig.sampler();
+    let sent = run_with_faults(&mut rig, |rig, _| {
+        rig.broker.kill();
         std::thread::sleep(DOWN);
-        broker.restart();
-        sampler.track("mosquitto", broker.pid());
-    }
-    let sent = w.join();
-    let row = finish(
+        rig.broker.restart();
+        sampler.track("mosquitto", rig.broker.pid());
+    });
+    report_lossless(
         "broker SIGKILL+restart x5, 60 s, 2,000/s, QoS 1",
-        sent,
-        &sub,
-        &sampler,
         "broker down 2 s each time",
-        Duration::from_secs(180),
+        sent,
+        &rig,
+        &sampler,
     );
-    row.report();
-    assert_eq!(row.missing, 0, "{}", p.log());
 }
 
 #[test]
 #[ignore = "60 s fault run: tests/reliability"]
 fn mqtt_client_sigkill_5x_at_2000_per_s_qos1() {
-    let redis = RedisServer::start();
-    let persist = tempfile::tempdir().unwrap();
-    let broker = persistent_broker(persist.path());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
-    let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, "faults-sub");
-    let mut p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
-    let sampler = Sampler::start(Some(redis.port()));
-    sampler.track("mqtt-client", p.pid());
-    sampler.track("redis", redis.pid());
-    sampler.track("mosquitto", broker.pid());
-    let w = SeqWriter::start(&redis.url(), RATE, RUN, DEFAULT_CAP);
-    let t0 = Instant::now();
-    for at in fault_times() {
-        sleep_until(t0, at);
-        p.kill();
+    let mut rig = Rig::start(RedisServer::start(), "faults-sub", READY);
+    let sampler = rig.sampler();
+    let sent = run_with_faults(&mut rig, |rig, _| {
+        rig.p.kill();
         sampler.track("mqtt-client", None);
         std::thread::sleep(DOWN);
-        p.restart();
-        sampler.track("mqtt-client", p.pid());
-    }
-    let sent = w.join();
-    let row = finish(
+        rig.p.restart();
+        sampler.track("mqtt-client", rig.p.pid());
+    });
+    report_lossless(
         "mqtt-client SIGKILL+restart x5, 60 s, 2,000/s, QoS 1",
-        sent,
-        &sub,
-        &sampler,
         "publisher down 2 s each time",
-        Duration::from_secs(180),
+        sent,
+        &rig,
+        &sampler,
     );
-    row.report();
-    assert_eq!(row.missing, 0, "{}", p.log());
 }
 
 fn redis_restarts(aof: bool) -> Row {
-    let mut redis = if aof {
+    let redis = if aof {
         RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).unwrap()
     } else {
         RedisServer::start()
     };
-    let persist = tempfile::tempdir().unwrap();
-    let broker = persistent_broker(persist.path());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
-    let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, "faults-sub");
-    let p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
-    let sampler = Sampler::start(Some(redis.port()));
-    sampler.track("mqtt-client", p.pid());
-    sampler.track("redis", redis.pid());
-    sampler.track("mosquitto", broker.pid());
-    let w = SeqWriter::start(&redis.url(), RATE, RUN, DEFAULT_CAP);
-    let t0 = Instant::now();
+    let mut rig = Rig::start(redis, "faults-sub", READY);
+    let sampler = rig.sampler();
     let mut last_restart_seq = 0;
-    for at in fault_times() {
-        sleep_until(t0, at);
-        redis.restart(); // SIGKILL, then start again on the same port and directory
-        sampler.track("redis", redis.pid());
+    let sent = run_with_faults(&mut rig, |rig, w| {
+        rig.redis.restart(); // SIGKILL, then start again on the same port and directory
+        sampler.track("redis", rig.redis.pid());
         last_restart_seq = w.sent();
-    }
-    let sent = w.join();
+    });
     let mut row = finish(
         if aof {
             "redis-server SIGKILL+restart x5 with AOF (appendfsync always), 60 s, 2,000/s, QoS 1"
@@ -164,22 +135,22 @@ fn redis_restarts(aof: bool) -> Row {
             "redis-server SIGKILL+restart x5 without persistence, 60 s, 2,000/s, QoS 1"
         },
         sent,
-        &sub,
+        &rig.sub,
         &sampler,
         "",
         Duration::from_secs(if aof { 180 } else { 30 }),
     );
     // Values written from 5 s after the last restart on must arrive either way.
     let after = last_restart_seq + 5 * RATE;
-    let (late_missing, _) = sub.missing(after.min(sent)..sent);
+    let (late_missing, _) = rig.sub.missing(after.min(sent)..sent);
     row.note = format!(
         "writer (spawn_writer) and publisher reconnected by themselves; values written >= 5 s after the last restart missing: {late_missing}"
     );
-    assert_eq!(late_missing, 0, "{}", p.log());
+    assert_eq!(late_missing, 0, "{}", rig.p.log());
     assert!(
-        p.log().matches("forwarding live values").count() >= 2,
+        rig.p.log().matches("forwarding live values").count() >= 2,
         "{}",
-        p.log()
+        rig.p.log()
     );
     row
 }
@@ -213,24 +184,18 @@ fn soak_broker_outage_at_1000_per_s_stays_bounded() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
     let rate = 1_000;
-    let redis = RedisServer::start();
-    let persist = tempfile::tempdir().unwrap();
-    let mut broker = persistent_broker(persist.path());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &redis.url(), broker.port(), 1, json!({}));
-    let sub = SeqSubscriber::start(broker.port(), "tag/rtu1/#", 1, "faults-sub");
-    let p = mqtt_client(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let mut rig = Rig::start(RedisServer::start(), "faults-sub", READY);
+    let (redis, sub, p) = (&rig.redis, &rig.sub, &rig.p);
     std::thread::sleep(Duration::from_secs(2));
     let sampler = Sampler::start(Some(redis.port()));
     sampler.track("mqtt-client", p.pid());
     sampler.track("redis", redis.pid());
-    broker.kill();
+    rig.broker.kill();
     let w = SeqWriter::start(&redis.url(), rate, Duration::from_secs(secs), DEFAULT_CAP);
     let sent = w.join();
     let stream_len = redis.cli(&["XLEN", "tagbus:stream"]);
-    broker.restart();
-    sampler.track("mosquitto", broker.pid());
+    rig.broker.restart();
+    sampler.track("mosquitto", rig.broker.pid());
     // Drain: until nothing new arrived for 15 s (bounded by 10 minutes).
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut last = (sub.received(), Instant::now());
@@ -264,20 +229,18 @@ fn soak_broker_outage_at_1000_per_s_stays_bounded() {
         pick(0.66),
         pick(1.0)
     );
-    let rss = sampler.max_rss_kb();
-    let row = Row {
-        scenario: format!("soak: broker outage {secs} s at 1,000/s, QoS 1, stream cap 250,000"),
+    let row = Row::measured(
+        format!("soak: broker outage {secs} s at 1,000/s, QoS 1, stream cap 250,000"),
         sent,
-        received: sub.received(),
         missing,
-        duplicates: sub.duplicates(),
-        max_rss_kb: rss.clone(),
-        redis_used_max: sampler.redis_used_max(),
-        note: format!(
+        sub,
+        &sampler,
+        format!(
             "missing = dropped by the cap, oldest first: the publisher counted and logged trimmed={trimmed}; stream length at the end of the outage {stream_len}"
         ),
-    };
+    );
     row.report();
+    let rss = &row.max_rss_kb;
     // The stated bounds (docs/reliability.md): publisher < 64 MB RSS, Redis used_memory < 128 MB.
     assert!(
         rss.get("mqtt-client").copied().unwrap_or(0) < 64 * 1024,

@@ -141,6 +141,25 @@ fn start_publisher(config: &Path, redis_url: &str, log: PathBuf) -> Publisher {
     )
 }
 
+/// Starts the publisher (log `pub.log` in `dir`) and waits until `devices` MQTT devices
+/// forward live values.
+fn start_ready_publisher(config: &Path, redis_url: &str, dir: &Path, devices: usize) -> Publisher {
+    let p = start_publisher(config, redis_url, dir.join("pub.log"));
+    p.wait_log("forwarding live values", devices, Duration::from_secs(15));
+    p
+}
+
+/// A config with one MQTT device `cloud` at QoS 1 forwarding `s0` to `topic`.
+fn cloud_s0_config(dir: &Path, redis_url: &str, port: u16, topic: &str) -> PathBuf {
+    write_config(
+        dir,
+        redis_url,
+        1,
+        vec![mqtt_device("cloud", port, json!({"mqtt_qos": 1}))],
+        vec![("cloud", "s0".into(), Some(topic))],
+    )
+}
+
 fn key(sig: &str) -> TagKey {
     format!("tag/rtu1/{sig}/in").parse().unwrap()
 }
@@ -160,6 +179,15 @@ fn write(redis_url: &str, values: &[(&str, &str)]) {
             w.write_batch(chunk).await.unwrap();
         }
     });
+}
+
+/// Writes `n` values `i,1700000000000+i,` to `s0`, `i` counting from 0.
+fn write_s0_sequence(redis_url: &str, n: u64) {
+    let values: Vec<String> = (0..n)
+        .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))
+        .collect();
+    let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
+    write(redis_url, &refs);
 }
 
 // ---------------------------------------------------------------- tests
@@ -218,8 +246,7 @@ fn tcp_csv_topic_override_quality_and_json() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 1, "sub-tcp");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 2, Duration::from_secs(15));
+    let p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 2);
     write(
         &redis.url(),
         &[
@@ -236,30 +263,19 @@ fn tcp_csv_topic_override_quality_and_json() {
         .iter()
         .map(|m| (m.topic.clone(), m.payload.clone()))
         .collect();
-    assert_eq!(
-        got.get("tag/rtu1/s0/in").map(String::as_str),
-        Some("23.5,1732280000000,1")
-    );
-    assert_eq!(
-        got.get("site1/feeder/p").map(String::as_str),
-        Some("7,1732280000001,1")
-    );
-    assert_eq!(
-        got.get("tag/rtu1/s2/in").map(String::as_str),
-        Some("1,1732280000002,0")
-    );
-    assert_eq!(
-        got.get("tag/rtu1/s3/in").map(String::as_str),
-        Some("2,1732280000003,0")
-    );
-    assert_eq!(
-        got.get("tag/rtu1/s4/in").map(String::as_str),
-        Some("3,1732280000004,0")
-    );
-    assert_eq!(
-        got.get("json/s5").map(String::as_str),
-        Some(r#"{"value":4.25,"ts":1732280000005,"quality":0,"flags":["nt"]}"#)
-    );
+    for (topic, want) in [
+        ("tag/rtu1/s0/in", "23.5,1732280000000,1"),
+        ("site1/feeder/p", "7,1732280000001,1"),
+        ("tag/rtu1/s2/in", "1,1732280000002,0"),
+        ("tag/rtu1/s3/in", "2,1732280000003,0"),
+        ("tag/rtu1/s4/in", "3,1732280000004,0"),
+        (
+            "json/s5",
+            r#"{"value":4.25,"ts":1732280000005,"quality":0,"flags":["nt"]}"#,
+        ),
+    ] {
+        assert_eq!(got.get(topic).map(String::as_str), Some(want));
+    }
     // The default client id when client_id is empty.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert!(
@@ -300,8 +316,7 @@ fn password_auth_and_wrong_password_is_logged_and_retried() {
         ],
     );
     let opts_sub = Sub::start_auth(broker.port(), "sub", "subpw");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 1);
     write(&redis.url(), &[("s0", "5,1000,")]);
     let msgs = opts_sub.wait_for("good/s0", Duration::from_secs(10), |m| {
         m.iter().any(|m| m.topic == "good/s0")
@@ -383,8 +398,7 @@ fn tls_with_ca_with_client_certificate_and_wrong_ca() {
         ],
     );
     let sub = Sub::start(broker.port(), "tls/#", 1, "sub-tls");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    let p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 3);
     write(&redis.url(), &[("s0", "42,1732280000000,")]);
     let msgs = sub.wait_for(
         "tls/ca, tls/cert, tls/insecure",
@@ -436,8 +450,7 @@ fn websocket_and_websocket_tls() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 2, "sub-ws");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 2, Duration::from_secs(15));
+    let _p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 2);
     write(&redis.url(), &[("s0", "-3,1732280000000,bl")]);
     let msgs = sub.wait_for("ws/s0 and wss/s0", Duration::from_secs(10), |m| {
         m.iter().any(|m| m.topic == "ws/s0") && m.iter().any(|m| m.topic == "wss/s0")
@@ -474,8 +487,7 @@ fn qos_retain_threshold_and_last_will() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 2, "sub-qos");
-    let mut p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    let mut p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 3);
     write(
         &redis.url(),
         &[
@@ -566,6 +578,26 @@ fn outage_values(offset: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `(signal, value)` pairs of `values` as the `&str` pairs `write` takes.
+fn outage_refs(values: &[(String, String)]) -> Vec<(&str, &str)> {
+    values
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
+}
+
+/// Waits (90 s at most) until all `OUTAGE_VALUES` distinct values arrived, then checks them.
+fn wait_all_outage_values(sub: &Sub) {
+    let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
+        m.iter()
+            .map(|m| m.payload.split(',').next().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= OUTAGE_VALUES
+    });
+    check_all(&msgs, OUTAGE_VALUES);
+}
+
 fn outage_setup(dir: &Path, redis: &RedisServer, port: u16) -> PathBuf {
     let signals: Vec<(&str, String, Option<&str>)> =
         (0..10).map(|i| ("cloud", format!("s{i}"), None)).collect();
@@ -594,27 +626,16 @@ fn broker_outage_of_30s_loses_nothing_at_qos1() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = outage_setup(dir.path(), &redis, broker.port());
     let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-outage");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let _p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 1);
     std::thread::sleep(Duration::from_secs(2)); // the subscriber's session is saved (autosave 1 s)
     broker.kill();
     let t0 = Instant::now();
     let values = outage_values(0);
-    let refs: Vec<(&str, &str)> = values
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
+    let refs = outage_refs(&values);
     write(&redis.url(), &refs);
     std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
     broker.restart();
-    let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
-        m.iter()
-            .map(|m| m.payload.split(',').next().unwrap().to_owned())
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= OUTAGE_VALUES
-    });
-    check_all(&msgs, OUTAGE_VALUES);
+    wait_all_outage_values(&sub);
 }
 
 #[test]
@@ -626,28 +647,17 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = outage_setup(dir.path(), &redis, broker.port());
     let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-kill");
-    let mut p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let mut p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 1);
     // Kill it in the middle of a burst, and keep writing while it is dead for 30 s.
     let values = outage_values(0);
-    let refs: Vec<(&str, &str)> = values
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
+    let refs = outage_refs(&values);
     write(&redis.url(), &refs[..5_000]);
     p.kill();
     let t0 = Instant::now();
     write(&redis.url(), &refs[5_000..]);
     std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
     let _p2 = start_publisher(&cfg, &redis.url(), dir.path().join("pub2.log"));
-    let msgs = sub.wait_for("20000 values", Duration::from_secs(90), |m| {
-        m.iter()
-            .map(|m| m.payload.split(',').next().unwrap().to_owned())
-            .collect::<BTreeSet<_>>()
-            .len()
-            >= OUTAGE_VALUES
-    });
-    check_all(&msgs, OUTAGE_VALUES);
+    wait_all_outage_values(&sub);
 }
 
 #[test]
@@ -687,14 +697,9 @@ fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window() {
         ],
     );
     let sub = Sub::start(broker.port(), "#", 2, "sub-v5");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    let p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 3);
     assert!(p.log().contains("receive_max=Some(5)"), "{}", p.log());
-    let values: Vec<String> = (0..300)
-        .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))
-        .collect();
-    let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
-    write(&redis.url(), &refs);
+    write_s0_sequence(&redis.url(), 300);
     let msgs = sub.wait_for("900 values", Duration::from_secs(30), |m| m.len() >= 900);
     for t in ["v5/s0", "v3/s0", "v5q1/s0"] {
         let got: Vec<&str> = msgs
@@ -733,16 +738,9 @@ fn redis_restart_keeps_the_mqtt_connection_and_resumes() {
     let mut redis = RedisServer::start();
     let broker = MosquittoBuilder::new().start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &redis.url(),
-        1,
-        vec![mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1}))],
-        vec![("cloud", "s0".into(), Some("r/s0"))],
-    );
+    let cfg = cloud_s0_config(dir.path(), &redis.url(), broker.port(), "r/s0");
     let sub = Sub::start(broker.port(), "r/#", 1, "sub-redis");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
+    let p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 1);
     redis.restart();
     p.wait_log("the stream reader reconnects", 1, Duration::from_secs(15));
     p.wait_log("forwarding live values", 2, Duration::from_secs(20));
@@ -777,13 +775,8 @@ fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
         vec![("q2", "s0".into(), Some("q2/s0"))],
     );
     let sub = Sub::start(broker.port(), "q2/#", 2, "sub-q2w");
-    let p = start_publisher(&cfg, &redis.url(), dir.path().join("pub.log"));
-    p.wait_log("forwarding live values", 1, Duration::from_secs(15));
-    let values: Vec<String> = (0..1000)
-        .map(|i| format!("{i},{},", 1_700_000_000_000u64 + i))
-        .collect();
-    let refs: Vec<(&str, &str)> = values.iter().map(|v| ("s0", v.as_str())).collect();
-    write(&redis.url(), &refs);
+    let p = start_ready_publisher(&cfg, &redis.url(), dir.path(), 1);
+    write_s0_sequence(&redis.url(), 1000);
     let msgs = sub.wait_for("1000 values", Duration::from_secs(90), |m| {
         m.iter()
             .map(|m| m.payload.as_str())
@@ -800,13 +793,7 @@ fn trace_flags_print_redis_and_mqtt_traffic() {
     let redis = RedisServer::start();
     let broker = MosquittoBuilder::new().start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &redis.url(),
-        1,
-        vec![mqtt_device("cloud", broker.port(), json!({"mqtt_qos": 1}))],
-        vec![("cloud", "s0".into(), Some("t/s0"))],
-    );
+    let cfg = cloud_s0_config(dir.path(), &redis.url(), broker.port(), "t/s0");
     let out_path = dir.path().join("stdout");
     let log = dir.path().join("pub.log");
     let child = Command::new(env!("CARGO_BIN_EXE_fieldbridge"))
