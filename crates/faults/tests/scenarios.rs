@@ -69,7 +69,20 @@ fn report_lossless(scenario: &str, note: &str, sent: u64, rig: &Rig, sampler: &S
         Duration::from_secs(180),
     );
     row.report();
-    assert_eq!(row.missing, 0, "{}", rig.p.log());
+    // On a loss, tell who lost it: entries still pending in the publisher's group were never
+    // acknowledged by the broker (ours to resend); none pending means every missing value had
+    // its PUBACK, so the broker lost it after acknowledging it (a SIGKILLed mosquitto keeps
+    // only what its last autosave wrote).
+    let pending = rig
+        .redis
+        .cli(&["XPENDING", tagbus::STREAM_KEY, "mqtt:cloud"]);
+    assert_eq!(
+        row.missing,
+        0,
+        "first missing {:?}; the group's pending entries (XPENDING): {pending}\n{}",
+        rig.sub.missing(0..sent).1,
+        rig.p.log()
+    );
 }
 
 #[test]
