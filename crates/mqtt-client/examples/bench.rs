@@ -106,51 +106,151 @@ impl Received {
     }
 }
 
-/// A QoS 0 subscriber to `tag/#` counting distinct integer values.
-async fn subscriber(port: u16, id: &str) -> (Arc<Mutex<Received>>, tokio::task::JoinHandle<()>) {
+/// How often the measuring subscriber reads while a drain is measured.
+const PACE: Duration = Duration::from_millis(1);
+
+/// The measuring subscriber: a QoS 0 subscription to `tag/#` counting distinct integer values,
+/// on its own OS thread with a blocking socket and a minimal MQTT 3.1.1 reader (CONNECT with
+/// keep-alive off, SUBSCRIBE, then PUBLISH packets parsed from 64 KB reads; one lock and one
+/// clock read per read, every message of a read stamped with that read's time).
+///
+/// It is the instrument, the same for every sender, so it must cost the same whatever the
+/// sender: while a drain is measured it reads once per [`PACE`] (1 ms: a 0.1% error on the
+/// first-to-last arrival time of a drain of a second or more), so it takes about the same CPU
+/// and makes the broker pay the same wake-ups for every sender. A subscriber that reads as
+/// soon as data arrives wakes once per few messages when a core is idle and once per thousands
+/// when none is; the sender that leaves a core idle (the publisher, with less CPU per value
+/// than the raw client) then paid for it in broker CPU (bench/results.md, "The measuring
+/// subscriber"). While latency is measured it reads at once.
+struct Subscriber {
+    stream: std::net::TcpStream,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// Closes the connection and joins the thread.
+    fn abort(mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An MQTT packet: its fixed header byte and its body.
+fn mqtt_packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// A UTF-8 string as MQTT writes it: length, then bytes.
+fn mqtt_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The first whole packet in `buf`: (fixed header byte, body range, packet length).
+fn next_packet(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    let first = *buf.first()?;
+    let (mut len, mut mult, mut at) = (0usize, 1usize, 1usize);
+    loop {
+        let b = *buf.get(at)?;
+        len += usize::from(b & 0x7f) * mult;
+        mult *= 128;
+        at += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let end = at + len;
+    (buf.len() >= end).then_some((first, at..end, end))
+}
+
+async fn subscriber(port: u16, id: &str) -> (Arc<Mutex<Received>>, Subscriber) {
+    use std::io::{Read, Write};
     let rec = Arc::new(Mutex::new(Received::default()));
-    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
-    o.set_max_packet_size(1 << 20, 1 << 20)
-        .set_keep_alive(Duration::from_secs(30));
-    let (client, mut el) = rumqttc::AsyncClient::new(o, 100);
-    client
-        .subscribe("tag/#", rumqttc::QoS::AtMostOnce)
-        .await
-        .unwrap();
-    let r = rec.clone();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut connect = Vec::new();
+    mqtt_str(&mut connect, "MQTT");
+    connect.extend_from_slice(&[4, 0x02, 0, 0]); // 3.1.1, clean session, keep-alive off
+    mqtt_str(&mut connect, id);
+    let mut subscribe = vec![0, 1];
+    mqtt_str(&mut subscribe, "tag/#");
+    subscribe.push(0);
+    stream.write_all(&mqtt_packet(0x10, &connect)).unwrap();
+    stream.write_all(&mqtt_packet(0x82, &subscribe)).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut tx = Some(tx);
-    let task = tokio::spawn(async move {
-        let _client = client;
-        loop {
-            match el.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    let now = now_us();
-                    let text = std::str::from_utf8(&p.payload).unwrap_or("");
-                    if let Some(v) = text.split(',').next().and_then(|v| v.parse::<i64>().ok()) {
-                        let mut g = r.lock().unwrap();
-                        g.total += 1;
-                        let at = Instant::now();
-                        g.first_at.get_or_insert(at);
-                        g.last_at = Some(at);
-                        g.distinct.insert(v);
-                        if g.measure_latency && v > 1_000_000_000_000 {
-                            g.latencies_us.push(now - v);
+    let r = rec.clone();
+    let mut reader = stream.try_clone().unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
+        let mut chunk = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = reader.read(&mut chunk) {
+            let now = now_us();
+            let at = Instant::now();
+            buf.extend_from_slice(&chunk[..n]);
+            let mut used = 0;
+            let mut g = r.lock().unwrap();
+            while let Some((first, body, len)) = next_packet(&buf[used..]) {
+                let body = &buf[used..][body];
+                used += len;
+                match first >> 4 {
+                    9 => {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(());
                         }
                     }
+                    3 => {
+                        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                        let skip = 2 + topic_len + if first & 0x06 != 0 { 2 } else { 0 };
+                        let text = std::str::from_utf8(&body[skip..]).unwrap_or("");
+                        if let Some(v) = text.split(',').next().and_then(|v| v.parse::<i64>().ok())
+                        {
+                            g.total += 1;
+                            g.first_at.get_or_insert(at);
+                            g.last_at = Some(at);
+                            g.distinct.insert(v);
+                            if g.measure_latency && v > 1_000_000_000_000 {
+                                g.latencies_us.push(now - v);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+            // Draining, it reads at most once per PACE (what arrived meanwhile waits in the
+            // socket); measuring latency, at once.
+            let pace = !g.measure_latency;
+            drop(g);
+            buf.drain(..used);
+            if pace {
+                std::thread::sleep(PACE);
             }
         }
     });
     let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-    (rec, task)
+    (
+        rec,
+        Subscriber {
+            stream,
+            thread: Some(thread),
+        },
+    )
 }
 
 async fn wait_distinct(rec: &Arc<Mutex<Received>>, n: usize, timeout: Duration) -> bool {
