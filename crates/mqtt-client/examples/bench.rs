@@ -274,7 +274,11 @@ fn topic(i: usize) -> String {
 /// args: port, QoS), so it can get its own CPU like the publisher: one rumqttc client
 /// publishing the 200,000 values itself, until rumqttc wrote them all (QoS 0) or the broker
 /// acknowledged them all (QoS 1/2).
-async fn raw_sender(port: u16, qos: u8) {
+///
+/// With `steady`, it publishes `RATE` values/s for `LATENCY_SECS` instead (10 every
+/// millisecond, each the time it is handed to rumqttc in microseconds): the latency of MQTT
+/// alone, the reference for the publisher's (which adds Redis and the stream read).
+async fn raw_sender(port: u16, qos: u8, steady: bool) {
     let mut o = rumqttc::MqttOptions::new(format!("bench-raw{qos}"), "127.0.0.1", port);
     // rumqttc as upstream ships it (one write per PUBLISH) unless BENCH_RAW_BATCH sets the
     // patched event loop's batch (the publisher's is 64).
@@ -294,10 +298,15 @@ async fn raw_sender(port: u16, qos: u8) {
         rumqttc::QoS::AtLeastOnce,
         rumqttc::QoS::ExactlyOnce,
     ][usize::from(qos)];
+    let total = if steady {
+        RATE * LATENCY_SECS as usize
+    } else {
+        BACKLOG
+    };
     let evl = tokio::spawn(async move {
         let mut done = 0usize;
         let deadline = Instant::now() + Duration::from_secs(120);
-        while done < BACKLOG && Instant::now() < deadline {
+        while done < total && Instant::now() < deadline {
             match el.poll().await {
                 Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(_))) if qos == 0 => {
                     done += 1
@@ -309,16 +318,30 @@ async fn raw_sender(port: u16, qos: u8) {
             }
         }
     });
-    for i in 0..BACKLOG {
-        let payload = format!("{i},1700000000000,1");
-        client.publish(topic(i), q, false, payload).await.unwrap();
+    if steady {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for t in 0..total / (RATE / 1000) {
+            tick.tick().await;
+            let stamp = now_us();
+            for j in 0..RATE / 1000 {
+                let payload = format!("{stamp},1700000000000,1");
+                let i = t * (RATE / 1000) + j;
+                client.publish(topic(i), q, false, payload).await.unwrap();
+            }
+        }
+    } else {
+        for i in 0..BACKLOG {
+            let payload = format!("{i},1700000000000,1");
+            client.publish(topic(i), q, false, payload).await.unwrap();
+        }
     }
     let _ = evl.await;
 }
 
 /// The raw client ceiling: [`raw_sender`] in a child process (on the sender CPU when
 /// pinned), measured by the subscriber's arrival rate.
-async fn raw_client(port: u16, qos: u8, pids: Pids) -> (f64, usize, [f64; 4]) {
+async fn raw_client(port: u16, qos: u8, pids: Pids) -> (f64, usize, [f64; 4], Latency) {
     let (rec, sub) = subscriber(port, &format!("bench-sub-raw{qos}")).await;
     let exe = std::env::current_exe().unwrap();
     let mut child = KillOnDrop(
@@ -343,11 +366,28 @@ async fn raw_client(port: u16, qos: u8, pids: Pids) -> (f64, usize, [f64; 4]) {
     };
     let _ = child.0.kill();
     let _ = child.0.wait();
-    sub.abort();
     if !ok {
         println!("  raw client QoS {qos}: only {got} of {BACKLOG} arrived");
     }
-    (rate, got, split)
+    // The same subscriber, then the raw client's steady 10,000/s: the latency reference.
+    rec.lock().unwrap().latencies_us.clear();
+    rec.lock().unwrap().measure_latency = true;
+    let mut child = KillOnDrop(
+        sender_command(&exe)
+            .env("BENCH_ROLE", "raw-client")
+            .args([port.to_string(), qos.to_string(), "steady".to_owned()])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sent = RATE * LATENCY_SECS as usize;
+    let deadline = Instant::now() + Duration::from_secs(LATENCY_SECS + 10);
+    while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lat = collect_latency(&rec, sent).await;
+    sub.abort();
+    (rate, got, split, lat)
 }
 
 /// Where the processes run (`BENCH_LAYOUT`):
@@ -563,25 +603,63 @@ struct Latency {
     sent: usize,
 }
 
-/// Writes `RATE` values/s for `LATENCY_SECS` (batches of 10 every millisecond), each value the
-/// write's time in microseconds, and collects what the subscriber saw (waits at most 3 s more).
-async fn steady_latency(w: &mut TagWriter, rec: &Arc<Mutex<Received>>) -> Latency {
+/// Writes `RATE` values/s for `LATENCY_SECS` (batches of 10 every millisecond, the tag
+/// writer's own `MULTI` pipeline, [`tagbus::packed_batch`]) on a plain socket of a thread of
+/// its own, each value the time just before its batch goes to Redis, in microseconds; then
+/// collects what the subscriber saw (waits at most 3 s more). The latency is the publisher's,
+/// from Redis to the subscriber: stamped before an async client's hand-offs in this busy bench
+/// process, it also held that client's round trip (p50 265 us, p99 591 us on the 2-core box).
+async fn steady_latency(redis_port: u16, rec: &Arc<Mutex<Received>>) -> Latency {
+    use std::io::{Read, Write};
     rec.lock().unwrap().latencies_us.clear();
     rec.lock().unwrap().measure_latency = true;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let per_tick = RATE / 1000;
     let ticks = LATENCY_SECS * 1000;
-    let mut n = 0usize;
-    for _ in 0..ticks {
-        tick.tick().await;
-        let stamp = now_us();
-        let batch: Vec<(TagKey, TagValue)> = (0..per_tick)
-            .map(|j| (key(n + j), TagValue::new(stamp, 1_700_000_000_000)))
-            .collect();
-        n += per_tick;
-        w.write_batch(&batch).await.unwrap();
+    let n = per_tick * ticks as usize;
+    let writer = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", redis_port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut replies = s.try_clone().unwrap();
+        let drain = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(1..) = replies.read(&mut buf) {}
+        });
+        let start = Instant::now();
+        for t in 0..ticks {
+            let due = start + Duration::from_millis(t);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let stamp = now_us();
+            let batch: Vec<(TagKey, TagValue)> = (0..per_tick)
+                .map(|j| {
+                    (
+                        key(t as usize * per_tick + j),
+                        TagValue::new(stamp, 1_700_000_000_000),
+                    )
+                })
+                .collect();
+            s.write_all(&tagbus::packed_batch(
+                &batch,
+                tagbus::DEFAULT_STREAM_MAX_LEN,
+            ))
+            .unwrap();
+        }
+        // Redis answers what it has, then sees the end and closes.
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let _ = drain.join();
+    });
+    while !writer.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    writer.join().unwrap();
+    collect_latency(rec, n).await
+}
+
+/// Waits (3 s at most) until the subscriber saw `sent` latency values, then their percentiles;
+/// the subscriber goes back to draining mode.
+async fn collect_latency(rec: &Arc<Mutex<Received>>, sent: usize) -> Latency {
+    let n = sent;
     let deadline = Instant::now() + Duration::from_secs(3);
     while rec.lock().unwrap().latencies_us.len() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -702,7 +780,7 @@ async fn publisher_run(
     wait_log(&log2, "forwarding live values").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let lat = steady_latency(&mut w, &rec).await;
+    let lat = steady_latency(redis.port(), &rec).await;
     if lat.arrived < lat.sent {
         println!(
             "  latency QoS {qos}: {} of {} values arrived",
@@ -805,7 +883,7 @@ async fn python_run(dir: &Path, redis: &RedisServer, port: u16, qos: u8) -> Opti
         .map_or(t0.elapsed(), |l| l.duration_since(t0))
         .as_secs_f64();
     let cpu_ticks_flood = cpu_ticks(pid).saturating_sub(startup_ticks);
-    let lat = steady_latency(&mut w, &rec).await;
+    let lat = steady_latency(redis.port(), &rec).await;
     let rss_kb = vm_kb(pid, "VmHWM:");
     sub.abort();
     let _ = Command::new("kill")
@@ -838,7 +916,8 @@ async fn main() {
         let mut args = std::env::args().skip(1);
         let port: u16 = args.next().and_then(|a| a.parse().ok()).unwrap();
         let qos: u8 = args.next().and_then(|a| a.parse().ok()).unwrap();
-        raw_sender(port, qos).await;
+        let steady = args.next().as_deref() == Some("steady");
+        raw_sender(port, qos, steady).await;
         return;
     }
     let bin = std::env::var("FIELDBRIDGE_BIN")
@@ -898,7 +977,11 @@ async fn main() {
             broker: broker_pid,
             redis: redis_pid,
         };
-        let (raw, _, raw_split) = raw_client(broker.port(), qos, pids).await;
+        let (raw, _, raw_split, raw_lat) = raw_client(broker.port(), qos, pids).await;
+        println!(
+            "{l:?} QoS {qos}: raw client latency at {RATE}/s p50 {:.3} ms p99 {:.3} ms p99.9 {:.3} ms ({} of {})",
+            raw_lat.p50, raw_lat.p99, raw_lat.p999, raw_lat.arrived, raw_lat.sent
+        );
         let mut row = publisher_run(&bin, dir.path(), &redis, broker.port(), qos, pids).await;
         row.raw = raw;
         row.raw_split = raw_split;
@@ -936,6 +1019,9 @@ async fn main() {
                 "fb_cpu_split",
                 format!("{fs:.2},{fr:.2},{fbk:.2},{fsub:.2}"),
             ),
+            ("raw_p50", format!("{:.3}", raw_lat.p50)),
+            ("raw_p99", format!("{:.3}", raw_lat.p99)),
+            ("raw_p999", format!("{:.3}", raw_lat.p999)),
             ("fb", format!("{:.0}", row.publisher)),
             ("fb_from_start", format!("{:.0}", row.from_start)),
             ("fb_startup_s", format!("{:.2}", row.startup_s)),

@@ -36,7 +36,7 @@ pub use stream::{EntryBody, EntryId, StreamAcker, StreamConsumer, StreamEntry, T
 pub use value::{
     now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN, SCALED_DIGITS,
 };
-pub use writer::{spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};
+pub use writer::{packed_batch, spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};
 
 /// The Redis stream every `in` and `out` value is appended to.
 pub const STREAM_KEY: &str = "tagbus:stream";

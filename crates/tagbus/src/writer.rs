@@ -92,6 +92,13 @@ impl TagWriter {
     }
 }
 
+/// The bytes [`TagWriter::write_batch`] sends for `batch` (its `MULTI` ... `EXEC` pipeline in
+/// RESP), for a tool with a socket of its own: the publisher benchmark stamps each value just
+/// before it goes to Redis, without an async client's hand-offs in between.
+pub fn packed_batch(batch: &[(TagKey, TagValue)], stream_max_len: u64) -> Vec<u8> {
+    build_pipeline(batch, stream_max_len).get_packed_pipeline()
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
