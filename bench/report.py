@@ -50,7 +50,8 @@ def main():
       f"{kv.get('load_end', '?')} at the end (a shared machine: absolute figures are noisy, the "
       f"ratios from one run less so). redis {kv.get('redis', '?')}, mosquitto "
       f"{kv.get('mosquitto', '?')}, MQTT in-flight window {kv.get('window', '?')}, subscriber at "
-      f"QoS 0; the whole run took {kv.get('elapsed_s', '?')} s, of which "
+      f"QoS 0 (a blocking reader on its own thread, reading once a millisecond while a drain is "
+      f"measured, at once while latency is); the whole run took {kv.get('elapsed_s', '?')} s, of which "
       f"{kv.get('build_s', '?')} s building.")
     w("")
 
@@ -98,15 +99,18 @@ def main():
       "tag bus stream, until the subscriber has them all. Both rates are arrival rates at the "
       "subscriber, first value to last (the publisher's start-up, ~0.1 s with its 20,000-row "
       "config, is left out; `fb_from_start` in the figures has it in). Latency: Redis write -> subscriber at a steady "
-      "10,000 values/s for 5 s. CPU: utime+stime of the publisher while draining, minus what "
+      "10,000 values/s for 5 s, each value stamped just before its batch goes to Redis; the raw "
+      "client's is MQTT alone (stamped as it is handed to rumqttc), the floor under the "
+      "publisher's. CPU: utime+stime of the publisher while draining, minus what "
       "loading its 10,000-signal config took, per value. RSS: VmHWM of the process.")
     w("")
-    w("| QoS | ceiling values/s | fieldbridge values/s | ratio | p50 / p99 / p99.9 ms @10k/s | arrived @10k/s | CPU us/value | peak RSS MB |")
-    w("|---|---|---|---|---|---|---|---|")
+    w("| QoS | ceiling values/s | fieldbridge values/s | ratio | p50 / p99 / p99.9 ms @10k/s | raw client p50 / p99 / p99.9 ms @10k/s | arrived @10k/s | CPU us/value | peak RSS MB |")
+    w("|---|---|---|---|---|---|---|---|---|")
     for q in qs:
         raw, fb = g(q, "raw"), g(q, "fb")
         w(f"| {q} | {f(raw)} | {f(fb)} | {f(fb / raw if fb and raw else None, '{:.2f}')} | "
           f"{f(g(q, 'fb_p50'), '{:.2f}')} / {f(g(q, 'fb_p99'), '{:.2f}')} / {f(g(q, 'fb_p999'), '{:.2f}')} | "
+          f"{f(g(q, 'raw_p50'), '{:.2f}')} / {f(g(q, 'raw_p99'), '{:.2f}')} / {f(g(q, 'raw_p999'), '{:.2f}')} | "
           f"{f(g(q, 'fb_lat_arrived'))} of {f(g(q, 'fb_lat_sent'))} | {f(g(q, 'fb_cpu_us'), '{:.2f}')} | "
           f"{f(mb(g(q, 'fb_rss_kb')), '{:.1f}')} |")
     w("")
@@ -120,12 +124,13 @@ def main():
           "broker is another machine: the raw client is then bound by the broker, the publisher "
           "by its own cost per value (stream read, XACK, Redis itself) on one core.")
         w("")
-        w("| QoS | ceiling values/s | fieldbridge values/s | ratio | p50 / p99 / p99.9 ms @10k/s | CPU us/value | peak RSS MB |")
-        w("|---|---|---|---|---|---|---|")
+        w("| QoS | ceiling values/s | fieldbridge values/s | ratio | p50 / p99 / p99.9 ms @10k/s | raw client p50 / p99 / p99.9 ms @10k/s | CPU us/value | peak RSS MB |")
+        w("|---|---|---|---|---|---|---|---|")
         for q in qs:
             raw, fb = gp(q, "raw"), gp(q, "fb")
             w(f"| {q} | {f(raw)} | {f(fb)} | {f(fb / raw if fb and raw else None, '{:.2f}')} | "
               f"{f(gp(q, 'fb_p50'), '{:.2f}')} / {f(gp(q, 'fb_p99'), '{:.2f}')} / {f(gp(q, 'fb_p999'), '{:.2f}')} | "
+              f"{f(gp(q, 'raw_p50'), '{:.2f}')} / {f(gp(q, 'raw_p99'), '{:.2f}')} / {f(gp(q, 'raw_p999'), '{:.2f}')} | "
               f"{f(gp(q, 'fb_cpu_us'), '{:.2f}')} | {f(mb(gp(q, 'fb_rss_kb')), '{:.1f}')} |")
         w("")
 
@@ -201,9 +206,11 @@ def main():
         w(f"| (the {n} applets supervise started, together) | {int(s) / 1024:.1f} | - |")
     w("")
 
-    p99, p999 = g(1, "fb_p99"), g(1, "fb_p999")
-    targets.append(("p99 <= 1 ms at 10,000/s, QoS 1", f(p99, "{:.2f} ms"),
-                    None if p99 is None else p99 <= 1))
+    for q in (0, 1):
+        p99 = g(q, "fb_p99")
+        targets.append((f"p99 <= 1 ms at 10,000/s, QoS {q}", f(p99, "{:.2f} ms"),
+                        None if p99 is None else p99 <= 1))
+    p999 = g(1, "fb_p999")
     targets.append(("p99.9 <= 5 ms at 10,000/s, QoS 1", f(p999, "{:.2f} ms"),
                     None if p999 is None else p999 <= 5))
     rss = [g(q, "fb_rss_kb") for q in qs if g(q, "fb_rss_kb") is not None]

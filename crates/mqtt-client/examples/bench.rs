@@ -15,7 +15,9 @@
 //!   Both throughputs are arrival rates at the subscriber, first value to last: the drain
 //!   itself. The publisher's start-up (process start, loading the 20,000-row config, Redis
 //!   and MQTT connects) is printed apart, with the rate from process start it gives;
-//! - p50/p99/p99.9 latency (Redis write -> subscriber) at a steady 10,000 values/s for 5 s;
+//! - p50/p99/p99.9 latency (Redis write -> subscriber) at a steady 10,000 values/s for 5 s,
+//!   each batch stamped just before it goes to Redis, and the raw client's at the same rate
+//!   (MQTT alone: the floor under the publisher's);
 //! - the publisher's CPU time per value while draining (utime + stime from /proc, minus what
 //!   loading the same config took) and its peak RSS (VmHWM of the child process);
 //! - the Python alternative (`bench/python_bridge.py`, redis-py + paho, run with
@@ -33,9 +35,9 @@
 //! Where the time goes, printed per QoS for both drains: the CPU time per value of the sender,
 //! redis-server, mosquitto and the subscriber (this process), their voluntary context switches
 //! (sleeps) per 1,000 values, and the Redis commands the publisher issued (calls, server time
-//! per call). The broker side's cost per value depends on how the subscriber wakes up (a
-//! subscriber that keeps up wakes for every few messages, and mosquitto pays for each wake-up):
-//! see bench/results.md.
+//! per call). The subscriber is a paced blocking reader ([`subscriber`]), so that it costs the
+//! same, and makes mosquitto pay the same wake-ups, whatever the sender: see bench/README.md,
+//! "The measuring subscriber".
 //!
 //! The raw client is rumqttc as upstream ships it, one `write` per PUBLISH; the publisher's
 //! rumqttc (vendor/rumqttc) writes the requests already queued together (64 at most).
@@ -120,7 +122,7 @@ const PACE: Duration = Duration::from_millis(1);
 /// and makes the broker pay the same wake-ups for every sender. A subscriber that reads as
 /// soon as data arrives wakes once per few messages when a core is idle and once per thousands
 /// when none is; the sender that leaves a core idle (the publisher, with less CPU per value
-/// than the raw client) then paid for it in broker CPU (bench/results.md, "The measuring
+/// than the raw client) then paid for it in broker CPU (bench/README.md, "The measuring
 /// subscriber"). While latency is measured it reads at once.
 struct Subscriber {
     stream: std::net::TcpStream,
