@@ -658,10 +658,9 @@ async fn steady_latency(redis_port: u16, rec: &Arc<Mutex<Received>>) -> Latency 
     collect_latency(rec, n).await
 }
 
-/// Waits (3 s at most) until the subscriber saw `sent` latency values, then their percentiles;
+/// Waits (3 s at most) until the subscriber saw `n` latency values, then their percentiles;
 /// the subscriber goes back to draining mode.
-async fn collect_latency(rec: &Arc<Mutex<Received>>, sent: usize) -> Latency {
-    let n = sent;
+async fn collect_latency(rec: &Arc<Mutex<Received>>, n: usize) -> Latency {
     let deadline = Instant::now() + Duration::from_secs(3);
     while rec.lock().unwrap().latencies_us.len() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
