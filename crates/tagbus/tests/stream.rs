@@ -133,3 +133,36 @@ async fn trims_are_counted_for_a_group_that_never_read() {
     assert_eq!(lost as usize + read, 5_000, "lost {lost} + read {read}");
     assert_eq!(trimmed.get(), lost);
 }
+
+/// `packed_batch` is what `write_batch` sends: written on a plain socket it gives the same
+/// stream entries (in order) and the same latest values.
+#[tokio::test]
+async fn packed_batch_on_a_plain_socket_writes_what_write_batch_writes() {
+    use std::io::{Read, Write};
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let trimmed = tagbus::TrimCounter::new();
+    let mut c = StreamConsumer::connect(&url, "g1", "me", trimmed)
+        .await
+        .unwrap();
+    assert!(c.ensure_group().await.unwrap());
+
+    let values = batch(0, 10);
+    let bytes = tagbus::packed_batch(&values, tagbus::DEFAULT_STREAM_MAX_LEN);
+    assert!(bytes.starts_with(b"*1\r\n$5\r\nMULTI\r\n"));
+    assert!(bytes.ends_with(b"*1\r\n$4\r\nEXEC\r\n"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+    s.write_all(&bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut replies = Vec::new();
+    s.read_to_end(&mut replies).unwrap();
+    assert!(replies.starts_with(b"+OK\r\n"), "{replies:?}");
+
+    let got = c.read_new(100, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(
+        got.iter().map(value_of).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    // s0..s6 were written; the last of s2 is value 9.
+    assert_eq!(redis.cli(&["GET", "tag/d/s2/in"]).trim(), "9,1000,");
+}
