@@ -38,6 +38,26 @@ def verdict(ok):
     return "n/a" if ok is None else ("**met**" if ok else "**MISSED**")
 
 
+def mqtt_table(w, qs, g, arrived):
+    """The publisher's rows per QoS from the figures `g(q, key)` (shared or pinned layout);
+    `arrived`: with the column of latency values that arrived."""
+    def ms3(q, who):
+        return " / ".join(f(g(q, f"{who}_{p}"), "{:.2f}") for p in ("p50", "p99", "p999"))
+    head = ["QoS", "ceiling values/s", "fieldbridge values/s", "ratio",
+            "p50 / p99 / p99.9 ms @10k/s", "raw client p50 / p99 / p99.9 ms @10k/s"]
+    head += ["arrived @10k/s"] if arrived else []
+    head += ["CPU us/value", "peak RSS MB"]
+    w("| " + " | ".join(head) + " |")
+    w("|" + "---|" * len(head))
+    for q in qs:
+        raw, fb = g(q, "raw"), g(q, "fb")
+        cells = [str(q), f(raw), f(fb), f(fb / raw if fb and raw else None, "{:.2f}"),
+                 ms3(q, "fb"), ms3(q, "raw")]
+        cells += [f"{f(g(q, 'fb_lat_arrived'))} of {f(g(q, 'fb_lat_sent'))}"] if arrived else []
+        cells += [f(g(q, "fb_cpu_us"), "{:.2f}"), f(mb(g(q, "fb_rss_kb")), "{:.1f}")]
+        w("| " + " | ".join(cells) + " |")
+
+
 def main():
     kv = load(sys.argv[1])
     pkg_readme = open(sys.argv[2], encoding="utf-8").read() if len(sys.argv) > 2 else ""
@@ -104,15 +124,7 @@ def main():
       "publisher's. CPU: utime+stime of the publisher while draining, minus what "
       "loading its 10,000-signal config took, per value. RSS: VmHWM of the process.")
     w("")
-    w("| QoS | ceiling values/s | fieldbridge values/s | ratio | p50 / p99 / p99.9 ms @10k/s | raw client p50 / p99 / p99.9 ms @10k/s | arrived @10k/s | CPU us/value | peak RSS MB |")
-    w("|---|---|---|---|---|---|---|---|---|")
-    for q in qs:
-        raw, fb = g(q, "raw"), g(q, "fb")
-        w(f"| {q} | {f(raw)} | {f(fb)} | {f(fb / raw if fb and raw else None, '{:.2f}')} | "
-          f"{f(g(q, 'fb_p50'), '{:.2f}')} / {f(g(q, 'fb_p99'), '{:.2f}')} / {f(g(q, 'fb_p999'), '{:.2f}')} | "
-          f"{f(g(q, 'raw_p50'), '{:.2f}')} / {f(g(q, 'raw_p99'), '{:.2f}')} / {f(g(q, 'raw_p999'), '{:.2f}')} | "
-          f"{f(g(q, 'fb_lat_arrived'))} of {f(g(q, 'fb_lat_sent'))} | {f(g(q, 'fb_cpu_us'), '{:.2f}')} | "
-          f"{f(mb(g(q, 'fb_rss_kb')), '{:.1f}')} |")
+    mqtt_table(w, qs, g, arrived=True)
     w("")
 
     if any(g(q, "raw") is not None for q in qs) and kv.get("pinned.q0.raw"):
@@ -124,14 +136,7 @@ def main():
           "broker is another machine: the raw client is then bound by the broker, the publisher "
           "by its own cost per value (stream read, XACK, Redis itself) on one core.")
         w("")
-        w("| QoS | ceiling values/s | fieldbridge values/s | ratio | p50 / p99 / p99.9 ms @10k/s | raw client p50 / p99 / p99.9 ms @10k/s | CPU us/value | peak RSS MB |")
-        w("|---|---|---|---|---|---|---|---|")
-        for q in qs:
-            raw, fb = gp(q, "raw"), gp(q, "fb")
-            w(f"| {q} | {f(raw)} | {f(fb)} | {f(fb / raw if fb and raw else None, '{:.2f}')} | "
-              f"{f(gp(q, 'fb_p50'), '{:.2f}')} / {f(gp(q, 'fb_p99'), '{:.2f}')} / {f(gp(q, 'fb_p999'), '{:.2f}')} | "
-              f"{f(gp(q, 'raw_p50'), '{:.2f}')} / {f(gp(q, 'raw_p99'), '{:.2f}')} / {f(gp(q, 'raw_p999'), '{:.2f}')} | "
-              f"{f(gp(q, 'fb_cpu_us'), '{:.2f}')} | {f(mb(gp(q, 'fb_rss_kb')), '{:.1f}')} |")
+        mqtt_table(w, qs, gp, arrived=False)
         w("")
 
     w("## The Python alternative (`bench/python_bridge.py`: redis-py + paho-mqtt 2)")

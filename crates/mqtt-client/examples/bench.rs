@@ -96,6 +96,12 @@ struct Received {
 }
 
 impl Received {
+    /// Latency mode: the subscriber reads at once and records each value's latency.
+    fn start_latency(&mut self) {
+        self.latencies_us.clear();
+        self.measure_latency = true;
+    }
+
     /// Messages per second between the first and the last arrival: the rate of the drain
     /// itself, without the sender's start-up (process start, config load, connects).
     fn arrival_rate(&self) -> f64 {
@@ -112,9 +118,9 @@ impl Received {
 const PACE: Duration = Duration::from_millis(1);
 
 /// The measuring subscriber: a QoS 0 subscription to `tag/#` counting distinct integer values,
-/// on its own OS thread with a blocking socket and a minimal MQTT 3.1.1 reader (CONNECT with
-/// keep-alive off, SUBSCRIBE, then PUBLISH packets parsed from 64 KB reads; one lock and one
-/// clock read per read, every message of a read stamped with that read's time).
+/// on its own OS thread with a blocking socket (CONNECT with keep-alive off, SUBSCRIBE, then
+/// PUBLISH packets decoded by rumqttc's own codec from 64 KB reads; one lock and one clock
+/// read per read, every message of a read stamped with that read's time).
 ///
 /// It is the instrument, the same for every sender, so it must cost the same whatever the
 /// sender: while a drain is measured it reads once per [`PACE`] (1 ms: a 0.1% error on the
@@ -139,88 +145,44 @@ impl Subscriber {
     }
 }
 
-/// An MQTT packet: its fixed header byte and its body.
-fn mqtt_packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A UTF-8 string as MQTT writes it: length, then bytes.
-fn mqtt_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// The first whole packet in `buf`: (fixed header byte, body range, packet length).
-fn next_packet(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
-    let first = *buf.first()?;
-    let (mut len, mut mult, mut at) = (0usize, 1usize, 1usize);
-    loop {
-        let b = *buf.get(at)?;
-        len += usize::from(b & 0x7f) * mult;
-        mult *= 128;
-        at += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-    }
-    let end = at + len;
-    (buf.len() >= end).then_some((first, at..end, end))
-}
-
 async fn subscriber(port: u16, id: &str) -> (Arc<Mutex<Received>>, Subscriber) {
+    use rumqttc::{Connect, Packet, QoS, Subscribe};
     use std::io::{Read, Write};
     let rec = Arc::new(Mutex::new(Received::default()));
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_nodelay(true).unwrap();
-    let mut connect = Vec::new();
-    mqtt_str(&mut connect, "MQTT");
-    connect.extend_from_slice(&[4, 0x02, 0, 0]); // 3.1.1, clean session, keep-alive off
-    mqtt_str(&mut connect, id);
-    let mut subscribe = vec![0, 1];
-    mqtt_str(&mut subscribe, "tag/#");
-    subscribe.push(0);
-    stream.write_all(&mqtt_packet(0x10, &connect)).unwrap();
-    stream.write_all(&mqtt_packet(0x82, &subscribe)).unwrap();
+    let mut connect = Connect::new(id);
+    connect.keep_alive = 0; // a reader that sleeps between reads sends no PINGREQ
+    let mut out = bytes::BytesMut::new();
+    Packet::Connect(connect).write(&mut out, 1 << 10).unwrap();
+    let mut subscribe = Subscribe::new("tag/#", QoS::AtMostOnce);
+    subscribe.pkid = 1;
+    Packet::Subscribe(subscribe)
+        .write(&mut out, 1 << 10)
+        .unwrap();
+    stream.write_all(&out).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut tx = Some(tx);
     let r = rec.clone();
     let mut reader = stream.try_clone().unwrap();
     let thread = std::thread::spawn(move || {
-        let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
+        let mut buf = bytes::BytesMut::with_capacity(1 << 17);
         let mut chunk = vec![0u8; 1 << 16];
         while let Ok(n @ 1..) = reader.read(&mut chunk) {
             let now = now_us();
             let at = Instant::now();
             buf.extend_from_slice(&chunk[..n]);
-            let mut used = 0;
             let mut g = r.lock().unwrap();
-            while let Some((first, body, len)) = next_packet(&buf[used..]) {
-                let body = &buf[used..][body];
-                used += len;
-                match first >> 4 {
-                    9 => {
+            // Every whole packet read so far; a partial one waits for the next read.
+            while let Ok(packet) = Packet::read(&mut buf, 1 << 20) {
+                match packet {
+                    Packet::SubAck(_) => {
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(());
                         }
                     }
-                    3 => {
-                        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
-                        let skip = 2 + topic_len + if first & 0x06 != 0 { 2 } else { 0 };
-                        let text = std::str::from_utf8(&body[skip..]).unwrap_or("");
+                    Packet::Publish(p) => {
+                        let text = std::str::from_utf8(&p.payload).unwrap_or("");
                         if let Some(v) = text.split(',').next().and_then(|v| v.parse::<i64>().ok())
                         {
                             g.total += 1;
@@ -239,7 +201,6 @@ async fn subscriber(port: u16, id: &str) -> (Arc<Mutex<Received>>, Subscriber) {
             // socket); measuring latency, at once.
             let pace = !g.measure_latency;
             drop(g);
-            buf.drain(..used);
             if pace {
                 std::thread::sleep(PACE);
             }
@@ -372,8 +333,7 @@ async fn raw_client(port: u16, qos: u8, pids: Pids) -> (f64, usize, [f64; 4], La
         println!("  raw client QoS {qos}: only {got} of {BACKLOG} arrived");
     }
     // The same subscriber, then the raw client's steady 10,000/s: the latency reference.
-    rec.lock().unwrap().latencies_us.clear();
-    rec.lock().unwrap().measure_latency = true;
+    rec.lock().unwrap().start_latency();
     let mut child = KillOnDrop(
         sender_command(&exe)
             .env("BENCH_ROLE", "raw-client")
@@ -613,8 +573,7 @@ struct Latency {
 /// process, it also held that client's round trip (p50 265 us, p99 591 us on the 2-core box).
 async fn steady_latency(redis_port: u16, rec: &Arc<Mutex<Received>>) -> Latency {
     use std::io::{Read, Write};
-    rec.lock().unwrap().latencies_us.clear();
-    rec.lock().unwrap().measure_latency = true;
+    rec.lock().unwrap().start_latency();
     let per_tick = RATE / 1000;
     let ticks = LATENCY_SECS * 1000;
     let n = per_tick * ticks as usize;
