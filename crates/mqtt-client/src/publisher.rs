@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::commands::{Answer, CommandsIo, ToCommands};
 use crate::conn::{self, ConnEvent, ConnFailure, ConnSettings};
-use crate::{format_payload, DevicePlan, MqttClientError, Stats, QOS0_WINDOW, READ_BATCH};
+use crate::{format_payload, DevicePlan, MqttClientError, Route, Stats, QOS0_WINDOW, READ_BATCH};
 
 /// The consumer name of every publisher in its group: fixed, so a restarted process finds
 /// the entries its predecessor left unacknowledged.
@@ -621,8 +621,7 @@ fn publish_entry(
             plan,
             client,
             state,
-            &route.topic,
-            route.log,
+            route,
             &value,
             Some(entry.id.clone()),
             stats,
@@ -649,16 +648,7 @@ fn publish_snapshot(
                 .last
                 .insert(route.topic.clone(), (value.value, value.flags.clone()));
         }
-        send(
-            plan,
-            client,
-            state,
-            &route.topic,
-            route.log,
-            value,
-            None,
-            stats,
-        )?;
+        send(plan, client, state, route, value, None, stats)?;
     }
     Ok(())
 }
@@ -668,15 +658,15 @@ fn send(
     plan: &DevicePlan,
     client: &conn::Client,
     state: &mut ConnState,
-    topic: &Topic,
-    log: bool,
+    route: &Route,
     value: &TagValue,
     token: Token,
     stats: &Stats,
 ) -> Result<(), End> {
     let d = &plan.device;
+    let topic = &route.topic;
     let payload = format_payload(d.payload_format, value);
-    if log {
+    if route.log {
         tracing::info!(device = %plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
     }
     if state.trace {
