@@ -52,7 +52,7 @@ pub struct Cli {
 /// Options every applet that talks to Redis has.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL of the tag bus [default: the config's redis_url, else FIELDBRIDGE_REDIS_URL,
+    /// Redis URL of the tag bus [default: FIELDBRIDGE_REDIS_URL, else the config's redis_url,
     /// else redis://127.0.0.1:6379]
     #[arg(long, global = true, value_name = "URL")]
     pub redis_url: Option<String>,

@@ -14,6 +14,7 @@ use tagbus::{
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::command::{self, CommandSpec};
 use crate::mapping::{Mapper, MonitorSpec, Notice};
@@ -138,9 +139,12 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
     for (k, v) in read_current(&opts.redis_url, keys).await {
         mapper.seed(&k, v);
     }
-    mapper.mark_not_topical(now_ms(), &mut out);
+    mapper.mark_not_topical(&mut out);
     if !out.is_empty() {
-        tracing::info!(device = %alias, values = out.len(), "marked the values from before the start nt");
+        tracing::info!(
+            values = out.len(),
+            "marked the values from before the start nt"
+        );
     }
     flush(&writer, &mut out).await;
 
@@ -150,18 +154,20 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
         active: false,
         generation: 0,
     });
-    tokio::spawn(schedule(
-        handle.clone(),
-        spec.alias.clone(),
-        spec.device.clone(),
-        link_rx,
-    ));
-    if !spec.commands.is_empty() {
-        tokio::spawn(commands(
+    // The device's span (set by the caller) names the device in every line of its tasks.
+    tokio::spawn(
+        schedule(
             handle.clone(),
-            spec.clone(),
-            opts.redis_url.clone(),
-        ));
+            spec.alias.clone(),
+            spec.device.clone(),
+            link_rx,
+        )
+        .in_current_span(),
+    );
+    if !spec.commands.is_empty() {
+        tokio::spawn(
+            commands(handle.clone(), spec.clone(), opts.redis_url.clone()).in_current_span(),
+        );
     }
 
     let mut generation = 0u64;
@@ -191,7 +197,7 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
                     active: false,
                     generation,
                 });
-                mapper.mark_not_topical(now, &mut out);
+                mapper.mark_not_topical(&mut out);
             }
             MasterEvent::Asdu(asdu) => {
                 for notice in mapper.on_asdu(&asdu, now, &mut out) {

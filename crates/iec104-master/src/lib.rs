@@ -52,11 +52,18 @@
 //! added.
 //!
 //! # Not topical
-//! When the link drops, every signal that has a value is re-written once (`in` and `rin`):
-//! same value, flags plus `nt gt`, timestamp = when the gateway noticed (the quality changed
-//! then, the value did not). At start the current values are read from Redis and marked the
-//! same way. Any fresh value of a signal clears it, so the next completed GI clears all points
-//! the outstation has (counters are refreshed by the counter interrogation).
+//! When the link drops, every signal that has a value is re-written once (`in` and `rin`)
+//! with the gateway's link-loss mark (`tagbus::TagValue::marked_no_link`): same value and
+//! timestamp, flags plus `nt nolink` (`nolink` tells it from the outstation's own `nt`). At
+//! start the current values are read from Redis and marked the same way, and at SIGTERM/SIGINT
+//! every `in`/`rin` value of the devices is marked once the queue is flushed (the supervisor
+//! marks them when the driver dies without doing so). Any fresh value of a signal clears it,
+//! so the next completed GI clears all points the outstation has (counters are refreshed by
+//! the counter interrogation).
+//!
+//! # Logs
+//! Every line of a device's tasks (the stack's included) is in a `device` span naming its
+//! alias.
 //!
 //! # When Redis is slow or down
 //! Values go through one bounded queue (8192 values) to the tag writer, which retries with
@@ -85,6 +92,7 @@ use std::time::Duration;
 
 use iec60870::{DecodeLevel, TypeId};
 use tagbus::{spawn_writer, WriterConfig};
+use tracing::Instrument;
 
 pub use device::DeviceSpec;
 
@@ -200,11 +208,15 @@ pub async fn run(
         },
         opts.writer_capacity,
     )?;
+    let aliases: Vec<tagbus::Alias> = devices.iter().map(|d| d.alias.clone()).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for d in devices {
-        tracing::info!(device = %d.alias, name = %d.name, hosts = ?d.device.hosts, port = d.device.port,
-            signals = d.monitors.len(), commands = d.commands.len(), "starting");
-        tasks.spawn(device::run_device(d, writer.clone(), opts.clone()));
+        let span = tracing::info_span!("device", device = %d.alias);
+        span.in_scope(|| {
+            tracing::info!(name = %d.name, hosts = ?d.device.hosts, port = d.device.port,
+                signals = d.monitors.len(), commands = d.commands.len(), "starting")
+        });
+        tasks.spawn(device::run_device(d, writer.clone(), opts.clone()).instrument(span));
     }
     tokio::select! {
         _ = async { while tasks.join_next().await.is_some() {} } => {}
@@ -217,7 +229,20 @@ pub async fn run(
     {
         tracing::warn!("values still queued for Redis at shutdown were dropped");
     }
+    mark_stopped(&opts, &aliases).await;
     Ok(())
+}
+
+/// Marks every `in`/`rin` value of the devices with the gateway's link-loss mark as the
+/// driver stops: nothing refreshes them any more (see `tagbus::mark_no_link`).
+async fn mark_stopped(opts: &Options, devices: &[tagbus::Alias]) {
+    match tagbus::mark_no_link(&opts.redis_url, opts.stream_max_len, devices).await {
+        Ok(n) => tracing::info!(
+            values = n,
+            "stopping: the devices' values are marked nt nolink"
+        ),
+        Err(e) => tracing::warn!(error = %e, "stopping: cannot mark the devices' values nt nolink"),
+    }
 }
 
 #[cfg(test)]

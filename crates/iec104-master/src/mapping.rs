@@ -182,9 +182,9 @@ impl Mapper {
     }
 
     /// The link is down (or the process just started): every signal that has a last value
-    /// and is not already marked is re-written with `nt` added, and the gateway's time `now_ms`
-    /// plus `gt` (the time the quality changed, not the device's). The value is kept.
-    pub fn mark_not_topical(&mut self, now_ms: u64, out: &mut Vec<(TagKey, TagValue)>) {
+    /// and is not already marked is re-written with the gateway's link-loss mark
+    /// ([`TagValue::marked_no_link`]: value and timestamp kept, `nt nolink` added).
+    pub fn mark_not_topical(&mut self, out: &mut Vec<(TagKey, TagValue)>) {
         for s in &mut self.signals {
             if s.stale {
                 continue;
@@ -192,22 +192,13 @@ impl Mapper {
             let mut any = false;
             for (key, last) in [(&s.in_key, &mut s.last_in), (&s.rin_key, &mut s.last_rin)] {
                 if let Some(v) = last {
-                    if v.flags.contains(Flag::NT) && v.flags.contains(Flag::GT) {
+                    any = true;
+                    if v.flags.is_no_link() {
                         // already marked by us (e.g. read back at startup): keep as is
-                        any = true;
                         continue;
                     }
-                    let mut flags = v.flags.clone();
-                    let _ = flags.insert(Flag::NT);
-                    let _ = flags.insert(Flag::GT);
-                    let marked = TagValue {
-                        value: v.value,
-                        timestamp_ms: now_ms,
-                        flags,
-                    };
-                    *v = marked.clone();
-                    out.push((key.clone(), marked));
-                    any = true;
+                    *v = v.marked_no_link();
+                    out.push((key.clone(), v.clone()));
                 }
             }
             s.stale = any;
@@ -920,17 +911,17 @@ mod tests {
         );
         m.on_asdu(&sp, NOW, &mut out);
         out.clear();
-        m.mark_not_topical(NOW + 5, &mut out);
+        m.mark_not_topical(&mut out);
         assert_eq!(
             text(&out),
             [
-                format!("tag/rtu1/sp/in=1,{},gt nt", NOW + 5),
-                format!("tag/rtu1/sp/rin=1,{},gt nt", NOW + 5),
+                format!("tag/rtu1/sp/in=1,{NOW},gt nt nolink"),
+                format!("tag/rtu1/sp/rin=1,{NOW},gt nt nolink"),
             ]
         );
         assert_eq!(m.stale_count(), 1);
         out.clear();
-        m.mark_not_topical(NOW + 6, &mut out);
+        m.mark_not_topical(&mut out);
         assert!(out.is_empty(), "marked only once per outage");
         let gi_term = asdu(
             TypeId::C_IC_NA_1,
@@ -963,21 +954,26 @@ mod tests {
             &"tag/rtu1/nope/in".parse().unwrap(),
             "1,1,".parse().unwrap(),
         );
-        // a value already marked by us stays as it is
+        // a value already marked by us stays as it is; a device's own nt gets the mark
         m.seed(
             &"tag/rtu1/sp/in".parse().unwrap(),
-            "0,5,nt gt".parse().unwrap(),
+            "0,5,nt gt nolink".parse().unwrap(),
+        );
+        m.seed(
+            &"tag/rtu1/dp/in".parse().unwrap(),
+            "1,6,nt gt".parse().unwrap(),
         );
         let mut out = Vec::new();
-        m.mark_not_topical(NOW, &mut out);
+        m.mark_not_topical(&mut out);
         assert_eq!(
             text(&out),
             [
-                format!("tag/rtu1/me/in=12.5,{NOW},sb nt gt"),
-                format!("tag/rtu1/me/rin=175,{NOW},sb nt gt"),
+                "tag/rtu1/dp/in=1,6,nt gt nolink".to_owned(),
+                "tag/rtu1/me/in=12.5,1000,sb nt nolink".to_owned(),
+                "tag/rtu1/me/rin=175,1000,sb nt nolink".to_owned(),
             ]
         );
-        assert_eq!(m.stale_count(), 2);
+        assert_eq!(m.stale_count(), 3);
         assert_eq!(m.keys().count(), 16);
     }
 

@@ -451,7 +451,8 @@ pub fn spawn_master(config: MasterConfig) -> (MasterHandle, mpsc::Receiver<Maste
     };
     match config.validate() {
         Ok(()) => {
-            tokio::spawn(run(config, rx, ev_tx));
+            // The caller's span (e.g. one naming the device) covers the task's lines.
+            tokio::spawn(tracing::Instrument::in_current_span(run(config, rx, ev_tx)));
         }
         Err(e) => {
             tracing::error!(error = %e, "invalid master configuration");
@@ -709,7 +710,7 @@ async fn run_session(
                             ms.on_answer(&asdu);
                             let _ = events.send(MasterEvent::Asdu(asdu)).await;
                         }
-                        Err(e) => tracing::warn!(error = %e, "undecodable ASDU ignored"),
+                        Err(e) => session.bad_asdu(&e),
                     },
                 }
             }

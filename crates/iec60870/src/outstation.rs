@@ -700,7 +700,7 @@ async fn drive(st: &mut Station, s: &mut Session) -> Result<(), SessionError> {
                         }
                         let _ = s.link.send_asdu(raw, now());
                     }
-                    Err(e) => tracing::warn!(error = %e, "undecodable ASDU ignored"),
+                    Err(e) => s.bad_asdu(&e),
                 },
             }
         }

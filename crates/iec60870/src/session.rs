@@ -1,10 +1,11 @@
 //! One TCP connection driven by a [`Link`]: framing, logging, writes, timers.
 
 use crate::apci::{parse_frame, FrameError};
+use crate::asdu::AsduError;
 use crate::decode::{log_frame, DecodeLevel};
 use crate::link::{Link, LinkError};
 use crate::types::AsduSizes;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,6 +31,35 @@ pub(crate) struct Session {
     rx: Vec<u8>,
     sizes: AsduSizes,
     level: DecodeLevel,
+    bad_asdus: WarnLimit,
+}
+
+/// Undecodable ASDUs are logged at most once per this interval (the first at once).
+pub(crate) const BAD_ASDU_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The rate limit of a repeated warning: the first occurrence is logged, then at most one
+/// per interval, saying how many were not logged before it.
+#[derive(Debug, Default)]
+pub(crate) struct WarnLimit {
+    last: Option<Instant>,
+    not_logged: u64,
+}
+
+impl WarnLimit {
+    /// Counts one occurrence at `now`: `Some(n)` when it is to be logged (`n` occurrences
+    /// were not logged since the last line), `None` when it is only counted.
+    pub(crate) fn note(&mut self, now: Instant, interval: Duration) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < interval => {
+                self.not_logged = self.not_logged.saturating_add(1);
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.not_logged))
+            }
+        }
+    }
 }
 
 pub(crate) fn now() -> std::time::Instant {
@@ -44,6 +74,16 @@ impl Session {
             rx: Vec::with_capacity(READ_CHUNK),
             sizes,
             level,
+            bad_asdus: WarnLimit::default(),
+        }
+    }
+
+    /// Logs an ASDU that cannot be decoded (it is ignored), rate-limited: a peer sending
+    /// hundreds of them gets one line per [`BAD_ASDU_LOG_INTERVAL`], not hundreds.
+    pub fn bad_asdu(&mut self, error: &AsduError) {
+        if let Some(not_logged) = self.bad_asdus.note(now(), BAD_ASDU_LOG_INTERVAL) {
+            tracing::warn!(error = %error, not_logged_before = not_logged,
+                "undecodable ASDU ignored (at most one line per {} s)", BAD_ASDU_LOG_INTERVAL.as_secs());
         }
     }
 
@@ -96,4 +136,24 @@ pub(crate) async fn read_some(
     buf: &mut [u8; READ_CHUNK],
 ) -> std::io::Result<usize> {
     stream.read(buf).await
+}
+
+#[cfg(test)]
+mod warn_limit_tests {
+    use super::*;
+
+    #[test]
+    fn first_logged_then_one_per_interval_with_the_count() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0.checked_add(Duration::from_millis(ms)).unwrap_or(t0);
+        let every = Duration::from_secs(10);
+        let mut limit = WarnLimit::default();
+        assert_eq!(limit.note(at(0), every), Some(0));
+        let logged: Vec<Option<u64>> = (1..400).map(|i| limit.note(at(i), every)).collect();
+        assert!(logged.iter().all(Option::is_none));
+        assert_eq!(limit.note(at(9_999), every), None);
+        assert_eq!(limit.note(at(10_000), every), Some(400));
+        assert_eq!(limit.note(at(10_001), every), None);
+        assert_eq!(limit.note(at(25_000), every), Some(1));
+    }
 }

@@ -202,30 +202,33 @@ async fn publish(s: &mut SignalState, raw: Value, t_ms: u64, now: Instant, out: 
     s.last = Some((value, raw));
 }
 
-/// Re-writes the last value with `code` (`nt`, `iv`) added, unless it already has it. The
-/// value keeps its timestamp for `nt` (it is the time the value was read; `nt` says it is
-/// stale); `iv` after an exception is stamped `t_ms` (the time of the answer). A signal never
-/// read gets `nan`.
+/// Re-writes the last value with `code` added, unless it already has it. [`Flag::NOLINK`] is
+/// the gateway's link-loss mark ([`TagValue::marked_no_link`]: `nt nolink`, the timestamp
+/// kept: it is the time the value was read); `iv` after an exception is stamped `t_ms` (the
+/// time of the answer). A signal never read gets `nan`.
 async fn mark(s: &mut SignalState, code: &str, t_ms: u64, now: Instant, out: &Outputs) {
     if s.last.as_ref().is_some_and(|(v, _)| v.flags.contains(code)) {
         return;
     }
-    let (value, raw) = match s.last.take() {
-        Some((mut v, mut r)) => {
-            v.flags = with_flag(&v.flags, code);
-            r.flags = with_flag(&r.flags, code);
-            if code != Flag::NT {
-                v.timestamp_ms = t_ms;
-                r.timestamp_ms = t_ms;
+    let add = |v: TagValue| {
+        if code == Flag::NOLINK {
+            v.marked_no_link()
+        } else {
+            TagValue {
+                timestamp_ms: t_ms,
+                flags: with_flag(&v.flags, code),
+                ..v
             }
-            (v, r)
         }
+    };
+    let (value, raw) = match s.last.take() {
+        Some((v, r)) => (add(v), add(r)),
         None => {
-            let v = TagValue {
+            let v = add(TagValue {
                 value: Value::Float(f64::NAN),
                 timestamp_ms: t_ms,
-                flags: with_flag(&gt(), code),
-            };
+                flags: gt(),
+            });
             (v.clone(), v)
         }
     };
@@ -366,7 +369,7 @@ async fn poll_device(
             }
             Err(TransactError::Timeout) => {
                 go_offline(d);
-                mark_device(d, Flag::NT, out).await;
+                mark_device(d, Flag::NOLINK, out).await;
                 return Ok(());
             }
             Err(TransactError::Encode(e)) => {
@@ -484,7 +487,7 @@ async fn execute(
         Err(TransactError::Timeout) => {
             out.report(cmd, CommandOutcome::Timeout, None).await;
             go_offline(d);
-            mark_device(d, Flag::NT, out).await;
+            mark_device(d, Flag::NOLINK, out).await;
             Ok(())
         }
         Err(TransactError::Encode(e)) => {
@@ -512,7 +515,7 @@ async fn enqueue(pending: &mut VecDeque<Command>, cmd: Command, out: &Outputs) {
 
 async fn link_lost(bus: &mut Bus, out: &Outputs) {
     for d in &mut bus.devices {
-        mark_device(d, Flag::NT, out).await;
+        mark_device(d, Flag::NOLINK, out).await;
     }
 }
 

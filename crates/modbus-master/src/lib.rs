@@ -44,8 +44,10 @@
 //!   before the next poll, never inside a transaction.
 //! - **Not answering**: after `retries` + 1 timeouts the device is backed off on its own
 //!   (exponential with jitter, from max(poll interval, 1 s) up to 60 s, one try per probe, no
-//!   retries while backed off) and every tag it has is re-written with `nt` added, keeping
-//!   the value and its timestamp (a tag never read gets `nan`). Other devices keep their
+//!   retries while backed off) and every tag it has is re-written with the gateway's
+//!   link-loss mark (`nt nolink` added, keeping the value and its timestamp; a tag never read
+//!   gets `nan`). At SIGTERM/SIGINT every `in`/`rin` value of the devices gets the same mark
+//!   (the supervisor writes it when the driver dies without doing so). Other devices keep their
 //!   rate: a dead device costs one timeout per probe, not per poll.
 //! - **Exceptions** are answers: the signals of that read get `iv` (last value kept, stamped
 //!   with the answer's time), the device counts as answering, the link is never reopened.
@@ -82,6 +84,7 @@ use config::{Config, DeviceKind, Protocol, SignalKind};
 use tagbus::command::{CommandOutcome, CommandResult, ResultWriterHandle};
 use tagbus::{Alias, Direction, FeedEvent, Origin, ReaderConfig, TagKey, WriterConfig};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::bus::{Bus, Command, DeviceState, Outputs, SignalState};
 use crate::link::{Endpoint, SerialSettings};
@@ -188,6 +191,10 @@ pub async fn run(
     )?;
     let results = tagbus::command::spawn_result_writer(redis_url, COMMAND_CAPACITY)?;
     let outputs = Outputs { values, results };
+    let aliases: Vec<Alias> = buses
+        .iter()
+        .flat_map(|b| b.devices.iter().map(|d| d.alias.clone()))
+        .collect();
     let mut tasks = Vec::new();
     for bus in buses {
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
@@ -208,16 +215,24 @@ pub async fn run(
                 },
                 COMMAND_CAPACITY,
             )?;
-            tasks.push(tokio::spawn(forward_commands(
-                feed,
-                index,
-                writable,
-                tx.clone(),
-                outputs.results.clone(),
-            )));
+            let span = tracing::info_span!("device", device = %device.alias);
+            tasks.push(tokio::spawn(
+                forward_commands(feed, index, writable, tx.clone(), outputs.results.clone())
+                    .instrument(span),
+            ));
         }
-        tracing::info!(bus = %bus.endpoint, devices = bus.devices.len(), inter_frame_ms = bus.inter_frame.as_millis() as u64, "starting bus");
-        tasks.push(tokio::spawn(bus::run_bus(bus, outputs.clone(), rx)));
+        // A bus task serves several devices: its lines name the device (or the tag) each.
+        let span = tracing::info_span!("bus", bus = %bus.endpoint);
+        span.in_scope(|| {
+            tracing::info!(
+                devices = bus.devices.len(),
+                inter_frame_ms = bus.inter_frame.as_millis() as u64,
+                "starting bus"
+            )
+        });
+        tasks.push(tokio::spawn(
+            bus::run_bus(bus, outputs.clone(), rx).instrument(span),
+        ));
     }
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let all = async {
@@ -237,6 +252,14 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("values still queued for Redis at shutdown were not written");
+    }
+    // Nothing refreshes the devices' values any more: the gateway's link-loss mark on all.
+    match tagbus::mark_no_link(redis_url, config.stream_max_len, &aliases).await {
+        Ok(n) => tracing::info!(
+            values = n,
+            "stopping: the devices' values are marked nt nolink"
+        ),
+        Err(e) => tracing::warn!(error = %e, "stopping: cannot mark the devices' values nt nolink"),
     }
     Ok(())
 }

@@ -23,6 +23,12 @@
 //! - **Stopping**: SIGTERM to the child's process group, SIGKILL after 5 s; on SIGTERM or
 //!   SIGINT the supervisor stops all children that way and exits 0; a second signal kills
 //!   at once.
+//! - **Quality of a gone applet's values**: when a master applet exits for any reason (stopped,
+//!   killed, crashed), the supervisor writes the gateway's link-loss mark (`nt nolink`, see
+//!   `tagbus::mark_no_link`) on every `in`/`rin` value of the devices of the part it ran
+//!   with, so no consumer sees a value nobody refreshes as good. An applet that stops on
+//!   SIGTERM marks them itself; the supervisor then finds nothing left to mark. A value the
+//!   next run wrote first is never overwritten.
 //! - **Children die with it**: see [`child`] (process groups + a parent-death signal the child
 //!   sets itself, as the workspace forbids `unsafe` and so `pre_exec`).
 //! - **Logs**: children share the supervisor's stderr (procd/logd or journald take both).

@@ -42,6 +42,27 @@ impl Part {
             "signals": signals,
         }))
     }
+
+    /// The aliases of its device rows (enabled or not; rows whose alias is not valid are
+    /// left out): the devices whose `tag/<device>/*/in` values the applet writes.
+    pub fn device_aliases(&self) -> Vec<tagbus::Alias> {
+        self.0
+            .get("devices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|row| row.get("device_alias").and_then(cell_text))
+            .filter_map(|a| tagbus::Alias::new(a.trim()).ok())
+            .collect()
+    }
+}
+
+/// Where the tag bus is, for the supervisor's own writes (the marks of a dead applet's values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bus {
+    /// The config's `redis_url` (with `FIELDBRIDGE_REDIS_URL` layered over it), else the default.
+    pub redis_url: String,
+    pub stream_max_len: u64,
 }
 
 /// What an applet should be doing according to the configuration.
@@ -71,6 +92,8 @@ impl Desired {
 pub struct Plan {
     pub applets: BTreeMap<Applet, Desired>,
     pub warnings: Vec<ConfigError>,
+    /// The tag bus of this config (`None` when it could not be read).
+    pub bus: Option<Bus>,
 }
 
 impl Plan {
@@ -104,6 +127,13 @@ impl Plan {
         Self {
             applets,
             warnings: validated.warnings,
+            bus: Some(Bus {
+                redis_url: raw
+                    .redis_url
+                    .clone()
+                    .unwrap_or_else(|| config::DEFAULT_REDIS_URL.to_owned()),
+                stream_max_len: validated.config.stream_max_len,
+            }),
         }
     }
 
@@ -115,6 +145,7 @@ impl Plan {
                 .map(|&a| (a, Desired::Invalid(vec![message.to_owned()])))
                 .collect(),
             warnings: Vec::new(),
+            bus: None,
         }
     }
 
@@ -180,6 +211,19 @@ mod tests {
         for a in Applet::ALL {
             assert_eq!(p.get(a), &Desired::Disabled);
         }
+    }
+
+    #[test]
+    fn a_part_names_its_devices() {
+        let p = plan(BASE);
+        let Desired::Run(part) = p.get(Applet::Iec104Master) else {
+            panic!("{:?}", p.get(Applet::Iec104Master));
+        };
+        assert_eq!(part.device_aliases(), [tagbus::Alias::new("rtu1").unwrap()]);
+        let Desired::Run(part) = p.get(Applet::ModbusMaster) else {
+            panic!("{:?}", p.get(Applet::ModbusMaster));
+        };
+        assert_eq!(part.device_aliases(), [tagbus::Alias::new("m1").unwrap()]);
     }
 
     #[test]

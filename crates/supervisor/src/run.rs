@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::child::{signal_group, Launcher};
-use crate::plan::{Desired, Plan};
+use crate::plan::{Bus, Desired, Plan};
 use crate::status::{
     to_unix, unix_now, AppletStatus, ExitInfo, State, Status, SupervisorStatus, STATUS_VERSION,
 };
@@ -70,6 +70,8 @@ struct ChildRef {
     started: Instant,
     /// Signals for the watcher to send to the child's process group.
     ctl: mpsc::Sender<Signal>,
+    /// The devices whose values it writes, and where: marked when it is gone.
+    devices: Vec<tagbus::Alias>,
 }
 
 #[derive(Debug)]
@@ -119,6 +121,10 @@ struct Supervisor {
     config_loaded: SystemTime,
     config_error: Option<String>,
     status_warned: bool,
+    /// The tag bus of the last config read.
+    bus: Bus,
+    /// The running marks of gone children's values.
+    marks: tokio::task::JoinSet<()>,
 }
 
 /// Runs the supervisor until SIGTERM or SIGINT; then stops every child and returns.
@@ -159,6 +165,11 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
         config_loaded: now,
         config_error: None,
         status_warned: false,
+        bus: Bus {
+            redis_url: config::DEFAULT_REDIS_URL.to_owned(),
+            stream_max_len: tagbus::DEFAULT_STREAM_MAX_LEN,
+        },
+        marks: tokio::task::JoinSet::new(),
     };
     info!(
         pid = std::process::id(),
@@ -190,6 +201,7 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
         sup.write_status(true);
     }
     sup.shutdown(&mut exits_rx, &mut sigint, &mut sigterm).await;
+    sup.finish_marks().await;
     sup.write_status(false);
     info!("supervisor stopped");
     Ok(())
@@ -238,6 +250,9 @@ impl Supervisor {
     /// Makes every applet follow the plan: start what became runnable, stop what became
     /// invalid or disabled, restart what changed, leave the rest alone.
     fn apply(&mut self, plan: Plan, initial: bool) {
+        if let Some(bus) = &plan.bus {
+            self.bus = bus.clone();
+        }
         let applets: Vec<Applet> = self.slots.keys().copied().collect();
         for applet in applets {
             let desired = plan.get(applet).clone();
@@ -348,6 +363,12 @@ impl Supervisor {
             slot.restarts = slot.restarts.saturating_add(1);
         }
         slot.since = SystemTime::now();
+        // What a master writes to the tag bus: its part's devices (the MQTT client writes none).
+        let devices = match (&slot.desired, applet) {
+            (_, Applet::MqttClient) => Vec::new(),
+            (Desired::Run(part), _) => part.device_aliases(),
+            _ => Vec::new(),
+        };
         match self.opts.launcher.spawn(applet) {
             Ok(child) => {
                 let pid = child.id().unwrap_or(0);
@@ -370,6 +391,7 @@ impl Supervisor {
                     generation,
                     started: Instant::now(),
                     ctl: ctl_tx,
+                    devices,
                 });
             }
             Err(e) => {
@@ -406,19 +428,31 @@ impl Supervisor {
         let Some(slot) = self.slots.get_mut(&applet) else {
             return;
         };
-        let (pid, started, stopping, then_start) = match &slot.run {
-            Run::Running(c) if c.generation == exit.generation => (c.pid, c.started, false, false),
+        let (pid, started, stopping, then_start, devices) = match &slot.run {
+            Run::Running(c) if c.generation == exit.generation => {
+                (c.pid, c.started, false, false, c.devices.clone())
+            }
             Run::Stopping {
                 child, then_start, ..
-            } if child.generation == exit.generation => {
-                (child.pid, child.started, true, *then_start)
-            }
+            } if child.generation == exit.generation => (
+                child.pid,
+                child.started,
+                true,
+                *then_start,
+                child.devices.clone(),
+            ),
             // A child of an older generation: already dealt with.
             _ => return,
         };
         let ran = started.elapsed();
         // Nothing the child started outlives it.
         signal_group(pid, Signal::SIGKILL);
+        // Nothing refreshes its devices' values now. A child that stopped cleanly marked them
+        // itself (then this finds nothing to do); one killed or crashed did not.
+        self.mark_gone(applet, devices);
+        let Some(slot) = self.slots.get_mut(&applet) else {
+            return;
+        };
         let (code, sig, description) = describe(&exit.status);
         slot.last_exit = Some(ExitInfo {
             at: unix_now(),
@@ -459,6 +493,44 @@ impl Supervisor {
                 .checked_add(delay)
                 .unwrap_or_else(SystemTime::now),
         };
+    }
+
+    /// Marks the values of a gone child's devices with the gateway's link-loss mark, in a
+    /// task of its own (bounded by `tagbus::MARK_TIMEOUT`): a Redis that is down never stalls
+    /// the loop. A value the next child writes first is kept (the mark is compare-and-set).
+    fn mark_gone(&mut self, applet: Applet, devices: Vec<tagbus::Alias>) {
+        while self.marks.try_join_next().is_some() {}
+        if devices.is_empty() {
+            return;
+        }
+        let bus = self.bus.clone();
+        self.marks.spawn(async move {
+            match tagbus::mark_no_link(&bus.redis_url, bus.stream_max_len, &devices).await {
+                Ok(0) => debug!(
+                    applet = applet.as_str(),
+                    "{applet}: its values were already marked"
+                ),
+                Ok(n) => info!(
+                    applet = applet.as_str(),
+                    values = n,
+                    "{applet} is gone: marked the values of its devices nt nolink"
+                ),
+                Err(e) => warn!(
+                    applet = applet.as_str(),
+                    error = %e,
+                    "{applet} is gone: cannot mark the values of its devices nt nolink"
+                ),
+            }
+        });
+    }
+
+    /// Waits for the marks still running (each is bounded by `tagbus::MARK_TIMEOUT`).
+    async fn finish_marks(&mut self) {
+        let wait = async { while self.marks.join_next().await.is_some() {} };
+        let bound = tagbus::MARK_TIMEOUT.saturating_add(Duration::from_secs(1));
+        if tokio::time::timeout(bound, wait).await.is_err() {
+            self.marks.abort_all();
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {

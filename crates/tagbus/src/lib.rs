@@ -4,7 +4,14 @@
 //!   `out`, `rin`, `rout`; aliases validated by [`Alias`].
 //! - [`TagValue`]: the CSV text `value,timestamp_ms,flags` (`23.5,1732280000000,` or
 //!   `1,1732280000000,iv nt`, `nan`), [`Flags`] with unknown codes kept, and the WCC Lite
-//!   quality (`1`, or `0` when the flags hold `iv`, `nt` or `ov`).
+//!   quality (`1`, or `0` when the flags hold `iv`, `nt`, `ov` or `nolink`).
+//! - The gateway's link-loss mark ([`TagValue::marked_no_link`]): the value and timestamp
+//!   kept, flags plus `nt nolink` (`1,1732280000000,gt nt nolink`). `nolink` says the gateway
+//!   lost the device (link down, no answer, or the applet reading it stopped); a device's own
+//!   not-topical value has `nt` without it (`1,1732280000000,nt gt` for an untagged one).
+//! - [`mark_no_link`]: that mark for every `in`/`rin` value of some devices, written only where
+//!   the value is still the one read (an applet that stops, and the supervisor for one that
+//!   died without doing it).
 //! - [`TagWriter`] / [`spawn_writer`]: each write is `SET` (the latest value), `PUBLISH` on the
 //!   channel of the same name (the live feed) and `XADD` to the capped stream [`STREAM_KEY`]
 //!   (the durable feed the MQTT publisher reads with a consumer group), a batch in one
@@ -21,6 +28,7 @@
 
 pub mod command;
 mod key;
+mod mark;
 mod reader;
 mod resp;
 pub mod stream;
@@ -31,6 +39,7 @@ pub use command::{CommandOutcome, CommandResult};
 pub use key::{
     Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
 };
+pub use mark::{mark_no_link, MARK_TIMEOUT};
 pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
 pub use stream::{EntryBody, EntryId, StreamAcker, StreamConsumer, StreamEntry, TrimCounter};
 pub use value::{

@@ -125,7 +125,7 @@ pub struct Flag(String);
 impl Flag {
     /// Invalid (IEC 60870-5 IV).
     pub const IV: &'static str = "iv";
-    /// Not topical (IEC NT; also set by the gateway while a link is down).
+    /// Not topical (IEC NT, as the device sent it; the gateway's own mark adds [`Flag::NOLINK`]).
     pub const NT: &'static str = "nt";
     /// Substituted (IEC SB).
     pub const SB: &'static str = "sb";
@@ -141,6 +141,10 @@ impl Flag {
     pub const CA: &'static str = "ca";
     /// Elapsed time invalid (IEC EI).
     pub const EI: &'static str = "ei";
+    /// The gateway has no link to the device: the link is down, the device does not answer,
+    /// or the applet reading it stopped. Set with `nt` by [`TagValue::marked_no_link`]; a
+    /// device's own `nt` never carries it. Quality 0.
+    pub const NOLINK: &'static str = "nolink";
 
     /// Validates a flag code: 1 to [`MAX_FLAG_LEN`] characters of `[a-z0-9_]`.
     pub fn new(code: &str) -> Result<Self, ValueError> {
@@ -217,9 +221,18 @@ impl Flags {
         self.0.iter()
     }
 
-    /// Whether the value is good for the WCC Lite quality column: none of iv, nt, ov.
+    /// The codes that make a value bad for the WCC Lite quality column.
+    pub const BAD_QUALITY: [&'static str; 4] = [Flag::IV, Flag::NT, Flag::OV, Flag::NOLINK];
+
+    /// Whether the value is good for the WCC Lite quality column: none of
+    /// [`Flags::BAD_QUALITY`] (iv, nt, ov, nolink).
     pub fn is_good_quality(&self) -> bool {
-        !(self.contains(Flag::IV) || self.contains(Flag::NT) || self.contains(Flag::OV))
+        !Self::BAD_QUALITY.iter().any(|code| self.contains(code))
+    }
+
+    /// Whether this is the gateway's link-loss mark ([`Flag::NOLINK`]), not a device's `nt`.
+    pub fn is_no_link(&self) -> bool {
+        self.contains(Flag::NOLINK)
     }
 }
 
@@ -274,9 +287,18 @@ impl TagValue {
         self
     }
 
-    /// The WCC Lite quality: 1, or 0 when the flags hold iv, nt or ov.
+    /// The WCC Lite quality: 1, or 0 when the flags hold iv, nt, ov or nolink.
     pub fn quality(&self) -> u8 {
         u8::from(self.flags.is_good_quality())
+    }
+
+    /// The gateway's mark of a value whose source it lost: the same value and timestamp,
+    /// its flags plus `nt nolink`. A consumer tells it from a device's own `nt` by `nolink`.
+    /// Marking a marked value changes nothing.
+    pub fn marked_no_link(&self) -> Self {
+        let mut marked = self.clone();
+        marked.flags = marked.flags.with(Flag::NT).with(Flag::NOLINK);
+        marked
     }
 
     /// Parses the CSV text (also from raw Redis bytes).
@@ -411,10 +433,41 @@ mod tests {
             ("ov", 0),
             ("sb bl gt cy", 1),
             ("xq", 1),
+            ("nolink", 0),
+            ("nt gt nolink", 0),
         ] {
             let v: TagValue = format!("1,1,{flags}").parse().unwrap();
             assert_eq!(v.quality(), q, "{flags}");
         }
+    }
+
+    #[test]
+    fn the_gateway_mark_differs_from_a_device_nt() {
+        let device_nt: TagValue = "7,1732280000000,nt gt".parse().unwrap();
+        assert!(!device_nt.flags.is_no_link());
+        assert_eq!(device_nt.quality(), 0);
+
+        let good: TagValue = "7,1732280000000,gt".parse().unwrap();
+        let marked = good.marked_no_link();
+        assert_eq!(marked.to_string(), "7,1732280000000,gt nt nolink");
+        assert!(marked.flags.is_no_link() && marked.flags.contains(Flag::NT));
+        assert_eq!(
+            (marked.value, marked.timestamp_ms),
+            (good.value, good.timestamp_ms)
+        );
+        assert_eq!(marked.quality(), 0);
+        assert_eq!(marked.to_wcc_payload(), "7,1732280000000,0");
+        assert_ne!(marked.flags, device_nt.flags);
+
+        // marking twice is marking once; a device nt gains only nolink
+        assert_eq!(marked.marked_no_link(), marked);
+        assert_eq!(
+            device_nt.marked_no_link().to_string(),
+            "7,1732280000000,nt gt nolink"
+        );
+        // the CSV form reads back
+        let back: TagValue = "7,1732280000000,gt nt nolink".parse().unwrap();
+        assert_eq!(back, marked);
     }
 
     #[test]

@@ -194,3 +194,48 @@ async fn malformed_values_on_the_bus_are_skipped() {
         "{ev:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_no_link_marks_in_and_rin_of_the_devices_only() {
+    let redis = RedisServer::start();
+    let mut writer = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
+    let good = TagValue::new(5, 1_700_000_000_000).with_flags("gt".parse().unwrap());
+    let device_nt = TagValue::new(6, 1_700_000_000_001).with_flags("nt".parse().unwrap());
+    let k = |s: &str| s.parse::<TagKey>().unwrap();
+    writer
+        .write_batch(&[
+            (k("tag/a/x/in"), good.clone()),
+            (k("tag/a/x/rin"), good.clone()),
+            (k("tag/a/y/in"), device_nt.clone()),
+            (k("tag/a/x/out"), good.clone()),
+            (k("tag/ab/x/in"), good.clone()),
+            (k("tag/b/x/in"), good.clone()),
+        ])
+        .await
+        .unwrap();
+    redis.cli(&["SET", "tag/a/bad/in", "not a value"]);
+    let stream_before: usize = redis.cli(&["XLEN", STREAM_KEY]).trim().parse().unwrap();
+
+    let a = tagbus::Alias::new("a").unwrap();
+    let n = tagbus::mark_no_link(&redis.url(), 1000, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let get = |key: &str| redis.cli(&["GET", key]).trim().to_owned();
+    assert_eq!(get("tag/a/x/in"), "5,1700000000000,gt nt nolink");
+    assert_eq!(get("tag/a/x/rin"), "5,1700000000000,gt nt nolink");
+    assert_eq!(get("tag/a/y/in"), "6,1700000000001,nt nolink");
+    assert_eq!(get("tag/a/x/out"), "5,1700000000000,gt");
+    assert_eq!(get("tag/ab/x/in"), "5,1700000000000,gt");
+    assert_eq!(get("tag/b/x/in"), "5,1700000000000,gt");
+    assert_eq!(get("tag/a/bad/in"), "not a value");
+    // the `in` marks went to the stream too (`rin` is not streamed)
+    let stream_after: usize = redis.cli(&["XLEN", STREAM_KEY]).trim().parse().unwrap();
+    assert_eq!(stream_after, stream_before + 2);
+
+    // marked values are left alone
+    let again = tagbus::mark_no_link(&redis.url(), 1000, &[a])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+}
