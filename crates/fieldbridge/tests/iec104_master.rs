@@ -437,7 +437,9 @@ fn startup_marks_stored_values_nt() {
     });
     let v: TagValue = v.parse().unwrap();
     assert_eq!(v.value, Value::Float(-12.5));
-    assert!(v.flags.contains("gt"));
+    // the gateway's mark: value and timestamp kept
+    assert_eq!(v.timestamp_ms, 1000);
+    assert!(v.flags.contains("nolink"), "{v}");
 }
 
 #[test]
