@@ -311,7 +311,12 @@ fn supervisor_marks_a_killed_master_and_a_disabled_device() {
     let _ = killpg(child, Signal::SIGKILL);
 
     // the restarted master's GI makes them fresh again
-    sup.master_pid(Some(first));
+    let killed = Instant::now();
+    let second = sup.master_pid(Some(first));
+    println!(
+        "restarted as pid {second} (was {first}) {:?} after the kill",
+        killed.elapsed()
+    );
     bus.wait_all(
         "fresh values after the restart",
         Duration::from_secs(20),

@@ -61,5 +61,12 @@ mod tests {
             String::from_utf8(format_payload(PayloadFormat::Json, &v)).unwrap(),
             r#"{"value":null,"ts":1,"quality":0,"flags":["nt"]}"#
         );
+        // the gateway's link-loss mark: quality 0, and `nolink` tells it from a device's nt
+        let v: TagValue = "4,1,gt nt nolink".parse().unwrap();
+        assert_eq!(format_payload(PayloadFormat::Csv, &v), b"4,1,0");
+        assert_eq!(
+            String::from_utf8(format_payload(PayloadFormat::Json, &v)).unwrap(),
+            r#"{"value":4,"ts":1,"quality":0,"flags":["gt","nt","nolink"]}"#
+        );
     }
 }
