@@ -78,7 +78,7 @@ procd_service_set() {
 }
 procd_update() {
 	_old=$(cat "$PROCD_STATE/instance" 2>/dev/null || true)
-	_new=$1
+	_new=$(printf "%s" "$1")
 	if [ -z "$_old" ] && [ -z "$_new" ]; then :
 	elif [ -z "$_old" ]; then echo "procd: start"
 	elif [ -z "$_new" ]; then echo "procd: stop"
