@@ -173,13 +173,21 @@ fn reload_signals_the_supervisor_only_when_the_json_config_changed() {
     assert_eq!(procd_does(&state, "reload", &uci), ["procd: signal HUP"]);
     assert_eq!(procd_does(&state, "reload", &uci), ["procd: unchanged"]);
     // A uci setting on the command line: procd would only signal, so reload restarts.
-    let debug = [("enabled", "1"), ("config_file", config), ("log_level", "debug")];
+    let debug = [
+        ("enabled", "1"),
+        ("config_file", config),
+        ("log_level", "debug"),
+    ];
     assert_eq!(
         procd_does(&state, "reload", &debug),
         ["procd: stop", "procd: start"]
     );
     assert_eq!(procd_does(&state, "reload", &debug), ["procd: unchanged"]);
-    let off = [("enabled", "0"), ("config_file", config), ("log_level", "debug")];
+    let off = [
+        ("enabled", "0"),
+        ("config_file", config),
+        ("log_level", "debug"),
+    ];
     assert_eq!(procd_does(&state, "reload", &off), ["procd: stop"]);
     assert!(procd_does(&state, "reload", &off).is_empty());
     assert_eq!(procd_does(&state, "reload", &debug), ["procd: start"]);
@@ -191,7 +199,7 @@ fn reload_signals_the_supervisor_only_when_the_json_config_changed() {
 #[test]
 fn reload_under_real_procd_sighups_only_on_a_changed_config() {
     let Some(procd_root) = std::env::var_os("FIELDBRIDGE_PROCD_ROOT") else {
-        println!(
+        eprintln!(
             "skipped: FIELDBRIDGE_PROCD_ROOT not set (a host build of OpenWrt's procd, ubusd, \
              ubus, uci, jsonfilter and base-files' shell functions; see packaging/README.md)"
         );
@@ -200,7 +208,11 @@ fn reload_under_real_procd_sighups_only_on_a_changed_config() {
     let binary = std::env::var_os("FIELDBRIDGE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/debug/fieldbridge"));
-    assert!(binary.is_file(), "no {}: cargo build -p fieldbridge", binary.display());
+    assert!(
+        binary.is_file(),
+        "no {}: cargo build -p fieldbridge",
+        binary.display()
+    );
     let out = tempfile::tempdir().unwrap();
     let files = root().join("openwrt/fieldbridge/files");
     let stdout = run(Command::new("sh")
@@ -211,7 +223,7 @@ fn reload_under_real_procd_sighups_only_on_a_changed_config() {
         .arg(files.join("fieldbridge.config"))
         .arg(files.join("config.json"))
         .arg(out.path()));
-    println!("{stdout}");
+    eprintln!("{stdout}");
     assert!(stdout.ends_with("real procd: ok\n"), "{stdout}");
     // The supervisor's own log lines, as procd passed them to syslog.
     let log = |what: &str| stdout.lines().filter(|l| l.contains(what)).count();
