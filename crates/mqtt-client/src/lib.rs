@@ -17,17 +17,18 @@
 //! MQTT 5; [`QOS0_WINDOW`] at QoS 0) are unacknowledged at a time, plus up to 256 QoS 1/2
 //! publishes queued in rumqttc behind them, so the stream is the buffer, not RAM.
 //!
-//! # Decisions (where the issue was silent)
+//! # Decisions
 //! - **Consumer group start**: a group that does not exist is created at `$` (the end of the
 //!   stream): a publisher that starts for the first time sends the current state (snapshot)
 //!   and then the live feed, not an old backlog. A group that vanishes while the process runs
 //!   (Redis restarted without persistence) is re-created at `0` and logged at warn: the new
-//!   stream holds only values written since the restart, and they all go out.
+//!   stream holds only values written since the restart, and they all go out. An existing
+//!   group resumes: after a reconnect or a restart (even SIGKILL) this consumer's pending
+//!   entries (`XREADGROUP ... 0`) are published first, then every entry after the group's
+//!   position.
 //! - **Counters for `fieldbridge status`**: the applet writes every device's [`Stats`] every
 //!   5 s to the Redis hash `fieldbridge:stats:mqtt-client` (`<device>.<counter>`,
-//!   `updated_ms`); `fieldbridge status` prints them (docs/reliability.md). An existing group resumes: after a reconnect
-//!   or a restart (even SIGKILL) this consumer's pending entries (`XREADGROUP ... 0`) are
-//!   published first, then every entry after the group's position.
+//!   `updated_ms`; docs/contracts.md, "The stats hash"); `fieldbridge status` prints them.
 //! - **Reconnects**: every MQTT connection starts from a clean slate. The in-flight state of
 //!   the previous connection is forgotten and the pending entries are read again from the
 //!   stream (a value may be published twice; none is lost). The rumqttc event loop of a
@@ -73,7 +74,7 @@
 //!   the old connection and sees it reused may take the new message for a duplicate. Use QoS 1
 //!   (or `clean_session: 1`) where a broker keeps such state across long outages.
 //!
-//! # Commands from the cloud (issue 11)
+//! # Commands from the cloud (docs/contracts.md, "Commands")
 //! The client also carries commands down: MQTT command topic -> `tag/<source_device_alias>/
 //! <source_signal_alias>/out` -> the driver (iec104-master, modbus-master) -> the driver's
 //! `result/<dev>/<sig>` (see `tagbus::command`) -> an answer on MQTT. The core is
