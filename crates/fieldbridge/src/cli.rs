@@ -239,6 +239,13 @@ mod tests {
         }
     }
 
+    #[cfg(not(feature = "demo"))]
+    #[test]
+    fn without_the_demo_feature_there_is_no_demo_applet() {
+        assert!(!APPLET_NAMES.contains(&"demo"));
+        assert!(Cli::try_parse_from(["fieldbridge", "demo"]).is_err());
+    }
+
     #[test]
     fn defaults_differ_only_where_the_applet_says_so() {
         let common = |args: &[&str]| match Cli::try_parse_from(args).unwrap().applet {
