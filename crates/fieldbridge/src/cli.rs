@@ -50,6 +50,15 @@ pub struct Cli {
     pub applet: Applet,
 }
 
+/// Options every applet that talks to Redis has.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL of the tag bus [default: FIELDBRIDGE_REDIS_URL, else the config's redis_url,
+    /// else redis://127.0.0.1:6379]
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis_url: Option<String>,
+}
+
 /// `-c FILE` and `-d LEVEL`, one meaning in every applet that runs from the configuration
 /// (the supervisor starts each protocol applet as `fieldbridge <applet> -c FILE -d LEVEL`).
 /// An applet with another default says so with `mut_arg` (`demo`, `tag`).
@@ -73,15 +82,6 @@ pub struct CommonArgs {
         default_value = "info"
     )]
     pub debug: String,
-}
-
-/// `--redis-url URL`: every applet that talks to the tag bus.
-#[derive(Debug, Clone, Args)]
-pub struct RedisArgs {
-    /// Redis URL of the tag bus [default: FIELDBRIDGE_REDIS_URL, else the config's redis_url,
-    /// else redis://127.0.0.1:6379]
-    #[arg(long, global = true, value_name = "URL")]
-    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,13 +22,12 @@
 //!   stream): a publisher that starts for the first time sends the current state (snapshot)
 //!   and then the live feed, not an old backlog. A group that vanishes while the process runs
 //!   (Redis restarted without persistence) is re-created at `0` and logged at warn: the new
-//!   stream holds only values written since the restart, and they all go out. An existing
-//!   group resumes: after a reconnect or a restart (even SIGKILL) this consumer's pending
-//!   entries (`XREADGROUP ... 0`) are published first, then every entry after the group's
-//!   position.
+//!   stream holds only values written since the restart, and they all go out.
 //! - **Counters for `fieldbridge status`**: the applet writes every device's [`Stats`] every
-//!   5 s to the Redis hash `fieldbridge:stats:mqtt-client` (`<device>.<counter>`,
-//!   `updated_ms`; docs/contracts.md, "The stats hash"); `fieldbridge status` prints them.
+//!   5 s to the stats hash `fieldbridge:stats:mqtt-client` (its fields: `contract::stats`);
+//!   `fieldbridge status` prints them (docs/reliability.md). An existing group resumes: after a reconnect
+//!   or a restart (even SIGKILL) this consumer's pending entries (`XREADGROUP ... 0`) are
+//!   published first, then every entry after the group's position.
 //! - **Reconnects**: every MQTT connection starts from a clean slate. The in-flight state of
 //!   the previous connection is forgotten and the pending entries are read again from the
 //!   stream (a value may be published twice; none is lost). The rumqttc event loop of a
