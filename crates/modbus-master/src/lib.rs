@@ -1,5 +1,6 @@
 //! The fieldbridge Modbus master: Modbus RTU devices on serial (RS-485) ports and Modbus TCP
 //! servers, polled into the tag bus; `out` tags written back to them.
+//! Where it fits: docs/architecture.md; what it writes and executes: docs/contracts.md.
 //!
 //! # Layers
 //! - [`pdu`], [`rtu`], [`tcp`]: a sans-IO codec (requests encoded, answers found in received
