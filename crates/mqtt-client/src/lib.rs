@@ -1,5 +1,6 @@
 //! The fieldbridge MQTT publisher: forwards mapped tags of the Redis tag bus to MQTT brokers,
 //! at least once.
+//! Where it fits: docs/architecture.md; what it reads and publishes: docs/contracts.md.
 //!
 //! [`plan`] turns a validated config into one [`DevicePlan`] per enabled MQTT device;
 //! [`spawn_publisher`] runs one publisher task per device and returns a [`PublisherHandle`]
