@@ -2,6 +2,8 @@
 //!
 //! `fieldbridge <applet> ...`, or a symlink named after the applet (`mqtt-client -c FILE`).
 //! `main` only wires: it picks the applet, sets up logging and hands over.
+//! The applets, their shared options and exit codes: docs/architecture.md ("Entry points",
+//! "crates/fieldbridge") and the README ("Exit codes").
 
 mod applets;
 mod cli;
