@@ -366,7 +366,7 @@ fn feed_makefile_agrees_with_the_workspace() {
         features, expected,
         "Makefile RUST_PKG_FEATURES vs packaging/openwrt-features.sh"
     );
-    assert!(!expected.iter().any(|f| f == "journald"));
+    assert!(!expected.iter().any(|f| f == "journald" || f == "demo"));
     for needed in [
         "$(call Build/Compile/Cargo,crates/fieldbridge,--no-default-features)",
         "include $(TOPDIR)/rules.mk",
