@@ -76,7 +76,8 @@ smoke_dir=$(mktemp -d); trap 'rm -rf "$smoke_dir"' EXIT
 
 # ---- features --------------------------------------------------------------------------------
 # The fieldbridge crate's default features minus those OpenWrt does not want (journald: OpenWrt
-# has none, procd/logd take stderr), so new default features are built without editing this.
+# has none, procd/logd take stderr; demo: the demo applet and its simulators), so new default
+# features are built without editing this.
 # FIELDBRIDGE_FEATURES (comma separated) replaces the list; OPENWRT_DROP_FEATURES the drop list.
 # (openwrt/fieldbridge/Makefile's RUST_PKG_FEATURES must match: a test checks it.)
 features=${FIELDBRIDGE_FEATURES-$("$top/packaging/openwrt-features.sh")}

@@ -1,4 +1,5 @@
 //! Exponential backoff with jitter, shared by every reconnect and retry loop of fieldbridge.
+//! (Its place in fieldbridge: docs/architecture.md.)
 //!
 //! Each failure doubles the ceiling (from `min` up to `max`); the delay actually returned is
 //! drawn uniformly from `[ceiling / 2, ceiling]` ("equal jitter"), so a fleet of gateways that

@@ -1,4 +1,5 @@
-//! The fieldbridge configuration (see DESIGN.md, "Configuration").
+//! The fieldbridge configuration (its place: docs/architecture.md; every column:
+//! docs/config-columns.md).
 //!
 //! Three steps, kept apart:
 //! 1. **parse** JSON text into a [`RawConfig`] ([`RawConfig::parse`]), or **load** a file

@@ -1,4 +1,4 @@
-//! The fault-injection harness of fieldbridge (issue 10): real `fieldbridge` applets,
+//! The fault-injection harness of fieldbridge (docs/reliability.md): real `fieldbridge` applets,
 //! redis-server and mosquitto (via `testrig`), values with sequence numbers written at a fixed
 //! rate, faults injected (SIGKILL and restart, stalled peers), and a subscriber that checks
 //! every sequence number arrived. The scenarios are `#[ignore]`d tests in `tests/`; run them

@@ -14,6 +14,7 @@ pub const APPLET_NAMES: &[&str] = &[
     "config",
     "tag",
     "status",
+    #[cfg(feature = "demo")]
     "demo",
 ];
 
@@ -58,22 +59,26 @@ pub struct RedisArgs {
     pub redis_url: Option<String>,
 }
 
-/// The config file option.
+/// `-c FILE` and `-d LEVEL`, one meaning in every applet that runs from the configuration
+/// (the supervisor starts each protocol applet as `fieldbridge <applet> -c FILE -d LEVEL`).
+/// An applet with another default says so with `mut_arg` (`demo`, `tag`).
 #[derive(Debug, Clone, Args)]
-pub struct ConfigArg {
+pub struct CommonArgs {
     /// Configuration file
-    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        global = true,
+        default_value = config::DEFAULT_CONFIG_PATH
+    )]
     pub config: PathBuf,
-}
-
-/// The log level option.
-#[derive(Debug, Clone, Args)]
-pub struct DebugArg {
     /// Log level: error, warn, info, debug or trace (or a tracing filter)
     #[arg(
         short = 'd',
         long = "debug",
         value_name = "LEVEL",
+        global = true,
         default_value = "info"
     )]
     pub debug: String,
@@ -99,16 +104,21 @@ pub enum Applet {
     /// Check, show, import and export the configuration
     Config(ConfigArgs),
     /// Run the whole chain on this machine with simulated devices, printing what MQTT receives
+    #[cfg(feature = "demo")]
     Demo(crate::applets::demo::Args),
 }
 
+/// Options of `fieldbridge tag`; the config file is read for its `redis_url` when it exists.
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("config", |a| a.help("Configuration file to take redis_url from (used if it exists)")),
+    mut_arg("debug", |a| a.default_value("warn"))
+)]
 pub struct TagArgs {
     #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
     pub redis: RedisArgs,
-    /// Configuration file to take redis_url from (used if it exists)
-    #[arg(short = 'c', long = "config", value_name = "FILE", global = true, default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
     #[command(subcommand)]
     pub command: TagCommand,
 }
@@ -155,7 +165,7 @@ pub struct ConfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Check a configuration (JSON, or a .xlsx/.ods workbook); prints every error with its
-    /// path or cell; exit 1 on errors
+    /// path or cell; exit 3 on errors
     Validate {
         /// The JSON configuration file or a workbook
         #[arg(default_value = config::DEFAULT_CONFIG_PATH)]
@@ -193,4 +203,68 @@ pub enum ConfigCommand {
         )]
         output: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-c FILE -d LEVEL`, as the supervisor passes them, in every applet that takes them.
+    #[test]
+    fn every_applet_takes_c_and_d_alike() {
+        let runs: &[&[&str]] = &[
+            &["supervise"],
+            &["iec104-master"],
+            &["modbus-master"],
+            &["mqtt-client"],
+            &["tag", "get", "tag/a/b/in"],
+            #[cfg(feature = "demo")]
+            &["demo"],
+        ];
+        for run in runs {
+            let args = [&["fieldbridge"], *run, &["-c", "/x.json", "-d", "debug"]].concat();
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let common = match &cli.applet {
+                Applet::Supervise(a) => &a.common,
+                Applet::Iec104Master(a) => &a.common,
+                Applet::ModbusMaster(a) => &a.common,
+                Applet::MqttClient(a) => &a.common,
+                Applet::Tag(a) => &a.common,
+                #[cfg(feature = "demo")]
+                Applet::Demo(a) => &a.common,
+                Applet::Status(_) | Applet::Config(_) => unreachable!(),
+            };
+            assert_eq!(common.config, Path::new("/x.json"), "{args:?}");
+            assert_eq!(common.debug, "debug", "{args:?}");
+        }
+    }
+
+    #[cfg(not(feature = "demo"))]
+    #[test]
+    fn without_the_demo_feature_there_is_no_demo_applet() {
+        assert!(!APPLET_NAMES.contains(&"demo"));
+        assert!(Cli::try_parse_from(["fieldbridge", "demo"]).is_err());
+    }
+
+    #[test]
+    fn defaults_differ_only_where_the_applet_says_so() {
+        let common = |args: &[&str]| match Cli::try_parse_from(args).unwrap().applet {
+            Applet::Tag(a) => a.common,
+            Applet::MqttClient(a) => a.common,
+            #[cfg(feature = "demo")]
+            Applet::Demo(a) => a.common,
+            _ => unreachable!(),
+        };
+        let mqtt = common(&["fieldbridge", "mqtt-client"]);
+        assert_eq!(mqtt.config, Path::new(config::DEFAULT_CONFIG_PATH));
+        assert_eq!(mqtt.debug, "info");
+        let tag = common(&["fieldbridge", "tag", "get", "tag/a/b/in"]);
+        assert_eq!(tag.config, Path::new(config::DEFAULT_CONFIG_PATH));
+        assert_eq!(tag.debug, "warn");
+        #[cfg(feature = "demo")]
+        assert_eq!(
+            common(&["fieldbridge", "demo"]).config,
+            Path::new("config/demo.json")
+        );
+    }
 }

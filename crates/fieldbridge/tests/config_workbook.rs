@@ -157,7 +157,7 @@ fn a_workbook_with_ten_mistakes_reports_each_cell_and_writes_nothing() {
     ] {
         let o = fieldbridge(&args);
         let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {out}");
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {out}");
         for e in TEN_MISTAKES_ERRORS {
             assert!(
                 out.contains(&format!("error: {e}")),
@@ -211,7 +211,7 @@ fn damaged_files_give_one_error_line() {
             };
             let o = fieldbridge(&args);
             let err = stderr(&o);
-            assert_eq!(o.status.code(), Some(1), "{name} {sub}: {err}");
+            assert_eq!(o.status.code(), Some(3), "{name} {sub}: {err}");
             assert_eq!(err.lines().count(), 1, "{name} {sub}: one line: {err}");
             assert!(
                 err.starts_with(&format!("fieldbridge: {}: ", book.display())),
@@ -253,7 +253,7 @@ fn a_missing_file_is_one_plain_line() {
         "-o",
         "/nonexistent/c.json",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     assert_eq!(
         stderr(&o),
         "fieldbridge: /nonexistent/x.xlsx: No such file or directory (os error 2)\n"
@@ -266,7 +266,7 @@ fn a_missing_file_is_one_plain_line() {
         "-o",
         "/nonexistent/x.xlsx",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3));
     assert_eq!(
         stderr(&o),
         "fieldbridge: /nonexistent/c.json: No such file or directory (os error 2)\n"

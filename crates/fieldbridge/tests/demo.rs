@@ -1,4 +1,5 @@
 //! `fieldbridge demo` as a new user runs it: MQTT messages from both simulated devices.
+#![cfg(feature = "demo")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -462,7 +462,7 @@ fn config_errors_are_all_printed() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("t2"), "{err}");
     assert!(err.contains("M_NOPE"), "{err}");
 }

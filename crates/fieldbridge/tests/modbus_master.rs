@@ -614,7 +614,7 @@ fn invalid_config_exits_non_zero_with_every_error() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("serial_port"), "{err}");
     assert!(err.contains("baudrate"), "{err}");

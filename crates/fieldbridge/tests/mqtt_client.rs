@@ -212,7 +212,7 @@ fn config_errors_are_printed_and_nothing_starts() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
         err.contains("mqtt_qos") && err.contains("ca_certificate"),
         "{err}"

@@ -589,7 +589,7 @@ fn status_without_a_file_says_so() {
         .arg(dir.path().join("none.json"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `fieldbridge supervise` running?"));
 }
 

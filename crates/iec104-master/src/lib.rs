@@ -1,5 +1,6 @@
 //! The fieldbridge IEC 60870-5-104 master driver: outstation points become tags on the Redis
 //! tag bus, `out` tags become commands.
+//! Where it fits: docs/architecture.md; what it writes and executes: docs/contracts.md.
 //!
 //! Layers: [`mapping`] (sans-IO: information objects -> tag values, `nt` bookkeeping),
 //! [`command`] (sans-IO: `out` values -> command ASDUs, outcomes), [`device`] (tokio: one

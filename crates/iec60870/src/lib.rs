@@ -1,4 +1,5 @@
 //! A panic-free IEC 60870-5-104 stack.
+//! (Its place in fieldbridge: docs/architecture.md; it knows nothing of the rest.)
 //!
 //! Layers (each usable on its own):
 //! - [`asdu`]: the ASDU model ([`Asdu`], [`InformationObject`], [`InformationElement`]) and its

@@ -1,5 +1,6 @@
 //! The fieldbridge Modbus master: Modbus RTU devices on serial (RS-485) ports and Modbus TCP
 //! servers, polled into the tag bus; `out` tags written back to them.
+//! Where it fits: docs/architecture.md; what it writes and executes: docs/contracts.md.
 //!
 //! # Layers
 //! - [`pdu`], [`rtu`], [`tcp`]: a sans-IO codec (requests encoded, answers found in received
@@ -31,7 +32,7 @@
 //! `fieldbridge` binary (1,868,248 -> 2,032,608 bytes); tokio-serial with serialport,
 //! mio-serial and nix (no libudev) is about 6 KiB of that.
 //!
-//! # Decisions where the issue was silent
+//! # Decisions
 //! - **Bus = serial port or TCP address.** RTU devices sharing `serial_port` are one bus (the
 //!   first device's line settings are used; a mismatch is logged). TCP devices sharing
 //!   `ip:port` (a gateway with several unit ids) share one connection and are polled in turn.

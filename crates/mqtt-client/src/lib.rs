@@ -1,5 +1,6 @@
 //! The fieldbridge MQTT publisher: forwards mapped tags of the Redis tag bus to MQTT brokers,
 //! at least once.
+//! Where it fits: docs/architecture.md; what it reads and publishes: docs/contracts.md.
 //!
 //! [`plan`] turns a validated config into one [`DevicePlan`] per enabled MQTT device;
 //! [`spawn_publisher`] runs one publisher task per device and returns a [`PublisherHandle`]
@@ -17,15 +18,15 @@
 //! MQTT 5; [`QOS0_WINDOW`] at QoS 0) are unacknowledged at a time, plus up to 256 QoS 1/2
 //! publishes queued in rumqttc behind them, so the stream is the buffer, not RAM.
 //!
-//! # Decisions (where the issue was silent)
+//! # Decisions
 //! - **Consumer group start**: a group that does not exist is created at `$` (the end of the
 //!   stream): a publisher that starts for the first time sends the current state (snapshot)
 //!   and then the live feed, not an old backlog. A group that vanishes while the process runs
 //!   (Redis restarted without persistence) is re-created at `0` and logged at warn: the new
 //!   stream holds only values written since the restart, and they all go out.
 //! - **Counters for `fieldbridge status`**: the applet writes every device's [`Stats`] every
-//!   5 s to the Redis hash `fieldbridge:stats:mqtt-client` (`<device>.<counter>`,
-//!   `updated_ms`); `fieldbridge status` prints them (docs/reliability.md). An existing group resumes: after a reconnect
+//!   5 s to the stats hash `fieldbridge:stats:mqtt-client` (its fields: `contract::stats`);
+//!   `fieldbridge status` prints them (docs/reliability.md). An existing group resumes: after a reconnect
 //!   or a restart (even SIGKILL) this consumer's pending entries (`XREADGROUP ... 0`) are
 //!   published first, then every entry after the group's position.
 //! - **Reconnects**: every MQTT connection starts from a clean slate. The in-flight state of
@@ -73,7 +74,7 @@
 //!   the old connection and sees it reused may take the new message for a duplicate. Use QoS 1
 //!   (or `clean_session: 1`) where a broker keeps such state across long outages.
 //!
-//! # Commands from the cloud (issue 11)
+//! # Commands from the cloud (docs/contracts.md, "Commands")
 //! The client also carries commands down: MQTT command topic -> `tag/<source_device_alias>/
 //! <source_signal_alias>/out` -> the driver (iec104-master, modbus-master) -> the driver's
 //! `result/<dev>/<sig>` (see `tagbus::command`) -> an answer on MQTT. The core is

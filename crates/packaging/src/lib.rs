@@ -1,4 +1,5 @@
 //! Tests of fieldbridge's OpenWrt packaging (no library code: see `tests/`).
+//! (Its place in fieldbridge: docs/architecture.md.)
 //!
 //! The packaging itself is shell and files, outside the Rust build:
 //! - `packaging/build-ipk.sh`: the ARM cross builds (Debian's rustc-web + `-Zbuild-std`, zig as

@@ -1,5 +1,7 @@
 //! The procd init script: syntax, shellcheck, and what it asks procd for (run against stubs
-//! of procd, uci and rc.common: tests/support/procd-harness.sh).
+//! of procd, uci and rc.common: tests/support/procd-harness.sh, which also models what procd
+//! does with a reload); and, given a host build of OpenWrt's procd and ubusd in
+//! `FIELDBRIDGE_PROCD_ROOT`, the reload path under the real procd (tests/support/procd-real.sh).
 // Test code (helpers included): a failed unwrap or index is a failed test.
 #![allow(
     clippy::unwrap_used,
@@ -10,6 +12,7 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::{output, require, root, run};
@@ -18,6 +21,19 @@ const INIT: &str = "openwrt/fieldbridge/files/fieldbridge.init";
 
 /// Runs the init script's ACTION with the given uci options of section `main`.
 fn procd_calls(action: &str, uci: &[(&str, &str)]) -> Vec<String> {
+    harness(action, uci, None)
+}
+
+/// Like [`procd_calls`], with the harness keeping procd's running instance in `state`; returns
+/// what procd does (the harness's `procd: ...` lines).
+fn procd_does(state: &Path, action: &str, uci: &[(&str, &str)]) -> Vec<String> {
+    harness(action, uci, Some(state))
+        .into_iter()
+        .filter(|l| l.starts_with("procd: "))
+        .collect()
+}
+
+fn harness(action: &str, uci: &[(&str, &str)], state: Option<&Path>) -> Vec<String> {
     let mut cmd = Command::new("sh");
     cmd.arg(root().join("crates/packaging/tests/support/procd-harness.sh"))
         .arg(root().join(INIT))
@@ -30,6 +46,10 @@ fn procd_calls(action: &str, uci: &[(&str, &str)]) -> Vec<String> {
     for (option, value) in uci {
         cmd.env(format!("UCI_main_{option}"), value);
     }
+    match state {
+        Some(dir) => cmd.env("PROCD_STATE", dir),
+        None => cmd.env_remove("PROCD_STATE"),
+    };
     run(&mut cmd).lines().map(str::to_owned).collect()
 }
 
@@ -52,6 +72,7 @@ fn init_script_passes_sh_n_and_shellcheck() {
         "openwrt/fieldbridge/files/prerm",
         "openwrt/luci-app-fieldbridge/postinst",
         "crates/packaging/tests/support/procd-harness.sh",
+        "crates/packaging/tests/support/procd-real.sh",
         "packaging/build-ipk.sh",
         "packaging/mkipk.sh",
         "packaging/make-feed.sh",
@@ -79,6 +100,7 @@ fn enabled_starts_the_supervisor_with_respawn_and_logd() {
             "open_instance [supervisor]",
             "set_param [command] [/usr/bin/fieldbridge] [supervise] [-c] [/etc/fieldbridge/config.json] [-d] [info]",
             "set_param [respawn] [3600] [5] [0]",
+            "set_param [file] [/etc/fieldbridge/config.json]",
             "set_param [reload_signal] [HUP]",
             "set_param [stdout] [1]",
             "set_param [stderr] [1]",
@@ -135,10 +157,77 @@ fn disabled_or_unset_starts_nothing_but_keeps_the_reload_trigger() {
 }
 
 #[test]
-fn reload_keeps_the_same_instance_so_procd_sends_sighup() {
-    let start = procd_calls("start", &[("enabled", "1")]);
-    let reload = procd_calls("reload", &[("enabled", "1")]);
-    assert_eq!(instance_lines(&start), instance_lines(&reload));
-    assert!(reload.contains(&"set_param [reload_signal] [HUP]".to_owned()));
-    assert!(instance_lines(&procd_calls("reload", &[("enabled", "0")])).is_empty());
+fn reload_signals_the_supervisor_only_when_the_json_config_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("procd");
+    std::fs::create_dir(&state).unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, "{\"devices\": []}\n").unwrap();
+    let config = config.to_str().unwrap();
+    let uci = [("enabled", "1"), ("config_file", config)];
+
+    assert_eq!(procd_does(&state, "start", &uci), ["procd: start"]);
+    // What the LuCI import runs after writing the config, here with nothing changed.
+    assert_eq!(procd_does(&state, "reload", &uci), ["procd: unchanged"]);
+    std::fs::write(config, "{\"devices\": [], \"signals\": []}\n").unwrap();
+    assert_eq!(procd_does(&state, "reload", &uci), ["procd: signal HUP"]);
+    assert_eq!(procd_does(&state, "reload", &uci), ["procd: unchanged"]);
+    // A uci setting on the command line: procd would only signal, so reload restarts.
+    let debug = [
+        ("enabled", "1"),
+        ("config_file", config),
+        ("log_level", "debug"),
+    ];
+    assert_eq!(
+        procd_does(&state, "reload", &debug),
+        ["procd: stop", "procd: start"]
+    );
+    assert_eq!(procd_does(&state, "reload", &debug), ["procd: unchanged"]);
+    let off = [
+        ("enabled", "0"),
+        ("config_file", config),
+        ("log_level", "debug"),
+    ];
+    assert_eq!(procd_does(&state, "reload", &off), ["procd: stop"]);
+    assert!(procd_does(&state, "reload", &off).is_empty());
+    assert_eq!(procd_does(&state, "reload", &debug), ["procd: start"]);
+}
+
+/// The reload path under a real procd: tests/support/procd-real.sh (its header lists what
+/// `FIELDBRIDGE_PROCD_ROOT` holds). `FIELDBRIDGE_BIN` is the host-built fieldbridge (default:
+/// target/debug/fieldbridge, from `cargo build -p fieldbridge`). Needs root (unshare).
+#[test]
+fn reload_under_real_procd_sighups_only_on_a_changed_config() {
+    let Some(procd_root) = std::env::var_os("FIELDBRIDGE_PROCD_ROOT") else {
+        eprintln!(
+            "skipped: FIELDBRIDGE_PROCD_ROOT not set (a host build of OpenWrt's procd, ubusd, \
+             ubus, uci, jsonfilter and base-files' shell functions; see packaging/README.md)"
+        );
+        return;
+    };
+    let binary = std::env::var_os("FIELDBRIDGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/debug/fieldbridge"));
+    assert!(
+        binary.is_file(),
+        "no {}: cargo build -p fieldbridge",
+        binary.display()
+    );
+    let out = tempfile::tempdir().unwrap();
+    let files = root().join("openwrt/fieldbridge/files");
+    let stdout = run(Command::new("sh")
+        .arg(root().join("crates/packaging/tests/support/procd-real.sh"))
+        .arg(procd_root)
+        .arg(&binary)
+        .arg(root().join(INIT))
+        .arg(files.join("fieldbridge.config"))
+        .arg(files.join("config.json"))
+        .arg(out.path()));
+    eprintln!("{stdout}");
+    assert!(stdout.ends_with("real procd: ok\n"), "{stdout}");
+    // The supervisor's own log lines, as procd passed them to syslog.
+    let log = |what: &str| stdout.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(log("SIGHUP: reloading the config"), 2, "{stdout}");
+    assert_eq!(log("cannot read the config"), 1, "{stdout}");
+    assert_eq!(log("supervisor starting"), 2, "{stdout}");
 }

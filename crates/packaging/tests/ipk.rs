@@ -148,8 +148,12 @@ fn ipk_files_modes_links_and_conffiles() {
         .collect();
     let expected: BTreeSet<String> = applet_links().into_iter().collect();
     assert_eq!(links, expected);
-    for needed in ["supervise", "iec104-master", "modbus-master", "mqtt-client"] {
+    for needed in ["iec104-master", "modbus-master", "mqtt-client"] {
         assert!(links.contains(needed), "{needed} symlink");
+    }
+    // Generic names collide with other packages' /usr/bin (daemontools has `supervise`).
+    for generic in ["supervise", "config", "tag", "status", "demo"] {
+        assert!(!links.contains(generic), "{generic} symlink");
     }
     let cli = std::fs::read_to_string(root().join("crates/fieldbridge/src/cli.rs")).unwrap();
     for l in &links {
@@ -362,7 +366,7 @@ fn feed_makefile_agrees_with_the_workspace() {
         features, expected,
         "Makefile RUST_PKG_FEATURES vs packaging/openwrt-features.sh"
     );
-    assert!(!expected.iter().any(|f| f == "journald"));
+    assert!(!expected.iter().any(|f| f == "journald" || f == "demo"));
     for needed in [
         "$(call Build/Compile/Cargo,crates/fieldbridge,--no-default-features)",
         "include $(TOPDIR)/rules.mk",

@@ -1,8 +1,9 @@
 //! `fieldbridge supervise`: runs each protocol applet (`mqtt-client`, `iec104-master`,
 //! `modbus-master`) whose part of the configuration is valid, as a child process, and keeps
-//! it running; writes what it does to a status file (see DESIGN.md, "Supervisor").
+//! it running; writes what it does to a status file (its format: docs/contracts.md, "The
+//! status file"; where it fits: docs/architecture.md).
 //!
-//! Decisions where the issue was silent:
+//! Decisions:
 //! - **Which applets run** ([`plan`]): an applet with no enabled device row of its protocols
 //!   is `disabled`; one with such rows and any validation error of its protocols (or of a
 //!   top-level setting) is `invalid_config`, every error is logged and it is not started;

@@ -1,6 +1,7 @@
 //! Test support for fieldbridge's integration tests: real `redis-server` and `mosquitto`
 //! processes on free loopback ports, each in its own temporary directory, killed when the
 //! handle drops (also when the test panics). Nothing here is a mock.
+//! (Its place in fieldbridge: docs/architecture.md, "Cross-cutting concerns".)
 //!
 //! The Python protocol peers (c104, pymodbus) live in a venv made by
 //! `tests/peers/setup-venv.sh`; [`peer_python`] finds its interpreter.

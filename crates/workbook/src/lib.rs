@@ -1,5 +1,5 @@
 //! The fieldbridge workbook: the Excel file an engineer edits, mapped onto the configuration
-//! rows of [`config::RawConfig`] and back (issue 7, DESIGN.md "Configuration").
+//! rows of [`config::RawConfig`] and back (the columns: docs/config-columns.md).
 //!
 //! - [`read_workbook`] / [`read_workbook_bytes`] read a `.xlsx` (or `.xlsm`) with calamine,
 //!   or an OpenDocument `.ods`, into an [`Imported`]: the raw config plus a [`CellMap`] that
@@ -11,7 +11,7 @@
 //! - [`diff`] tells what an import would change; [`write_file_atomic`] writes a file
 //!   atomically (temporary file, fsync, rename) with mode 0600.
 //!
-//! Decisions where the issue was silent:
+//! Decisions:
 //! - **Sheets.** `Devices` and `Signals` are required (matched case-insensitively); their
 //!   header is the first non-empty row. The optional `Settings` sheet has a header row
 //!   `key | value` and one row per top-level setting (`redis_url`, `stream_max_len`; other

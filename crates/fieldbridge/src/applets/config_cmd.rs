@@ -1,21 +1,23 @@
 //! `fieldbridge config validate|show|import|export`: the configuration and its workbook.
 //!
 //! Reports (errors, warnings, summaries, the dry-run's changes) go to standard output; a
-//! file that cannot be read at all is one error line on standard error (exit 1).
+//! file that cannot be read at all is one error line on standard error. A configuration with
+//! errors, or one that cannot be read, exits with [`Exit::Config`].
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context;
 use config::{Applet, RawConfig};
 
+use super::ConfigRefused;
 use crate::cli::{ConfigArgs, ConfigCommand};
+use crate::exit::Exit;
 
 /// The JSON config and an exported workbook hold passwords: only their owner reads them.
 const SECRET_FILE_MODE: u32 = 0o600;
 
-pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ConfigArgs) -> anyhow::Result<Exit> {
     match args.command {
         ConfigCommand::Validate { file } => {
             if is_workbook(&file) {
@@ -50,8 +52,13 @@ fn is_workbook(path: &Path) -> bool {
     by_name || by_content
 }
 
-fn validate(file: &Path) -> anyhow::Result<ExitCode> {
-    let raw = RawConfig::load(file)?;
+/// A configuration or workbook that cannot be read: the error that exits with [`Exit::Config`].
+fn unreadable(e: impl std::fmt::Display) -> anyhow::Error {
+    ConfigRefused(format!("{e:#}")).into()
+}
+
+fn validate(file: &Path) -> anyhow::Result<Exit> {
+    let raw = RawConfig::load(file).map_err(unreadable)?;
     let validated = config::validate(&raw);
     let mut out = std::io::stdout().lock();
     for w in &validated.warnings {
@@ -69,17 +76,17 @@ fn validate(file: &Path) -> anyhow::Result<ExitCode> {
             c.devices.len(),
             c.signals.len()
         )?;
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     } else {
         writeln!(out, "{}: {} errors", file.display(), validated.errors.len())?;
-        Ok(ExitCode::FAILURE)
+        Ok(Exit::Config)
     }
 }
 
 /// Reads and checks a workbook, printing every warning and error at its cell. Returns the
 /// import when it is valid.
 fn check_workbook(path: &Path, out: &mut impl Write) -> anyhow::Result<Option<workbook::Imported>> {
-    let imported = workbook::read_workbook(path)?;
+    let imported = workbook::read_workbook(path).map_err(unreadable)?;
     let report = imported.check();
     for w in &report.warnings {
         writeln!(out, "warning: {w}")?;
@@ -103,11 +110,11 @@ fn check_workbook(path: &Path, out: &mut impl Write) -> anyhow::Result<Option<wo
     }
 }
 
-fn validate_workbook(path: &Path) -> anyhow::Result<ExitCode> {
+fn validate_workbook(path: &Path) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
     Ok(match check_workbook(path, &mut out)? {
-        Some(_) => ExitCode::SUCCESS,
-        None => ExitCode::FAILURE,
+        Some(_) => Exit::Ok,
+        None => Exit::Config,
     })
 }
 
@@ -123,11 +130,11 @@ fn read_json(path: &Path) -> anyhow::Result<RawConfig> {
     })
 }
 
-fn import(path: &Path, output: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+fn import(path: &Path, output: &Path, dry_run: bool) -> anyhow::Result<Exit> {
     let mut out = std::io::stdout().lock();
     let Some(imported) = check_workbook(path, &mut out)? else {
         writeln!(out, "nothing written")?;
-        return Ok(ExitCode::FAILURE);
+        return Ok(Exit::Config);
     };
     let current = if output.exists() {
         match read_json(output) {
@@ -149,7 +156,7 @@ fn import(path: &Path, output: &Path, dry_run: bool) -> anyhow::Result<ExitCode>
         writeln!(out, "changes against {}:", output.display())?;
         write!(out, "{diff}")?;
         writeln!(out, "dry run: nothing written")?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok);
     }
     let json = imported.raw.to_json_pretty();
     workbook::write_file_atomic(output, json.as_bytes(), SECRET_FILE_MODE)
@@ -166,11 +173,11 @@ fn import(path: &Path, output: &Path, dry_run: bool) -> anyhow::Result<ExitCode>
         count("signal"),
         count("setting")
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
-fn export(config_path: &Path, output: &Path) -> anyhow::Result<ExitCode> {
-    let raw = read_json(config_path)?;
+fn export(config_path: &Path, output: &Path) -> anyhow::Result<Exit> {
+    let raw = read_json(config_path).map_err(unreadable)?;
     let validated = config::validate(&raw);
     let bytes =
         workbook::export(&raw).with_context(|| format!("exporting {}", config_path.display()))?;
@@ -205,11 +212,11 @@ fn export(config_path: &Path, output: &Path) -> anyhow::Result<ExitCode> {
             validated.errors.len()
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
-fn show(file: &Path) -> anyhow::Result<ExitCode> {
-    let mut raw = RawConfig::load(file)?;
+fn show(file: &Path) -> anyhow::Result<Exit> {
+    let mut raw = RawConfig::load(file).map_err(unreadable)?;
     for row in raw.devices.iter_mut() {
         for column in workbook::SECRET_COLUMNS {
             if let Some(v) = row.get_mut(column) {
@@ -231,5 +238,5 @@ fn show(file: &Path) -> anyhow::Result<ExitCode> {
         };
         writeln!(out, "# {applet}: {state}")?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }

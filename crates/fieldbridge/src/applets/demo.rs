@@ -14,34 +14,30 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::cli::CommonArgs;
+use crate::exit::Exit;
+
 /// Options of `fieldbridge demo`.
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("config", |a| a
+        .default_value("config/demo.json")
+        .help("The demo configuration (its ports and redis_url are replaced by the demo's own)")),
+    mut_arg("debug", |a| a
+        .help("Log level of the gateway's processes (their logs go to DIR/gateway.log)"))
+)]
 pub struct Args {
-    /// The demo configuration (its ports and redis_url are replaced by the demo's own)
-    #[arg(
-        short = 'c',
-        long = "config",
-        value_name = "FILE",
-        default_value = "config/demo.json"
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Stop after this many seconds (default: run until Ctrl-C)
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
-    /// Log level of the gateway's processes (their logs go to DIR/gateway.log)
-    #[arg(
-        short = 'd',
-        long = "debug",
-        value_name = "LEVEL",
-        default_value = "info"
-    )]
-    pub debug: String,
 }
 
 /// A child process stopped when dropped: SIGTERM, a grace period, then SIGKILL.
@@ -69,7 +65,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     crate::logging::init("warn");
     let dir = tempfile_dir()?;
     let result = run_in(&args, &dir);
@@ -99,11 +95,11 @@ fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
     anyhow::bail!("{what} did not start on port {port}")
 }
 
-fn run_in(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
-    let template = std::fs::read_to_string(&args.config).with_context(|| {
+fn run_in(args: &Args, dir: &Path) -> anyhow::Result<Exit> {
+    let template = std::fs::read_to_string(&args.common.config).with_context(|| {
         format!(
             "reading {} (run the demo from the repository's top directory)",
-            args.config.display()
+            args.common.config.display()
         )
     })?;
 
@@ -207,7 +203,7 @@ fn run_in(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
         .arg("-c")
         .arg(&config_path)
         .arg("-d")
-        .arg(&args.debug)
+        .arg(&args.common.debug)
         .arg("--status-file")
         .arg(dir.join("status.json"))
         .env("FIELDBRIDGE_LOG", "stderr")
@@ -270,7 +266,7 @@ fn run_in(args: &Args, dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     say("fieldbridge demo: stopping");
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
 /// The demo config with the demo's ports: redis_url, and the port of each device by protocol.

@@ -1,6 +1,7 @@
 //! The applets: each turns its command line into a call of the crate that does the work.
 
 mod config_cmd;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod iec104_master;
 pub mod modbus_master;
@@ -9,12 +10,13 @@ pub mod status;
 pub mod supervise;
 mod tag;
 
-use std::process::ExitCode;
+use std::io::Write;
 
-use crate::cli::{Applet, Cli};
+use crate::cli::{Applet, Cli, CommonArgs, RedisArgs};
+use crate::exit::Exit;
 
 /// Runs the applet the command line chose.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.applet {
         Applet::Supervise(args) => supervise::run(args),
         Applet::Status(args) => status::run(args),
@@ -23,8 +25,61 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Applet::MqttClient(args) => mqtt_client::run(args),
         Applet::Tag(args) => tag::run(args),
         Applet::Config(args) => config_cmd::run(args),
+        #[cfg(feature = "demo")]
         Applet::Demo(args) => demo::run(args),
     }
+}
+
+/// The error that ends an applet with [`Exit::Config`]: its configuration cannot be read or
+/// has errors (each error was printed already; this is the summary line).
+#[derive(Debug)]
+pub struct ConfigRefused(pub String);
+
+impl std::fmt::Display for ConfigRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigRefused {}
+
+/// What a protocol applet runs on: the validated configuration and the tag bus URL.
+pub struct Loaded {
+    pub config: config::Config,
+    pub redis_url: String,
+}
+
+/// The one way a protocol applet loads its configuration: reads `-c FILE` (the environment
+/// layered over it), takes the Redis URL ([`redis_url_of`]), validates, and prints every error
+/// of `applet`'s part on stderr, one a line. Fails with [`ConfigRefused`] when the file cannot
+/// be read or that part has errors; errors of other applets' parts do not matter here.
+pub fn load_for(
+    applet: config::Applet,
+    common: &CommonArgs,
+    redis: &RedisArgs,
+) -> anyhow::Result<Loaded> {
+    let path = &common.config;
+    let raw = config::RawConfig::load(path).map_err(|e| ConfigRefused(format!("{applet}: {e}")))?;
+    let redis_url = redis_url_of(redis.redis_url.as_deref(), &raw);
+    // Validation consumes the rows: they are never all in RAM next to the typed config.
+    let validated = config::validate_owned(raw);
+    let errors = validated.errors_for(applet);
+    if !errors.is_empty() {
+        let mut stderr = std::io::stderr().lock();
+        for e in &errors {
+            let _ = writeln!(stderr, "{applet}: {}: {e}", path.display());
+        }
+        return Err(ConfigRefused(format!(
+            "{applet}: {} configuration error(s) in {}; not starting",
+            errors.len(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok(Loaded {
+        config: validated.config,
+        redis_url,
+    })
 }
 
 /// The Redis URL: `--redis-url`, else `FIELDBRIDGE_REDIS_URL`, else the config's `redis_url`

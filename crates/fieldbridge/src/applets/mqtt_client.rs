@@ -2,17 +2,15 @@
 //! the `mqtt-client` crate; this module parses the WCC Lite style command line and wires.
 
 use std::io::Write;
-use std::process::ExitCode;
 
-use crate::cli::{ConfigArg, DebugArg, RedisArgs};
+use crate::cli::{CommonArgs, RedisArgs};
+use crate::exit::Exit;
 
 /// Options of `fieldbridge mqtt-client`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub config: ConfigArg,
-    #[command(flatten)]
-    pub debug: DebugArg,
+    pub common: CommonArgs,
     /// Print the tag bus traffic read (stream entries and snapshot values), decoded
     #[arg(short = 'r', long = "redis")]
     pub redis: bool,
@@ -23,35 +21,15 @@ pub struct Args {
     pub redis_url: RedisArgs,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::logging::init(&args.debug.debug);
-    let path = &args.config.config;
-    let raw = match config::RawConfig::load(path) {
-        Ok(raw) => raw,
-        Err(e) => {
-            // The error names the file already.
-            err_line(&format!("mqtt-client: {e}"));
-            return Ok(ExitCode::from(2));
-        }
-    };
-    // --redis-url, else the config's redis_url (load() layered FIELDBRIDGE_REDIS_URL over it),
-    // else the default.
-    let url = super::redis_url_of(args.redis_url.redis_url.as_deref(), &raw);
-    // Validation consumes the rows (a big config is megabytes): they are gone before the
-    // plan is built, and never all in RAM next to the typed config.
-    let validated = config::validate_owned(raw);
-    let errors = validated.errors_for(config::Applet::MqttClient);
-    if !errors.is_empty() {
-        for e in &errors {
-            err_line(&format!("mqtt-client: {}: {e}", path.display()));
-        }
-        err_line(&format!(
-            "mqtt-client: {} error(s) in the MQTT configuration; not starting",
-            errors.len()
-        ));
-        return Ok(ExitCode::from(2));
-    }
-    let mut config = validated.config;
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    crate::logging::init(&args.common.debug);
+    let path = &args.common.config;
+    // load_for validation consumes the rows (a big config is megabytes): they are gone
+    // before the plan is built.
+    let super::Loaded {
+        mut config,
+        redis_url: url,
+    } = super::load_for(config::Applet::MqttClient, &args.common, &args.redis_url)?;
     mqtt_client::retain_used_signals(&mut config);
     let plans = match mqtt_client::plan(&config) {
         Ok(p) => p,
@@ -59,12 +37,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             for e in &errors {
                 err_line(&format!("mqtt-client: {}: {e}", path.display()));
             }
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::Config);
         }
     };
     if plans.is_empty() {
         tracing::warn!("no enabled MQTT device in the configuration; nothing to do");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok);
     }
     let stream_max_len = config.stream_max_len;
     // The typed config is not needed any more either.
@@ -87,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     err_line(&format!("mqtt-client: device {alias}: {e}"));
-                    return Ok(ExitCode::from(2));
+                    return Ok(Exit::Config);
                 }
             }
         }
@@ -109,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         drop(handles);
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     })
 }
 

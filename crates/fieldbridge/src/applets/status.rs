@@ -2,10 +2,11 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Context;
 use supervisor::{State, Status};
+
+use crate::exit::Exit;
 
 /// Options of `fieldbridge status`.
 #[derive(Debug, clap::Args)]
@@ -18,10 +19,10 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Exit status: 0 when the supervisor runs and every applet that should run does; 1 when
-/// something is not running as configured (invalid config, restarting, supervisor gone);
-/// 2 when there is no status file.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Exit status: [`Exit::Ok`] when the supervisor runs and every applet that should run does;
+/// [`Exit::Failure`] when something is not running as configured (invalid config, restarting,
+/// supervisor gone, no status file).
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let status = match Status::read(&args.status_file) {
         Ok(s) => s,
         Err(supervisor::StatusError::Io { source, .. })
@@ -33,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "no status file at {}: is `fieldbridge supervise` running?",
                 args.status_file.display()
             );
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::Failure);
         }
         Err(e) => return Err(e.into()),
     };
@@ -58,11 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .applets
             .values()
             .all(|a| matches!(a.state, State::Running | State::Disabled));
-    Ok(if healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if healthy { Exit::Ok } else { Exit::Failure })
 }
 
 /// The publisher's counters from the tag bus Redis (written by `mqtt-client` every 5 s), as

@@ -2,24 +2,16 @@
 //! keeps them running (the `supervisor` crate does the work).
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-/// Options of `fieldbridge supervise`.
+use crate::cli::CommonArgs;
+use crate::exit::Exit;
+
+/// Options of `fieldbridge supervise`; `-c` and `-d` are passed on to the applets it starts.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file
-    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
-    /// Log level: error, warn, info, debug or trace (or a tracing filter); passed on to the
-    /// applets it starts
-    #[arg(
-        short = 'd',
-        long = "debug",
-        value_name = "LEVEL",
-        default_value = "info"
-    )]
-    pub debug: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Where to write the state of each applet (JSON; read by `fieldbridge status`)
     #[arg(long, value_name = "PATH", default_value = supervisor::DEFAULT_STATUS_PATH)]
     pub status_file: PathBuf,
@@ -38,9 +30,10 @@ pub struct Args {
     pub stable_after_ms: Option<u64>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::logging::init(&args.debug);
-    let mut opts = supervisor::Options::new(args.config, args.status_file, args.debug);
+pub fn run(args: Args) -> anyhow::Result<Exit> {
+    crate::logging::init(&args.common.debug);
+    let mut opts =
+        supervisor::Options::new(args.common.config, args.status_file, args.common.debug);
     opts.stop_timeout = Duration::from_secs(args.stop_timeout);
     if let Some(program) = args.child_program {
         opts.launcher.program = program;
@@ -54,5 +47,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Current-thread: the children's parent-death signal is tied to the spawning thread.
     let rt = super::runtime()?;
     rt.block_on(supervisor::supervise(opts))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }

@@ -1,19 +1,19 @@
 //! `fieldbridge tag get|set|watch`: read and write the tag bus.
 
 use std::io::{BufRead, Write};
-use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use tagbus::{FeedEvent, Origin, ReaderConfig, TagKey, TagValue, TagWriter, WriterConfig};
 
 use crate::cli::{TagArgs, TagCommand};
+use crate::exit::Exit;
 
 /// Lines written per pipeline by `tag set -`.
 const BULK_BATCH: usize = 1000;
 
-pub fn run(args: TagArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init("warn");
-    let url = super::redis_url(args.redis.redis_url.as_deref(), Some(&args.config));
+pub fn run(args: TagArgs) -> anyhow::Result<Exit> {
+    crate::logging::init(&args.common.debug);
+    let url = super::redis_url(args.redis.redis_url.as_deref(), Some(&args.common.config));
     let rt = super::runtime()?;
     rt.block_on(async move {
         match args.command {
@@ -44,7 +44,7 @@ pub fn run(args: TagArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn get(url: &str, key: &str) -> anyhow::Result<ExitCode> {
+async fn get(url: &str, key: &str) -> anyhow::Result<Exit> {
     let key: TagKey = key.parse()?;
     let client = redis::Client::open(url)?;
     let mut conn = client
@@ -58,7 +58,7 @@ async fn get(url: &str, key: &str) -> anyhow::Result<ExitCode> {
     match value {
         None => {
             eprintln_safe(&format!("{key}: no value"));
-            Ok(ExitCode::from(1))
+            Ok(Exit::Failure)
         }
         Some(bytes) => {
             // Print what is stored, decoded when it is well formed.
@@ -67,7 +67,7 @@ async fn get(url: &str, key: &str) -> anyhow::Result<ExitCode> {
                 Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
             };
             write_line(&text)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Ok)
         }
     }
 }
@@ -78,7 +78,7 @@ async fn set_one(
     value: &str,
     flags: &str,
     ts: Option<u64>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Exit> {
     let key: TagKey = key.parse()?;
     let value = TagValue {
         value: value.parse()?,
@@ -90,10 +90,10 @@ async fn set_one(
         .write(&key, &value)
         .await
         .with_context(|| format!("writing to {url}"))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
-async fn set_bulk(url: &str) -> anyhow::Result<ExitCode> {
+async fn set_bulk(url: &str) -> anyhow::Result<Exit> {
     let mut writer = TagWriter::new(&WriterConfig::new(url))?;
     let stdin = std::io::stdin();
     let mut batch = Vec::with_capacity(BULK_BATCH);
@@ -120,11 +120,7 @@ async fn set_bulk(url: &str) -> anyhow::Result<ExitCode> {
     writer.write_batch(&batch).await?;
     written = written.saturating_add(batch.len() as u64);
     eprintln_safe(&format!("{written} values written, {bad} lines refused"));
-    Ok(if bad == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if bad == 0 { Exit::Ok } else { Exit::Failure })
 }
 
 /// `KEY CSV`, e.g. `tag/rtu1/cb1/in 1,1732280000000,`.
@@ -135,7 +131,7 @@ fn parse_line(line: &str) -> anyhow::Result<(TagKey, TagValue)> {
     Ok((key.parse()?, csv.trim().parse()?))
 }
 
-async fn watch(url: &str, pattern: &str, live_only: bool) -> anyhow::Result<ExitCode> {
+async fn watch(url: &str, pattern: &str, live_only: bool) -> anyhow::Result<Exit> {
     let mut feed = tagbus::spawn_reader(
         ReaderConfig {
             redis_url: url.to_owned(),
@@ -151,14 +147,14 @@ async fn watch(url: &str, pattern: &str, live_only: bool) -> anyhow::Result<Exit
                         continue;
                     }
                     if write_line(&format!("{key} {value}")).is_err() {
-                        return Ok(ExitCode::SUCCESS); // stdout closed (e.g. piped to head)
+                        return Ok(Exit::Ok); // stdout closed (e.g. piped to head)
                     }
                 }
                 Some(FeedEvent::SnapshotComplete { .. }) => {}
                 Some(FeedEvent::Disconnected) => eprintln_safe("redis connection lost; reconnecting"),
-                None => return Ok(ExitCode::FAILURE),
+                None => return Ok(Exit::Failure),
             },
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
         }
     }
 }
