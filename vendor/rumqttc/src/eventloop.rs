@@ -245,6 +245,20 @@ impl EventLoop {
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                         network.write(outgoing).await?;
                     }
+                    // fieldbridge: write every request already queued (as far as the
+                    // in-flight limit allows) before flushing: one write, many packets.
+                    let mut batched = 1;
+                    while batched < self.mqtt_options.max_request_batch
+                        && self.pending.is_empty()
+                        && self.state.inflight < self.mqtt_options.inflight
+                        && self.state.collision.is_none()
+                    {
+                        let Ok(request) = self.requests_rx.try_recv() else { break };
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing).await?;
+                        }
+                        batched += 1;
+                    }
                     match time::timeout(network_timeout, network.flush()).await {
                         Ok(inner) => inner?,
                         Err(_)=> return Err(ConnectionError::FlushTimeout),

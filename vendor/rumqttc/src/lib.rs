@@ -691,6 +691,14 @@ impl MqttOptions {
         self.pending_throttle
     }
 
+    /// fieldbridge: the most requests the event loop writes before one flush (0 or 1: one
+    /// flush per request, as upstream). Requests already queued are written together,
+    /// within the in-flight limit; nothing waits for more.
+    pub fn set_max_request_batch(&mut self, max: usize) -> &mut Self {
+        self.max_request_batch = max;
+        self
+    }
+
     /// Set number of concurrent in flight messages
     pub fn set_inflight(&mut self, inflight: u16) -> &mut Self {
         assert!(inflight != 0, "zero in flight is not allowed");

@@ -227,6 +227,20 @@ impl EventLoop {
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                         network.write(outgoing).await?;
                     }
+                    // fieldbridge: write every request already queued (as far as the
+                    // in-flight limit allows) before flushing: one write, many packets.
+                    let mut batched = 1;
+                    while batched < self.options.max_request_batch
+                        && self.pending.is_empty()
+                        && self.state.inflight < self.state.max_outgoing_inflight
+                        && self.state.collision.is_none()
+                    {
+                        let Ok(request) = self.requests_rx.try_recv() else { break };
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing).await?;
+                        }
+                        batched += 1;
+                    }
                     network.flush().await?;
                     Ok(self.state.events.pop_front().unwrap())
                 }

@@ -298,6 +298,14 @@ impl MqttOptions {
         self
     }
 
+    /// fieldbridge: the most requests the event loop writes before one flush (0 or 1: one
+    /// flush per request, as upstream). Requests already queued are written together,
+    /// within the in-flight limit; nothing waits for more.
+    pub fn set_max_request_batch(&mut self, max: usize) -> &mut Self {
+        self.max_request_batch = max;
+        self
+    }
+
     /// Outgoing message rate
     pub fn pending_throttle(&self) -> Duration {
         self.pending_throttle
