@@ -155,6 +155,7 @@ mod conn;
 mod payload;
 mod publisher;
 mod tls;
+mod window;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
