@@ -18,6 +18,11 @@
 //! MQTT 5; [`QOS0_WINDOW`] at QoS 0) are unacknowledged at a time, plus up to 256 QoS 1/2
 //! publishes queued in rumqttc behind them, so the stream is the buffer, not RAM.
 //!
+//! The bookkeeping of a connection (the window, which packet id stands for which entry, when
+//! an entry may be `XACK`ed, what stays pending when the connection ends) is a state machine
+//! without I/O (`window.rs`), unit-tested with scripted event sequences; `publisher.rs` runs
+//! the reader, the connection and the acknowledger around it.
+//!
 //! # Decisions
 //! - **Consumer group start**: a group that does not exist is created at `$` (the end of the
 //!   stream): a publisher that starts for the first time sends the current state (snapshot)
@@ -155,6 +160,7 @@ mod conn;
 mod payload;
 mod publisher;
 mod tls;
+mod window;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

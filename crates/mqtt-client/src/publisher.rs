@@ -1,18 +1,18 @@
 //! The publisher task of one MQTT device: stream reader -> MQTT connection -> acknowledger.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use config::mqtt::{Qos, Topic};
 use tagbus::stream::StreamConsumer;
-use tagbus::{EntryBody, EntryId, Flags, TagKey, TagValue, Value};
+use tagbus::{EntryBody, EntryId, TagKey, TagValue};
 use tokio::sync::mpsc;
 
 use crate::commands::{Answer, CommandsIo, ToCommands};
 use crate::conn::{self, ConnEvent, ConnFailure, ConnSettings};
-use crate::{format_payload, DevicePlan, MqttClientError, Route, Stats, QOS0_WINDOW, READ_BATCH};
+use crate::window::{Sizing, Window};
+use crate::{format_payload, DevicePlan, MqttClientError, Route, Stats, READ_BATCH};
 
 /// The consumer name of every publisher in its group: fixed, so a restarted process finds
 /// the entries its predecessor left unacknowledged.
@@ -20,8 +20,6 @@ pub const CONSUMER_NAME: &str = "mqtt-client";
 
 /// A connection that lasted this long resets the reconnect backoff.
 const STABLE_CONNECTION: Duration = Duration::from_secs(30);
-/// A QoS 2 connection dropped this soon with a full window lowers the window.
-const QOS2_PROBE_TIME: Duration = Duration::from_secs(10);
 
 /// Process-wide settings of the publishers.
 #[derive(Debug, Clone)]
@@ -100,6 +98,21 @@ enum End {
     Setup(MqttClientError),
 }
 
+/// What one publisher task keeps across its connections.
+struct Publisher {
+    plan: Arc<DevicePlan>,
+    opts: PublisherOptions,
+    client_id: String,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    stats: Stats,
+    /// To the acknowledger: entry ids to `XACK`.
+    ack_tx: mpsc::Sender<Vec<EntryId>>,
+    /// QoS 2: the in-flight window, lowered when a broker drops a full window
+    /// ([`Window::qos2_window_after_close`]).
+    qos2_window: u16,
+    commands: Option<CommandsIo>,
+}
+
 async fn run(
     plan: Arc<DevicePlan>,
     opts: PublisherOptions,
@@ -113,7 +126,6 @@ async fn run(
     let mut backoff = backoff::Backoff::new(opts.backoff_min, opts.backoff_max);
     tracing::info!(device = %alias, client_id = %client_id, host = %plan.device.host, port = plan.device.port,
         signals = plan.routes.len(), group = %plan.group(), "publisher starting");
-    let mut qos2_window = plan.device.max_inflight.max(1);
     for w in &plan.commands.warnings {
         tracing::error!(device = %alias, "{w}");
     }
@@ -138,19 +150,19 @@ async fn run(
             }
         }
     }
+    let mut publisher = Publisher {
+        qos2_window: plan.device.max_inflight.max(1),
+        plan,
+        opts,
+        client_id,
+        tls,
+        stats,
+        ack_tx,
+        commands,
+    };
     loop {
         let started = Instant::now();
-        let end = connection(
-            &plan,
-            &opts,
-            &client_id,
-            tls.clone(),
-            &stats,
-            &ack_tx,
-            &mut qos2_window,
-            &mut commands,
-        )
-        .await;
+        let end = publisher.connection().await;
         if started.elapsed() >= STABLE_CONNECTION {
             backoff.reset(); // a connection that lasted: reconnect quickly
         }
@@ -193,16 +205,10 @@ enum Item {
     Restarted(tagbus::TagBusError),
 }
 
-/// A publish awaiting its acknowledgement: the stream entry it came from, if any.
-type Token = Option<EntryId>;
-
 /// Batches of [`Item`]s between the stream reader and the connection loop: a batch is one
 /// read of up to [`READ_BATCH`] entries (or one snapshot chunk), so at most this many + 1
 /// batches are in RAM. One channel operation per batch, not per value.
 const ITEM_BATCHES: usize = 2;
-/// QoS 1/2 publishes handed to rumqttc beyond its in-flight window (they wait in its request
-/// queue, which holds them and nothing else: the stream is the buffer).
-const QUEUE_AHEAD: usize = 256;
 /// Batches of acknowledged entry ids between the connection loop and the acknowledger.
 const ACK_CHUNKS: usize = 64;
 /// The most entry ids in one batch to the acknowledger.
@@ -214,288 +220,309 @@ enum Queued {
     Snapshot(TagKey, TagValue),
 }
 
-/// One connection's life: connect, publish backlog + snapshot + live, until something fails.
-#[allow(clippy::too_many_arguments)]
-async fn connection(
-    plan: &Arc<DevicePlan>,
-    opts: &PublisherOptions,
-    client_id: &str,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    stats: &Stats,
-    ack_tx: &mpsc::Sender<Vec<EntryId>>,
-    qos2_window: &mut u16,
-    commands: &mut Option<CommandsIo>,
-) -> End {
-    let d = &plan.device;
-    let alias = plan.alias.to_string();
-    // Redis first: without the stream there is nothing to send.
-    let consumer = match open_consumer(&opts.redis_url, &plan.group(), stats).await {
-        Ok(c) => c,
-        Err(e) => return End::Redis(e),
-    };
-    if d.tls.as_ref().is_some_and(|t| t.insecure) {
-        tracing::warn!(device = %alias, host = %d.host,
-            "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
+impl Publisher {
+    /// One connection's life: connect, publish backlog + snapshot + live, until something
+    /// fails. The I/O around the connection's [`Window`].
+    async fn connection(&mut self) -> End {
+        let plan = self.plan.clone();
+        let d = &plan.device;
+        // Redis first: without the stream there is nothing to send.
+        let consumer =
+            match open_consumer(&self.opts.redis_url, &self.plan.group(), &self.stats).await {
+                Ok(c) => c,
+                Err(e) => return End::Redis(e),
+            };
+        if d.tls.as_ref().is_some_and(|t| t.insecure) {
+            tracing::warn!(device = %self.plan.alias, host = %d.host,
+                "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
+        }
+        let sizing = Sizing::new(d.qos, d.max_inflight, self.qos2_window);
+        let (conn, receive_max) = match self.connect(&sizing).await {
+            Ok(c) => c,
+            Err(end) => return end,
+        };
+        let connected_at = Instant::now();
+        let window = Window::new(d.qos, sizing.window(receive_max), d.enable_threshold);
+
+        let (item_tx, items) = mpsc::channel::<Item>(ITEM_BATCHES);
+        let reader = tokio::spawn(reader(
+            consumer,
+            ReaderSetup {
+                redis_url: self.opts.redis_url.clone(),
+                group: self.plan.group(),
+                stats: self.stats.clone(),
+                plan: self.plan.clone(),
+                trace: self.opts.trace_redis,
+            },
+            item_tx,
+        ));
+        let _abort_reader = AbortOnDrop(reader);
+        let (end, window) = self.serve(conn, window, items, connected_at).await;
+        // Entries acknowledged by the broker before the end are XACKed (not published again);
+        // the others stay pending and come again on the next connection.
+        let closed = window.close();
+        self.hand_acks(closed.acks).await;
+        if !closed.pending.is_empty() {
+            tracing::debug!(device = %self.plan.alias, pending = closed.pending.len(),
+                "stream entries left pending; the next connection publishes them again");
+        }
+        end
     }
-    let qos0 = d.qos == Qos::AtMostOnce;
-    let qos2 = d.qos == Qos::ExactlyOnce;
-    let inflight_limit = if qos2 {
-        (*qos2_window).clamp(1, d.max_inflight.max(1))
-    } else {
-        d.max_inflight.max(1)
-    };
-    let base_window = if qos0 {
-        QOS0_WINDOW
-    } else {
-        usize::from(inflight_limit)
-    };
-    let settings = ConnSettings {
-        device: d,
-        client_id: client_id.to_owned(),
-        capacity: base_window
-            .saturating_add(QUEUE_AHEAD)
-            .saturating_mul(2)
-            .saturating_add(64),
-        inflight: inflight_limit,
-        trace: opts.trace_mqtt,
-        label: alias.clone(),
-    };
-    let mut conn = match conn::connect(&settings, tls) {
-        Ok(c) => c,
-        Err(e) => return End::Setup(e),
-    };
-    let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
-    let (session_present, receive_max) = match first {
-        Ok(Some(ConnEvent::Connected {
-            session_present,
-            receive_max,
-        })) => {
-            tracing::info!(device = %alias, session_present, ?receive_max, "connected to the broker");
-            (session_present, receive_max)
+
+    /// Connects to the broker and waits for its CONNACK: the connection and the broker's
+    /// Receive Maximum (MQTT 5).
+    async fn connect(&mut self, sizing: &Sizing) -> Result<(conn::Conn, Option<u16>), End> {
+        let alias = &self.plan.alias;
+        let settings = ConnSettings {
+            device: &self.plan.device,
+            client_id: self.client_id.clone(),
+            capacity: sizing.request_capacity(),
+            inflight: sizing.inflight_limit,
+            trace: self.opts.trace_mqtt,
+            label: alias.to_string(),
+        };
+        let mut conn = conn::connect(&settings, self.tls.clone()).map_err(End::Setup)?;
+        let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
+        let (session_present, receive_max) = match first {
+            Ok(Some(ConnEvent::Connected {
+                session_present,
+                receive_max,
+            })) => {
+                tracing::info!(device = %alias, session_present, ?receive_max, "connected to the broker");
+                (session_present, receive_max)
+            }
+            Ok(Some(ConnEvent::Closed(f))) => return Err(End::Mqtt(f)),
+            Ok(Some(other)) => {
+                return Err(End::Mqtt(ConnFailure::Other(format!(
+                    "unexpected first event {other:?}"
+                ))))
+            }
+            Ok(None) => {
+                return Err(End::Mqtt(ConnFailure::Other(
+                    "connection task ended".into(),
+                )))
+            }
+            Err(_) => return Err(End::Mqtt(ConnFailure::Other("no CONNACK in time".into()))),
+        };
+        self.stats.add_connect();
+        if let Some(io) = self.commands.as_mut() {
+            let _ = io.tx.try_send(ToCommands::Connected { session_present });
+            if !conn.client.try_subscribe_commands(&io.topics) {
+                return Err(queue_full());
+            }
         }
-        Ok(Some(ConnEvent::Closed(f))) => return End::Mqtt(f),
-        Ok(Some(other)) => {
-            return End::Mqtt(ConnFailure::Other(format!(
-                "unexpected first event {other:?}"
-            )))
+        Ok((conn, receive_max))
+    }
+
+    /// The connected loop: hands the reader's items to rumqttc as far as the window allows,
+    /// feeds the connection's events to the window and forwards its acknowledgements, until
+    /// the connection or the reader ends.
+    async fn serve(
+        &mut self,
+        mut conn: conn::Conn,
+        mut window: Window<EntryId>,
+        mut items: mpsc::Receiver<Item>,
+        connected_at: Instant,
+    ) -> (End, Window<EntryId>) {
+        let mut queue: VecDeque<Queued> = VecDeque::new();
+        let end = 'conn: loop {
+            // Acknowledgements go to the acknowledger in batches: when nothing else is
+            // waiting, or when a batch is full.
+            let waiting = window.acks_waiting();
+            if waiting > 0 && (waiting >= ACK_CHUNK || conn.events.is_empty()) {
+                self.hand_acks(window.take_acks()).await;
+            }
+            // Publish what the reader handed over, as far as the window allows.
+            while window.has_room() {
+                let Some(next) = queue.pop_front() else { break };
+                if let Err(e) = self.publish(&conn.client, &mut window, next) {
+                    break 'conn e;
+                }
+            }
+            let room = window.has_room();
+            tokio::select! {
+                ev = conn.events.recv() => {
+                    // Handle every event already waiting in one go (under load they come in
+                    // runs: one wake-up, not one per publish).
+                    let mut next = ev;
+                    loop {
+                        if let Err(e) = self.on_event(&mut window, connected_at, next) {
+                            break 'conn e;
+                        }
+                        match conn.events.try_recv() {
+                            Ok(ev) => next = Some(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                item = items.recv(), if queue.is_empty() && room => match item {
+                    Some(Item::Entries(entries)) => queue.extend(entries.into_iter().map(Queued::Entry)),
+                    Some(Item::Snapshot(values)) => {
+                        queue.extend(values.into_iter().map(|(k, v)| Queued::Snapshot(k, v)));
+                    }
+                    Some(Item::Live { snapshot }) => tracing::info!(device = %self.plan.alias, snapshot, "backlog and snapshot sent; forwarding live values"),
+                    Some(Item::Restarted(e)) => {
+                        tracing::warn!(device = %self.plan.alias, error = %e, "tag bus (Redis) lost; the stream reader reconnects (MQTT stays connected)");
+                        window.reader_restarted();
+                    }
+                    None => break End::Redis(tagbus::TagBusError::ConnectionLost),
+                },
+                answer = next_answer(&mut self.commands) => {
+                    let d = &self.plan.device;
+                    if self.opts.trace_mqtt {
+                        print_line(&format!("mqtt {} PUBLISH {} qos={} retain=0 {}\n", self.plan.alias, answer.topic,
+                            d.qos.as_u8(), String::from_utf8_lossy(&answer.payload)));
+                    }
+                    if !conn.client.try_publish_answer(answer.topic.as_str(), d.qos, answer.payload, answer.correlation) {
+                        break queue_full();
+                    }
+                    window.answer();
+                }
+            }
+        };
+        (end, window)
+    }
+
+    /// Counts and forwards entry ids to the acknowledger.
+    async fn hand_acks(&self, ids: Vec<EntryId>) {
+        if ids.is_empty() {
+            return;
         }
-        Ok(None) => return End::Mqtt(ConnFailure::Other("connection task ended".into())),
-        Err(_) => return End::Mqtt(ConnFailure::Other("no CONNACK in time".into())),
-    };
-    stats.add_connect();
-    let connected_at = Instant::now();
-    if let Some(io) = commands.as_mut() {
-        let _ = io.tx.try_send(ToCommands::Connected { session_present });
-        if !conn.client.try_subscribe_commands(&io.topics) {
-            return End::Mqtt(ConnFailure::Other(
-                "the MQTT request queue is full or closed".into(),
+        self.stats
+            .add_acked(u64::try_from(ids.len()).unwrap_or(u64::MAX));
+        // The acknowledger only stops with the process.
+        let _ = self.ack_tx.send(ids).await;
+    }
+
+    /// Hands one queued item to rumqttc: an entry on each of its topics (or acknowledged at
+    /// once when it has none), a snapshot value on each topic of its key.
+    fn publish(
+        &self,
+        client: &conn::Client,
+        window: &mut Window<EntryId>,
+        next: Queued,
+    ) -> Result<(), End> {
+        let (key, value, id) = match next {
+            Queued::Snapshot(key, value) => (key, value, None),
+            Queued::Entry(entry) => match entry.body {
+                EntryBody::Tag { key, value } => (key, value, Some(entry.id)),
+                EntryBody::Malformed(why) => {
+                    tracing::warn!(device = %self.plan.alias, id = %entry.id, error = %why, "skipping a malformed stream entry");
+                    window.skip(entry.id);
+                    return Ok(());
+                }
+                EntryBody::Trimmed => {
+                    window.skip(entry.id);
+                    return Ok(());
+                }
+            },
+        };
+        let Some(routes) = self.plan.routes.get(&key) else {
+            if let Some(id) = id {
+                window.skip(id);
+            }
+            return Ok(());
+        };
+        let routes = match id {
+            Some(id) => {
+                let fanout = window.entry(id, &value, routes);
+                for _ in 0..fanout.dropped {
+                    self.stats.add_dropped();
+                }
+                fanout.routes
+            }
+            None => window.snapshot(&value, routes).iter().collect(),
+        };
+        for route in routes {
+            self.send(client, route, &value)?;
+        }
+        Ok(())
+    }
+
+    /// One PUBLISH of `value` on `route` to rumqttc's request queue.
+    fn send(&self, client: &conn::Client, route: &Route, value: &TagValue) -> Result<(), End> {
+        let d = &self.plan.device;
+        let topic = &route.topic;
+        let payload = format_payload(d.payload_format, value);
+        if route.log {
+            tracing::info!(device = %self.plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
+        }
+        if self.opts.trace_mqtt {
+            print_line(&format!(
+                "mqtt {} PUBLISH {topic} qos={} retain={} {}\n",
+                self.plan.alias,
+                d.qos.as_u8(),
+                u8::from(d.retain),
+                String::from_utf8_lossy(&payload)
             ));
         }
+        if !client.try_publish(topic.as_str(), d.qos, d.retain, payload) {
+            return Err(queue_full());
+        }
+        self.stats.add_published(1);
+        Ok(())
     }
-    let window = match receive_max {
-        Some(r) if !qos0 => base_window.min(usize::from(r.max(1))),
-        _ => base_window,
-    };
 
-    let (item_tx, mut items) = mpsc::channel::<Item>(ITEM_BATCHES);
-    let reader = tokio::spawn(reader(
-        consumer,
-        ReaderSetup {
-            redis_url: opts.redis_url.clone(),
-            group: plan.group(),
-            stats: stats.clone(),
-            plan: plan.clone(),
-            trace: opts.trace_redis,
-        },
-        item_tx,
-    ));
-    let _abort_reader = AbortOnDrop(reader);
-
-    let mut state = ConnState {
-        unassigned: VecDeque::with_capacity(window),
-        inflight: HashMap::with_capacity(window),
-        inflight_count: 0,
-        remaining: HashMap::new(),
-        last: HashMap::new(),
-        trace: opts.trace_mqtt,
-        acked: Vec::new(),
-    };
-    // At QoS 1/2 rumqttc keeps `window` publishes in flight by itself; up to QUEUE_AHEAD more
-    // wait in its request queue, so a PUBACK frees a slot that rumqttc refills at once,
-    // without a round trip through this loop.
-    let handover = if qos0 {
-        window
-    } else {
-        window.saturating_add(QUEUE_AHEAD)
-    };
-    let mut queue: VecDeque<Queued> = VecDeque::new();
-    let end = 'conn: loop {
-        // Acknowledgements go to the acknowledger in batches: when nothing else is waiting,
-        // or when a batch is full.
-        if !state.acked.is_empty() && (state.acked.len() >= ACK_CHUNK || conn.events.is_empty()) {
-            // The acknowledger only stops with the process.
-            let _ = ack_tx.send(std::mem::take(&mut state.acked)).await;
-        }
-        // Publish what the reader handed over, as far as the window allows.
-        while state.unassigned.len().saturating_add(state.inflight_count) < handover {
-            let Some(next) = queue.pop_front() else { break };
-            let sent = match next {
-                Queued::Entry(entry) => publish_entry(plan, &conn.client, &mut state, entry, stats),
-                Queued::Snapshot(key, value) => {
-                    publish_snapshot(plan, &conn.client, &mut state, &key, &value, stats)
-                }
-            };
-            if let Err(e) = sent {
-                break 'conn e;
-            }
-        }
-        let outstanding = state.unassigned.len().saturating_add(state.inflight_count);
-        tokio::select! {
-            ev = conn.events.recv() => {
-                // Handle every event already waiting in one go (under load they come in runs:
-                // one wake-up, not one per publish).
-                let mut ctx = EventCtx {
-                    alias: &alias,
-                    stats,
-                    qos0,
-                    qos2,
-                    window,
-                    connected_at,
-                    qos2_window: &mut *qos2_window,
-                    commands: commands.as_ref(),
-                };
-                let mut next = ev;
-                loop {
-                    if let Err(e) = on_event(&mut state, &mut ctx, next) {
-                        break 'conn e;
-                    }
-                    match conn.events.try_recv() {
-                        Ok(ev) => next = Some(ev),
-                        Err(_) => break,
-                    }
+    /// One event of the MQTT connection; `Err` ends the connection.
+    fn on_event(
+        &mut self,
+        window: &mut Window<EntryId>,
+        connected_at: Instant,
+        ev: Option<ConnEvent>,
+    ) -> Result<(), End> {
+        let alias = &self.plan.alias;
+        match ev {
+            Some(ConnEvent::Sent(pkid)) => window
+                .written(pkid)
+                .map_err(|e| End::Mqtt(ConnFailure::Other(e.to_string())))?,
+            Some(ConnEvent::Acked { pkid, refused }) => {
+                if !window.acked(pkid) {
+                    tracing::debug!(device = %alias, pkid, "acknowledgement of an unknown packet id");
+                } else if let Some(reason) = refused {
+                    self.stats.add_rejected();
+                    tracing::warn!(device = %alias, pkid, reason = %reason, "the broker refused a publish");
                 }
             }
-            item = items.recv(), if queue.is_empty() && outstanding < handover => match item {
-                Some(Item::Entries(entries)) => queue.extend(entries.into_iter().map(Queued::Entry)),
-                Some(Item::Snapshot(values)) => {
-                    queue.extend(values.into_iter().map(|(k, v)| Queued::Snapshot(k, v)));
+            Some(ConnEvent::Connected { .. }) => {}
+            Some(ConnEvent::Message(m)) => match &self.commands {
+                Some(io) => {
+                    if io.tx.try_send(ToCommands::Message(m)).is_err() {
+                        tracing::error!(device = %alias, "command dropped: the command queue is full");
+                    }
                 }
-                Some(Item::Live { snapshot }) => tracing::info!(device = %alias, snapshot, "backlog and snapshot sent; forwarding live values"),
-                Some(Item::Restarted(e)) => {
-                    tracing::warn!(device = %alias, error = %e, "tag bus (Redis) lost; the stream reader reconnects (MQTT stays connected)");
-                    // Pending entries come again: none may be dropped as a repeat.
-                    state.last.clear();
-                }
-                None => break End::Redis(tagbus::TagBusError::ConnectionLost),
+                None => tracing::warn!(device = %alias, topic = %m.topic,
+                        "message on a topic that is not the command topic of a writable signal; ignored"),
             },
-            answer = next_answer(commands) => {
-                if state.trace {
-                    print_line(&format!("mqtt {} PUBLISH {} qos={} retain=0 {}\n", plan.alias, answer.topic,
-                        d.qos.as_u8(), String::from_utf8_lossy(&answer.payload)));
+            Some(ConnEvent::SubAck { refused }) => {
+                if refused > 0 {
+                    tracing::error!(device = %alias, refused,
+                            "the broker refused command topic subscriptions (check its ACL); those commands cannot arrive");
+                } else {
+                    tracing::info!(device = %alias, "command topics subscribed");
                 }
-                if !conn.client.try_publish_answer(answer.topic.as_str(), d.qos, answer.payload, answer.correlation) {
-                    break End::Mqtt(ConnFailure::Other("the MQTT request queue is full or closed".into()));
-                }
-                // Its packet is reported like any publish; it stands for no stream entry.
-                state.unassigned.push_back(None);
             }
-        }
-    };
-    // Entries acknowledged by the broker before the end are XACKed (not published again).
-    if !state.acked.is_empty() {
-        let _ = ack_tx.send(std::mem::take(&mut state.acked)).await;
-    }
-    end
-}
-
-/// What [`on_event`] needs of its connection.
-struct EventCtx<'a> {
-    alias: &'a str,
-    stats: &'a Stats,
-    qos0: bool,
-    qos2: bool,
-    window: usize,
-    connected_at: Instant,
-    qos2_window: &'a mut u16,
-    commands: Option<&'a CommandsIo>,
-}
-
-/// One event of the MQTT connection; `Err` ends the connection.
-fn on_event(
-    state: &mut ConnState,
-    ctx: &mut EventCtx<'_>,
-    ev: Option<ConnEvent>,
-) -> Result<(), End> {
-    match ev {
-        Some(ConnEvent::Sent(pkid)) => {
-            let Some(token) = state.unassigned.pop_front() else {
-                return Err(End::Mqtt(ConnFailure::Other(format!(
-                    "publish {pkid} sent that was never requested"
-                ))));
-            };
-            if ctx.qos0 {
-                state.done(token, ctx.stats);
-            } else {
-                // A packet id is reused only after its exchange ended on the wire, but
-                // rumqttc frees a QoS 2 id at PUBREC: keep a queue per id so a late
-                // PUBCOMP acknowledges the older publish, never the newer one.
-                state.inflight.entry(pkid).or_default().push_back(token);
-                state.inflight_count = state.inflight_count.saturating_add(1);
-            }
-        }
-        Some(ConnEvent::Acked { pkid, refused }) => match state.take_inflight(pkid) {
-            Some(token) => {
-                if let Some(reason) = refused {
-                    ctx.stats.add_rejected();
-                    tracing::warn!(device = %ctx.alias, pkid, reason = %reason, "the broker refused a publish");
+            Some(ConnEvent::Closed(f)) => {
+                if let Some(lower) = window.qos2_window_after_close(connected_at.elapsed()) {
+                    tracing::warn!(device = %alias, window = window.size(), lower,
+                            "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
+                    self.qos2_window = lower;
                 }
-                state.done(token, ctx.stats);
+                return Err(End::Mqtt(f));
             }
             None => {
-                tracing::debug!(device = %ctx.alias, pkid, "acknowledgement of an unknown packet id")
-            }
-        },
-        Some(ConnEvent::Connected { .. }) => {}
-        Some(ConnEvent::Message(m)) => match ctx.commands {
-            Some(io) => {
-                if io.tx.try_send(ToCommands::Message(m)).is_err() {
-                    tracing::error!(device = %ctx.alias, "command dropped: the command queue is full");
-                }
-            }
-            None => tracing::warn!(device = %ctx.alias, topic = %m.topic,
-                    "message on a topic that is not the command topic of a writable signal; ignored"),
-        },
-        Some(ConnEvent::SubAck { refused }) => {
-            if refused > 0 {
-                tracing::error!(device = %ctx.alias, refused,
-                        "the broker refused command topic subscriptions (check its ACL); those commands cannot arrive");
-            } else {
-                tracing::info!(device = %ctx.alias, "command topics subscribed");
+                return Err(End::Mqtt(ConnFailure::Other(
+                    "connection task ended".into(),
+                )))
             }
         }
-        Some(ConnEvent::Closed(f)) => {
-            // A broker that drops a QoS 2 client right after it filled its window is
-            // enforcing a smaller in-flight limit (mosquitto: max_inflight_messages):
-            // halve the window for the next connections instead of looping forever.
-            if ctx.qos2
-                && ctx.window > 1
-                && state.inflight_count >= ctx.window
-                && ctx.connected_at.elapsed() < QOS2_PROBE_TIME
-            {
-                let lower = u16::try_from(ctx.window / 2).unwrap_or(1).max(1);
-                tracing::warn!(device = %ctx.alias, window = ctx.window, lower,
-                        "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
-                *ctx.qos2_window = lower;
-            }
-            return Err(End::Mqtt(f));
-        }
-        None => {
-            return Err(End::Mqtt(ConnFailure::Other(
-                "connection task ended".into(),
-            )))
-        }
+        Ok(())
     }
-    Ok(())
+}
+
+fn queue_full() -> End {
+    End::Mqtt(ConnFailure::Other(
+        "the MQTT request queue is full or closed".into(),
+    ))
 }
 
 /// The next command answer to publish; never ready without a command path.
@@ -514,178 +541,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// The in-flight bookkeeping of one connection.
-struct ConnState {
-    /// Publishes handed to rumqttc, not yet written (their packet id is not known yet).
-    unassigned: VecDeque<Token>,
-    /// Written QoS 1/2 publishes by packet id (oldest first), awaiting PUBACK/PUBCOMP.
-    inflight: HashMap<u16, VecDeque<Token>>,
-    /// The number of tokens in `inflight`.
-    inflight_count: usize,
-    /// Entries published on several topics: acknowledgements still missing.
-    remaining: HashMap<EntryId, u32>,
-    /// `enable_threshold`: the last value and flags published per topic on this connection.
-    last: HashMap<Topic, (Value, Flags)>,
-    /// `-m`: print each publish with its topic and payload.
-    trace: bool,
-    /// Entries whose publishes are all acknowledged, not yet handed to the acknowledger.
-    acked: Vec<EntryId>,
-}
-
-impl ConnState {
-    /// The oldest publish in flight with this packet id.
-    fn take_inflight(&mut self, pkid: u16) -> Option<Token> {
-        let queue = self.inflight.get_mut(&pkid)?;
-        let token = queue.pop_front();
-        if queue.is_empty() {
-            self.inflight.remove(&pkid);
-        }
-        if token.is_some() {
-            self.inflight_count = self.inflight_count.saturating_sub(1);
-        }
-        token
-    }
-
-    /// One publish of `token` is acknowledged; XACK the entry when all of its are.
-    fn done(&mut self, token: Token, stats: &Stats) {
-        let Some(id) = token else { return };
-        let left = match self.remaining.get_mut(&id) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n
-            }
-            None => 0,
-        };
-        if left == 0 {
-            self.remaining.remove(&id);
-            stats.add_acked(1);
-            self.acked.push(id);
-        }
-    }
-}
-
-fn publish_entry(
-    plan: &DevicePlan,
-    client: &conn::Client,
-    state: &mut ConnState,
-    entry: tagbus::StreamEntry,
-    stats: &Stats,
-) -> Result<(), End> {
-    let (key, value) = match entry.body {
-        EntryBody::Tag { key, value } => (key, value),
-        EntryBody::Malformed(why) => {
-            tracing::warn!(device = %plan.alias, id = %entry.id, error = %why, "skipping a malformed stream entry");
-            state.done(Some(entry.id), stats);
-            return Ok(());
-        }
-        EntryBody::Trimmed => {
-            state.done(Some(entry.id), stats);
-            return Ok(());
-        }
-    };
-    let Some(routes) = plan.routes.get(&key) else {
-        state.done(Some(entry.id), stats);
-        return Ok(());
-    };
-    let mut to_send = Vec::with_capacity(routes.len());
-    for route in routes {
-        if plan.device.enable_threshold {
-            let same = state
-                .last
-                .get(&route.topic)
-                .is_some_and(|(v, f)| *v == value.value && *f == value.flags);
-            if same {
-                stats.add_dropped();
-                continue;
-            }
-            state
-                .last
-                .insert(route.topic.clone(), (value.value, value.flags.clone()));
-        }
-        to_send.push(route);
-    }
-    if to_send.is_empty() {
-        state.done(Some(entry.id), stats);
-        return Ok(());
-    }
-    if to_send.len() > 1 {
-        state.remaining.insert(
-            entry.id.clone(),
-            u32::try_from(to_send.len()).unwrap_or(u32::MAX),
-        );
-    }
-    for route in to_send {
-        send(
-            plan,
-            client,
-            state,
-            route,
-            &value,
-            Some(entry.id.clone()),
-            stats,
-        )?;
-    }
-    Ok(())
-}
-
-/// Publishes a snapshot value on every topic of its key (it stands for no stream entry).
-fn publish_snapshot(
-    plan: &DevicePlan,
-    client: &conn::Client,
-    state: &mut ConnState,
-    key: &TagKey,
-    value: &TagValue,
-    stats: &Stats,
-) -> Result<(), End> {
-    let Some(routes) = plan.routes.get(key) else {
-        return Ok(());
-    };
-    for route in routes {
-        if plan.device.enable_threshold {
-            state
-                .last
-                .insert(route.topic.clone(), (value.value, value.flags.clone()));
-        }
-        send(plan, client, state, route, value, None, stats)?;
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn send(
-    plan: &DevicePlan,
-    client: &conn::Client,
-    state: &mut ConnState,
-    route: &Route,
-    value: &TagValue,
-    token: Token,
-    stats: &Stats,
-) -> Result<(), End> {
-    let d = &plan.device;
-    let topic = &route.topic;
-    let payload = format_payload(d.payload_format, value);
-    if route.log {
-        tracing::info!(device = %plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
-    }
-    if state.trace {
-        print_line(&format!(
-            "mqtt {} PUBLISH {topic} qos={} retain={} {}\n",
-            plan.alias,
-            d.qos.as_u8(),
-            u8::from(d.retain),
-            String::from_utf8_lossy(&payload)
-        ));
-    }
-    if !client.try_publish(topic.as_str(), d.qos, d.retain, payload) {
-        return Err(End::Mqtt(ConnFailure::Other(
-            "the MQTT request queue is full or closed".into(),
-        )));
-    }
-    state.unassigned.push_back(token);
-    stats.add_published(1);
-    Ok(())
 }
 
 /// What the reader needs to reconnect.

@@ -298,7 +298,6 @@ impl MqttOptions {
         self
     }
 
-    /// Outgoing message rate
     /// fieldbridge: the most requests the event loop writes before one flush (0 or 1: one
     /// flush per request, as upstream). Requests already queued are written together,
     /// within the in-flight limit; nothing waits for more.
@@ -307,6 +306,7 @@ impl MqttOptions {
         self
     }
 
+    /// Outgoing message rate
     pub fn pending_throttle(&self) -> Duration {
         self.pending_throttle
     }
