@@ -81,6 +81,13 @@ fn stubs(out: &Path) {
     }
 }
 
+/// An index of one package signed with `key`, written with fieldbridge-mkapk.
+fn signed_index(key: &Path, output: &Path, package: &Path) {
+    run(Command::new(env!("CARGO_BIN_EXE_fieldbridge-mkapk"))
+        .args(["mkndx", "--sign-key", s(key), "--output", s(output)])
+        .arg(package));
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -126,15 +133,7 @@ fn real_apk_installs_upgrades_verifies_and_removes_what_we_write() {
     );
     let foreign_key = keypair(d, "foreign");
     let foreign_path = d.join("foreign.adb");
-    run(Command::new(env!("CARGO_BIN_EXE_fieldbridge-mkapk"))
-        .args([
-            "mkndx",
-            "--sign-key",
-            s(&foreign_key),
-            "--output",
-            s(&foreign_path),
-        ])
-        .arg(&pkg));
+    signed_index(&foreign_key, &foreign_path, &pkg);
     assert!(
         !apk(&bin, &["verify", "--keys-dir", s(&keys), s(&foreign_path)])
             .status
@@ -228,15 +227,7 @@ fn real_apk_installs_upgrades_verifies_and_removes_what_we_write() {
     // A higher release in an index signed with a foreign key is not installed.
     let r3 = fieldbridge_apk(&d.join("r3"), &binary, 3, None);
     let foreign_feed = d.join("foreign-feed.adb");
-    run(Command::new(env!("CARGO_BIN_EXE_fieldbridge-mkapk"))
-        .args([
-            "mkndx",
-            "--sign-key",
-            s(&foreign_key),
-            "--output",
-            s(&foreign_feed),
-        ])
-        .arg(&r3));
+    signed_index(&foreign_key, &foreign_feed, &r3);
     let foreign_upgrade = [
         "upgrade",
         "--root",

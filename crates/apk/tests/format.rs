@@ -9,16 +9,27 @@
     clippy::arithmetic_side_effects
 )]
 
+mod support;
+
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use fieldbridge_apk::adb::{self, Compression, Container};
 use fieldbridge_apk::{index, pkg, read, sign};
 
 const EPOCH: u64 = 1_700_000_000;
 const POST_INSTALL: &str = "#!/bin/sh\necho installed\n";
+/// The tree's directories, in the order apk sorts them.
+const DIRS: [&str; 7] = [
+    "",
+    "etc",
+    "etc/config",
+    "usr",
+    "usr/bin",
+    "var",
+    "var/empty-dir",
+];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -46,15 +57,7 @@ fn tree(dir: &Path) -> PathBuf {
     put(&t.join("usr/bin/tool"), &bin, 0o755);
     symlink("tool", t.join("usr/bin/alias")).unwrap();
     fs::create_dir_all(t.join("var/empty-dir")).unwrap();
-    for d in [
-        "",
-        "etc",
-        "etc/config",
-        "usr",
-        "usr/bin",
-        "var",
-        "var/empty-dir",
-    ] {
+    for d in DIRS {
         fs::set_permissions(t.join(d), fs::Permissions::from_mode(0o755)).unwrap();
     }
     t
@@ -132,18 +135,7 @@ fn package_parses_back_with_every_field_file_and_script() {
     assert_eq!(p.info.installed_size, 28 + 300);
     assert_eq!(p.info.hashes.len(), 20, "the unique id");
     let dirs: Vec<&str> = p.dirs.iter().map(|(d, _)| d.as_str()).collect();
-    assert_eq!(
-        dirs,
-        [
-            "",
-            "etc",
-            "etc/config",
-            "usr",
-            "usr/bin",
-            "var",
-            "var/empty-dir"
-        ]
-    );
+    assert_eq!(dirs, DIRS);
     assert!(p
         .dirs
         .iter()
@@ -220,26 +212,9 @@ fn index_lists_packages_sorted_with_size_and_identity() {
     }
 }
 
-fn openssl(args: &[&str]) {
-    let st = Command::new("openssl").args(args).status().unwrap();
-    assert!(st.success(), "openssl {args:?}");
-}
-
 fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{name}.pem"));
-    let public = dir.join(format!("{name}.pub.pem"));
-    let (k, p) = (key.to_str().unwrap(), public.to_str().unwrap());
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        k,
-    ]);
-    openssl(&["ec", "-in", k, "-pubout", "-out", p]);
-    (key, public)
+    let key = support::keypair(dir, name);
+    (key, dir.join(format!("{name}.pub.pem")))
 }
 
 #[test]

@@ -91,9 +91,13 @@ pub fn workspace_version() -> String {
     line.split('"').nth(1).unwrap().to_string()
 }
 
-/// A fresh EC prime256v1 key, `name`.pem.
+/// A fresh EC prime256v1 key `name`.pem and its public half `name`.pub.pem, made as
+/// packaging/README.md says; returns the private key.
 pub fn keypair(dir: &Path, name: &str) -> PathBuf {
     let key = dir.join(format!("{name}.pem"));
+    let k = key.to_str().unwrap();
+    let public = dir.join(format!("{name}.pub.pem"));
+    let public = public.to_str().unwrap();
     run(Command::new("openssl").args([
         "ecparam",
         "-name",
@@ -101,8 +105,9 @@ pub fn keypair(dir: &Path, name: &str) -> PathBuf {
         "-genkey",
         "-noout",
         "-out",
-        key.to_str().unwrap(),
+        k,
     ]));
+    run(Command::new("openssl").args(["ec", "-in", k, "-pubout", "-out", public]));
     key
 }
 
