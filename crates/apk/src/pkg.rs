@@ -201,7 +201,7 @@ fn sorted_names(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>, PkgE
 
 /// Every directory below `root` (relative, sorted bytewise as apk sorts path names).
 fn subdirs(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), PkgError> {
-    for (name, path, meta) in sorted_names(&root.join(rel))? {
+    for (name, _, meta) in sorted_names(&root.join(rel))? {
         if meta.file_type().is_dir() {
             let sub = if rel.is_empty() {
                 name
@@ -210,7 +210,6 @@ fn subdirs(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), PkgError
             };
             out.push(sub.clone());
             subdirs(root, &sub, out)?;
-            let _ = path;
         }
     }
     Ok(())
@@ -281,6 +280,19 @@ fn acl(w: &mut Writer, mode: u32) -> Result<Val, AdbError> {
 
 /// The package file (`compression` as `apk mkpkg --compression`; apk's default is deflate).
 pub fn build(files: &Path, spec: &PkgSpec, compression: Compression) -> Result<Vec<u8>, PkgError> {
+    for required in [pi::NAME, pi::VERSION, pi::ARCH] {
+        if spec.info(required).is_none() {
+            return Err(PkgError::Info(
+                INFO_FIELDS
+                    .iter()
+                    .find(|(_, s)| *s == required)
+                    .map_or("?", |(k, _)| k)
+                    .into(),
+                "required",
+            ));
+        }
+    }
+
     let dirs = scan(files, spec.epoch)?;
     let mut w = Writer::new();
 
@@ -296,22 +308,6 @@ pub fn build(files: &Path, spec: &PkgSpec, compression: Compression) -> Result<V
         };
         set(&mut info, *slot, v);
     }
-    if spec.info(pi::ARCH).is_none() {
-        return Err(PkgError::Info("arch".into(), "required"));
-    }
-    for required in [pi::NAME, pi::VERSION] {
-        if spec.info(required).is_none() {
-            return Err(PkgError::Info(
-                INFO_FIELDS
-                    .iter()
-                    .find(|(_, s)| *s == required)
-                    .map_or("?", |(k, _)| k)
-                    .into(),
-                "required",
-            ));
-        }
-    }
-
     let mut paths = Vec::with_capacity(dirs.len());
     let mut installed: u64 = 0;
     for d in &dirs {

@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ring::digest;
 
@@ -110,14 +111,11 @@ pub fn verify(schema: u32, adb: &[u8], sig_block: &[u8], public: &Path) -> Resul
     if head != header {
         return Ok(false);
     }
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "fieldbridge-apk-sig-{}-{}",
         std::process::id(),
-        digest::digest(&digest::SHA256, der)
-            .as_ref()
-            .first()
-            .copied()
-            .unwrap_or(0)
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&dir, der).map_err(|e| SignError::Openssl {
         what: "verifying",
