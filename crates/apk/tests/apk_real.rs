@@ -7,6 +7,10 @@
 //! tampered index and one signed with a foreign key; an upgrade to a higher release from the
 //! feed keeps the user's edited /etc/config/fieldbridge and writes `.apk-new`; an index signed
 //! with a foreign key upgrades nothing; removal takes the files and keeps the edited conffile.
+//! And with scripts on, in a root holding the host's /bin/sh and a stand-in rc.common that
+//! records what the init script is asked: install enables and starts, an upgrade restarts only
+//! an enabled service, removal stops and disables, and with IPKG_INSTROOT (`--preserve-env`)
+//! nothing is asked.
 // Test code (helpers included): a failed unwrap or index is a failed test.
 #![allow(
     clippy::unwrap_used,
@@ -70,6 +74,7 @@ fn stubs(out: &Path) {
     fs::create_dir_all(&empty).unwrap();
     fs::set_permissions(&empty, fs::Permissions::from_mode(0o755)).unwrap();
     let noarch = out.join("apk/noarch");
+    fs::create_dir_all(&noarch).unwrap();
     for name in ["procd", "uci", "luci-base"] {
         run(Command::new(env!("CARGO_BIN_EXE_fieldbridge-mkapk"))
             .args(["mkpkg", "--info"])
@@ -254,4 +259,169 @@ fn real_apk_installs_upgrades_verifies_and_removes_what_we_write() {
     assert!(!root.join("usr/bin/mqtt-client").exists());
     assert!(!root.join("etc/init.d/fieldbridge").exists());
     assert_eq!(fs::read_to_string(&conf).unwrap(), edited);
+}
+
+/// A stand-in for OpenWrt's /etc/rc.common: records each action, keeps the enable state.
+const RC_COMMON: &str = r#"#!/bin/sh
+echo "$2" >> /rc-calls
+case $2 in
+  enable) echo 1 > /enabled ;;
+  disable) echo 0 > /enabled ;;
+  enabled) read -r s < /enabled; [ "$s" = 1 ]; exit ;;
+esac
+exit 0
+"#;
+
+/// An offline root apk can run scripts in: the host's /bin/sh with its libraries, the feed's
+/// key, the stand-in rc.common.
+fn script_root(root: &Path, keys: &Path) {
+    fs::create_dir_all(root.join("etc/apk/keys")).unwrap();
+    fs::copy(
+        keys.join("vendor-apk.pem"),
+        root.join("etc/apk/keys/vendor-apk.pem"),
+    )
+    .unwrap();
+    let ldd = run(Command::new("ldd").arg("/bin/sh"));
+    let libs = ldd
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(PathBuf::from);
+    for from in libs.chain([PathBuf::from("/bin/sh")]) {
+        let real = fs::canonicalize(&from).unwrap();
+        let to = root.join(from.strip_prefix("/").unwrap());
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(real, &to).unwrap();
+    }
+    fs::write(root.join("etc/rc.common"), RC_COMMON).unwrap();
+}
+
+fn rc_calls(root: &Path) -> String {
+    fs::read_to_string(root.join("rc-calls"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn real_apk_runs_the_scripts_as_the_ipk_runs_its_own() {
+    let Some(bin) = real_apk() else { return };
+    if run(Command::new("id").arg("-u")).trim() != "0" {
+        println!("skipped: running the scripts chrooted needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let binary = stand_in(d);
+    let out = d.join("out");
+    let r1 = fieldbridge_apk(d, &binary, 1, None);
+    stubs(&out);
+    let key = keypair(d, "vendor-apk");
+    let feed = make_feed(d, &out, &key, None);
+    let keys = feed.join("apk/keys");
+    let index = feed.join(format!("apk/{ARCH}/packages.adb"));
+    // The next release's feed: its directory holds every package its index names.
+    let r2 = fieldbridge_apk(&d.join("next"), &binary, 2, None);
+    let next_dir = r2.parent().unwrap().to_path_buf();
+    let mut next_pkgs = vec![r2.clone()];
+    for p in ["procd-1-r1.apk", "uci-1-r1.apk"]
+        .map(|n| out.join("apk/noarch").join(n))
+        .into_iter()
+        .chain([r1])
+    {
+        let to = next_dir.join(p.file_name().unwrap());
+        fs::copy(&p, &to).unwrap();
+        next_pkgs.push(to);
+    }
+    let next = next_dir.join("packages.adb");
+    run(Command::new(env!("CARGO_BIN_EXE_fieldbridge-mkapk"))
+        .args(["mkndx", "--sign-key", s(&key), "--output", s(&next)])
+        .args(&next_pkgs));
+
+    let root = d.join("root");
+    script_root(&root, &keys);
+    let install = [
+        "add",
+        "--initdb",
+        "--arch",
+        ARCH,
+        "--root",
+        s(&root),
+        "-X",
+        s(&index),
+        "--no-cache",
+        "fieldbridge",
+    ];
+    ok(&apk(&bin, &install));
+    assert_eq!(
+        rc_calls(&root),
+        "enable start",
+        "first install: enable and start"
+    );
+    let upgrade = ["upgrade", "--root", s(&root), "-X", s(&next), "--no-cache"];
+    assert!(ok(&apk(&bin, &upgrade)).contains("0.1.0-r1 -> 0.1.0-r2"));
+    assert_eq!(
+        rc_calls(&root),
+        "enable start enabled restart",
+        "upgrade: restart (enabled)"
+    );
+    ok(&apk(
+        &bin,
+        &["del", "--root", s(&root), "--no-cache", "fieldbridge"],
+    ));
+    assert_eq!(
+        rc_calls(&root),
+        "enable start enabled restart stop disable",
+        "removal: stop and disable"
+    );
+
+    // Disabled by the user: the upgrade leaves it stopped.
+    let root = d.join("disabled");
+    script_root(&root, &keys);
+    let install = [
+        "add",
+        "--initdb",
+        "--arch",
+        ARCH,
+        "--root",
+        s(&root),
+        "-X",
+        s(&index),
+        "--no-cache",
+        "fieldbridge",
+    ];
+    ok(&apk(&bin, &install));
+    fs::write(root.join("enabled"), "0\n").unwrap();
+    let upgrade = ["upgrade", "--root", s(&root), "-X", s(&next), "--no-cache"];
+    ok(&apk(&bin, &upgrade));
+    assert_eq!(
+        rc_calls(&root),
+        "enable start enabled",
+        "upgrade of a disabled service"
+    );
+
+    // An offline root (IPKG_INSTROOT passed with --preserve-env): the scripts ask nothing.
+    let root = d.join("offline");
+    script_root(&root, &keys);
+    let out = Command::new(&bin)
+        .args([
+            "--preserve-env",
+            "add",
+            "--initdb",
+            "--arch",
+            ARCH,
+            "--root",
+            s(&root),
+            "-X",
+            s(&index),
+            "--no-cache",
+            "fieldbridge",
+        ])
+        .env("IPKG_INSTROOT", &root)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    println!("$ IPKG_INSTROOT=R apk --preserve-env add ... fieldbridge\n{said}");
+    assert!(out.status.success() && said.contains("Executing fieldbridge-0.1.0-r1.post-install"));
+    assert_eq!(rc_calls(&root), "", "offline root: nothing");
 }
