@@ -111,11 +111,25 @@ pub fn keypair(dir: &Path, name: &str) -> PathBuf {
     key
 }
 
+/// A python3 with the `cryptography` package (packaging/usign.py needs it; tests/setup).
+fn python() -> &'static str {
+    let has = |py: &str| {
+        Command::new(py)
+            .args(["-c", "import cryptography"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|py| has(py))
+        .expect("no python3 with the cryptography package: run tests/setup")
+}
+
 /// make-feed.sh with both keys over `out` (ipks in out/, apks in out/apk/); returns the feed.
 pub fn make_feed(dir: &Path, out: &Path, apk_key: &Path, apk: Option<&Path>) -> PathBuf {
     let usign = dir.join("vendor.sec");
     if !usign.exists() {
-        run(Command::new("python3")
+        run(Command::new(python())
             .arg(top().join("packaging/usign.py"))
             .args(["keygen", "-s"])
             .arg(&usign)
