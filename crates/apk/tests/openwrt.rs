@@ -229,3 +229,17 @@ fn make_feed_writes_both_feeds_and_a_signed_packages_adb() {
         assert_eq!(fs::read(in_feed).unwrap(), bytes);
     }
 }
+
+#[test]
+fn mkapk_sh_passes_shellcheck() {
+    // The other packaging scripts are checked by crates/packaging's init_script test.
+    let out = Command::new("shellcheck")
+        .arg(top().join("packaging/mkapk.sh"))
+        .output()
+        .expect("shellcheck (tests/setup installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
