@@ -160,8 +160,8 @@ for target in $TARGETS; do
   fi
 
   step "ipk and apk $arch"
-  mapfile -t built < <("$top/packaging/mkipk.sh" fieldbridge "$bin" "$arch" "$OUT" | tail -n2)
-  ipk=${built[0]} apk=${built[1]}
+  built=$("$top/packaging/mkipk.sh" fieldbridge "$bin" "$arch" "$OUT" | tail -n2)
+  ipk=$(sed -n 1p <<<"$built") apk=$(sed -n 2p <<<"$built")
   bin_size=$(stat -c %s "$bin"); ipk_size=$(stat -c %s "$ipk"); apk_size=$(stat -c %s "$apk")
   summary+=("$(printf '%-32s binary %9d bytes (%.2f MB)   ipk %9d bytes   apk %9d bytes  %s' \
     "$target" "$bin_size" "$(awk "BEGIN{print $bin_size/1e6}")" "$ipk_size" "$apk_size" "$(basename "$ipk")")")

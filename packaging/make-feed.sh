@@ -68,6 +68,7 @@ done
 [ ${#arches[@]} -gt 0 ] || { echo "make-feed: no architecture directories with .apk files in $apk_dir (run packaging/build-ipk.sh)" >&2; exit 1; }
 mkdir -p "$feed/apk/keys"
 key_name=$(basename "${APK_KEY%.pem}")
+apk_key=$(cd "$(dirname "$APK_KEY")" && pwd)/$(basename "$APK_KEY")
 openssl ec -in "$APK_KEY" -pubout -out "$feed/apk/keys/$key_name.pem" 2>/dev/null \
   || { echo "make-feed: $APK_KEY is not an EC private key" >&2; exit 1; }
 for a in "${arches[@]}"; do
@@ -75,7 +76,7 @@ for a in "${arches[@]}"; do
   mkdir -p "$out"
   rm -f "$out"/*.apk
   cp -f "$apk_dir/$a"/*.apk "$apk_dir"/noarch/*.apk "$out/"
-  (cd "$out" && "$top/packaging/mkapk.sh" mkndx --allow-untrusted --sign-key "$(cd "$(dirname "$APK_KEY")" && pwd)/$(basename "$APK_KEY")" \
+  (cd "$out" && "$top/packaging/mkapk.sh" mkndx --allow-untrusted --sign-key "$apk_key" \
      --output packages.adb ./*.apk >/dev/null)
   n=$(find "$out" -maxdepth 1 -name '*.apk' | wc -l)
   echo "apk feed $out: $n packages, packages.adb signed; public key apk/keys/$key_name.pem"
