@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the OpenWrt packages of fieldbridge from a clean checkout on a Debian 12 x86_64 machine:
 # static musl binaries for ARM (armv7 = arm_cortex-a7_neon-vfpv4, aarch64 = aarch64_cortex-a53),
-# a smoke test of each under qemu-user, the .ipk of each and the (arch-independent) LuCI app.
+# a smoke test of each under qemu-user, the .ipk of each and the (arch-independent) LuCI app,
+# and right after each .ipk the OpenWrt 25.12 .apk from the same staged files (mkipk.sh APK_OUT:
+# OUT/apk/<arch>/, OUT/apk/noarch/; written by crates/apk's fieldbridge-mkapk, built here for
+# the host, or by a real apk-tools with APK=/path/to/apk).
 #
 #   packaging/build-ipk.sh                 # both targets, ipks in target/ipk/
 #   TARGETS=armv7-unknown-linux-musleabihf packaging/build-ipk.sh
@@ -112,6 +115,14 @@ smoke_supervise() { # smoke_supervise "QEMU" BINARY
   echo "supervise: status file written, SIGHUP reloaded, SIGTERM stopped it"
 }
 
+# ---- the apk writer (host tool, not part of the device binary) ------------------------------
+export APK_OUT="$OUT/apk"
+if [ -z "${APK:-}" ]; then
+  step "cargo build -p fieldbridge-apk (host: the apk v3 writer)"
+  (cd "$top" && cargo build --release --locked -p fieldbridge-apk --bin fieldbridge-mkapk)
+  export MKAPK="$CROSS_TARGET_DIR/release/fieldbridge-mkapk"
+fi
+
 # ---- per target ----------------------------------------------------------------------------
 mkdir -p "$OUT"
 summary=()
@@ -149,19 +160,21 @@ for target in $TARGETS; do
     esac
   fi
 
-  step "ipk $arch"
-  ipk=$("$top/packaging/mkipk.sh" fieldbridge "$bin" "$arch" "$OUT" | tail -n1)
-  bin_size=$(stat -c %s "$bin"); ipk_size=$(stat -c %s "$ipk")
-  summary+=("$(printf '%-32s binary %9d bytes (%.2f MB)   ipk %9d bytes (%.2f MB)  %s' \
-    "$target" "$bin_size" "$(awk "BEGIN{print $bin_size/1e6}")" "$ipk_size" "$(awk "BEGIN{print $ipk_size/1e6}")" "$(basename "$ipk")")")
+  step "ipk and apk $arch"
+  built=$("$top/packaging/mkipk.sh" fieldbridge "$bin" "$arch" "$OUT" | tail -n2)
+  ipk=$(sed -n 1p <<<"$built") apk=$(sed -n 2p <<<"$built")
+  bin_size=$(stat -c %s "$bin"); ipk_size=$(stat -c %s "$ipk"); apk_size=$(stat -c %s "$apk")
+  summary+=("$(printf '%-32s binary %9d bytes (%.2f MB)   ipk %9d bytes   apk %9d bytes  %s' \
+    "$target" "$bin_size" "$(awk "BEGIN{print $bin_size/1e6}")" "$ipk_size" "$apk_size" "$(basename "$ipk")")")
   if [ "$target" = armv7-unknown-linux-musleabihf ]; then
     [ "$bin_size" -lt "$MAX_BIN_BYTES" ] || die "armv7 binary $bin_size bytes >= limit $MAX_BIN_BYTES"
     [ "$ipk_size" -lt "$MAX_IPK_BYTES" ] || die "armv7 ipk $ipk_size bytes >= limit $MAX_IPK_BYTES"
+    [ "$apk_size" -lt "$MAX_IPK_BYTES" ] || die "armv7 apk $apk_size bytes >= limit $MAX_IPK_BYTES"
   fi
 done
-step "ipk luci-app-fieldbridge"
-"$top/packaging/mkipk.sh" luci-app-fieldbridge "$OUT" | tail -n1
+step "ipk and apk luci-app-fieldbridge"
+"$top/packaging/mkipk.sh" luci-app-fieldbridge "$OUT" | tail -n2
 
 step "done in $(( $(date +%s) - t0 ))s; limits (armv7): binary < $MAX_BIN_BYTES, ipk < $MAX_IPK_BYTES bytes"
 printf '%s\n' "${summary[@]}"
-ls -l "$OUT"/*.ipk
+ls -l "$OUT"/*.ipk "$OUT"/apk/*/*.apk

@@ -7,6 +7,14 @@
 # packages whose Architecture it supports. Make a key once with
 #   packaging/usign.py keygen -s vendor.sec -p vendor.pub
 # (keep vendor.sec offline; install vendor.pub on the devices, see packaging/README.md).
+#
+# The apk feed of the same release (OpenWrt 25.12), when APK_KEY names an EC prime256v1 private
+# key (openssl ecparam -name prime256v1 -genkey -noout -out vendor-apk.pem): for every
+# architecture directory of APK_DIR (default target/ipk/apk, as build-ipk.sh writes it),
+# FEED_DIR/apk/<arch>/ gets that architecture's .apk files, the noarch ones and packages.adb
+# (apk mkndx format, signed with APK_KEY); FEED_DIR/apk/keys/<APK_KEY's name>.pem is the public
+# key for the devices' /etc/apk/keys/. The index is written by packaging/mkapk.sh
+# (APK=/path/to/apk uses a real apk-tools).
 set -euo pipefail
 export LC_ALL=C
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,3 +52,33 @@ mv "$index" "$feed/Packages"
 gzip -9nc "$feed/Packages" > "$feed/Packages.gz"
 "$py" "$top/packaging/usign.py" sign -s "$key" -m "$feed/Packages" -x "$feed/Packages.sig"
 echo "feed $feed: $(grep -c '^Package:' "$feed/Packages") packages, signed by key $(sed -n 's/^untrusted comment: signed by key //p' "$feed/Packages.sig")"
+
+# ---- the apk feed --------------------------------------------------------------------------
+if [ -z "${APK_KEY:-}" ]; then
+  echo "apk feed: skipped (set APK_KEY to an EC prime256v1 key to make it)"
+  exit 0
+fi
+[ -f "$APK_KEY" ] || { echo "make-feed: no apk key $APK_KEY (make one: openssl ecparam -name prime256v1 -genkey -noout -out $APK_KEY)" >&2; exit 1; }
+apk_dir=${APK_DIR:-$top/target/ipk/apk}
+shopt -s nullglob
+arches=()
+for d in "$apk_dir"/*/; do
+  a=$(basename "$d"); [ "$a" = noarch ] || arches+=("$a")
+done
+[ ${#arches[@]} -gt 0 ] || { echo "make-feed: no architecture directories with .apk files in $apk_dir (run packaging/build-ipk.sh)" >&2; exit 1; }
+mkdir -p "$feed/apk/keys"
+key_name=$(basename "${APK_KEY%.pem}")
+apk_key=$(cd "$(dirname "$APK_KEY")" && pwd)/$(basename "$APK_KEY")
+openssl ec -in "$APK_KEY" -pubout -out "$feed/apk/keys/$key_name.pem" 2>/dev/null \
+  || { echo "make-feed: $APK_KEY is not an EC private key" >&2; exit 1; }
+for a in "${arches[@]}"; do
+  out="$feed/apk/$a"
+  mkdir -p "$out"
+  rm -f "$out"/*.apk
+  cp -f "$apk_dir/$a"/*.apk "$apk_dir"/noarch/*.apk "$out/"
+  (cd "$out" && "$top/packaging/mkapk.sh" mkndx --allow-untrusted --sign-key "$apk_key" \
+     --output packages.adb ./*.apk >/dev/null)
+  n=$(find "$out" -maxdepth 1 -name '*.apk' | wc -l)
+  echo "apk feed $out: $n packages, packages.adb signed; public key apk/keys/$key_name.pem"
+done
+shopt -u nullglob

@@ -13,6 +13,14 @@
 #
 # Environment: PKG_RELEASE (default 1), SOURCE_DATE_EPOCH, MAINTAINER, APPLET_LINKS (space
 # separated applet symlinks in /usr/bin; default: cli.rs APPLET_NAMES minus the generic ones).
+#
+# APK_OUT=DIR also writes the OpenWrt 25.12 package from the same staged files (after the .ipk's
+# path, the .apk's is printed): DIR/<arch, or noarch>/<pkg>-<version>-r<PKG_RELEASE>.apk, apk
+# v3 format, with OpenWrt's /lib/apk/packages/<pkg>.list, .conffiles and .conffiles_static
+# (path and sha256) and the ipk's maintainer scripts as apk scripts, as OpenWrt's
+# include/package-pack.mk maps them: postinst -> post-install, and post-upgrade with
+# PKG_UPGRADE=1 exported first; prerm -> pre-deinstall (apk runs it on removal only).
+# Written by packaging/mkapk.sh (this repository's writer, or APK=/path/to/apk).
 set -euo pipefail
 export LC_ALL=C
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -116,3 +124,41 @@ ipk="$(cd "$outdir" && pwd)/${pkg}_${version}_${arch}.ipk"
 tarz "$work" "$ipk.tmp" ./debian-binary ./data.tar.gz ./control.tar.gz
 mv "$ipk.tmp" "$ipk"
 echo "$ipk"
+
+[ -n "${APK_OUT:-}" ] || exit 0
+# ---- the apk, from the same staged tree ----------------------------------------------------
+apk_version="$base_version-r${PKG_RELEASE:-1}"
+apk_arch=$arch; [ "$arch" = all ] && apk_arch=noarch
+aroot="$work/apk-root" ascripts="$work/apk-scripts"
+mkdir -p "$aroot" "$ascripts"
+cp -a "$data/." "$aroot/"
+meta="$aroot/lib/apk/packages"
+mkdir -p "$meta"
+(cd "$data" && find . -type f,l -printf '/%P\n' | sort) > "$meta/$pkg.list"
+if [ -f "$ctrl/conffiles" ]; then
+  cp "$ctrl/conffiles" "$meta/$pkg.conffiles"
+  while read -r f; do
+    [ -f "$data/$f" ] && echo "$f $(sha256sum "$data/$f" | cut -d' ' -f1)"
+  done < "$ctrl/conffiles" > "$meta/$pkg.conffiles_static"
+fi
+find "$aroot" -type d -exec chmod 0755 {} +
+chmod 0644 "$meta"/*
+find "$aroot" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+script_args=()
+if [ -f "$ctrl/postinst" ]; then
+  cp "$ctrl/postinst" "$ascripts/post-install"
+  { echo '#!/bin/sh'; echo 'export PKG_UPGRADE=1'; sed '/^[[:space:]]*#!/d' "$ctrl/postinst"; } > "$ascripts/post-upgrade"
+  script_args+=(--script "post-install:$ascripts/post-install" --script "post-upgrade:$ascripts/post-upgrade")
+fi
+if [ -f "$ctrl/prerm" ]; then
+  cp "$ctrl/prerm" "$ascripts/pre-deinstall"
+  script_args+=(--script "pre-deinstall:$ascripts/pre-deinstall")
+fi
+mkdir -p "$APK_OUT/$apk_arch"
+apk="$(cd "$APK_OUT/$apk_arch" && pwd)/$pkg-$apk_version.apk"
+SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH "$top/packaging/mkapk.sh" mkpkg \
+  --info "name:$pkg" --info "version:$apk_version" --info "description:$description" \
+  --info "arch:$apk_arch" --info "license:$license" --info "origin:fieldbridge" \
+  --info "url:$source_url" --info "maintainer:$maintainer" --info "depends:${depends//,/}" \
+  "${script_args[@]}" --files "$aroot" --output "$apk"
+echo "$apk"
