@@ -17,6 +17,7 @@
 //! protocol are warnings, not errors.
 
 mod cell;
+mod columns;
 mod error;
 pub mod iec104;
 pub mod modbus;
@@ -26,7 +27,8 @@ mod raw;
 mod row;
 mod validate;
 
-pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, SECRET_COLUMNS};
+pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, IntColumn, SECRET_COLUMNS};
+pub use columns::{column_reference, renamed_to, unit_of, Renamed, RENAMED};
 pub use error::{ConfigError, ConfigErrors, ConfigPath, Section};
 pub use model::{Applet, Config, Device, DeviceKind, Protocol, Secret, Signal, SignalKind};
 pub use raw::{
