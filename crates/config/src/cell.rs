@@ -300,6 +300,11 @@ impl<'a> RowReader<'a> {
     }
 }
 
+/// Whether a cell counts (is not null or blank text).
+pub(crate) fn canonical_present(v: &Value) -> bool {
+    non_empty(Some(v)).is_some()
+}
+
 /// A cell that counts: not absent, null or blank text.
 fn non_empty(v: Option<&Value>) -> Option<&Value> {
     match v {

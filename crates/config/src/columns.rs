@@ -127,6 +127,48 @@ pub fn renamed_to(protocol: Protocol, old: &str) -> Option<&'static Renamed> {
         .find(|r| r.old == old && r.protocols.contains(&protocol))
 }
 
+/// Renames the old columns of device rows to their new names, the value multiplied by
+/// the rename's factor, as the deprecation warnings ask (what `config export` writes). A row
+/// that has both keeps the new cell and loses the old one; an old cell that is not an
+/// integer while a factor applies is left for validation to report. Returns how many cells
+/// were renamed or dropped.
+pub fn upgrade_columns(devices: &mut [crate::Row]) -> usize {
+    let mut changed = 0;
+    for row in devices {
+        let Some(protocol) = row
+            .get("protocol")
+            .and_then(crate::cell_text)
+            .and_then(|p| p.parse::<Protocol>().ok())
+        else {
+            continue;
+        };
+        for r in RENAMED.iter().filter(|r| r.protocols.contains(&protocol)) {
+            let Some(old) = row.get(r.old).cloned() else {
+                continue;
+            };
+            let has_new = row
+                .get(r.new)
+                .is_some_and(|v| crate::cell::canonical_present(v));
+            let value = if has_new || !crate::cell::canonical_present(&old) {
+                None
+            } else if r.factor == 1 {
+                Some(old)
+            } else {
+                match crate::cell_int(&old).and_then(|n| n.checked_mul(r.factor)) {
+                    Some(n) => Some(serde_json::Value::from(n)),
+                    None => continue,
+                }
+            };
+            row.remove(r.old);
+            if let Some(v) = value {
+                row.insert(r.new.to_owned(), v);
+            }
+            changed += 1;
+        }
+    }
+    changed
+}
+
 /// The unit of a column, from its name's suffix (and the few non-duration units).
 pub fn unit_of(column: &str) -> &'static str {
     if column.ends_with("_ms") {
@@ -332,7 +374,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{device_columns, signal_columns, validate, DeviceKind, RawConfig};
+    use crate::{device_columns, signal_columns, upgrade_columns, validate, DeviceKind, RawConfig};
 
     #[test]
     fn the_reference_lists_exactly_the_declared_columns() {
@@ -383,6 +425,35 @@ mod tests {
                 assert!(!unit_of(r.column).is_empty(), "{}", r.column);
             }
         }
+    }
+
+    #[test]
+    fn upgrading_renames_old_columns_and_keeps_the_meaning() {
+        let text = r#"{"devices": [
+            {"name": "R", "device_alias": "r", "protocol": "iec104-master", "ip": "h",
+             "asdu_address": 1, "t1": 20, "command_max_age": 4, "command_timeout": ""},
+            {"name": "M", "device_alias": "m", "protocol": "mqtt", "ip": "b",
+             "command_max_age": 2, "command_max_age_ms": 1500, "t1": 3}
+        ], "signals": []}"#;
+        let before = validate(&RawConfig::parse(text).unwrap());
+        let mut raw = RawConfig::parse(text).unwrap();
+        assert_eq!(upgrade_columns(&mut raw.devices), 4);
+        assert_eq!(raw.devices[0]["t1_s"], serde_json::json!(20));
+        assert_eq!(
+            raw.devices[0]["command_max_age_ms"],
+            serde_json::json!(4000)
+        );
+        assert!(!raw.devices[0].contains_key("command_timeout"));
+        assert_eq!(
+            raw.devices[1]["command_max_age_ms"],
+            serde_json::json!(1500)
+        );
+        assert!(!raw.devices[1].contains_key("command_max_age"));
+        // t1 is no MQTT column: left alone (validation warns about it).
+        assert_eq!(raw.devices[1]["t1"], serde_json::json!(3));
+        let after = validate(&raw);
+        assert_eq!(before.config, after.config);
+        assert_eq!(after.warnings.len(), 1, "{:?}", after.warnings);
     }
 
     #[test]
