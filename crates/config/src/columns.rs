@@ -133,7 +133,7 @@ pub fn renamed_to(protocol: Protocol, old: &str) -> Option<&'static Renamed> {
 /// integer while a factor applies is left for validation to report. Returns how many cells
 /// were renamed or dropped.
 pub fn upgrade_columns(devices: &mut [crate::Row]) -> usize {
-    let mut changed = 0;
+    let mut changed: usize = 0;
     for row in devices {
         let Some(protocol) = row
             .get("protocol")
@@ -146,9 +146,7 @@ pub fn upgrade_columns(devices: &mut [crate::Row]) -> usize {
             let Some(old) = row.get(r.old).cloned() else {
                 continue;
             };
-            let has_new = row
-                .get(r.new)
-                .is_some_and(|v| crate::cell::canonical_present(v));
+            let has_new = row.get(r.new).is_some_and(crate::cell::canonical_present);
             let value = if has_new || !crate::cell::canonical_present(&old) {
                 None
             } else if r.factor == 1 {
@@ -163,7 +161,7 @@ pub fn upgrade_columns(devices: &mut [crate::Row]) -> usize {
             if let Some(v) = value {
                 row.insert(r.new.to_owned(), v);
             }
-            changed += 1;
+            changed = changed.saturating_add(1);
         }
     }
     changed

@@ -1,7 +1,12 @@
 //! Every Modbus setting at its boundaries (min - 1, min, max, max + 1), fed through
 //! `config::validate` and through the driver's start (`modbus_master::buses`): a value
 //! validation accepts must start, a value it refuses must not (or not fit the typed field).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::time::Duration;
 
