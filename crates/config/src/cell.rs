@@ -301,7 +301,7 @@ impl<'a> RowReader<'a> {
 }
 
 /// Whether a cell counts (is not null or blank text).
-pub(crate) fn canonical_present(v: &Value) -> bool {
+pub(crate) fn is_present(v: &Value) -> bool {
     non_empty(Some(v)).is_some()
 }
 

@@ -146,8 +146,8 @@ pub fn upgrade_columns(devices: &mut [crate::Row]) -> usize {
             let Some(old) = row.get(r.old).cloned() else {
                 continue;
             };
-            let has_new = row.get(r.new).is_some_and(crate::cell::canonical_present);
-            let value = if has_new || !crate::cell::canonical_present(&old) {
+            let has_new = row.get(r.new).is_some_and(crate::cell::is_present);
+            let value = if has_new || !crate::cell::is_present(&old) {
                 None
             } else if r.factor == 1 {
                 Some(old)

@@ -1,4 +1,5 @@
-//! The fieldbridge configuration (see DESIGN.md, "Configuration").
+//! The fieldbridge configuration. Every column, with its unit, range and default, is listed
+//! in `docs/config-columns.md`, generated from these readers ([`column_reference`]).
 //!
 //! Three steps, kept apart:
 //! 1. **parse** JSON text into a [`RawConfig`] ([`RawConfig::parse`]), or **load** a file
@@ -14,7 +15,9 @@
 //! Cells are read leniently, as a spreadsheet writes them: numbers as text (`"1883"`),
 //! integral floats (`1883.0`), booleans as `0/1`, `true/false`, `yes/no`, `on/off`; an empty
 //! cell is an absent one (its default applies). Unknown columns and columns of another
-//! protocol are warnings, not errors.
+//! protocol are warnings, not errors. Durations carry their unit in the column name (`_s`,
+//! `_ms`); a column renamed for that is still read under its old name ([`RENAMED`]) with a
+//! warning naming the new one.
 
 mod cell;
 mod columns;

@@ -52,24 +52,14 @@ pub const ADDRESS: IntColumn = int("address", 0, 65_535, None);
 /// `bit`: a bit of a register, 0 = least significant.
 pub const BIT: IntColumn = int("bit", 0, 15, None);
 
-/// Every integer device setting of Modbus RTU.
-pub const RTU_DEVICE_SETTINGS: &[IntColumn] = &[
-    BAUDRATE,
-    DATA_BITS,
-    STOP_BITS,
-    RTU_UNIT_ID,
-    TIMEOUT_MS,
-    POLL_INTERVAL_MS,
-    INTER_FRAME_DELAY_MS,
-    RETRIES,
-    COMMAND_MAX_AGE_MS,
-    MAX_GAP,
-];
+/// The integer line settings of a Modbus RTU device (its timing: [`TIMING_SETTINGS`]).
+pub const RTU_LINE_SETTINGS: &[IntColumn] = &[BAUDRATE, DATA_BITS, STOP_BITS, RTU_UNIT_ID];
 
-/// Every integer device setting of Modbus TCP.
-pub const TCP_DEVICE_SETTINGS: &[IntColumn] = &[
-    TCP_PORT,
-    TCP_UNIT_ID,
+/// The integer connection settings of a Modbus TCP device (its timing: [`TIMING_SETTINGS`]).
+pub const TCP_LINK_SETTINGS: &[IntColumn] = &[TCP_PORT, TCP_UNIT_ID];
+
+/// The integer timing settings of every Modbus device.
+pub const TIMING_SETTINGS: &[IntColumn] = &[
     TIMEOUT_MS,
     POLL_INTERVAL_MS,
     INTER_FRAME_DELAY_MS,

@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use config::modbus::{
-    DataType, Function, ModbusTiming, ADDRESS, BIT, RTU_DEVICE_SETTINGS, TCP_DEVICE_SETTINGS,
+    DataType, Function, ModbusTiming, ADDRESS, BIT, RTU_LINE_SETTINGS, TCP_LINK_SETTINGS,
+    TIMING_SETTINGS,
 };
 use config::{validate, Config, DeviceKind, IntColumn, RawConfig, SignalKind};
 use modbus_master::pdu::Request;
@@ -70,10 +71,10 @@ fn boundaries(c: &IntColumn) -> [i64; 4] {
 #[test]
 fn every_device_setting_agrees_at_its_boundaries() {
     let mut checked = 0;
-    for (device, settings) in [(RTU, RTU_DEVICE_SETTINGS), (TCP, TCP_DEVICE_SETTINGS)] {
+    for (device, link) in [(RTU, RTU_LINE_SETTINGS), (TCP, TCP_LINK_SETTINGS)] {
         let (base, errors) = config(device, SIGNAL);
         assert!(errors.is_empty(), "{errors:?}");
-        for setting in settings {
+        for setting in link.iter().chain(TIMING_SETTINGS) {
             for v in boundaries(setting) {
                 let cell = format!(r#"{device}, "{}": {v}"#, setting.name);
                 let (validated, errors) = config(&cell, SIGNAL);
@@ -108,7 +109,7 @@ fn every_device_setting_agrees_at_its_boundaries() {
     }
     assert_eq!(
         checked,
-        4 * (RTU_DEVICE_SETTINGS.len() + TCP_DEVICE_SETTINGS.len())
+        4 * (RTU_LINE_SETTINGS.len() + TCP_LINK_SETTINGS.len() + 2 * TIMING_SETTINGS.len())
     );
 }
 
