@@ -41,23 +41,44 @@ impl<'a> RowReader<'a> {
         });
     }
 
-    /// The cell, or None when absent, null or an empty/blank string.
+    /// The cell, or None when absent, null or an empty/blank string. A renamed column is
+    /// also read under its old name (see [`crate::columns::RENAMED`]).
     pub fn cell(&mut self, column: &'static str) -> Option<&'a Value> {
-        self.used.insert(column);
-        match self.row.get(column) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(v) => Some(v),
-        }
+        self.lookup(column).map(|(v, _, _)| v)
     }
 
-    /// Whether the row has a non-empty cell in this column (without marking it used).
-    pub fn has(&self, column: &str) -> bool {
-        match self.row.get(column) {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) => !s.trim().is_empty(),
-            Some(_) => true,
+    /// The cell of a column, the column it was found in (the old name of a renamed column)
+    /// and the factor that turns its value into the column's unit.
+    fn lookup(&mut self, column: &'static str) -> Option<(&'a Value, &'static str, i64)> {
+        self.used.insert(column);
+        if let Some(v) = non_empty(self.row.get(column)) {
+            return Some((v, column, 1));
         }
+        let renamed = self
+            .protocol
+            .and_then(|p| crate::columns::renamed_from(p, column))?;
+        let v = non_empty(self.row.get(renamed.old))?;
+        self.used.insert(renamed.old);
+        Some((v, renamed.old, renamed.factor))
+    }
+
+    /// Whether the row has a non-empty cell in this column or its old name (without marking
+    /// it used).
+    pub fn has(&self, column: &str) -> bool {
+        self.has_own(column)
+            || self
+                .protocol
+                .and_then(|p| crate::columns::renamed_from(p, column))
+                .is_some_and(|r| non_empty(self.row.get(r.old)).is_some())
+    }
+
+    /// Whether the row has a non-empty cell in exactly this column.
+    pub fn has_own(&self, column: &str) -> bool {
+        non_empty(self.row.get(column)).is_some()
+    }
+
+    fn record(&self, column: &'static str, range: Option<String>, default: Option<String>) {
+        crate::columns::record(self.section, self.protocol, column, range, default);
     }
 
     /// The non-empty columns of the row.
@@ -83,6 +104,7 @@ impl<'a> RowReader<'a> {
     }
 
     pub fn opt_string(&mut self, column: &'static str) -> Option<String> {
+        self.record(column, Some("text".into()), None);
         let v = self.cell(column)?;
         match cell_text(v) {
             Some(s) => Some(s),
@@ -96,8 +118,22 @@ impl<'a> RowReader<'a> {
         }
     }
 
+    /// A text column with a default.
+    pub fn string_or(&mut self, column: &'static str, default: &'static str) -> String {
+        self.record(column, None, Some(default.to_owned()));
+        self.opt_string(column)
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// States the default of a column whose default is computed from other cells (shown in
+    /// the column reference; nothing else).
+    pub fn computed_default(&self, column: &'static str, default: &str) {
+        self.record(column, None, Some(default.to_owned()));
+    }
+
     pub fn req_string(&mut self, column: &'static str) -> Option<String> {
         let s = self.opt_string(column);
+        self.record(column, None, Some("required".into()));
         if s.is_none() && !self.has(column) {
             self.error(Some(column), "required, but empty");
         }
@@ -118,10 +154,17 @@ impl<'a> RowReader<'a> {
     /// An integer cell within `min..=max`; `Ok(None)` when absent, `Err(())` when wrong
     /// (the error is recorded).
     pub fn opt_int(&mut self, column: &'static str, min: i64, max: i64) -> Result<Option<i64>, ()> {
-        let Some(v) = self.cell(column) else {
+        self.record(column, Some(format!("{min}..={max}")), None);
+        let Some((v, found, factor)) = self.lookup(column) else {
             return Ok(None);
         };
-        match cell_int(v) {
+        let scaled = cell_int(v).and_then(|n| n.checked_mul(factor));
+        let read_as = if found == column {
+            String::new()
+        } else {
+            format!(" (read as {column})")
+        };
+        match scaled {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             Some(n) => {
                 let shown = if is_secret(column) {
@@ -130,19 +173,32 @@ impl<'a> RowReader<'a> {
                     n.to_string()
                 };
                 self.error(
-                    Some(column),
-                    format!("{shown} is out of range {min}..={max}"),
+                    Some(found),
+                    format!("{shown} is out of range {min}..={max}{read_as}"),
                 );
                 Err(())
             }
             None => {
                 self.error(
-                    Some(column),
+                    Some(found),
                     format!("expected an integer, got {}", self.shown(column, v)),
                 );
                 Err(())
             }
         }
+    }
+
+    /// An integer column with its default (`default: None`: required).
+    pub fn int(&mut self, c: &IntColumn) -> Option<i64> {
+        match c.default {
+            Some(d) => self.int_or(c.name, d, c.min, c.max),
+            None => self.req_int(c.name, c.min, c.max),
+        }
+    }
+
+    /// An optional integer column (its default ignored: absent is `Ok(None)`).
+    pub fn opt(&mut self, c: &IntColumn) -> Result<Option<i64>, ()> {
+        self.opt_int(c.name, c.min, c.max)
     }
 
     /// An integer with a default; None when the cell is wrong.
@@ -153,6 +209,7 @@ impl<'a> RowReader<'a> {
         min: i64,
         max: i64,
     ) -> Option<i64> {
+        self.record(column, None, Some(default.to_string()));
         self.opt_int(column, min, max)
             .ok()
             .map(|v| v.unwrap_or(default))
@@ -160,6 +217,7 @@ impl<'a> RowReader<'a> {
 
     /// A required integer.
     pub fn req_int(&mut self, column: &'static str, min: i64, max: i64) -> Option<i64> {
+        self.record(column, None, Some("required".into()));
         match self.opt_int(column, min, max) {
             Ok(Some(v)) => Some(v),
             Ok(None) => {
@@ -172,6 +230,7 @@ impl<'a> RowReader<'a> {
 
     /// A float with a default.
     pub fn float_or(&mut self, column: &'static str, default: f64) -> Option<f64> {
+        self.record(column, Some("number".into()), Some(default.to_string()));
         let Some(v) = self.cell(column) else {
             return Some(default);
         };
@@ -189,6 +248,11 @@ impl<'a> RowReader<'a> {
 
     /// A boolean with a default.
     pub fn bool_or(&mut self, column: &'static str, default: bool) -> Option<bool> {
+        self.record(
+            column,
+            Some("0/1".into()),
+            Some(u8::from(default).to_string()),
+        );
         let Some(v) = self.cell(column) else {
             return Some(default);
         };
@@ -207,13 +271,19 @@ impl<'a> RowReader<'a> {
         }
     }
 
-    /// An enum parsed from text (case-insensitive by the type's FromStr), with a default.
-    pub fn parse_or<T: FromStr>(
+    /// An enum parsed from text (case-insensitive by the type's FromStr), with a default
+    /// (its Debug name in lower case is what the column reference shows).
+    pub fn parse_or<T: FromStr + std::fmt::Debug>(
         &mut self,
         column: &'static str,
         default: T,
         expected: &str,
     ) -> Option<T> {
+        self.record(
+            column,
+            Some(expected.to_owned()),
+            Some(format!("{default:?}").to_ascii_lowercase()),
+        );
         let Some(v) = self.cell(column) else {
             return Some(default);
         };
@@ -227,6 +297,49 @@ impl<'a> RowReader<'a> {
                 None
             }
         }
+    }
+}
+
+/// Whether a cell counts (is not null or blank text).
+pub(crate) fn is_present(v: &Value) -> bool {
+    non_empty(Some(v)).is_some()
+}
+
+/// A cell that counts: not absent, null or blank text.
+fn non_empty(v: Option<&Value>) -> Option<&Value> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(v) => Some(v),
+    }
+}
+
+/// An integer column: its name, accepted range and default (None: required, or absent
+/// means off), the one definition both the reader and the code checking typed values use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntColumn {
+    pub name: &'static str,
+    pub min: i64,
+    pub max: i64,
+    pub default: Option<i64>,
+}
+
+impl IntColumn {
+    /// Whether a value is in the accepted range.
+    pub fn accepts(&self, v: impl TryInto<i64>) -> bool {
+        v.try_into()
+            .is_ok_and(|v: i64| (self.min..=self.max).contains(&v))
+    }
+
+    /// Whether a duration, in the column's unit (by its name's `_ms` or `_s` suffix), is in
+    /// the accepted range.
+    pub fn accepts_duration(&self, d: std::time::Duration) -> bool {
+        let v = if self.name.ends_with("_ms") {
+            d.as_millis()
+        } else {
+            u128::from(d.as_secs())
+        };
+        self.accepts(v)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The IEC 60870-5-104 master part: outstations (`protocol: iec104-master`) and their points.
-//! Times (`t0`-`t3`, intervals, command ages) are in seconds; an interval of 0 is off.
+//! Times are in the unit their column names end in (`t0_s`-`t3_s`, the `_interval_s`
+//! columns, `command_timeout_s`, `command_max_age_ms`); an interval of 0 is off.
 
 use std::time::Duration;
 
@@ -16,15 +17,15 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "ioa_size",
     "k",
     "w",
-    "t0",
-    "t1",
-    "t2",
-    "t3",
-    "gi_interval",
-    "clock_sync_interval",
-    "counter_interrogation_interval",
-    "command_timeout",
-    "command_max_age",
+    "t0_s",
+    "t1_s",
+    "t2_s",
+    "t3_s",
+    "gi_interval_s",
+    "clock_sync_interval_s",
+    "counter_interrogation_interval_s",
+    "command_timeout_s",
+    "command_max_age_ms",
 ];
 
 /// Signal columns of the IEC 104 master.
@@ -225,27 +226,30 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
             r.error(Some("w"), format!("w ({w}) must not exceed k ({k})"));
         }
     }
-    let t0 = secs(r, "t0", 30, 1, 255);
-    let t1 = secs(r, "t1", 15, 1, 255);
-    let t2 = secs(r, "t2", 10, 1, 255);
-    let t3 = secs(r, "t3", 20, 1, 172_800);
+    let t0 = secs(r, "t0_s", 30, 1, 255);
+    let t1 = secs(r, "t1_s", 15, 1, 255);
+    let t2 = secs(r, "t2_s", 10, 1, 255);
+    let t3 = secs(r, "t3_s", 20, 1, 172_800);
     if let (Some(t1), Some(t2)) = (t1, t2) {
         if t2 >= t1 {
             r.error(
-                Some("t2"),
+                Some("t2_s"),
                 format!(
-                    "t2 ({}s) must be less than t1 ({}s)",
+                    "t2_s ({}) must be less than t1_s ({})",
                     t2.as_secs(),
                     t1.as_secs()
                 ),
             );
         }
     }
-    let gi_interval = interval(r, "gi_interval");
-    let clock_sync_interval = interval(r, "clock_sync_interval");
-    let counter_interrogation_interval = interval(r, "counter_interrogation_interval");
-    let command_timeout = secs(r, "command_timeout", 10, 1, 600);
-    let command_max_age = secs(r, "command_max_age", 10, 1, 3600);
+    let gi_interval = interval(r, "gi_interval_s");
+    let clock_sync_interval = interval(r, "clock_sync_interval_s");
+    let counter_interrogation_interval = interval(r, "counter_interrogation_interval_s");
+    let command_timeout = secs(r, "command_timeout_s", 10, 1, 600);
+    let command_max_age = r
+        .int(&crate::columns::COMMAND_MAX_AGE_MS)
+        .and_then(|n| u64::try_from(n).ok())
+        .map(Duration::from_millis);
     Some(Iec104Device {
         hosts: hosts.filter(|h| !h.is_empty())?,
         port: u16::try_from(port?).ok()?,

@@ -1,5 +1,6 @@
-//! The fieldbridge configuration (its place: docs/architecture.md; every column:
-//! docs/config-columns.md).
+//! The fieldbridge configuration (its place: docs/architecture.md). Every column, with its
+//! unit, range and default, is listed in `docs/config-columns.md`, generated from these readers
+//! ([`column_reference`]).
 //!
 //! Three steps, kept apart:
 //! 1. **parse** JSON text into a [`RawConfig`] ([`RawConfig::parse`]), or **load** a file
@@ -15,9 +16,12 @@
 //! Cells are read leniently, as a spreadsheet writes them: numbers as text (`"1883"`),
 //! integral floats (`1883.0`), booleans as `0/1`, `true/false`, `yes/no`, `on/off`; an empty
 //! cell is an absent one (its default applies). Unknown columns and columns of another
-//! protocol are warnings, not errors.
+//! protocol are warnings, not errors. Durations carry their unit in the column name (`_s`,
+//! `_ms`); a column renamed for that is still read under its old name ([`RENAMED`]) with a
+//! warning naming the new one.
 
 mod cell;
+mod columns;
 mod error;
 pub mod iec104;
 pub mod modbus;
@@ -27,7 +31,8 @@ mod raw;
 mod row;
 mod validate;
 
-pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, SECRET_COLUMNS};
+pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, IntColumn, SECRET_COLUMNS};
+pub use columns::{column_reference, renamed_to, unit_of, upgrade_columns, Renamed, RENAMED};
 pub use error::{ConfigError, ConfigErrors, ConfigPath, Section};
 pub use model::{Applet, Config, Device, DeviceKind, Protocol, Secret, Signal, SignalKind};
 pub use raw::{

@@ -1,10 +1,84 @@
 //! The Modbus master part: RTU devices on serial ports (`protocol: modbus-rtu`), TCP servers
 //! (`protocol: modbus-tcp`), and their registers. Times are in milliseconds.
+//!
+//! The Modbus rules (address space, the per-request count limits, unit ids, serial framing)
+//! and the accepted range of every setting are written once here, as [`IntColumn`]s and
+//! constants: the readers below check cells against them, and the driver (`modbus-master`:
+//! its codec, read plan and link settings) uses the same ones for its typed values.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::cell::RowReader;
+use crate::cell::{IntColumn, RowReader};
+
+/// Most registers one read may ask for (functions 3, 4; Modbus application protocol 6.3).
+pub const MAX_READ_REGISTERS: u16 = 125;
+/// Most bits one read may ask for (functions 1, 2).
+pub const MAX_READ_BITS: u16 = 2000;
+/// Most registers one write may carry (function 16).
+pub const MAX_WRITE_REGISTERS: u16 = 123;
+/// Most coils one write may carry (function 15).
+pub const MAX_WRITE_BITS: u16 = 1968;
+/// Registers (or bits) in each of a device's four tables: addresses 0..=65535.
+pub const ADDRESS_SPACE: u32 = 65_536;
+
+/// `baudrate` of a serial line.
+pub const BAUDRATE: IntColumn = int("baudrate", 300, 4_000_000, Some(9600));
+/// `data_bits` per character.
+pub const DATA_BITS: IntColumn = int("data_bits", 5, 8, Some(8));
+/// `stop_bits` per character.
+pub const STOP_BITS: IntColumn = int("stop_bits", 1, 2, Some(1));
+/// `modbus_id` of a serial slave: 0 is broadcast (never answered), 248-255 are reserved.
+pub const RTU_UNIT_ID: IntColumn = int("modbus_id", 1, 247, None);
+/// `modbus_id` (unit identifier) of a TCP server: any byte (gateways route by it).
+pub const TCP_UNIT_ID: IntColumn = int("modbus_id", 0, 255, Some(1));
+/// `port` of a Modbus TCP server.
+pub const TCP_PORT: IntColumn = int("port", 1, 65_535, Some(502));
+/// `timeout_ms`: how long to wait for an answer.
+pub const TIMEOUT_MS: IntColumn = int("timeout_ms", 10, 60_000, Some(1000));
+/// `poll_interval_ms`: a device is read this often.
+pub const POLL_INTERVAL_MS: IntColumn = int("poll_interval_ms", 10, 86_400_000, Some(1000));
+/// `inter_frame_delay_ms` (absent: computed, see [`ModbusTiming::inter_frame_delay`]).
+pub const INTER_FRAME_DELAY_MS: IntColumn = int("inter_frame_delay_ms", 0, 10_000, None);
+/// `retries` of a request that timed out.
+pub const RETRIES: IntColumn = int("retries", 0, 10, Some(2));
+/// `command_max_age_ms`: a write older than this is refused (the same column of every
+/// protocol).
+pub const COMMAND_MAX_AGE_MS: IntColumn = crate::columns::COMMAND_MAX_AGE_MS;
+/// `max_gap`: registers or bits read and thrown away between two merged signals.
+pub const MAX_GAP: IntColumn = int("max_gap", 0, 100, Some(0));
+/// `address`: the 0-based protocol address of a signal.
+pub const ADDRESS: IntColumn = int("address", 0, 65_535, None);
+/// `bit`: a bit of a register, 0 = least significant.
+pub const BIT: IntColumn = int("bit", 0, 15, None);
+
+/// The integer line settings of a Modbus RTU device (its timing: [`TIMING_SETTINGS`]).
+pub const RTU_LINE_SETTINGS: &[IntColumn] = &[BAUDRATE, DATA_BITS, STOP_BITS, RTU_UNIT_ID];
+
+/// The integer connection settings of a Modbus TCP device (its timing: [`TIMING_SETTINGS`]).
+pub const TCP_LINK_SETTINGS: &[IntColumn] = &[TCP_PORT, TCP_UNIT_ID];
+
+/// The integer timing settings of every Modbus device.
+pub const TIMING_SETTINGS: &[IntColumn] = &[
+    TIMEOUT_MS,
+    POLL_INTERVAL_MS,
+    INTER_FRAME_DELAY_MS,
+    RETRIES,
+    COMMAND_MAX_AGE_MS,
+    MAX_GAP,
+];
+
+/// Every integer signal setting of Modbus (`function` is checked against [`Function`]).
+pub const SIGNAL_SETTINGS: &[IntColumn] = &[ADDRESS, BIT];
+
+const fn int(name: &'static str, min: i64, max: i64, default: Option<i64>) -> IntColumn {
+    IntColumn {
+        name,
+        min,
+        max,
+        default,
+    }
+}
 
 /// Device columns of Modbus RTU.
 pub const RTU_DEVICE_COLUMNS: &[&str] = &[
@@ -235,22 +309,18 @@ pub struct ModbusSignal {
     pub writable: bool,
 }
 
-fn timing(
-    r: &mut RowReader<'_>,
-    id_min: i64,
-    id_max: i64,
-    id_default: Option<i64>,
-) -> Option<ModbusTiming> {
-    let modbus_id = match id_default {
-        Some(d) => r.int_or("modbus_id", d, id_min, id_max),
-        None => r.req_int("modbus_id", id_min, id_max),
-    };
-    let timeout = r.int_or("timeout_ms", 1000, 10, 60_000);
-    let poll = r.int_or("poll_interval_ms", 1000, 10, 86_400_000);
-    let ifd = r.opt_int("inter_frame_delay_ms", 0, 10_000);
-    let retries = r.int_or("retries", 2, 0, 10);
-    let max_age = r.int_or("command_max_age_ms", 10_000, 100, 3_600_000);
-    let max_gap = r.int_or("max_gap", 0, 0, 100);
+fn timing(r: &mut RowReader<'_>, unit_id: &IntColumn) -> Option<ModbusTiming> {
+    let modbus_id = r.int(unit_id);
+    let timeout = r.int(&TIMEOUT_MS);
+    let poll = r.int(&POLL_INTERVAL_MS);
+    let ifd = r.opt(&INTER_FRAME_DELAY_MS);
+    r.computed_default(
+        INTER_FRAME_DELAY_MS.name,
+        "serial: 3.5 characters, at least 2; TCP: 0",
+    );
+    let retries = r.int(&RETRIES);
+    let max_age = r.int(&COMMAND_MAX_AGE_MS);
+    let max_gap = r.int(&MAX_GAP);
     let ms = |v: i64| u64::try_from(v).ok().map(Duration::from_millis);
     Some(ModbusTiming {
         modbus_id: u8::try_from(modbus_id?).ok()?,
@@ -269,11 +339,11 @@ fn timing(
 
 pub(crate) fn read_rtu_device(r: &mut RowReader<'_>) -> Option<ModbusRtuDevice> {
     let serial_port = r.req_string("serial_port").map(|s| s.trim().to_owned());
-    let baudrate = r.int_or("baudrate", 9600, 300, 4_000_000);
+    let baudrate = r.int(&BAUDRATE);
     let parity = r.parse_or("parity", Parity::None, "N, E or O");
-    let data_bits = r.int_or("data_bits", 8, 5, 8);
-    let stop_bits = r.int_or("stop_bits", 1, 1, 2);
-    let timing = timing(r, 1, 247, None);
+    let data_bits = r.int(&DATA_BITS);
+    let stop_bits = r.int(&STOP_BITS);
+    let timing = timing(r, &RTU_UNIT_ID);
     Some(ModbusRtuDevice {
         serial_port: serial_port?,
         baudrate: u32::try_from(baudrate?).ok()?,
@@ -286,8 +356,8 @@ pub(crate) fn read_rtu_device(r: &mut RowReader<'_>) -> Option<ModbusRtuDevice> 
 
 pub(crate) fn read_tcp_device(r: &mut RowReader<'_>) -> Option<ModbusTcpDevice> {
     let host = r.req_string("ip").map(|s| s.trim().to_owned());
-    let port = r.int_or("port", 502, 1, 65_535);
-    let timing = timing(r, 0, 255, Some(1));
+    let port = r.int(&TCP_PORT);
+    let timing = timing(r, &TCP_UNIT_ID);
     Some(ModbusTcpDevice {
         host: host?,
         port: u16::try_from(port?).ok()?,
@@ -309,7 +379,7 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         },
         None => None,
     };
-    let address = r.req_int("address", 0, 65_535);
+    let address = r.int(&ADDRESS);
     let default_type = if function.is_some_and(Function::is_bit) {
         DataType::Bool
     } else {
@@ -320,7 +390,7 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         default_type,
         "bool, u16, i16, u32, i32, f32, u64, i64 or f64",
     );
-    let bit = r.opt_int("bit", 0, 15);
+    let bit = r.opt(&BIT);
     let byte_order = r.parse_or("byte_order", Endian::Big, "big or little");
     let word_order = r.parse_or("word_order", Endian::Big, "big or little");
     let multiplier = r.float_or("multiplier", 1.0);
@@ -349,7 +419,7 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>) -> Option<ModbusSignal> {
         );
         return None;
     }
-    if address.saturating_add(i64::from(data_type.registers())) > 65_536 {
+    if address.saturating_add(i64::from(data_type.registers())) > i64::from(ADDRESS_SPACE) {
         r.error(Some("address"), "the value runs past register 65535");
         return None;
     }

@@ -1,9 +1,13 @@
 //! The MQTT part: broker devices (`protocol: mqtt`) and the signals they forward. Column
 //! names and defaults are the WCC Lite MQTT tables', plus fieldbridge's additions
-//! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive`, `clean_session`,
-//! `payload_format`, `tls_insecure`, `max_inflight`, and the command path of issue 11:
-//! device `command_topic_template`, `command_max_age`, `command_timeout`; signal `writable`,
-//! `command_topic`).
+//! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive_s`, `clean_session`,
+//! `payload_format`, `tls_insecure`, `max_inflight`, and the command path: device
+//! `command_topic_template`, `command_max_age_ms`, `command_result_timeout_s`; signal
+//! `writable`, `command_topic`).
+//!
+//! TLS file paths are only read here; whether the files exist is checked where they are
+//! used, when the mqtt-client applet starts on the gateway (a config is often validated on
+//! another machine).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,7 +16,8 @@ use std::time::Duration;
 
 use tagbus::{Direction, TagKey};
 
-use crate::cell::RowReader;
+use crate::cell::{IntColumn, RowReader};
+use crate::columns::COMMAND_MAX_AGE_MS;
 use crate::model::Secret;
 
 /// Device columns of the MQTT protocol.
@@ -38,14 +43,14 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "ws_path",
     "ws_subprotocol",
     "mqtt_version",
-    "keepalive",
+    "keepalive_s",
     "clean_session",
     "payload_format",
     "tls_insecure",
     "max_inflight",
     "command_topic_template",
-    "command_max_age",
-    "command_timeout",
+    "command_max_age_ms",
+    "command_result_timeout_s",
 ];
 
 /// Signal columns of the MQTT protocol.
@@ -169,7 +174,7 @@ impl FromStr for MqttVersion {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
         match s.to_ascii_lowercase().as_str() {
-            "3.1.1" | "311" | "3" | "4" | "v3.1.1" => Ok(MqttVersion::V311),
+            "3.1.1" | "311" | "3" | "4" | "v3.1.1" | "v311" => Ok(MqttVersion::V311),
             "5" | "5.0" | "v5" => Ok(MqttVersion::V5),
             _ => Err(()),
         }
@@ -253,9 +258,9 @@ pub struct CommandSettings {
     /// `command_topic_template` (default `<topic>/set`): the command topic of a writable
     /// signal without a `command_topic`.
     pub topic_template: CommandTopicTemplate,
-    /// `command_max_age` (seconds, default 10): a command older than this is refused.
+    /// `command_max_age_ms` (default 10 s): a command older than this is refused.
     pub max_age: Duration,
-    /// `command_timeout` (seconds, default 30): how long the client waits for the driver's
+    /// `command_result_timeout_s` (default 30): how long the client waits for the driver's
     /// result before it answers `timeout`.
     pub timeout: Duration,
 }
@@ -320,10 +325,13 @@ impl Default for CommandTopicTemplate {
     }
 }
 
-/// The default of `command_max_age`, seconds.
-pub const DEFAULT_COMMAND_MAX_AGE_S: i64 = 10;
-/// The default of `command_timeout`, seconds.
-pub const DEFAULT_COMMAND_TIMEOUT_S: i64 = 30;
+/// `command_result_timeout_s`: how long the client waits for the driver's result.
+pub const COMMAND_RESULT_TIMEOUT_S: IntColumn = IntColumn {
+    name: "command_result_timeout_s",
+    min: 1,
+    max: 600,
+    default: Some(30),
+};
 
 /// The default of `max_inflight`: mosquitto's default `max_inflight_messages`.
 pub const DEFAULT_MAX_INFLIGHT: u16 = 20;
@@ -396,24 +404,23 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let lw_qos = qos_from(r, "last_will_qos");
     let lw_retain = r.bool_or("last_will_retain", false);
     let transport = r.parse_or("transport", Transport::Tcp, "tcp or ws");
-    let ws_path = r.opt_string("ws_path").unwrap_or_else(|| "/mqtt".into());
+    let ws_path = r.string_or("ws_path", "/mqtt");
     if !ws_path.starts_with('/') {
         r.error(
             Some("ws_path"),
             format!("{ws_path:?} does not start with '/'"),
         );
     }
-    let ws_subprotocol = r
-        .opt_string("ws_subprotocol")
-        .unwrap_or_else(|| "mqtt".into());
+    let ws_subprotocol = r.string_or("ws_subprotocol", "mqtt");
     let version = r.parse_or("mqtt_version", MqttVersion::V311, "3.1.1 or 5");
-    let keepalive = r.int_or("keepalive", 60, 5, 65_535);
+    let keepalive = r.int_or("keepalive_s", 60, 5, 65_535);
     let clean_session = r.bool_or("clean_session", true);
     let payload_format = r.parse_or("payload_format", PayloadFormat::Csv, "csv or json");
     let insecure = r.bool_or("tls_insecure", false);
     let max_inflight = r
         .int_or("max_inflight", i64::from(DEFAULT_MAX_INFLIGHT), 1, 65_535)
         .and_then(|n| u16::try_from(n).ok());
+    r.computed_default("command_topic_template", CommandTopicTemplate::DEFAULT);
     let template = match r.opt_string("command_topic_template") {
         None => Some(CommandTopicTemplate::default()),
         Some(t) => match CommandTopicTemplate::new(t.trim()) {
@@ -424,49 +431,36 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
             }
         },
     };
-    let command_max_age = r.int_or("command_max_age", DEFAULT_COMMAND_MAX_AGE_S, 1, 3600);
-    let command_timeout = r.int_or("command_timeout", DEFAULT_COMMAND_TIMEOUT_S, 1, 600);
+    let command_max_age = r.int(&COMMAND_MAX_AGE_MS);
+    let command_timeout = r.int(&COMMAND_RESULT_TIMEOUT_S);
 
     let ca = r.opt_string("ca_certificate").map(PathBuf::from);
     let cert = r.opt_string("client_certificate").map(PathBuf::from);
     let key = r.opt_string("client_key").map(PathBuf::from);
     let mut tls = None;
     match auth {
-        Some(Auth::Tls) => {
-            for (column, path) in [
-                ("ca_certificate", &ca),
-                ("client_certificate", &cert),
-                ("client_key", &key),
-            ] {
-                if let Some(p) = path {
-                    if !p.is_file() {
-                        r.error(Some(column), format!("file {} does not exist", p.display()));
+        Some(Auth::Tls) => match &ca {
+            None => r.error(Some("ca_certificate"), "required when auth is tls"),
+            Some(ca) => {
+                let client_auth = match (&cert, &key) {
+                    (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        r.error(Some("client_key"), "required with client_certificate");
+                        None
                     }
-                }
+                    (None, Some(_)) => {
+                        r.error(Some("client_certificate"), "required with client_key");
+                        None
+                    }
+                };
+                tls = Some(TlsConfig {
+                    ca_certificate: ca.clone(),
+                    client_auth,
+                    insecure: insecure.unwrap_or(false),
+                });
             }
-            match &ca {
-                None => r.error(Some("ca_certificate"), "required when auth is tls"),
-                Some(ca) => {
-                    let client_auth = match (&cert, &key) {
-                        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-                        (None, None) => None,
-                        (Some(_), None) => {
-                            r.error(Some("client_key"), "required with client_certificate");
-                            None
-                        }
-                        (None, Some(_)) => {
-                            r.error(Some("client_certificate"), "required with client_key");
-                            None
-                        }
-                    };
-                    tls = Some(TlsConfig {
-                        ca_certificate: ca.clone(),
-                        client_auth,
-                        insecure: insecure.unwrap_or(false),
-                    });
-                }
-            }
-        }
+        },
         Some(Auth::Password) if username.is_none() => {
             r.error(Some("username"), "required when auth is password");
         }
@@ -517,7 +511,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         max_inflight: max_inflight?,
         commands: CommandSettings {
             topic_template: template?,
-            max_age: Duration::from_secs(u64::try_from(command_max_age?).ok()?),
+            max_age: Duration::from_millis(u64::try_from(command_max_age?).ok()?),
             timeout: Duration::from_secs(u64::try_from(command_timeout?).ok()?),
         },
     })
@@ -533,6 +527,7 @@ pub(crate) fn read_signal(
     let dev = r.req_alias("source_device_alias");
     let sig = r.req_alias("source_signal_alias");
     let topic = topic_from(r, "topic");
+    r.computed_default("topic", "the source tag's key");
     let writable = r.bool_or("writable", false);
     let command_topic = topic_from(r, "command_topic");
     Some((
@@ -573,7 +568,7 @@ mod tests {
         let text = r#"{"devices": [
             {"name": "R", "device_alias": "r", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
             {"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b",
-             "command_topic_template": "cmd/<signal_alias>", "command_max_age": 5, "command_timeout": 3},
+             "command_topic_template": "cmd/<signal_alias>", "command_max_age_ms": 5000, "command_result_timeout_s": 3},
             {"name": "D", "device_alias": "d", "protocol": "mqtt", "ip": "b"}
         ], "signals": [
             {"signal_name": "x", "device_alias": "r", "signal_alias": "x", "info_address": 1, "type_id": "C_SC_NA_1"},

@@ -312,6 +312,7 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
         }
         let alias = r.req_alias("signal_alias");
         let name = r.opt_string("signal_name");
+        r.computed_default("signal_name", "the signal_alias");
         let enabled = r.bool_or("enable", true);
         let log = r.bool_or("log", false);
         if let (Some(d), Some(s), Some(first)) =
@@ -440,6 +441,29 @@ fn unknown_columns(
 ) {
     for column in r.present_columns() {
         if common.contains(&column) || columns_of(protocol).contains(&column) {
+            continue;
+        }
+        if let Some(renamed) = crate::columns::renamed_to(protocol, column) {
+            let message = if r.has_own(renamed.new) {
+                format!(
+                    "column {column} is deprecated and ignored: {} is set",
+                    renamed.new
+                )
+            } else if renamed.factor == 1 {
+                format!("column {column} is deprecated; rename it {}", renamed.new)
+            } else {
+                format!(
+                    "column {column} is deprecated; rename it {} (its value x {}: {})",
+                    renamed.new,
+                    renamed.factor,
+                    crate::columns::unit_of(renamed.new)
+                )
+            };
+            warnings.push(ConfigError {
+                path: ConfigPath::row(r.section, r.index, Some(column)),
+                protocol: Some(protocol),
+                message,
+            });
             continue;
         }
         let message = match Protocol::ALL.iter().find(|p| columns_of(**p).contains(&column)) {

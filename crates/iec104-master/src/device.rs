@@ -42,7 +42,7 @@ struct LinkState {
     generation: u64,
 }
 
-/// Retry delay of a failed general interrogation when no shorter `gi_interval` is set.
+/// Retry delay of a failed general interrogation when no shorter `gi_interval_s` is set.
 const GI_RETRY: Duration = Duration::from_secs(30);
 
 /// Builds the master configuration of a device.

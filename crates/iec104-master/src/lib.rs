@@ -12,10 +12,10 @@
 //! tried in turn (a redundant outstation), each connect bounded by `t0`; reconnection with
 //! exponential backoff and jitter (1 s doubling to 30 s) is the stack's. After STARTDT con:
 //! general interrogation (station, QOI 20), then clock synchronisation when
-//! `clock_sync_interval` is set, then counter interrogation (RQT 5) when
-//! `counter_interrogation_interval` is set; afterwards each runs at its interval
-//! (`gi_interval` 0 = only after a connect). A failed GI is retried after 30 s (or the shorter
-//! `gi_interval`). Devices are independent tasks: an unreachable one never delays another.
+//! `clock_sync_interval_s` is set, then counter interrogation (RQT 5) when
+//! `counter_interrogation_interval_s` is set; afterwards each runs at its interval
+//! (`gi_interval_s` 0 = only after a connect). A failed GI is retried after 30 s (or the
+//! shorter `gi_interval_s`). Devices are independent tasks: an unreachable one never delays another.
 //!
 //! # Values
 //! Every monitor-direction object of the device's common address whose IOA a signal maps is
@@ -77,7 +77,7 @@
 //! Live values on `tag/<dev>/*/out` (never the stored value: a restart replays nothing) are
 //! executed one at a time per device, as the signal's command type (direct, or select then
 //! execute with `select_before_operate`; ACT_TERM is not awaited); time-tagged command types
-//! carry the current time. A value whose `timestamp_ms` is older than `command_max_age` is
+//! carry the current time. A value whose `timestamp_ms` is older than `command_max_age_ms` is
 //! refused (`too_old`), also when the select took too long. The outcome goes to
 //! `result/<dev>/<sig>` (see `tagbus::command`); a confirmed command also writes the
 //! raw value sent to `rout`. Value forms are in [`command::command_element`]: double commands

@@ -81,14 +81,19 @@ pub mod tcp;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use config::{Config, DeviceKind, Protocol, SignalKind};
+use config::modbus::{
+    ModbusSignal, ModbusTiming, ADDRESS, ADDRESS_SPACE, BIT, COMMAND_MAX_AGE_MS,
+    INTER_FRAME_DELAY_MS, MAX_GAP, POLL_INTERVAL_MS, RETRIES, RTU_UNIT_ID, TCP_PORT, TCP_UNIT_ID,
+    TIMEOUT_MS,
+};
+use config::{Config, DeviceKind, IntColumn, Protocol, SignalKind};
 use tagbus::command::{CommandOutcome, CommandResult, ResultWriterHandle};
 use tagbus::{Alias, Direction, FeedEvent, Origin, ReaderConfig, TagKey, WriterConfig};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::bus::{Bus, Command, DeviceState, Outputs, SignalState};
-use crate::link::{Endpoint, SerialSettings};
+use crate::link::{Endpoint, SerialSettings, SettingError};
 
 /// Errors starting the driver.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +102,60 @@ pub enum ModbusError {
     TagBus(#[from] tagbus::TagBusError),
     #[error("no enabled Modbus device in the configuration")]
     NoDevices,
+    /// A setting the driver cannot run with (validation refuses it too: both check the
+    /// rules of [`config::modbus`]).
+    #[error("device {device}: {error}")]
+    Device { device: Alias, error: SettingError },
+    #[error("device {device}, signal {signal}: {error}")]
+    Signal {
+        device: Alias,
+        signal: Alias,
+        error: SettingError,
+    },
+}
+
+/// Checks a device's timing against the Modbus rules (`unit_id`: the RTU or TCP range).
+pub fn check_timing(t: &ModbusTiming, unit_id: &IntColumn) -> Result<(), SettingError> {
+    if !unit_id.accepts(t.modbus_id) {
+        return Err(SettingError::out_of_range(unit_id, t.modbus_id));
+    }
+    let durations = [
+        (&TIMEOUT_MS, Some(t.timeout)),
+        (&POLL_INTERVAL_MS, Some(t.poll_interval)),
+        (&INTER_FRAME_DELAY_MS, t.inter_frame_delay),
+        (&COMMAND_MAX_AGE_MS, Some(t.command_max_age)),
+    ];
+    for (c, d) in durations {
+        if let Some(d) = d.filter(|d| !c.accepts_duration(*d)) {
+            return Err(SettingError::out_of_range(
+                c,
+                format!("{} ms", d.as_millis()),
+            ));
+        }
+    }
+    if !RETRIES.accepts(t.retries) {
+        return Err(SettingError::out_of_range(&RETRIES, t.retries));
+    }
+    if !MAX_GAP.accepts(t.max_gap) {
+        return Err(SettingError::out_of_range(&MAX_GAP, t.max_gap));
+    }
+    Ok(())
+}
+
+/// Checks a signal against the Modbus rules: its registers or bits inside the address
+/// space, a register bit inside the register.
+pub fn check_signal(s: &ModbusSignal) -> Result<(), SettingError> {
+    let end = u32::from(s.address).saturating_add(u32::from(plan::span(s)));
+    if end > ADDRESS_SPACE {
+        return Err(SettingError {
+            column: ADDRESS.name,
+            message: format!("{} runs past address {}", s.address, ADDRESS_SPACE - 1),
+        });
+    }
+    match s.bit {
+        Some(b) if !BIT.accepts(b) => Err(SettingError::out_of_range(&BIT, b)),
+        _ => Ok(()),
+    }
 }
 
 /// Queue of values to the tag writer.
@@ -104,49 +163,57 @@ const WRITER_CAPACITY: usize = 4096;
 /// Queue of commands from the `out` feed to a bus.
 const COMMAND_CAPACITY: usize = 64;
 
-/// Groups the configuration's enabled Modbus devices and signals into buses.
-pub fn buses(config: &Config) -> Vec<Bus> {
+/// Groups the configuration's enabled Modbus devices and signals into buses: the driver's
+/// start. Every setting is checked against the Modbus rules first; a device or signal
+/// validation would refuse is an error here too, never run with a substitute.
+pub fn buses(config: &Config) -> Result<Vec<Bus>, ModbusError> {
     let mut by_endpoint: BTreeMap<String, Bus> = BTreeMap::new();
     for device in config
         .devices
         .iter()
         .filter(|d| d.enabled && matches!(d.protocol(), Protocol::ModbusRtu | Protocol::ModbusTcp))
     {
-        let signals: Vec<SignalState> = config
-            .signals_of(&device.alias)
-            .filter(|s| s.enabled)
-            .filter_map(|s| match &s.kind {
-                SignalKind::Modbus(m) => {
-                    let mut state = SignalState::new(&device.alias, s.alias.clone(), m.clone());
-                    state.log = s.log;
-                    Some(state)
-                }
-                _ => None,
-            })
-            .collect();
+        let mut signals: Vec<SignalState> = Vec::new();
+        for s in config.signals_of(&device.alias).filter(|s| s.enabled) {
+            if let SignalKind::Modbus(m) = &s.kind {
+                check_signal(m).map_err(|error| ModbusError::Signal {
+                    device: device.alias.clone(),
+                    signal: s.alias.clone(),
+                    error,
+                })?;
+                let mut state = SignalState::new(&device.alias, s.alias.clone(), m.clone());
+                state.log = s.log;
+                signals.push(state);
+            }
+        }
+        let device_error = |error| ModbusError::Device {
+            device: device.alias.clone(),
+            error,
+        };
         let (endpoint, timing, ifd) = match &device.kind {
             DeviceKind::ModbusRtu(r) => {
-                let settings = SerialSettings {
-                    path: r.serial_port.clone(),
-                    baudrate: r.baudrate,
-                    parity: r.parity,
-                    data_bits: r.data_bits,
-                    stop_bits: r.stop_bits,
-                };
+                let settings = SerialSettings::of(r).map_err(device_error)?;
+                check_timing(&r.timing, &RTU_UNIT_ID).map_err(device_error)?;
                 let ifd = r
                     .timing
                     .inter_frame_delay
                     .unwrap_or_else(|| settings.default_inter_frame_delay());
                 (Endpoint::Serial(settings), r.timing, ifd)
             }
-            DeviceKind::ModbusTcp(t) => (
-                Endpoint::Tcp {
-                    host: t.host.clone(),
-                    port: t.port,
-                },
-                t.timing,
-                t.timing.inter_frame_delay.unwrap_or(Duration::ZERO),
-            ),
+            DeviceKind::ModbusTcp(t) => {
+                if !TCP_PORT.accepts(t.port) {
+                    return Err(device_error(SettingError::out_of_range(&TCP_PORT, t.port)));
+                }
+                check_timing(&t.timing, &TCP_UNIT_ID).map_err(device_error)?;
+                (
+                    Endpoint::Tcp {
+                        host: t.host.clone(),
+                        port: t.port,
+                    },
+                    t.timing,
+                    t.timing.inter_frame_delay.unwrap_or(Duration::ZERO),
+                )
+            }
             _ => continue,
         };
         let key = match &endpoint {
@@ -165,7 +232,7 @@ pub fn buses(config: &Config) -> Vec<Bus> {
         bus.inter_frame = bus.inter_frame.max(ifd);
         bus.devices.push(state);
     }
-    by_endpoint.into_values().collect()
+    Ok(by_endpoint.into_values().collect())
 }
 
 /// How long a shutdown waits for queued values to reach Redis.
@@ -179,7 +246,7 @@ pub async fn run(
     redis_url: &str,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ModbusError> {
-    let buses = buses(config);
+    let buses = buses(config)?;
     if buses.is_empty() {
         return Err(ModbusError::NoDevices);
     }

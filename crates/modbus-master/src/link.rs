@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_serial::SerialPortBuilderExt;
 
-use config::modbus::Parity;
+use config::modbus::{ModbusRtuDevice, Parity, BAUDRATE, DATA_BITS, STOP_BITS};
 
 use crate::pdu::{Answer, PduError, Request};
 use crate::{rtu, tcp};
@@ -43,7 +43,72 @@ pub struct SerialSettings {
     pub stop_bits: u8,
 }
 
+/// A device setting the driver cannot run with: its column and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{column}: {message}")]
+pub struct SettingError {
+    pub column: &'static str,
+    pub message: String,
+}
+
+impl SettingError {
+    pub(crate) fn out_of_range(c: &config::IntColumn, value: impl std::fmt::Display) -> Self {
+        Self {
+            column: c.name,
+            message: format!("{value} is out of range {}..={}", c.min, c.max),
+        }
+    }
+}
+
 impl SerialSettings {
+    /// The line settings of an RTU device, checked against the Modbus rules and what the
+    /// serial driver can open.
+    pub fn of(d: &ModbusRtuDevice) -> Result<Self, SettingError> {
+        let s = Self {
+            path: d.serial_port.clone(),
+            baudrate: d.baudrate,
+            parity: d.parity,
+            data_bits: d.data_bits,
+            stop_bits: d.stop_bits,
+        };
+        if !BAUDRATE.accepts(s.baudrate) {
+            return Err(SettingError::out_of_range(&BAUDRATE, s.baudrate));
+        }
+        if s.serial_data_bits().is_none() {
+            return Err(SettingError::out_of_range(&DATA_BITS, s.data_bits));
+        }
+        if s.serial_stop_bits().is_none() {
+            return Err(SettingError::out_of_range(&STOP_BITS, s.stop_bits));
+        }
+        Ok(s)
+    }
+
+    /// The serial driver's data bits (None: not one it has, or outside the Modbus rules).
+    fn serial_data_bits(&self) -> Option<tokio_serial::DataBits> {
+        if !DATA_BITS.accepts(self.data_bits) {
+            return None;
+        }
+        match self.data_bits {
+            5 => Some(tokio_serial::DataBits::Five),
+            6 => Some(tokio_serial::DataBits::Six),
+            7 => Some(tokio_serial::DataBits::Seven),
+            8 => Some(tokio_serial::DataBits::Eight),
+            _ => None,
+        }
+    }
+
+    /// The serial driver's stop bits (None: not one it has, or outside the Modbus rules).
+    fn serial_stop_bits(&self) -> Option<tokio_serial::StopBits> {
+        if !STOP_BITS.accepts(self.stop_bits) {
+            return None;
+        }
+        match self.stop_bits {
+            1 => Some(tokio_serial::StopBits::One),
+            2 => Some(tokio_serial::StopBits::Two),
+            _ => None,
+        }
+    }
+
     /// Bits on the wire per character: start + data + parity + stop.
     pub fn bits_per_char(&self) -> u32 {
         1u32.saturating_add(u32::from(self.data_bits))
@@ -166,23 +231,17 @@ impl Link {
     ) -> io::Result<Link> {
         let io = match endpoint {
             Endpoint::Serial(s) => {
+                let invalid = |what: &str| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("unsupported {what}"))
+                };
                 let builder = tokio_serial::new(s.path.as_str(), s.baudrate)
-                    .data_bits(match s.data_bits {
-                        5 => tokio_serial::DataBits::Five,
-                        6 => tokio_serial::DataBits::Six,
-                        7 => tokio_serial::DataBits::Seven,
-                        _ => tokio_serial::DataBits::Eight,
-                    })
+                    .data_bits(s.serial_data_bits().ok_or_else(|| invalid("data_bits"))?)
                     .parity(match s.parity {
                         Parity::None => tokio_serial::Parity::None,
                         Parity::Even => tokio_serial::Parity::Even,
                         Parity::Odd => tokio_serial::Parity::Odd,
                     })
-                    .stop_bits(if s.stop_bits == 2 {
-                        tokio_serial::StopBits::Two
-                    } else {
-                        tokio_serial::StopBits::One
-                    });
+                    .stop_bits(s.serial_stop_bits().ok_or_else(|| invalid("stop_bits"))?);
                 Io::Serial(builder.open_native_async().map_err(io::Error::from)?)
             }
             Endpoint::Tcp { host, port } => {

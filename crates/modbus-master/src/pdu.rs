@@ -3,14 +3,9 @@
 
 use std::fmt;
 
-/// Most registers one read may ask for (functions 3, 4).
-pub const MAX_READ_REGISTERS: u16 = 125;
-/// Most bits one read may ask for (functions 1, 2).
-pub const MAX_READ_BITS: u16 = 2000;
-/// Most registers one write may carry (function 16).
-pub const MAX_WRITE_REGISTERS: u16 = 123;
-/// Most coils one write may carry (function 15).
-pub const MAX_WRITE_BITS: u16 = 1968;
+/// The protocol's count limits, written once with the other Modbus rules in
+/// [`config::modbus`] (validation checks columns against them).
+pub use config::modbus::{MAX_READ_BITS, MAX_READ_REGISTERS, MAX_WRITE_BITS, MAX_WRITE_REGISTERS};
 
 /// A request of the master.
 #[derive(Debug, Clone, PartialEq, Eq)]

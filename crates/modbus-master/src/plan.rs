@@ -4,17 +4,15 @@
 //! while the request stays within the protocol's limits (125 registers, 2000 bits) and the
 //! next signal starts at most `max_gap` registers/bits after the end of the previous one.
 //!
-//! The gap is the device's `max_gap` column. Decision: its default is 0 (only adjacent or overlapping signals are merged). Reading
-//! across a gap asks for addresses nobody configured, and many meters answer exception 2
-//! (illegal data address) for a whole request that touches one unmapped register: a gap
-//! would turn good signals `iv`. A device known to have a contiguous map can use a gap.
+//! The gap is the device's `max_gap` column ([`config::modbus::MAX_GAP`]). Its default is 0
+//! (only adjacent or overlapping signals are merged): reading across a gap asks for
+//! addresses nobody configured, and many meters answer exception 2 (illegal data address)
+//! for a whole request that touches one unmapped register: a gap would turn good signals
+//! `iv`. A device known to have a contiguous map can use a gap.
 
 use config::modbus::{Function, ModbusSignal};
 
 use crate::pdu::{Request, MAX_READ_BITS, MAX_READ_REGISTERS};
-
-/// Registers/bits that may lie unread between two merged signals (see the module docs).
-pub const DEFAULT_MAX_GAP: u16 = 0;
 
 /// One read request and the signals it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]

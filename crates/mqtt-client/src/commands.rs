@@ -52,9 +52,9 @@ pub struct CommandPlan {
     pub refused: BTreeMap<Topic, (Alias, Topic)>,
     /// Configuration problems that left a signal without a command route (logged at error).
     pub warnings: Vec<String>,
-    /// `command_max_age`.
+    /// `command_max_age_ms`.
     pub max_age: Duration,
-    /// `command_timeout`.
+    /// `command_result_timeout_s`.
     pub timeout: Duration,
     /// `clean_session: 0`: the broker queues commands while we are away, so a command must
     /// carry its issue time (JSON `ts`, or an MQTT 5 message expiry).

@@ -89,10 +89,10 @@
 //! **Configuration.** Signal columns `writable` (0/1, default 0) and `command_topic` (default:
 //! the device's `command_topic_template` applied); device columns `command_topic_template`
 //! (default `<topic>/set`; placeholders `<topic>`, `<signal_alias>`, `<source_device_alias>`,
-//! `<source_signal_alias>`), `command_max_age` (seconds, default 10), `command_timeout`
-//! (seconds, default 30: the wait for the driver's result before answering `timeout`; keep it
-//! above the driver's own command timeout, and note the driver refuses any command older than
-//! its own `command_max_age`, so a late write is never executed late).
+//! `<source_signal_alias>`), `command_max_age_ms` (default 10,000), `command_result_timeout_s`
+//! (default 30: the wait for the driver's result before answering `timeout`; keep it above
+//! the driver's own command timeout, and note the driver refuses any command older than its
+//! own `command_max_age_ms`, so a late write is never executed late).
 //!
 //! **Security: only writable signals have a route.** [`plan`] builds a command route only for
 //! an enabled signal with `writable: 1` whose source is a command signal of its driver (IEC
@@ -110,7 +110,7 @@
 //! (`select_before_operate` of the IEC 104 signal; always false for Modbus), else the command
 //! is refused `invalid`/`select_mismatch`; the cloud cannot bypass a configured
 //! select-before-operate. `ts` is the issue time (Unix ms): a command older than
-//! `command_max_age` is refused `too_old`, one more than that in the future `invalid`
+//! `command_max_age_ms` is refused `too_old`, one more than that in the future `invalid`
 //! (`ts_in_future`; check the clocks). Without `ts` the age is counted from the receive time.
 //! With `clean_session: 0` the broker queues commands while the gateway is away, so there a
 //! command needs `ts` (or an MQTT 5 Message Expiry Interval, which the broker enforces) or it

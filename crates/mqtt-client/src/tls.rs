@@ -1,4 +1,7 @@
-//! The rustls client configuration of a broker connection (ring provider).
+//! The rustls client configuration of a broker connection (ring provider). The TLS files are
+//! read here, when the applet starts on the gateway (validation only checks the columns: a
+//! config is often validated on another machine); a missing or unreadable file is an error
+//! naming its column and path, and the applet does not start.
 
 use std::io::BufReader;
 use std::sync::Arc;
@@ -17,13 +20,16 @@ use tokio_rustls::rustls::{
 
 use crate::MqttClientError;
 
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, MqttClientError> {
+fn read_file(column: &str, path: &std::path::Path) -> Result<Vec<u8>, MqttClientError> {
     std::fs::read(path)
-        .map_err(|e| MqttClientError::Tls(format!("reading {}: {e}", path.display())))
+        .map_err(|e| MqttClientError::Tls(format!("{column}: reading {}: {e}", path.display())))
 }
 
-fn certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, MqttClientError> {
-    let bytes = read_file(path)?;
+fn certs(
+    column: &str,
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, MqttClientError> {
+    let bytes = read_file(column, path)?;
     let certs: Result<Vec<_>, _> =
         rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice())).collect();
     let certs = certs.map_err(|e| MqttClientError::Tls(format!("{}: {e}", path.display())))?;
@@ -37,7 +43,7 @@ fn certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, MqttCli
 }
 
 fn key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, MqttClientError> {
-    let bytes = read_file(path)?;
+    let bytes = read_file("client_key", path)?;
     rustls_pemfile::private_key(&mut BufReader::new(bytes.as_slice()))
         .map_err(|e| MqttClientError::Tls(format!("{}: {e}", path.display())))?
         .ok_or_else(|| {
@@ -58,7 +64,7 @@ pub(crate) fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, MqttCl
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
     } else {
         let mut roots = RootCertStore::empty();
-        for cert in certs(&tls.ca_certificate)? {
+        for cert in certs("ca_certificate", &tls.ca_certificate)? {
             roots.add(cert).map_err(|e| {
                 MqttClientError::Tls(format!("{}: {e}", tls.ca_certificate.display()))
             })?;
@@ -67,7 +73,7 @@ pub(crate) fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, MqttCl
     };
     let config = match &tls.client_auth {
         Some((cert, key_path)) => builder
-            .with_client_auth_cert(certs(cert)?, key(key_path)?)
+            .with_client_auth_cert(certs("client_certificate", cert)?, key(key_path)?)
             .map_err(|e| MqttClientError::Tls(format!("client certificate: {e}")))?,
         None => builder.with_no_client_auth(),
     };
@@ -117,5 +123,25 @@ impl ServerCertVerifier for NoVerify {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_missing_file_names_its_column_and_path() {
+        let tls = TlsConfig {
+            ca_certificate: "/nonexistent/ca.pem".into(),
+            client_auth: None,
+            insecure: false,
+        };
+        let e = client_config(&tls).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("ca_certificate") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }

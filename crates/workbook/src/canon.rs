@@ -7,6 +7,9 @@
 //!   importer reads Excel's float-for-integer cells;
 //! - turns integers beyond ±2^53 (Excel keeps 15 digits) and arrays/objects into text.
 //!
+//! - renames old column names to their new ones ([`config::upgrade_columns`]: `t1` ->
+//!   `t1_s`, `command_max_age` in s -> `command_max_age_ms`), as `export` writes them.
+//!
 //! Validation reads all of these the same way, so canonicalising never changes what a
 //! config means.
 
@@ -66,10 +69,12 @@ fn canonical_row(row: &Row) -> Row {
 
 /// The canonical form of a config (see the module docs).
 pub fn canonical(raw: &RawConfig) -> RawConfig {
+    let mut devices = raw.devices.clone();
+    config::upgrade_columns(&mut devices);
     RawConfig {
         redis_url: raw.redis_url.clone().filter(|s| !s.trim().is_empty()),
         stream_max_len: raw.stream_max_len.as_ref().and_then(canonical_value),
-        devices: raw.devices.iter().map(canonical_row).collect(),
+        devices: devices.iter().map(canonical_row).collect(),
         signals: raw.signals.iter().map(canonical_row).collect(),
         unknown: raw
             .unknown

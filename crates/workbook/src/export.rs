@@ -143,8 +143,11 @@ fn write_rows(
     Ok(())
 }
 
-/// The workbook (.xlsx bytes) of a config: sheets `Devices`, `Signals` and `Settings`.
+/// The workbook (.xlsx bytes) of a config: sheets `Devices`, `Signals` and `Settings`. Old
+/// column names are written under their new names ([`config::upgrade_columns`]).
 pub fn export(raw: &RawConfig) -> Result<Vec<u8>, ExportError> {
+    let mut devices = raw.devices.clone();
+    config::upgrade_columns(&mut devices);
     let mut wb = Workbook::new();
     // A fixed creation time: the same config gives the same bytes (a committed example
     // workbook changes only when the config does).
@@ -158,8 +161,8 @@ pub fn export(raw: &RawConfig) -> Result<Vec<u8>, ExportError> {
     write_rows(
         wb.add_worksheet(),
         DEVICES_SHEET,
-        &device_header(&raw.devices),
-        &raw.devices,
+        &device_header(&devices),
+        &devices,
         &bold,
     )?;
     write_rows(

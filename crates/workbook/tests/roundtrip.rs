@@ -39,6 +39,24 @@ fn the_example_round_trips() {
 }
 
 #[test]
+fn old_column_names_are_exported_under_their_new_names() {
+    let raw = RawConfig::parse(
+        r#"{"devices": [{"name": "R", "device_alias": "r", "protocol": "iec104-master",
+            "ip": "h", "asdu_address": 1, "t3": 30, "command_max_age": 5}], "signals": []}"#,
+    )
+    .unwrap();
+    let imported = round_trip(&raw);
+    assert_eq!(imported.raw, canonical(&raw));
+    let row = &imported.raw.devices[0];
+    assert_eq!(row.get("t3_s"), Some(&json!(30)));
+    assert_eq!(row.get("command_max_age_ms"), Some(&json!(5000)));
+    assert!(!row.contains_key("t3") && !row.contains_key("command_max_age"));
+    let report = imported.check();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.validated.config, config::validate(&raw).config);
+}
+
+#[test]
 fn the_committed_example_workbook_is_the_example_json() {
     let imported = read_workbook(&common::repo_file("config/example.xlsx")).unwrap();
     assert_eq!(
@@ -168,7 +186,7 @@ fn mqtt_device() -> impl Strategy<Value = Row> {
                     ("mqtt_retain", retain),
                     ("enable_threshold", thr),
                     ("client_id", client_id),
-                    ("keepalive", keepalive),
+                    ("keepalive_s", keepalive),
                     ("transport", transport),
                     ("payload_format", fmt),
                 ]);
@@ -216,11 +234,11 @@ fn iec_device() -> impl Strategy<Value = Row> {
                 ("originator_address", oa),
                 ("k", k),
                 ("w", w),
-                ("gi_interval", gi),
-                ("command_timeout", cmd_to),
+                ("gi_interval_s", gi),
+                ("command_timeout_s", cmd_to),
             ]);
             if let Some((t1, t2)) = t12 {
-                cells.extend([("t1", Some(t1)), ("t2", Some(t2))]);
+                cells.extend([("t1_s", Some(t1)), ("t2_s", Some(t2))]);
             }
             row(cells)
         })
