@@ -79,8 +79,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use config::{Config, DeviceKind, Protocol, SignalKind};
-use tagbus::command::{CommandOutcome, CommandResult, ResultWriterHandle};
+use tagbus::results::ResultWriterHandle;
 use tagbus::{Alias, Direction, FeedEvent, Origin, ReaderConfig, TagKey, WriterConfig};
+use tagbus::{CommandOutcome, CommandResult};
 use tokio::sync::mpsc;
 
 use crate::bus::{Bus, Command, DeviceState, Outputs, SignalState};
@@ -186,7 +187,7 @@ pub async fn run(
         },
         WRITER_CAPACITY,
     )?;
-    let results = tagbus::command::spawn_result_writer(redis_url, COMMAND_CAPACITY)?;
+    let results = tagbus::results::spawn_result_writer(redis_url, COMMAND_CAPACITY)?;
     let outputs = Outputs { values, results };
     let mut tasks = Vec::new();
     for bus in buses {

@@ -24,8 +24,8 @@
 //!   (Redis restarted without persistence) is re-created at `0` and logged at warn: the new
 //!   stream holds only values written since the restart, and they all go out.
 //! - **Counters for `fieldbridge status`**: the applet writes every device's [`Stats`] every
-//!   5 s to the Redis hash `fieldbridge:stats:mqtt-client` (`<device>.<counter>`,
-//!   `updated_ms`); `fieldbridge status` prints them (docs/reliability.md). An existing group resumes: after a reconnect
+//!   5 s to the stats hash `fieldbridge:stats:mqtt-client` (its fields: `contract::stats`);
+//!   `fieldbridge status` prints them (docs/reliability.md). An existing group resumes: after a reconnect
 //!   or a restart (even SIGKILL) this consumer's pending entries (`XREADGROUP ... 0`) are
 //!   published first, then every entry after the group's position.
 //! - **Reconnects**: every MQTT connection starts from a clean slate. The in-flight state of
@@ -505,17 +505,17 @@ impl Stats {
     pub fn trimmed(&self) -> u64 {
         self.0.trimmed.get()
     }
-    /// Every counter with its name: the names of the stats hash fields
-    /// (`<device>.<name>`, written by the applet, read by `fieldbridge status`).
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
-        [
-            ("published", self.published()),
-            ("acked", self.acked()),
-            ("trimmed", self.trimmed()),
-            ("rejected", self.rejected()),
-            ("dropped_threshold", self.dropped_threshold()),
-            ("connects", self.connects()),
-        ]
+    /// Every counter at once, as the stats hash carries them (`tagbus::stats`: written by
+    /// the applet, read by `fieldbridge status`).
+    pub fn counters(&self) -> tagbus::stats::Counters {
+        tagbus::stats::Counters {
+            published: self.published(),
+            acked: self.acked(),
+            trimmed: self.trimmed(),
+            rejected: self.rejected(),
+            dropped_threshold: self.dropped_threshold(),
+            connects: self.connects(),
+        }
     }
     pub(crate) fn trimmed_counter(&self) -> Arc<tagbus::TrimCounter> {
         self.0.trimmed.clone()
