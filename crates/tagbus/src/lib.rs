@@ -13,12 +13,9 @@
 //! - [`results`]: the command results writer (drivers) and listener (the MQTT command path).
 //! - [`stats`]: the stats hash writer (the MQTT publisher) and reader (`fieldbridge status`).
 
-pub use contract::{
-    command, now_ms, scale, widen_f32, Alias, CommandOutcome, CommandResult, Direction, Flag,
-    Flags, KeyError, TagKey, TagValue, Value, ValueError, DEFAULT_STREAM_MAX_LEN,
-    FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, MAX_CSV_LEN, SCALED_DIGITS, STREAM_FIELD_KEY,
-    STREAM_FIELD_VALUE, STREAM_KEY, TAG_PREFIX,
-};
+/// Every contract type and constant (`tagbus::TagKey`, `tagbus::command`, ...); the module
+/// [`stats`] here extends `contract::stats` with its Redis I/O.
+pub use contract::*;
 
 mod reader;
 mod resp;

@@ -20,10 +20,15 @@ fn key(i: usize) -> TagKey {
 }
 
 async fn next(feed: &mut TagFeed) -> FeedEvent {
-    tokio::time::timeout(Duration::from_secs(10), feed.recv())
+    within_10s(feed.recv()).await
+}
+
+/// What a feed's `recv` gives within 10 s; panics when nothing came or the task stopped.
+async fn within_10s<T>(recv: impl std::future::Future<Output = Option<T>>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), recv)
         .await
-        .expect("no feed event within 10 s")
-        .expect("reader stopped")
+        .expect("nothing within 10 s")
+        .expect("the task stopped")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,13 +226,6 @@ async fn read_values_returns_well_formed_values_in_key_order() {
         .is_empty());
 }
 
-async fn next_result(feed: &mut tagbus::results::ResultFeed) -> (TagKey, tagbus::CommandResult) {
-    tokio::time::timeout(Duration::from_secs(10), feed.recv())
-        .await
-        .expect("no result within 10 s")
-        .expect("listener stopped")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_listener_gets_stored_and_live_results_across_a_restart() {
     use tagbus::results::{spawn_result_listener, spawn_result_writer};
@@ -242,7 +240,7 @@ async fn result_listener_gets_stored_and_live_results_across_a_restart() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let mut feed = spawn_result_listener(&redis.url(), std::slice::from_ref(&out), 8).unwrap();
-    assert_eq!(next_result(&mut feed).await, (out.clone(), stored));
+    assert_eq!(within_10s(feed.recv()).await, (out.clone(), stored));
 
     // Live; a result of a signal not listened to never arrives.
     let refused = CommandResult::now(CommandOutcome::Rejected, 2).with_detail("busy");
@@ -251,7 +249,10 @@ async fn result_listener_gets_stored_and_live_results_across_a_restart() {
         .await
         .unwrap();
     results.report(&out, refused.clone()).await.unwrap();
-    assert_eq!(next_result(&mut feed).await, (out.clone(), refused.clone()));
+    assert_eq!(
+        within_10s(feed.recv()).await,
+        (out.clone(), refused.clone())
+    );
 
     // Redis restarts (without persistence): the listener resubscribes by itself.
     redis.restart();
