@@ -140,9 +140,9 @@ impl<'a> RowReader<'a> {
         s
     }
 
-    pub fn req_alias(&mut self, column: &'static str) -> Option<tagbus::Alias> {
+    pub fn req_alias(&mut self, column: &'static str) -> Option<contract::Alias> {
         let s = self.req_string(column)?;
-        match tagbus::Alias::new(s.trim()) {
+        match contract::Alias::new(s.trim()) {
             Ok(a) => Some(a),
             Err(e) => {
                 self.error(Some(column), e.to_string());

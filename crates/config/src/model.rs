@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tagbus::{Alias, Direction, TagKey};
+use contract::{Alias, Direction, TagKey};
 
 use crate::iec104::{Iec104Device, Iec104Signal};
 use crate::modbus::{ModbusRtuDevice, ModbusSignal, ModbusTcpDevice};

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tagbus::{Direction, TagKey};
+use contract::{Direction, TagKey};
 
 use crate::cell::{IntColumn, RowReader};
 use crate::columns::COMMAND_MAX_AGE_MS;
@@ -306,7 +306,7 @@ impl CommandTopicTemplate {
     pub fn apply(
         &self,
         topic: &Topic,
-        signal_alias: &tagbus::Alias,
+        signal_alias: &contract::Alias,
         source: &TagKey,
     ) -> Result<Topic, String> {
         let t = self
@@ -523,7 +523,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
 /// Reads the MQTT columns of a signal row; the source reference is checked by the caller.
 pub(crate) fn read_signal(
     r: &mut RowReader<'_>,
-) -> Option<(tagbus::Alias, tagbus::Alias, SignalColumns)> {
+) -> Option<(contract::Alias, contract::Alias, SignalColumns)> {
     let dev = r.req_alias("source_device_alias");
     let sig = r.req_alias("source_signal_alias");
     let topic = topic_from(r, "topic");
@@ -543,8 +543,8 @@ pub(crate) fn read_signal(
 
 /// Builds the signal once the source is known to exist.
 pub(crate) fn make_signal(
-    dev: tagbus::Alias,
-    sig: tagbus::Alias,
+    dev: contract::Alias,
+    sig: contract::Alias,
     columns: SignalColumns,
 ) -> MqttSignal {
     let source = TagKey::new(dev, sig, Direction::In);

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use tagbus::Alias;
+use contract::Alias;
 
 use crate::cell::{cell_int, cell_text, RowReader};
 use crate::error::{ConfigError, ConfigErrors, ConfigPath, Section};
@@ -204,17 +204,17 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
     }
     let (min, max) = STREAM_MAX_LEN_RANGE;
     let stream_max_len = match &raw.stream_max_len {
-        None | Some(serde_json::Value::Null) => tagbus::DEFAULT_STREAM_MAX_LEN,
+        None | Some(serde_json::Value::Null) => contract::DEFAULT_STREAM_MAX_LEN,
         Some(v) => match cell_int(v) {
             Some(n) if (min..=max).contains(&n) => {
-                u64::try_from(n).unwrap_or(tagbus::DEFAULT_STREAM_MAX_LEN)
+                u64::try_from(n).unwrap_or(contract::DEFAULT_STREAM_MAX_LEN)
             }
             _ => {
                 errors.push(top_error(
                     "stream_max_len",
                     format!("expected an integer in {min}..={max}"),
                 ));
-                tagbus::DEFAULT_STREAM_MAX_LEN
+                contract::DEFAULT_STREAM_MAX_LEN
             }
         },
     };

@@ -60,7 +60,7 @@ fn stream_cap_drops_the_oldest_counts_them_and_status_shows_it() {
     let (text, trimmed) = loop {
         let trimmed = rig
             .redis
-            .cli(&["HGET", "fieldbridge:stats:mqtt-client", "cloud.trimmed"])
+            .cli(&["HGET", tagbus::stats::PUBLISHER_STATS_KEY, "cloud.trimmed"])
             .parse::<u64>()
             .unwrap_or(0);
         let out = Command::new(fieldbridge_bin())

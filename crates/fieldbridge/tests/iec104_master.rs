@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tagbus::{now_ms, CommandOutcome, CommandResult, TagValue, Value};
-use testrig::{free_port, AppletProcess, KillOnDrop, RedisServer};
+use testrig::{free_port, AppletProcess, KillOnDrop, RedisConn, RedisServer};
 
 /// 2025-01-02T03:04:05.678Z: the time tag of every point of the peer.
 const T0_MS: u64 = 1_735_787_045_678;
@@ -100,19 +100,18 @@ fn start_applet(config: &Path, redis: &RedisServer, dir: &Path) -> AppletProcess
 }
 
 struct Bus {
-    conn: redis::Connection,
+    conn: RedisConn,
 }
 
 impl Bus {
     fn new(redis: &RedisServer) -> Bus {
-        let client = redis::Client::open(redis.url()).unwrap();
         Bus {
-            conn: client.get_connection().unwrap(),
+            conn: redis.connect(),
         }
     }
 
     fn get(&mut self, key: &str) -> Option<String> {
-        redis::cmd("GET").arg(key).query(&mut self.conn).unwrap()
+        self.conn.get(key)
     }
 
     fn value(&mut self, key: &str) -> Option<TagValue> {
@@ -147,18 +146,7 @@ impl Bus {
 
     /// Issues a command the way any consumer does: a live value on the `out` channel.
     fn command(&mut self, key: &str, value: &str, ts: u64) {
-        let v = format!("{value},{ts},");
-        redis::pipe()
-            .cmd("SET")
-            .arg(key)
-            .arg(&v)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(key)
-            .arg(&v)
-            .ignore()
-            .query::<()>(&mut self.conn)
-            .unwrap();
+        self.conn.set_and_publish(key, &format!("{value},{ts},"));
     }
 
     fn result(&mut self, signal: &str, ts: u64, applet: &Applet) -> CommandResult {
@@ -259,13 +247,7 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
     peer.wait_line("CLOCK", t);
 
     // --- a spontaneous value: latency from the peer's send to the tag on the bus
-    let mut sub = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let mut ps = sub.as_pubsub();
-    ps.subscribe("tag/rtu1/f/in").unwrap();
-    ps.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut ps = redis.connect().subscribe("tag/rtu1/f/in");
     let mut latencies = Vec::new();
     for i in 0..5 {
         let value = 40.25 + f64::from(i);
@@ -273,8 +255,10 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
         peer.send(&format!("float {value}"));
         let sent_ms: u64 = peer.wait_line("SENT", t)[5..].parse().unwrap();
         loop {
-            let msg = ps.get_message().expect("the spontaneous value within 5 s");
-            let v: TagValue = msg.get_payload::<String>().unwrap().parse().unwrap();
+            let payload = ps
+                .next_payload(Duration::from_secs(5))
+                .expect("the spontaneous value within 5 s");
+            let v: TagValue = payload.parse().unwrap();
             if v.value == Value::Float(value) {
                 latencies.push(sent_at.elapsed());
                 assert_eq!(v.timestamp_ms, sent_ms, "device time: {v}");

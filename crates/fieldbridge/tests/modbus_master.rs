@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 use tagbus::TagValue;
-use testrig::{AppletProcess, KillOnDrop, RedisServer};
+use testrig::{AppletProcess, KillOnDrop, RedisConn, RedisServer};
 
 const STEP: Duration = Duration::from_millis(50);
 
@@ -144,24 +144,20 @@ fn start_applet(dir: &Path, config: &Json, redis_url: &str) -> AppletProcess {
 }
 
 struct Bus {
-    con: redis::Connection,
+    con: RedisConn,
     url: String,
 }
 
 impl Bus {
     fn new(redis: &RedisServer) -> Self {
-        let client = redis::Client::open(redis.url()).unwrap();
         Self {
-            con: client.get_connection().unwrap(),
+            con: redis.connect(),
             url: redis.url(),
         }
     }
 
     fn get_text(&mut self, key: &str) -> Option<String> {
-        redis::cmd("GET")
-            .arg(key)
-            .query::<Option<String>>(&mut self.con)
-            .unwrap()
+        self.con.get(key)
     }
 
     fn get(&mut self, key: &str) -> Option<TagValue> {

@@ -146,15 +146,8 @@ fn measure(
     seconds: u64,
     pid: u32,
 ) -> Result<(), String> {
-    let e = |e: redis::RedisError| e.to_string();
-    let client = redis::Client::open(url).map_err(e)?;
-    let mut conn = client.get_connection().map_err(e)?;
-    let mut xlen = move || -> Result<u64, String> {
-        redis::cmd("XLEN")
-            .arg(tagbus::STREAM_KEY)
-            .query(&mut conn)
-            .map_err(e)
-    };
+    let mut conn = testrig::RedisConn::open(url);
+    let mut xlen = move || -> Result<u64, String> { Ok(conn.stream_len(tagbus::STREAM_KEY)) };
     // the GI answer: every point once
     let deadline = Instant::now() + Duration::from_secs(60);
     while xlen()? < u64::from(points) {
@@ -240,11 +233,7 @@ fn measure(
     );
 
     // latency of one value on a quiet link
-    let mut sub = client.get_connection().map_err(e)?;
-    let mut ps = sub.as_pubsub();
-    ps.subscribe("tag/bench/p1/in").map_err(e)?;
-    ps.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(e)?;
+    let mut ps = testrig::RedisConn::open(url).subscribe("tag/bench/p1/in");
     let mut lat = Vec::new();
     for i in 0..21 {
         let value = 1.0e6 + i as f32;
@@ -252,8 +241,9 @@ fn measure(
         rt.block_on(outstation.update(point(1, value)))
             .map_err(|e| e.to_string())?;
         loop {
-            let msg = ps.get_message().map_err(e)?;
-            let text: String = msg.get_payload().map_err(e)?;
+            let text = ps
+                .next_payload(Duration::from_secs(5))
+                .ok_or("no value within 5 s")?;
             if text.starts_with(&format!("{:?},", f64::from(value))) {
                 lat.push(t.elapsed());
                 break;

@@ -91,37 +91,12 @@ async fn resolve(spec: &DeviceSpec) -> Vec<SocketAddr> {
 }
 
 /// Reads the current `in`/`rin` values of the device's signals (to mark them `nt` until
-/// the first interrogation). A Redis that does not answer within 5 s is skipped.
-async fn read_current(redis_url: &str, keys: Vec<TagKey>) -> Vec<(TagKey, TagValue)> {
-    if keys.is_empty() {
-        return Vec::new();
-    }
-    let attempt = async {
-        let client = redis::Client::open(redis_url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
-        let mut cmd = redis::cmd("MGET");
-        for n in &names {
-            cmd.arg(n);
-        }
-        let values: Vec<Option<Vec<u8>>> = cmd.query_async(&mut conn).await?;
-        Ok::<_, redis::RedisError>(values)
-    };
-    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
-        Ok(Ok(values)) => keys
-            .into_iter()
-            .zip(values)
-            .filter_map(|(k, v)| {
-                let v = TagValue::from_bytes(&v?).ok()?;
-                Some((k, v))
-            })
-            .collect(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot read the current values; not marking them nt");
-            Vec::new()
-        }
-        Err(_) => {
-            tracing::warn!("redis did not answer; not marking the current values nt");
+/// the first interrogation). A Redis that does not answer is skipped.
+async fn read_current(alias: &Alias, redis_url: &str, keys: &[TagKey]) -> Vec<(TagKey, TagValue)> {
+    match tagbus::read_values(redis_url, keys).await {
+        Ok(values) => values,
+        Err(e) => {
+            tracing::warn!(device = %alias, error = %e, "cannot read the current values; not marking them nt");
             Vec::new()
         }
     }
@@ -136,7 +111,7 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
 
     // Values already on the bus are not topical until the first interrogation.
     let keys: Vec<TagKey> = mapper.keys().cloned().collect();
-    for (k, v) in read_current(&opts.redis_url, keys).await {
+    for (k, v) in read_current(&alias, &opts.redis_url, &keys).await {
         mapper.seed(&k, v);
     }
     mapper.mark_not_topical(&mut out);
@@ -360,7 +335,7 @@ async fn commands(handle: MasterHandle, spec: DeviceSpec, redis_url: String) {
             return;
         }
     };
-    let reporter = match tagbus::command::spawn_result_writer(&redis_url, 64) {
+    let reporter = match tagbus::results::spawn_result_writer(&redis_url, 64) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(device = %alias, error = %e, "cannot write command results");

@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use config::modbus::{Function, ModbusSignal, ModbusTiming};
-use tagbus::command::{CommandOutcome, CommandResult, ResultWriterHandle};
+use tagbus::results::ResultWriterHandle;
 use tagbus::{Alias, Flag, Flags, TagKey, TagValue, TagWriterHandle, Value};
+use tagbus::{CommandOutcome, CommandResult};
 
 use crate::data::{self, EncodeError};
 use crate::link::{Endpoint, Link, TransactError};

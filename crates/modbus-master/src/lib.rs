@@ -87,8 +87,10 @@ use config::modbus::{
     TIMEOUT_MS,
 };
 use config::{Config, DeviceKind, IntColumn, Protocol, SignalKind};
-use tagbus::command::{CommandOutcome, CommandResult, ResultWriterHandle};
+use tagbus::results::ResultWriterHandle;
+use tagbus::{CommandOutcome, CommandResult};
 use tagbus::{Alias, Direction, FeedEvent, Origin, ReaderConfig, TagKey, WriterConfig};
+use tagbus::{CommandOutcome, CommandResult};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -257,7 +259,7 @@ pub async fn run(
         },
         WRITER_CAPACITY,
     )?;
-    let results = tagbus::command::spawn_result_writer(redis_url, COMMAND_CAPACITY)?;
+    let results = tagbus::results::spawn_result_writer(redis_url, COMMAND_CAPACITY)?;
     let outputs = Outputs { values, results };
     let aliases: Vec<Alias> = buses
         .iter()

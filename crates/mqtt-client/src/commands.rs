@@ -8,7 +8,6 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use config::mqtt::Topic;
-use futures_util::StreamExt;
 use serde_json::Value as Json;
 use tagbus::{Alias, CommandOutcome, CommandResult, TagKey, TagValue, Value};
 use tokio::sync::mpsc;
@@ -510,13 +509,14 @@ pub(crate) fn spawn(
     plan: CommandPlan,
     writer: tagbus::WriterConfig,
 ) -> Result<CommandsIo, crate::MqttClientError> {
-    let redis_url = writer.redis_url.clone();
-    let writer = tagbus::TagWriter::new(&writer)?;
     let commander = Commander::new(plan);
+    let results =
+        tagbus::results::spawn_result_listener(&writer.redis_url, &commander.out_keys(), QUEUE)?;
+    let writer = tagbus::TagWriter::new(&writer)?;
     let topics = commander.topics();
     let (tx, rx) = mpsc::channel(QUEUE);
     let (answer_tx, answers) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(device, commander, writer, redis_url, rx, answer_tx));
+    let task = tokio::spawn(run(device, commander, writer, results, rx, answer_tx));
     Ok(CommandsIo {
         tx,
         answers,
@@ -529,13 +529,10 @@ async fn run(
     device: Alias,
     mut commander: Commander,
     mut writer: tagbus::TagWriter,
-    redis_url: String,
+    mut results: tagbus::results::ResultFeed,
     mut rx: mpsc::Receiver<ToCommands>,
     answers: mpsc::Sender<Answer>,
 ) {
-    let (result_tx, mut results) = mpsc::channel(QUEUE);
-    let listener = tokio::spawn(listen_results(redis_url, commander.out_keys(), result_tx));
-    let _listener = crate::publisher::AbortOnDrop(listener);
     let send = |a: Answer| {
         tracing::info!(device = %device, topic = %a.topic, outcome = %a.outcome,
             payload = %String::from_utf8_lossy(&a.payload), "command answer");
@@ -592,87 +589,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Listens to the `result/` channels of `keys` and forwards each result; after every
-/// (re)subscribe it also reads the stored results (one written while the listener was away
-/// still reaches its pending command). Reconnects with backoff.
-async fn listen_results(
-    redis_url: String,
-    keys: Vec<TagKey>,
-    tx: mpsc::Sender<(TagKey, CommandResult)>,
-) {
-    let channels: Vec<String> = keys.iter().map(TagKey::result_key).collect();
-    let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match listen_once(&redis_url, &channels, &tx, &mut backoff).await {
-            Ok(()) => return,
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "command result listener lost Redis; reconnecting");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-}
-
-async fn listen_once(
-    redis_url: &str,
-    channels: &[String],
-    tx: &mpsc::Sender<(TagKey, CommandResult)>,
-    backoff: &mut backoff::Backoff,
-) -> Result<(), tagbus::TagBusError> {
-    let client = redis::Client::open(redis_url)?;
-    let t = Duration::from_secs(5);
-    let mut pubsub = tokio::time::timeout(t, client.get_async_pubsub())
-        .await
-        .map_err(|_| tagbus::TagBusError::Timeout)??;
-    tokio::time::timeout(t, pubsub.subscribe(channels))
-        .await
-        .map_err(|_| tagbus::TagBusError::Timeout)??;
-    let mut conn = tokio::time::timeout(t, client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| tagbus::TagBusError::Timeout)??;
-    for chunk in channels.chunks(256) {
-        let values: Vec<Option<Vec<u8>>> =
-            tokio::time::timeout(t, redis::cmd("MGET").arg(chunk).query_async(&mut conn))
-                .await
-                .map_err(|_| tagbus::TagBusError::Timeout)??;
-        for (key, value) in chunk.iter().zip(values) {
-            if let Some(found) = value.and_then(|v| decode_result(key.as_bytes(), &v)) {
-                if tx.send(found).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    drop(conn);
-    backoff.reset();
-    let mut messages = pubsub.on_message();
-    while let Some(msg) = messages.next().await {
-        if let Some(found) =
-            decode_result(msg.get_channel_name().as_bytes(), msg.get_payload_bytes())
-        {
-            if tx.send(found).await.is_err() {
-                return Ok(());
-            }
-        }
-    }
-    Err(tagbus::TagBusError::ConnectionLost)
-}
-
-fn decode_result(channel: &[u8], payload: &[u8]) -> Option<(TagKey, CommandResult)> {
-    let channel = std::str::from_utf8(channel).ok()?;
-    let key = TagKey::from_result_key(channel).ok()?;
-    let text = String::from_utf8_lossy(payload);
-    match text.parse::<CommandResult>() {
-        Ok(r) => Some((key, r)),
-        Err(e) => {
-            tracing::warn!(key = %channel, error = %e, "malformed command result ignored");
-            None
-        }
     }
 }
 

@@ -512,17 +512,17 @@ impl Stats {
     pub fn trimmed(&self) -> u64 {
         self.0.trimmed.get()
     }
-    /// Every counter with its name: the names of the stats hash fields
-    /// (`<device>.<name>`, written by the applet, read by `fieldbridge status`).
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
-        [
-            ("published", self.published()),
-            ("acked", self.acked()),
-            ("trimmed", self.trimmed()),
-            ("rejected", self.rejected()),
-            ("dropped_threshold", self.dropped_threshold()),
-            ("connects", self.connects()),
-        ]
+    /// Every counter at once, as the stats hash carries them (`tagbus::stats`: written by
+    /// the applet, read by `fieldbridge status`).
+    pub fn counters(&self) -> tagbus::stats::Counters {
+        tagbus::stats::Counters {
+            published: self.published(),
+            acked: self.acked(),
+            trimmed: self.trimmed(),
+            rejected: self.rejected(),
+            dropped_threshold: self.dropped_threshold(),
+            connects: self.connects(),
+        }
     }
     pub(crate) fn trimmed_counter(&self) -> Arc<tagbus::TrimCounter> {
         self.0.trimmed.clone()

@@ -1,4 +1,7 @@
-//! The fieldbridge tag bus: the only code that knows how tags live in Redis.
+//! The fieldbridge tag bus: the one crate that talks to Redis. Every applet reads and writes
+//! Redis through it, for every access; the contracts it speaks (keys, the value CSV, the
+//! stream fields, command results, the stats hash) live in the pure crate `contract`
+//! (package `fieldbridge-contract`), re-exported here.
 //!
 //! - [`TagKey`]: `tag/<device_alias>/<signal_alias>/<direction>` with [`Direction`] `in`,
 //!   `out`, `rin`, `rout`; aliases validated by [`Alias`].
@@ -17,45 +20,29 @@
 //!   (the durable feed the MQTT publisher reads with a consumer group), a batch in one
 //!   `MULTI`/`EXEC` round trip.
 //! - [`spawn_reader`]: the snapshot of current values plus the live feed, reconnecting with
-//!   backoff when Redis restarts.
-//!
-//! - [`command`]: the command-outcome contract every master driver follows
-//!   ([`command::CommandResult`] on `result/<device>/<signal>`).
-//!
-//! Decision: only `in` and `out` values are added to the stream. `rin`/`rout` (the raw twins)
-//! are SET and PUBLISHed like every value but not streamed: nothing forwards them durably, and
-//! streaming them would halve how long an outage the capped stream can bridge.
+//!   backoff when Redis restarts; [`read_values`] / [`read_stored`]: one read of given keys.
+//! - [`stream`]: the consumer-group reader and acker of the durable feed.
+//! - [`results`]: the command results writer (drivers) and listener (the MQTT command path).
+//! - [`stats`]: the stats hash writer (the MQTT publisher) and reader (`fieldbridge status`).
 
-pub mod command;
-mod key;
+/// Every contract type and constant (`tagbus::TagKey`, `tagbus::command`, ...); the module
+/// [`stats`] here extends `contract::stats` with its Redis I/O.
+pub use contract::*;
+
 mod mark;
 mod reader;
 mod resp;
+pub mod results;
+pub mod stats;
 pub mod stream;
-mod value;
 mod writer;
 
-pub use command::{CommandOutcome, CommandResult};
-pub use key::{
-    Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
+pub use reader::{
+    read_stored, read_values, spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed,
 };
 pub use mark::{mark_no_link, MARK_TIMEOUT};
-pub use reader::{spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed};
 pub use stream::{EntryBody, EntryId, StreamAcker, StreamConsumer, StreamEntry, TrimCounter};
-pub use value::{
-    now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN, SCALED_DIGITS,
-};
 pub use writer::{packed_batch, spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};
-
-/// The Redis stream every `in` and `out` value is appended to.
-pub const STREAM_KEY: &str = "tagbus:stream";
-/// The stream entry field holding the tag key.
-pub const STREAM_FIELD_KEY: &str = "k";
-/// The stream entry field holding the CSV value.
-pub const STREAM_FIELD_VALUE: &str = "v";
-/// The default approximate cap of the stream: about 250,000 entries (roughly 40 MB of Redis
-/// memory), a 4 minute outage at 1,000 values/s or a 200,000 value backlog.
-pub const DEFAULT_STREAM_MAX_LEN: u64 = 250_000;
 
 /// Errors of the tag bus.
 #[derive(Debug, thiserror::Error)]

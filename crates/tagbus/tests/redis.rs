@@ -20,10 +20,15 @@ fn key(i: usize) -> TagKey {
 }
 
 async fn next(feed: &mut TagFeed) -> FeedEvent {
-    tokio::time::timeout(Duration::from_secs(10), feed.recv())
+    within_10s(feed.recv()).await
+}
+
+/// What a feed's `recv` gives within 10 s; panics when nothing came or the task stopped.
+async fn within_10s<T>(recv: impl std::future::Future<Output = Option<T>>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), recv)
         .await
-        .expect("no feed event within 10 s")
-        .expect("reader stopped")
+        .expect("nothing within 10 s")
+        .expect("the task stopped")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,4 +243,112 @@ async fn mark_no_link_marks_in_and_rin_of_the_devices_only() {
         .await
         .unwrap();
     assert_eq!(again, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_values_returns_well_formed_values_in_key_order() {
+    let redis = RedisServer::start();
+    let mut writer = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
+    writer.write(&key(1), &TagValue::new(1, 10)).await.unwrap();
+    writer.write(&key(3), &TagValue::new(3, 30)).await.unwrap();
+    redis.cli(&["SET", &key(2).to_string(), "not,a value"]);
+    let keys = [key(1), key(2), key(3), key(4)];
+    let stored = tagbus::read_stored(&redis.url(), &keys).await.unwrap();
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[1].as_deref(), Some(&b"not,a value"[..]));
+    assert_eq!(stored[3], None);
+    let values = tagbus::read_values(&redis.url(), &keys).await.unwrap();
+    assert_eq!(
+        values,
+        vec![
+            (key(1), TagValue::new(1, 10)),
+            (key(3), TagValue::new(3, 30))
+        ]
+    );
+    assert!(tagbus::read_values(&redis.url(), &[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_listener_gets_stored_and_live_results_across_a_restart() {
+    use tagbus::results::{spawn_result_listener, spawn_result_writer};
+    use tagbus::{CommandOutcome, CommandResult};
+    let mut redis = RedisServer::start();
+    let out: TagKey = "tag/m1/sp/out".parse().unwrap();
+    let other: TagKey = "tag/m1/other/out".parse().unwrap();
+    let results = spawn_result_writer(&redis.url(), 8).unwrap();
+    // Written before the listener starts: it comes from the stored key.
+    let stored = CommandResult::now(CommandOutcome::Confirmed, 1);
+    results.report(&out, stored.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut feed = spawn_result_listener(&redis.url(), std::slice::from_ref(&out), 8).unwrap();
+    assert_eq!(within_10s(feed.recv()).await, (out.clone(), stored));
+
+    // Live; a result of a signal not listened to never arrives.
+    let refused = CommandResult::now(CommandOutcome::Rejected, 2).with_detail("busy");
+    results
+        .report(&other, CommandResult::now(CommandOutcome::Confirmed, 3))
+        .await
+        .unwrap();
+    results.report(&out, refused.clone()).await.unwrap();
+    assert_eq!(
+        within_10s(feed.recv()).await,
+        (out.clone(), refused.clone())
+    );
+
+    // Redis restarts (without persistence): the listener resubscribes by itself.
+    redis.restart();
+    let after = CommandResult::now(CommandOutcome::Timeout, 4);
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(&after) {
+        assert!(tokio::time::Instant::now() < deadline, "{seen:?}");
+        results.report(&out, after.clone()).await.unwrap();
+        if let Ok(Some((k, r))) =
+            tokio::time::timeout(Duration::from_millis(500), feed.recv()).await
+        {
+            assert_eq!(k, out);
+            seen.push(r);
+        }
+    }
+}
+
+#[test]
+fn stats_hash_round_trips_through_redis() {
+    use tagbus::stats::{read_publisher_stats, Counters, PublisherStats, StatsWriter};
+    let redis = RedisServer::start();
+    let timeout = Duration::from_secs(2);
+    assert_eq!(read_publisher_stats(&redis.url(), timeout).unwrap(), None);
+    let mut stats = PublisherStats {
+        updated_ms: 1_732_280_000_000,
+        ..Default::default()
+    };
+    stats.devices.insert(
+        "cloud".parse().unwrap(),
+        Counters {
+            published: 7,
+            acked: 6,
+            connects: 1,
+            ..Default::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut writer = StatsWriter::new(&redis.url()).unwrap();
+    rt.block_on(writer.write(&stats)).unwrap();
+    assert_eq!(
+        redis
+            .cli(&["HGET", tagbus::stats::PUBLISHER_STATS_KEY, "cloud.acked"])
+            .trim(),
+        "6"
+    );
+    assert_eq!(
+        read_publisher_stats(&redis.url(), timeout).unwrap(),
+        Some(stats)
+    );
 }

@@ -22,6 +22,8 @@ mod mosquitto;
 pub use mosquitto::{Listener, Mosquitto, MosquittoBuilder, TlsFiles};
 mod certs;
 pub use certs::TestCerts;
+mod bus;
+pub use bus::{RedisConn, Subscription};
 mod subscriber;
 pub use subscriber::{SeqSubscriber, SubscriberThread};
 
@@ -325,6 +327,11 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A plain connection, to look at the tag bus as an outside consumer does.
+    pub fn connect(&self) -> RedisConn {
+        RedisConn::open(&self.url())
     }
 
     /// Runs a command with `redis-cli` and returns its output (for assertions).

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use tagbus::Alias;
+
 use crate::cli::{CommonArgs, RedisArgs};
 use crate::exit::Exit;
 
@@ -55,9 +57,9 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     let rt = super::runtime()?;
     rt.block_on(async move {
         let mut handles = Vec::new();
-        let mut stats: Vec<(String, mqtt_client::Stats)> = Vec::new();
+        let mut stats: Vec<(Alias, mqtt_client::Stats)> = Vec::new();
         for plan in plans {
-            let alias = plan.alias.to_string();
+            let alias = plan.alias.clone();
             match mqtt_client::spawn_publisher(plan, opts.clone()) {
                 Ok(h) => {
                     stats.push((alias, h.stats().clone()));
@@ -91,37 +93,28 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     })
 }
 
-/// The Redis hash the publisher's counters are written to, every [`STATS_EVERY`], for
-/// `fieldbridge status` (the supervisor's status file is the supervisor's; a child's figures
-/// travel through the tag bus Redis instead). Fields `<device>.<counter>` and `updated_ms`.
-pub const STATS_KEY: &str = "fieldbridge:stats:mqtt-client";
-/// How often the counters are written.
+/// How often the counters are written to the stats hash (`tagbus::stats`), for
+/// `fieldbridge status`.
 const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Writes the counters of every device to [`STATS_KEY`] for ever (errors are retried at the
+/// Writes the counters of every device to the stats hash for ever (errors are retried at the
 /// next tick: the figures are a display aid, never a reason to stop publishing).
-async fn write_stats(url: String, stats: Vec<(String, mqtt_client::Stats)>) {
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+async fn write_stats(url: String, devices: Vec<(Alias, mqtt_client::Stats)>) {
+    let Ok(mut writer) = tagbus::stats::StatsWriter::new(&url) else {
+        return std::future::pending().await;
+    };
     let mut tick = tokio::time::interval(STATS_EVERY);
     loop {
         tick.tick().await;
-        if conn.is_none() {
-            conn = match redis::Client::open(url.as_str()) {
-                Ok(c) => c.get_multiplexed_async_connection().await.ok(),
-                Err(_) => None,
-            };
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        let now_ms = tagbus::now_ms();
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(STATS_KEY).arg("updated_ms").arg(now_ms);
-        for (alias, s) in &stats {
-            for (name, v) in s.counters() {
-                cmd.arg(format!("{alias}.{name}")).arg(v);
-            }
-        }
-        if cmd.query_async::<()>(c).await.is_err() {
-            conn = None;
+        let stats = tagbus::stats::PublisherStats {
+            updated_ms: tagbus::now_ms(),
+            devices: devices
+                .iter()
+                .map(|(alias, s)| (alias.clone(), s.counters()))
+                .collect(),
+        };
+        if let Err(e) = writer.write(&stats).await {
+            tracing::debug!(error = %e, "publisher counters not written");
         }
     }
 }

@@ -62,49 +62,20 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     Ok(if healthy { Exit::Ok } else { Exit::Failure })
 }
 
-/// The publisher's counters from the tag bus Redis (written by `mqtt-client` every 5 s), as
-/// lines for the table; `None` when Redis or the hash is not there (the table stands alone).
+/// The publisher's counters from the stats hash (`tagbus::stats`, written by `mqtt-client`
+/// every 5 s), as lines for the table; `None` when Redis or the hash is not there (the table
+/// stands alone).
 fn publisher_stats(url: &str) -> Option<String> {
-    let client = redis::Client::open(url).ok()?;
-    let mut conn = client
-        .get_connection_with_timeout(std::time::Duration::from_millis(500))
-        .ok()?;
-    let map: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg(super::mqtt_client::STATS_KEY)
-        .query(&mut conn)
-        .ok()?;
-    if map.is_empty() {
-        return None;
-    }
-    let updated: u64 = map
-        .get("updated_ms")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let age_s = supervisor::status::unix_now().saturating_sub(updated / 1000);
-    let mut devices: std::collections::BTreeMap<&str, Vec<(&str, &str)>> = Default::default();
-    for (k, v) in &map {
-        if let Some((dev, counter)) = k.rsplit_once('.') {
-            devices.entry(dev).or_default().push((counter, v.as_str()));
-        }
-    }
+    let stats =
+        tagbus::stats::read_publisher_stats(url, std::time::Duration::from_millis(500)).ok()??;
+    let age_s = supervisor::status::unix_now().saturating_sub(stats.updated_ms / 1000);
     let mut out = format!("\nMQTT publisher counters (updated {age_s} s ago):\n");
-    for (dev, counters) in devices {
-        let get = |n: &str| {
-            counters
-                .iter()
-                .find(|(c, _)| *c == n)
-                .map(|(_, v)| *v)
-                .unwrap_or("0")
-        };
-        out.push_str(&format!(
-            "  {dev}: published {}, acknowledged {}, dropped by the stream cap {}, refused by the broker {}, connects {}, repeats dropped by enable_threshold {}\n",
-            get("published"),
-            get("acked"),
-            get("trimmed"),
-            get("rejected"),
-            get("connects"),
-            get("dropped_threshold")
-        ));
+    for (device, counters) in &stats.devices {
+        let figures: Vec<String> = tagbus::stats::Counter::ALL
+            .iter()
+            .map(|&c| format!("{} {}", c.label(), counters.get(c)))
+            .collect();
+        out.push_str(&format!("  {device}: {}\n", figures.join(", ")));
     }
     Some(out)
 }

@@ -46,15 +46,10 @@ pub fn run(args: TagArgs) -> anyhow::Result<Exit> {
 
 async fn get(url: &str, key: &str) -> anyhow::Result<Exit> {
     let key: TagKey = key.parse()?;
-    let client = redis::Client::open(url)?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    let stored = tagbus::read_stored(url, std::slice::from_ref(&key))
         .await
-        .with_context(|| format!("connecting to {url}"))?;
-    let value: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(key.to_string())
-        .query_async(&mut conn)
-        .await?;
+        .with_context(|| format!("reading from {url}"))?;
+    let value = stored.into_iter().next().flatten();
     match value {
         None => {
             eprintln_safe(&format!("{key}: no value"));
