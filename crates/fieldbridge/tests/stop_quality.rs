@@ -21,7 +21,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use supervisor::{State, Status};
 use tagbus::{TagValue, STREAM_KEY};
-use testrig::{free_port, AppletProcess, KillOnDrop, RedisServer};
+use testrig::{free_port, AppletProcess, KillOnDrop, RedisConn, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fieldbridge");
 /// The signals of the peer: two good values and one the device marks not topical.
@@ -75,20 +75,18 @@ fn keys() -> Vec<String> {
 }
 
 struct Bus {
-    conn: redis::Connection,
+    conn: RedisConn,
 }
 
 impl Bus {
     fn new(redis: &RedisServer) -> Bus {
-        let client = redis::Client::open(redis.url()).unwrap();
         Bus {
-            conn: client.get_connection().unwrap(),
+            conn: redis.connect(),
         }
     }
 
     fn value(&mut self, key: &str) -> Option<TagValue> {
-        let text: Option<String> = redis::cmd("GET").arg(key).query(&mut self.conn).unwrap();
-        text.map(|t| t.parse().unwrap())
+        self.conn.get(key).map(|t| t.parse().unwrap())
     }
 
     /// Polls every key until `pred` holds for all; how long it took. Panics with `log()`
@@ -124,18 +122,13 @@ impl Bus {
 
     /// The last CSV value streamed for `key` (what the MQTT publisher forwards).
     fn last_streamed(&mut self, key: &str) -> Option<TagValue> {
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(STREAM_KEY)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(100)
-            .query(&mut self.conn)
-            .unwrap();
-        entries.into_iter().find_map(|(_, fields)| {
-            (fields.get(1).map(String::as_str) == Some(key))
-                .then(|| fields.get(3).unwrap().parse().unwrap())
-        })
+        self.conn
+            .stream_newest(STREAM_KEY, 100)
+            .into_iter()
+            .find_map(|(_, fields)| {
+                (fields.get(1).map(String::as_str) == Some(key))
+                    .then(|| fields.get(3).unwrap().parse().unwrap())
+            })
     }
 }
 

@@ -88,7 +88,6 @@ use config::modbus::{
 };
 use config::{Config, DeviceKind, IntColumn, Protocol, SignalKind};
 use tagbus::results::ResultWriterHandle;
-use tagbus::{CommandOutcome, CommandResult};
 use tagbus::{Alias, Direction, FeedEvent, Origin, ReaderConfig, TagKey, WriterConfig};
 use tagbus::{CommandOutcome, CommandResult};
 use tokio::sync::mpsc;

@@ -37,10 +37,10 @@ pub mod stats;
 pub mod stream;
 mod writer;
 
+pub use mark::{mark_no_link, MARK_TIMEOUT};
 pub use reader::{
     read_stored, read_values, spawn_reader, FeedEvent, Origin, ReaderConfig, TagFeed,
 };
-pub use mark::{mark_no_link, MARK_TIMEOUT};
 pub use stream::{EntryBody, EntryId, StreamAcker, StreamConsumer, StreamEntry, TrimCounter};
 pub use writer::{packed_batch, spawn_writer, TagWriter, TagWriterHandle, WriterConfig, MAX_BATCH};
 

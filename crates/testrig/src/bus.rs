@@ -28,6 +28,19 @@ impl RedisConn {
         redis::cmd("XLEN").arg(key).query(&mut self.conn).unwrap()
     }
 
+    /// The newest `count` entries of a stream (`XREVRANGE key + - COUNT count`), each as its
+    /// id and its field/value list.
+    pub fn stream_newest(&mut self, key: &str, count: usize) -> Vec<(String, Vec<String>)> {
+        redis::cmd("XREVRANGE")
+            .arg(key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query(&mut self.conn)
+            .unwrap()
+    }
+
     /// `SET key value` and `PUBLISH key value` in one `MULTI`: a value written the way every
     /// tag bus writer does (the command path's `out` values, for instance).
     pub fn set_and_publish(&mut self, key: &str, value: &str) {
