@@ -26,7 +26,9 @@ mod raw;
 mod row;
 mod validate;
 
-pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, SECRET_COLUMNS};
+pub use cell::{
+    cell_bool, cell_float, cell_int, cell_text, exact_integer, redact_url, SECRET_COLUMNS,
+};
 pub use error::{ConfigError, ConfigErrors, ConfigPath, Section};
 pub use model::{Applet, Config, Device, DeviceKind, Protocol, Secret, Signal, SignalKind};
 pub use raw::{
