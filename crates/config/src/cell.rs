@@ -343,14 +343,29 @@ impl IntColumn {
     }
 }
 
+/// The integer an integral float stands for (`1883.0` -> 1883); `None` for a fraction,
+/// NaN, the infinities and magnitudes beyond 9e15 (where an f64 no longer holds every
+/// integer). Every reader of "an integer written as a float" uses this one rule.
+pub fn exact_integer(f: f64) -> Option<i64> {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 {
+        // integral and within ±9e15: exact in an i64
+        #[allow(clippy::cast_possible_truncation)]
+        Some(f as i64)
+    } else {
+        None
+    }
+}
+
 /// Text of a cell: a string as is, a number as written (an integral float without ".0").
 pub fn cell_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{f:.0}"),
-            _ => n.to_string(),
-        }),
+        Value::Number(n) => Some(
+            match n.as_f64().filter(|_| n.is_f64()).and_then(exact_integer) {
+                Some(i) => i.to_string(),
+                None => n.to_string(),
+            },
+        ),
         Value::Bool(b) => Some(if *b { "1".into() } else { "0".into() }),
         _ => None,
     }
@@ -359,19 +374,12 @@ pub fn cell_text(v: &Value) -> Option<String> {
 /// An integer from a number (integral floats accepted) or from text.
 pub fn cell_int(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        }),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(exact_integer)),
         Value::String(s) => {
             let t = s.trim();
-            t.parse::<i64>().ok().or_else(|| {
-                t.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15)
-                    .map(|f| f as i64)
-            })
+            t.parse::<i64>()
+                .ok()
+                .or_else(|| t.parse::<f64>().ok().and_then(exact_integer))
         }
         Value::Bool(b) => Some(i64::from(*b)),
         _ => None,

@@ -2,7 +2,11 @@
 //! Times are in the unit their column names end in (`t0_s`-`t3_s`, the `_interval_s`
 //! columns, `command_timeout_s`, `command_max_age_ms`); an interval of 0 is off.
 
+use std::num::NonZeroU16;
 use std::time::Duration;
+
+use iec60870::command::{check_command_max_age, check_command_timeout};
+use iec60870::{AsduSizes, CaSize, CommonAddress, CotSize, Ioa, IoaSize, LinkConfig, TypeId};
 
 use crate::cell::RowReader;
 
@@ -39,145 +43,75 @@ pub const SIGNAL_COLUMNS: &[&str] = &[
     "qualifier",
 ];
 
-/// The standard type identifications the gateway knows: (number, name).
-pub const TYPE_IDS: &[(u8, &str)] = &[
-    (1, "M_SP_NA_1"),
-    (2, "M_SP_TA_1"),
-    (3, "M_DP_NA_1"),
-    (4, "M_DP_TA_1"),
-    (5, "M_ST_NA_1"),
-    (6, "M_ST_TA_1"),
-    (7, "M_BO_NA_1"),
-    (8, "M_BO_TA_1"),
-    (9, "M_ME_NA_1"),
-    (10, "M_ME_TA_1"),
-    (11, "M_ME_NB_1"),
-    (12, "M_ME_TB_1"),
-    (13, "M_ME_NC_1"),
-    (14, "M_ME_TC_1"),
-    (15, "M_IT_NA_1"),
-    (16, "M_IT_TA_1"),
-    (17, "M_EP_TA_1"),
-    (18, "M_EP_TB_1"),
-    (19, "M_EP_TC_1"),
-    (20, "M_PS_NA_1"),
-    (21, "M_ME_ND_1"),
-    (30, "M_SP_TB_1"),
-    (31, "M_DP_TB_1"),
-    (32, "M_ST_TB_1"),
-    (33, "M_BO_TB_1"),
-    (34, "M_ME_TD_1"),
-    (35, "M_ME_TE_1"),
-    (36, "M_ME_TF_1"),
-    (37, "M_IT_TB_1"),
-    (38, "M_EP_TD_1"),
-    (39, "M_EP_TE_1"),
-    (40, "M_EP_TF_1"),
-    (45, "C_SC_NA_1"),
-    (46, "C_DC_NA_1"),
-    (47, "C_RC_NA_1"),
-    (48, "C_SE_NA_1"),
-    (49, "C_SE_NB_1"),
-    (50, "C_SE_NC_1"),
-    (51, "C_BO_NA_1"),
-    (58, "C_SC_TA_1"),
-    (59, "C_DC_TA_1"),
-    (60, "C_RC_TA_1"),
-    (61, "C_SE_TA_1"),
-    (62, "C_SE_TB_1"),
-    (63, "C_SE_TC_1"),
-    (64, "C_BO_TA_1"),
-];
-
-/// A type identification from [`TYPE_IDS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct IecTypeId(u8);
-
-impl IecTypeId {
-    /// From its number, if the gateway knows it.
-    pub fn from_number(n: u8) -> Option<Self> {
-        TYPE_IDS.iter().any(|(k, _)| *k == n).then_some(Self(n))
-    }
-    /// From its name (`M_ME_NC_1`, case-insensitive) or its number as text (`13`).
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        if let Ok(n) = s.parse::<u8>() {
-            return Self::from_number(n);
-        }
-        TYPE_IDS
-            .iter()
-            .find(|(_, name)| name.eq_ignore_ascii_case(s))
-            .map(|(n, _)| Self(*n))
-    }
-    /// The number.
-    pub fn number(self) -> u8 {
-        self.0
-    }
-    /// The standard name.
-    pub fn name(self) -> &'static str {
-        TYPE_IDS
-            .iter()
-            .find(|(k, _)| *k == self.0)
-            .map(|(_, n)| *n)
-            .unwrap_or("?")
-    }
-    /// A monitor-direction type (1-40).
-    pub fn is_monitor(self) -> bool {
-        self.0 <= 40
-    }
-    /// A command type (45-64).
-    pub fn is_command(self) -> bool {
-        (45..=64).contains(&self.0)
-    }
-}
-
 /// An outstation the master connects to.
+///
+/// Everything the stack checks is checked by the stack's own rules when the row is read
+/// ([`LinkConfig::validate`], the ASDU field sizes, the addresses that fit them, the command
+/// timeouts): a row that validates is one the master accepts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Iec104Device {
     /// `ip`: one address, or several (comma/space separated) of a redundant outstation,
     /// tried in turn.
     pub hosts: Vec<String>,
-    pub port: u16,
-    /// `asdu_address`: the common address of the station.
-    pub common_address: u16,
+    pub port: NonZeroU16,
+    /// `asdu_address`: the common address of the station (fits `ca_size`).
+    pub common_address: CommonAddress,
+    /// Sent in the COT (0 with a one-octet COT).
     pub originator_address: u8,
-    pub cot_size: u8,
-    pub ca_size: u8,
-    pub ioa_size: u8,
-    pub k: u16,
-    pub w: u16,
-    pub t0: Duration,
-    pub t1: Duration,
-    pub t2: Duration,
-    pub t3: Duration,
+    /// `cot_size`, `ca_size`, `ioa_size`.
+    pub sizes: AsduSizes,
+    /// `k`, `w`, `t0`-`t3`.
+    pub link: LinkConfig,
     /// Periodic general interrogation (None: only after each connect).
-    pub gi_interval: Option<Duration>,
+    pub gi_interval: Option<Interval>,
     /// Clock sync after connect and periodically (None: never).
-    pub clock_sync_interval: Option<Duration>,
+    pub clock_sync_interval: Option<Interval>,
     /// Periodic counter interrogation (None: never).
-    pub counter_interrogation_interval: Option<Duration>,
+    pub counter_interrogation_interval: Option<Interval>,
     /// How long to wait for a command's confirmation.
     pub command_timeout: Duration,
     /// A command whose `out` value is older than this is refused, never sent late.
     pub command_max_age: Duration,
 }
 
+/// The period of a periodic request: 1 s to 31 days (a cell of 0 is "off").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interval(Duration);
+
+impl Interval {
+    /// The longest period.
+    pub const MAX_SECS: u64 = 31 * 24 * 3600;
+
+    /// A period of `secs` seconds, if within 1..=[`Interval::MAX_SECS`].
+    pub fn from_secs(secs: u64) -> Option<Self> {
+        (1..=Self::MAX_SECS)
+            .contains(&secs)
+            .then(|| Self(Duration::from_secs(secs)))
+    }
+
+    /// The period.
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+}
+
 /// How a signal's commands are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Iec104Command {
-    pub type_id: IecTypeId,
+    /// A process command type (45-64).
+    pub type_id: TypeId,
     pub select_before_operate: bool,
-    /// QU (0-31) of single/double/step commands, QL (0-127) of set-points.
+    /// QU (0-31) of single/double/step commands, QL (0-127) of set-points, 0 for bitstrings.
     pub qualifier: u8,
 }
 
 /// A point of an outstation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Iec104Signal {
-    /// `info_address`: the information object address.
-    pub ioa: u32,
+    /// `info_address`: the information object address (fits the device's `ioa_size`).
+    pub ioa: Ioa,
     /// The monitor type received (None for a command-only signal).
-    pub type_id: Option<IecTypeId>,
+    pub type_id: Option<TypeId>,
     /// Engineering value = raw * multiplier + offset.
     pub multiplier: f64,
     pub offset: f64,
@@ -185,20 +119,87 @@ pub struct Iec104Signal {
     pub command: Option<Iec104Command>,
 }
 
-fn secs(
-    r: &mut RowReader<'_>,
-    column: &'static str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Option<Duration> {
-    r.int_or(column, default, min, max)
+/// The largest number of seconds a duration cell is read as (the stack's ranges are far
+/// below; this only keeps the conversion exact).
+const MAX_SECONDS: i64 = u32::MAX as i64;
+
+fn secs(r: &mut RowReader<'_>, column: &'static str, default: u64) -> Option<Duration> {
+    r.int_or(column, i64::try_from(default).unwrap_or(0), 0, MAX_SECONDS)
         .and_then(|n| u64::try_from(n).ok())
         .map(Duration::from_secs)
 }
 
-fn interval(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<Duration>> {
-    secs(r, column, 0, 0, 31 * 24 * 3600).map(|d| (!d.is_zero()).then_some(d))
+fn interval(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<Interval>> {
+    let max = i64::try_from(Interval::MAX_SECS).unwrap_or(i64::MAX);
+    r.int_or(column, 0, 0, max)
+        .and_then(|n| u64::try_from(n).ok())
+        .map(Interval::from_secs)
+}
+
+fn octets(r: &mut RowReader<'_>, column: &'static str, default: u8) -> Option<u8> {
+    r.int_or(column, i64::from(default), 0, 255)
+        .and_then(|n| u8::try_from(n).ok())
+}
+
+/// Records a stack error at its column.
+fn stack_error(r: &mut RowReader<'_>, column: &'static str, e: impl std::fmt::Display) {
+    r.error(Some(column), e.to_string());
+}
+
+/// The column a stack parameter is read from.
+fn link_column(parameter: &str) -> &'static str {
+    match parameter {
+        "k" => "k",
+        "w" => "w",
+        "t0" => "t0_s",
+        "t1" => "t1_s",
+        "t2" => "t2_s",
+        _ => "t3_s",
+    }
+}
+
+/// An ASDU field size, checked by the stack (the error recorded at its column).
+fn size<T>(
+    r: &mut RowReader<'_>,
+    column: &'static str,
+    default: u8,
+    from_octets: fn(u8) -> Result<T, iec60870::BadSize>,
+) -> Option<T> {
+    match from_octets(octets(r, column, default)?) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            stack_error(r, column, e);
+            None
+        }
+    }
+}
+
+/// The ASDU field sizes; `None` (errors recorded) when one is bad.
+fn read_sizes(r: &mut RowReader<'_>) -> Option<AsduSizes> {
+    let d = AsduSizes::default();
+    let cot = size(r, "cot_size", d.cot.octets(), CotSize::from_octets);
+    let ca = size(r, "ca_size", d.ca.octets(), CaSize::from_octets);
+    let ioa = size(r, "ioa_size", d.ioa.octets(), IoaSize::from_octets);
+    Some(AsduSizes {
+        cot: cot?,
+        ca: ca?,
+        ioa: ioa?,
+    })
+}
+
+/// The IOA size of a device row as the signals' addresses are checked against (the default
+/// when the cell is absent or bad: the row's own error is reported there).
+pub(crate) fn ioa_size_of(row: &crate::raw::Row) -> IoaSize {
+    row.get("ioa_size")
+        .and_then(crate::cell::cell_int)
+        .and_then(|n| u8::try_from(n).ok())
+        .and_then(|n| IoaSize::from_octets(n).ok())
+        .unwrap_or_else(default_ioa_size)
+}
+
+/// The IOA size of a device without a valid `ioa_size` (the stack's default).
+pub(crate) fn default_ioa_size() -> IoaSize {
+    AsduSizes::default().ioa
 }
 
 pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
@@ -213,57 +214,75 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
         r.error(Some("ip"), "no address");
     }
     let port = r.int_or("port", 2404, 1, 65_535);
-    let ca_size = r.int_or("ca_size", 2, 1, 2);
-    let ca_max = if ca_size == Some(1) { 255 } else { 65_535 };
-    let common_address = r.req_int("asdu_address", 0, ca_max);
-    let originator_address = r.int_or("originator_address", 0, 0, 255);
-    let cot_size = r.int_or("cot_size", 2, 1, 2);
-    let ioa_size = r.int_or("ioa_size", 3, 1, 3);
-    let k = r.int_or("k", 12, 1, 32_767);
-    let w = r.int_or("w", 8, 1, 32_767);
-    if let (Some(k), Some(w)) = (k, w) {
-        if w > k {
-            r.error(Some("w"), format!("w ({w}) must not exceed k ({k})"));
+    let sizes = read_sizes(r);
+    let common_address = r
+        .req_int("asdu_address", 0, 65_535)
+        .and_then(|n| u16::try_from(n).ok())
+        .map(CommonAddress);
+    let originator_address = octets(r, "originator_address", 0);
+    if let Some(sizes) = sizes {
+        if let Some(Err(e)) = common_address.map(|ca| sizes.check_common_address(ca)) {
+            let max = sizes.max_common_address();
+            stack_error(r, "asdu_address", format!("{e} (ca_size: at most {max})"));
+        }
+        if let Some(Err(e)) = originator_address.map(|o| sizes.check_originator(o)) {
+            stack_error(r, "originator_address", format!("{e} (cot_size 1: only 0)"));
         }
     }
-    let t0 = secs(r, "t0_s", 30, 1, 255);
-    let t1 = secs(r, "t1_s", 15, 1, 255);
-    let t2 = secs(r, "t2_s", 10, 1, 255);
-    let t3 = secs(r, "t3_s", 20, 1, 172_800);
-    if let (Some(t1), Some(t2)) = (t1, t2) {
-        if t2 >= t1 {
-            r.error(
-                Some("t2_s"),
-                format!(
-                    "t2_s ({}) must be less than t1_s ({})",
-                    t2.as_secs(),
-                    t1.as_secs()
-                ),
-            );
+    let defaults = LinkConfig::default();
+    let k = r.int_or("k", i64::from(defaults.k), 0, 65_535);
+    let w = r.int_or("w", i64::from(defaults.w), 0, 65_535);
+    let t0 = secs(r, "t0_s", defaults.t0.as_secs());
+    let t1 = secs(r, "t1_s", defaults.t1.as_secs());
+    let t2 = secs(r, "t2_s", defaults.t2.as_secs());
+    let t3 = secs(r, "t3_s", defaults.t3.as_secs());
+    let link = match (k, w, t0, t1, t2, t3) {
+        (Some(k), Some(w), Some(t0), Some(t1), Some(t2), Some(t3)) => Some(LinkConfig {
+            k: u16::try_from(k).ok()?,
+            w: u16::try_from(w).ok()?,
+            t0,
+            t1,
+            t2,
+            t3,
+        }),
+        _ => None,
+    };
+    let link_ok = link.is_some_and(|l| {
+        let problems = l.problems();
+        for e in &problems {
+            stack_error(r, link_column(e.parameter()), e);
         }
-    }
+        problems.is_empty()
+    });
     let gi_interval = interval(r, "gi_interval_s");
     let clock_sync_interval = interval(r, "clock_sync_interval_s");
     let counter_interrogation_interval = interval(r, "counter_interrogation_interval_s");
-    let command_timeout = secs(r, "command_timeout_s", 10, 1, 600);
+    let command_timeout = secs(r, "command_timeout_s", 10).filter(|d| {
+        let checked = check_command_timeout("command_timeout_s", *d);
+        checked
+            .map_err(|e| stack_error(r, "command_timeout_s", e))
+            .is_ok()
+    });
     let command_max_age = r
         .int(&crate::columns::COMMAND_MAX_AGE_MS)
         .and_then(|n| u64::try_from(n).ok())
-        .map(Duration::from_millis);
+        .map(Duration::from_millis)
+        .filter(|d| {
+            let checked = check_command_max_age(*d);
+            checked
+                .map_err(|e| stack_error(r, "command_max_age_ms", e))
+                .is_ok()
+        });
+    let sizes = sizes?;
+    let common_address = common_address.filter(|ca| sizes.check_common_address(*ca).is_ok())?;
+    let originator_address = originator_address.filter(|o| sizes.check_originator(*o).is_ok())?;
     Some(Iec104Device {
         hosts: hosts.filter(|h| !h.is_empty())?,
-        port: u16::try_from(port?).ok()?,
-        common_address: u16::try_from(common_address?).ok()?,
-        originator_address: u8::try_from(originator_address?).ok()?,
-        cot_size: u8::try_from(cot_size?).ok()?,
-        ca_size: u8::try_from(ca_size?).ok()?,
-        ioa_size: u8::try_from(ioa_size?).ok()?,
-        k: u16::try_from(k?).ok()?,
-        w: u16::try_from(w?).ok()?,
-        t0: t0?,
-        t1: t1?,
-        t2: t2?,
-        t3: t3?,
+        port: u16::try_from(port?).ok().and_then(NonZeroU16::new)?,
+        common_address,
+        originator_address,
+        sizes,
+        link: link.filter(|_| link_ok)?,
         gi_interval: gi_interval?,
         clock_sync_interval: clock_sync_interval?,
         counter_interrogation_interval: counter_interrogation_interval?,
@@ -272,13 +291,23 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     })
 }
 
-fn type_id(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<IecTypeId>> {
+fn type_id(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<TypeId>> {
     let Some(s) = r.opt_string(column) else {
         return Some(None);
     };
-    match IecTypeId::parse(&s) {
-        Some(t) => Some(Some(t)),
-        None => {
+    match s.parse::<TypeId>() {
+        Ok(t) if t.is_monitor() || t.is_command() => Some(Some(t)),
+        Ok(t) => {
+            r.error(
+                Some(column),
+                format!(
+                    "{} is neither process information (1-40) nor a process command (45-64)",
+                    t.name()
+                ),
+            );
+            None
+        }
+        Err(_) => {
             r.error(
                 Some(column),
                 format!("{s:?} is not a known type identification (e.g. M_SP_NA_1 or 1)"),
@@ -288,14 +317,24 @@ fn type_id(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<IecType
     }
 }
 
-/// Reads a point; `ioa_size` is its device's (3 when the device row itself is invalid).
-pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104Signal> {
-    let ioa_max = match ioa_size {
-        1 => 255,
-        2 => 65_535,
-        _ => 16_777_215,
+/// Reads a point; `ioa_size` is its device's.
+pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: IoaSize) -> Option<Iec104Signal> {
+    let sizes = AsduSizes {
+        ioa: ioa_size,
+        ..AsduSizes::default()
     };
-    let ioa = r.req_int("info_address", 0, ioa_max);
+    let ioa = r
+        .req_int("info_address", 0, i64::from(u32::MAX))
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Ioa)
+        .filter(|ioa| match sizes.check_ioa(*ioa) {
+            Ok(()) => true,
+            Err(e) => {
+                let max = sizes.max_ioa();
+                stack_error(r, "info_address", format!("{e} (ioa_size: at most {max})"));
+                false
+            }
+        });
     let has_type = r.has("type_id");
     let tid = type_id(r, "type_id");
     if !has_type {
@@ -305,7 +344,7 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104S
     let offset = r.float_or("offset", 0.0);
     let command_type = type_id(r, "command_type");
     let sbo = r.bool_or("select_before_operate", false);
-    let qualifier = r.int_or("qualifier", 0, 0, 127);
+    let qualifier = octets(r, "qualifier", 0);
 
     let tid = tid?.filter(|_| has_type);
     let command_type = command_type?;
@@ -323,10 +362,9 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104S
         Some(t) => (Some(t), command_type),
         None => return None,
     };
-    let qualifier = u8::try_from(qualifier?).ok()?;
+    let qualifier = qualifier?;
     if let Some(ct) = command_tid {
-        let is_setpoint = matches!(ct.number(), 48..=50 | 61..=63);
-        if is_setpoint && multiplier.is_some_and(|m| m == 0.0 || !m.is_finite()) {
+        if ct.is_setpoint() && multiplier.is_some_and(|m| m == 0.0 || !m.is_finite()) {
             // set-points are inverse-scaled: raw = (out - offset) / multiplier
             r.error(
                 Some("multiplier"),
@@ -334,16 +372,13 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: u8) -> Option<Iec104S
             );
             return None;
         }
-        if !is_setpoint && qualifier > 31 {
-            r.error(
-                Some("qualifier"),
-                format!("{qualifier} is out of range 0..=31 for {}", ct.name()),
-            );
+        if let Err(e) = ct.check_qualifier(qualifier) {
+            stack_error(r, "qualifier", e);
             return None;
         }
     }
     Some(Iec104Signal {
-        ioa: u32::try_from(ioa?).ok()?,
+        ioa: ioa?,
         type_id: monitor,
         multiplier: multiplier?,
         offset: offset?,

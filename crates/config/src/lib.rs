@@ -31,7 +31,10 @@ mod raw;
 mod row;
 mod validate;
 
-pub use cell::{cell_bool, cell_float, cell_int, cell_text, redact_url, IntColumn, SECRET_COLUMNS};
+pub use cell::{
+    cell_bool, cell_float, cell_int, cell_text, exact_integer, redact_url, IntColumn,
+    SECRET_COLUMNS,
+};
 pub use columns::{column_reference, renamed_to, unit_of, upgrade_columns, Renamed, RENAMED};
 pub use error::{ConfigError, ConfigErrors, ConfigPath, Section};
 pub use model::{Applet, Config, Device, DeviceKind, Protocol, Secret, Signal, SignalKind};

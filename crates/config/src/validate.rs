@@ -79,7 +79,7 @@ struct RawDevice {
     index: usize,
     protocol: Option<Protocol>,
     /// The IEC 104 IOA size, as far as the row says (3 when absent or wrong).
-    ioa_size: u8,
+    ioa_size: iec60870::IoaSize,
 }
 
 /// Validates a raw config. Never fails: problems are in [`Validated::errors`].
@@ -251,12 +251,7 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
                     ),
                 );
             } else {
-                let ioa_size = row
-                    .get("ioa_size")
-                    .and_then(cell_int)
-                    .and_then(|n| u8::try_from(n).ok())
-                    .filter(|n| (1..=3).contains(n))
-                    .unwrap_or(3);
+                let ioa_size = iec104::ioa_size_of(row);
                 raw_devices.insert(
                     alias.clone(),
                     RawDevice {
@@ -296,7 +291,7 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
 
     // Signals.
     let mut signals: Vec<Signal> = Vec::with_capacity(index.rows);
-    let mut seen_ioa: BTreeMap<(usize, u32), usize> = BTreeMap::new();
+    let mut seen_ioa: BTreeMap<(usize, iec60870::Ioa), usize> = BTreeMap::new();
     let signal_index = index;
     for (index, row) in signal_rows.into_iter().enumerate() {
         let row = row.borrow();
@@ -357,7 +352,7 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
                 Some(SignalKind::Mqtt(Box::new(mqtt::make_signal(sd, ss, topic))))
             }),
             Some(Protocol::Iec104Master) => {
-                let ioa_size = raw_device.map_or(3, |d| d.ioa_size);
+                let ioa_size = raw_device.map_or_else(iec104::default_ioa_size, |d| d.ioa_size);
                 iec104::read_signal(&mut r, ioa_size).map(SignalKind::Iec104)
             }
             Some(Protocol::ModbusRtu | Protocol::ModbusTcp) => {

@@ -119,7 +119,7 @@ fn spreadsheet_cells_are_read_leniently() {
     };
     assert_eq!(r.hosts, vec!["10.0.0.1", "10.0.0.2"]);
     assert_eq!(
-        (r.common_address, r.t1.as_secs(), r.gi_interval),
+        (r.common_address.0, r.link.t1.as_secs(), r.gi_interval),
         (7, 20, None)
     );
     let SignalKind::Mqtt(s) = &v.config.signals[1].kind else {

@@ -1,16 +1,15 @@
-//! The sans-IO command core: an `out` value -> the ASDUs to send, and the outcome mapping.
+//! The sans-IO command core: an `out` value -> the command element, and the outcome mapping.
+//! The procedure (direct or select-before-operate, the age check before each step) is the
+//! stack's [`iec60870::CommandSequence`].
 
-use iec60870::{
-    Asdu, Cause, CommonAddress, Cot, Cp56Time2a, DoublePointValue, InformationElement,
-    InformationObject, Ioa, StepCommand, TimeTagKind, TypeId,
-};
+use iec60870::{DoublePointValue, InformationElement, Ioa, StepCommand, TypeId};
 use tagbus::{CommandOutcome, Value};
 
 /// How a signal's commands are sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CommandSpec {
     /// Information object address.
-    pub ioa: u32,
+    pub ioa: Ioa,
     /// The command type (45-64).
     pub type_id: TypeId,
     /// Select, wait for ACT_CON, then execute.
@@ -41,12 +40,7 @@ pub enum InvalidCommand {
 fn integer(v: Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(i),
-        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 =>
-        {
-            #[allow(clippy::cast_possible_truncation)]
-            Some(f as i64)
-        }
-        Value::Float(_) => None,
+        Value::Float(f) => config::exact_integer(f),
     }
 }
 
@@ -181,48 +175,6 @@ pub fn command_element(
     }
 }
 
-fn with_select(e: InformationElement, sel: bool) -> InformationElement {
-    use InformationElement as E;
-    let mut e = e;
-    match &mut e {
-        E::SingleCommand { select, .. }
-        | E::DoubleCommand { select, .. }
-        | E::RegulatingStep { select, .. }
-        | E::SetpointNormalized { select, .. }
-        | E::SetpointScaled { select, .. }
-        | E::SetpointFloat { select, .. } => *select = sel,
-        _ => {}
-    }
-    e
-}
-
-/// True when the type has an S/E bit (bitstring commands have none: always direct).
-pub fn can_select(t: TypeId) -> bool {
-    t.without_time() != TypeId::C_BO_NA_1
-}
-
-/// The activation ASDU of a command: the configured type, S/E as given, and for the
-/// time-tagged types (58-64) the time `now` (the current time when it is sent).
-pub fn command_asdu(
-    spec: &CommandSpec,
-    element: InformationElement,
-    select: bool,
-    common_address: u16,
-    originator: u8,
-    now: Option<Cp56Time2a>,
-) -> Asdu {
-    let cot = Cot {
-        originator,
-        ..Cot::new(Cause::ACTIVATION)
-    };
-    let e = with_select(element, select);
-    let obj = match (spec.type_id.time_tag(), now) {
-        (TimeTagKind::Cp56, Some(t)) => InformationObject::with_cp56(Ioa(spec.ioa), e, t),
-        _ => InformationObject::new(Ioa(spec.ioa), e),
-    };
-    Asdu::single(spec.type_id, cot, CommonAddress(common_address), obj)
-}
-
 /// The command outcome of the stack's result.
 pub fn outcome(r: &iec60870::CommandResult) -> CommandOutcome {
     match r {
@@ -230,12 +182,8 @@ pub fn outcome(r: &iec60870::CommandResult) -> CommandOutcome {
         iec60870::CommandResult::Rejected { .. } => CommandOutcome::Rejected,
         iec60870::CommandResult::Timeout => CommandOutcome::Timeout,
         iec60870::CommandResult::LinkDown => CommandOutcome::LinkDown,
+        iec60870::CommandResult::Expired => CommandOutcome::TooOld,
     }
-}
-
-/// Whether a command issued at `command_ts_ms` is too old to send at `now_ms`.
-pub fn too_old(command_ts_ms: u64, now_ms: u64, max_age_ms: u64) -> bool {
-    now_ms.saturating_sub(command_ts_ms) > max_age_ms
 }
 
 #[cfg(test)]
@@ -249,7 +197,7 @@ mod tests {
 
     fn spec(t: TypeId, m: f64, o: f64) -> CommandSpec {
         CommandSpec {
-            ioa: 400,
+            ioa: Ioa(400),
             type_id: t,
             select_before_operate: false,
             qualifier: 0,
@@ -333,44 +281,5 @@ mod tests {
         assert!(command_element(&b, Value::Int(4_294_967_295)).is_ok());
         assert!(command_element(&b, Value::Int(-1)).is_err());
         assert!(command_element(&spec(TypeId::M_SP_NA_1, 1.0, 0.0), Value::Int(1)).is_err());
-    }
-
-    #[test]
-    fn asdus_carry_select_and_time() {
-        let mut s = spec(TypeId::C_SE_TC_1, 1.0, 0.0);
-        s.qualifier = 5;
-        let (e, _) = command_element(&s, Value::Float(1.5)).unwrap();
-        let t = Cp56Time2a::from_unix_ms(1_700_000_000_000).unwrap();
-        let a = command_asdu(&s, e, true, 7, 3, Some(t));
-        assert_eq!(a.type_id, TypeId::C_SE_TC_1);
-        assert_eq!(a.cot.originator, 3);
-        assert_eq!(a.cot.cause, Cause::ACTIVATION);
-        assert_eq!(a.common_address, CommonAddress(7));
-        assert_eq!(
-            a.objects[0].element,
-            InformationElement::SetpointFloat {
-                value: 1.5,
-                ql: 5,
-                select: true
-            }
-        );
-        assert_eq!(a.objects[0].time, Some(iec60870::TimeTag::Cp56(t)));
-        a.encode(&iec60870::AsduSizes::default()).unwrap();
-        let s = spec(TypeId::C_SC_NA_1, 1.0, 0.0);
-        let (e, _) = command_element(&s, Value::Int(0)).unwrap();
-        let a = command_asdu(&s, e, false, 1, 0, Some(t));
-        assert_eq!(a.objects[0].time, None);
-        assert!(!can_select(TypeId::C_BO_TA_1));
-        assert!(can_select(TypeId::C_DC_NA_1));
-    }
-
-    #[test]
-    fn age() {
-        assert!(!too_old(1000, 1500, 1000));
-        assert!(too_old(1000, 2001, 1000));
-        assert!(
-            !too_old(5000, 1000, 1000),
-            "a command from the future is not old"
-        );
     }
 }

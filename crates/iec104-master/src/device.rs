@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use iec60870::command::{check_command_max_age, deadline_for_age};
 use iec60870::{
-    spawn_master, AsduSizes, CommonAddress, Cp56Time2a, LinkConfig, MasterConfig, MasterEvent,
-    MasterHandle,
+    spawn_master, ActTerm, Command, Cp56Time2a, Ioa, MasterConfig, MasterEvent, MasterHandle,
 };
 use tagbus::{
     now_ms, Alias, CommandOutcome, CommandResult, Direction, FeedEvent, Origin, ReaderConfig,
@@ -45,26 +45,60 @@ struct LinkState {
 /// Retry delay of a failed general interrogation when no shorter `gi_interval_s` is set.
 const GI_RETRY: Duration = Duration::from_secs(30);
 
-/// Builds the master configuration of a device.
-pub fn master_config(spec: &DeviceSpec, addrs: Vec<SocketAddr>, opts: &Options) -> MasterConfig {
+/// A device the stack would refuse (never one that passed config validation, which
+/// checks with the same rules of the stack).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The link parameters or the command timing.
+    #[error("{0}")]
+    Master(#[from] iec60870::ConfigError),
+    /// An address that does not fit its field.
+    #[error("{0}")]
+    Address(#[from] iec60870::AsduError),
+    /// A command qualifier that does not fit its type.
+    #[error("signal {signal}: {error}")]
+    Qualifier {
+        /// The signal.
+        signal: Alias,
+        /// What is wrong.
+        error: iec60870::BadQualifier,
+    },
+}
+
+/// The device start: the master configuration of a device, checked by the stack's rules
+/// (link parameters, command timing, addresses against the ASDU field sizes, qualifiers).
+pub fn master_config(
+    spec: &DeviceSpec,
+    addrs: Vec<SocketAddr>,
+    opts: &Options,
+) -> Result<MasterConfig, StartError> {
     let d = &spec.device;
     let mut mc = MasterConfig::new(addrs);
-    mc.link = LinkConfig {
-        k: d.k,
-        w: d.w,
-        t0: d.t0,
-        t1: d.t1,
-        t2: d.t2,
-        t3: d.t3,
-    };
-    mc.connect_timeout = d.t0;
-    mc.sizes = AsduSizes::from_octets(d.cot_size, d.ca_size, d.ioa_size).unwrap_or_default();
+    mc.link = d.link;
+    mc.connect_timeout = d.link.t0;
+    mc.sizes = d.sizes;
     mc.decode_level = opts.decode_level;
     mc.originator = d.originator_address;
     mc.command_timeout = d.command_timeout;
     mc.reconnect_min = opts.reconnect_min;
     mc.reconnect_max = opts.reconnect_max;
-    mc
+    mc.validate()?;
+    check_command_max_age(d.command_max_age)?;
+    d.sizes.check_originator(d.originator_address)?;
+    d.sizes.check_common_address(d.common_address)?;
+    for m in &spec.monitors {
+        d.sizes.check_ioa(Ioa(m.ioa))?;
+    }
+    for (signal, c) in &spec.commands {
+        d.sizes.check_ioa(c.ioa)?;
+        c.type_id
+            .check_qualifier(c.qualifier)
+            .map_err(|error| StartError::Qualifier {
+                signal: signal.clone(),
+                error,
+            })?;
+    }
+    Ok(mc)
 }
 
 /// Resolves the device's hosts (IP addresses, or names looked up now); retries with backoff
@@ -75,10 +109,10 @@ async fn resolve(spec: &DeviceSpec) -> Vec<SocketAddr> {
         let mut addrs = Vec::new();
         for host in &spec.device.hosts {
             if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-                addrs.push(SocketAddr::new(ip, spec.device.port));
+                addrs.push(SocketAddr::new(ip, spec.device.port.get()));
                 continue;
             }
-            match tokio::net::lookup_host((host.as_str(), spec.device.port)).await {
+            match tokio::net::lookup_host((host.as_str(), spec.device.port.get())).await {
                 Ok(found) => addrs.extend(found.take(4)),
                 Err(e) => tracing::warn!(device = %spec.alias, %host, error = %e, "cannot resolve"),
             }
@@ -105,7 +139,7 @@ async fn read_current(alias: &Alias, redis_url: &str, keys: &[TagKey]) -> Vec<(T
 /// Runs one outstation for ever: the master, its scheduler, its command task, the mapping.
 pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options) {
     let alias = spec.alias.clone();
-    let ca = spec.device.common_address;
+    let ca = spec.device.common_address.0;
     let mut mapper = Mapper::new(&alias, ca, spec.monitors.clone());
     let mut out: Vec<(TagKey, TagValue)> = Vec::new();
 
@@ -124,7 +158,14 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
     flush(&writer, &mut out).await;
 
     let addrs = resolve(&spec).await;
-    let (handle, mut events) = spawn_master(master_config(&spec, addrs, &opts));
+    let master = match master_config(&spec, addrs, &opts) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(device = %alias, error = %e, "invalid configuration: not started");
+            return;
+        }
+    };
+    let (handle, mut events) = spawn_master(master);
     let (link_tx, link_rx) = watch::channel(LinkState {
         active: false,
         generation: 0,
@@ -242,7 +283,11 @@ async fn schedule(
     device: config::iec104::Iec104Device,
     mut link: watch::Receiver<LinkState>,
 ) {
-    let ca = CommonAddress(device.common_address);
+    let ca = device.common_address;
+    let period = |i: Option<config::iec104::Interval>| i.map(config::iec104::Interval::duration);
+    let gi_interval = period(device.gi_interval);
+    let clock_sync_interval = period(device.clock_sync_interval);
+    let counter_interrogation_interval = period(device.counter_interrogation_interval);
     loop {
         // wait for an active link
         let state = loop {
@@ -256,8 +301,8 @@ async fn schedule(
         };
         let now = Instant::now();
         let mut next_gi = Some(now);
-        let mut next_cs = device.clock_sync_interval.map(|_| now);
-        let mut next_ci = device.counter_interrogation_interval.map(|_| now);
+        let mut next_cs = clock_sync_interval.map(|_| now);
+        let mut next_ci = counter_interrogation_interval.map(|_| now);
         loop {
             let due = [next_gi, next_cs, next_ci].into_iter().flatten().min();
             let sleep = async {
@@ -285,9 +330,9 @@ async fn schedule(
                     tracing::warn!(device = %alias, result = ?r, "general interrogation failed");
                 }
                 let after = if ok {
-                    device.gi_interval
+                    gi_interval
                 } else {
-                    Some(device.gi_interval.map_or(GI_RETRY, |i| i.min(GI_RETRY)))
+                    Some(gi_interval.map_or(GI_RETRY, |i| i.min(GI_RETRY)))
                 };
                 next_gi = after.and_then(from_now);
             }
@@ -304,14 +349,14 @@ async fn schedule(
                         tracing::warn!(device = %alias, error = %e, "system time cannot be sent")
                     }
                 }
-                next_cs = device.clock_sync_interval.and_then(from_now);
+                next_cs = clock_sync_interval.and_then(from_now);
             }
             if next_ci.is_some_and(|t| t <= Instant::now()) {
                 let r = handle.counter_interrogation(ca).await;
                 if !matches!(r, Ok(ref c) if c.is_confirmed()) {
                     tracing::warn!(device = %alias, result = ?r, "counter interrogation failed");
                 }
-                next_ci = device.counter_interrogation_interval.and_then(from_now);
+                next_ci = counter_interrogation_interval.and_then(from_now);
             }
         }
     }
@@ -396,11 +441,12 @@ async fn execute(
         tracing::warn!(device = %alias, signal = %key.signal, "command to a signal without command type");
         return (CommandOutcome::NotWritable, None);
     };
-    let max_age = u64::try_from(spec.device.command_max_age.as_millis()).unwrap_or(u64::MAX);
-    if command::too_old(value.timestamp_ms, now_ms(), max_age) {
+    let age = Duration::from_millis(now_ms().saturating_sub(value.timestamp_ms));
+    let now = Instant::now().into_std();
+    let Some(deadline) = deadline_for_age(now, age, spec.device.command_max_age) else {
         tracing::warn!(device = %alias, signal = %key.signal, ts = value.timestamp_ms, "command too old: refused");
         return (CommandOutcome::TooOld, None);
-    }
+    };
     let (element, raw) = match command::command_element(cmd, value.value) {
         Ok(x) => x,
         Err(e) => {
@@ -408,33 +454,22 @@ async fn execute(
             return (CommandOutcome::Invalid, None);
         }
     };
-    let d = &spec.device;
-    let build = |select: bool| {
-        let now = Cp56Time2a::from_unix_ms(i64::try_from(now_ms()).unwrap_or(0)).ok();
-        command::command_asdu(
-            cmd,
-            element,
-            select,
-            d.common_address,
-            d.originator_address,
-            now,
-        )
+    let command = Command {
+        type_id: cmd.type_id,
+        common_address: spec.device.common_address,
+        ioa: cmd.ioa,
+        element,
+        select_before_operate: cmd.select_before_operate,
+        // outstations differ (c104 sends ACT_TERM only for set-points)
+        act_term: ActTerm::Skip,
+        deadline: Some(deadline),
     };
-    let sbo = cmd.select_before_operate && command::can_select(cmd.type_id);
-    if sbo {
-        match handle.transaction(build(true), false).await {
-            Ok(r) if r.is_confirmed() => {}
-            Ok(r) => return (command::outcome(&r), None),
-            Err(e) => return (master_error(alias, e), None),
-        }
-        // the select took time: check the age again, never execute late
-        if command::too_old(value.timestamp_ms, now_ms(), max_age) {
-            return (CommandOutcome::TooOld, None);
-        }
-    }
-    // ACT_TERM is not awaited: outstations differ (c104 sends it only for set-points)
-    match handle.transaction(build(false), false).await {
+    match handle.execute(command).await {
         Ok(r) => {
+            if r == iec60870::CommandResult::Expired {
+                tracing::warn!(device = %alias, signal = %key.signal, ts = value.timestamp_ms,
+                    "command too old before its execute: not sent");
+            }
             let o = command::outcome(&r);
             (o, (o == CommandOutcome::Confirmed).then_some(raw))
         }

@@ -732,10 +732,34 @@ fn decode_ioa(r: &mut Reader<'_>, sizes: &AsduSizes) -> Result<Ioa, AsduError> {
     }))
 }
 
-fn encode_ioa(ioa: Ioa, sizes: &AsduSizes, w: &mut Writer) -> Result<(), AsduError> {
-    if ioa.0 > sizes.max_ioa() {
-        return Err(AsduError::AddressTooLarge("information object address"));
+impl AsduSizes {
+    /// Fails when the originator address cannot be sent: any but 0 with a one-octet COT.
+    pub fn check_originator(&self, originator: u8) -> Result<(), AsduError> {
+        if self.cot == CotSize::One && originator != 0 {
+            return Err(AsduError::AddressTooLarge("originator address"));
+        }
+        Ok(())
     }
+
+    /// Fails when the common address does not fit the CA size.
+    pub fn check_common_address(&self, ca: CommonAddress) -> Result<(), AsduError> {
+        if ca.0 > self.max_common_address() {
+            return Err(AsduError::AddressTooLarge("common address"));
+        }
+        Ok(())
+    }
+
+    /// Fails when the information object address does not fit the IOA size.
+    pub fn check_ioa(&self, ioa: Ioa) -> Result<(), AsduError> {
+        if ioa.0 > self.max_ioa() {
+            return Err(AsduError::AddressTooLarge("information object address"));
+        }
+        Ok(())
+    }
+}
+
+fn encode_ioa(ioa: Ioa, sizes: &AsduSizes, w: &mut Writer) -> Result<(), AsduError> {
+    sizes.check_ioa(ioa)?;
     let [a, b, c, _] = ioa.0.to_le_bytes();
     match sizes.ioa {
         IoaSize::One => w.u8(a),
@@ -848,18 +872,15 @@ impl Asdu {
         w.u8(self.type_id as u8);
         w.u8(count_u8 | bit(self.sq, 0x80));
         w.u8(self.cot.octet());
-        match sizes.cot {
-            CotSize::One => {
-                if self.cot.originator != 0 {
-                    return Err(AsduError::AddressTooLarge("originator address"));
-                }
-            }
-            CotSize::Two => w.u8(self.cot.originator),
+        sizes.check_originator(self.cot.originator)?;
+        sizes.check_common_address(self.common_address)?;
+        if sizes.cot == CotSize::Two {
+            w.u8(self.cot.originator);
         }
+        let [ca_low, ca_high] = self.common_address.0.to_le_bytes();
         match sizes.ca {
-            CaSize::One => w.u8(u8::try_from(self.common_address.0)
-                .map_err(|_| AsduError::AddressTooLarge("common address"))?),
-            CaSize::Two => w.u16_le(self.common_address.0),
+            CaSize::One => w.u8(ca_low),
+            CaSize::Two => w.bytes(&[ca_low, ca_high]),
         }
         let mut expected: Option<u32> = None;
         for (i, obj) in self.objects.iter().enumerate() {

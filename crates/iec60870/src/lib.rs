@@ -8,9 +8,11 @@
 //! - [`link`]: the sans-IO link state machine ([`Link`], [`LinkConfig`]) with the k/w windows
 //!   and t1/t2/t3 timers on the monotonic clock.
 //! - [`time`]: CP56Time2a (UTC, years 2000-2099 for the two-digit year), CP24Time2a, CP16Time2a.
-//! - [`master`]: the tokio controlling station ([`spawn_master`], [`MasterHandle`],
+//! - [`command`]: the sans-IO command procedure ([`Command`], [`CommandSequence`]): direct or
+//!   select-before-operate, the deadline checked before every step, ACT_TERM awaited or not.
+//! - [`master`] (feature `tokio`, default): the tokio controlling station ([`spawn_master`], [`MasterHandle`],
 //!   [`MasterEvent`]).
-//! - [`outstation`]: the tokio controlled station ([`spawn_outstation`], [`PointDb`],
+//! - [`outstation`] (feature `tokio`): the tokio controlled station ([`spawn_outstation`], [`PointDb`],
 //!   [`CommandHandler`]).
 //! - [`decode`]: protocol logging levels ([`DecodeLevel`]: off / APCI / ASDU / hex).
 //!
@@ -59,11 +61,15 @@
 
 pub mod apci;
 pub mod asdu;
+pub mod command;
 pub mod cursor;
 pub mod decode;
 pub mod link;
+#[cfg(feature = "tokio")]
 pub mod master;
+#[cfg(feature = "tokio")]
 pub mod outstation;
+#[cfg(feature = "tokio")]
 mod session;
 pub mod time;
 pub mod types;
@@ -74,19 +80,22 @@ pub use apci::{
 pub use asdu::{
     Asdu, AsduError, InformationElement, InformationObject, StepCommand, TimeTag, MAX_ASDU_LEN,
 };
+pub use command::{ActTerm, Command, CommandResult, CommandSequence, CommandStep};
 pub use decode::DecodeLevel;
 pub use link::{
     ApciParams, ConfigError, Link, LinkConfig, LinkError, LinkEvent, LinkState, Role, SendError,
 };
+#[cfg(feature = "tokio")]
 pub use master::{
-    command_type, spawn_master, CommandResult, MasterConfig, MasterError, MasterEvent, MasterHandle,
+    command_type, spawn_master, MasterConfig, MasterError, MasterEvent, MasterHandle,
 };
+#[cfg(feature = "tokio")]
 pub use outstation::{
     spawn_outstation, AcceptAll, CommandHandler, CommandRequest, OutstationConfig, OutstationError,
     OutstationHandle, Point, PointDb,
 };
 pub use time::{Cp16Time2a, Cp24Time2a, Cp56Time2a, TimeError};
 pub use types::{
-    AsduSizes, CaSize, Cause, CommonAddress, Cot, CotSize, DoublePointValue, Ioa, IoaSize, Qds,
-    Quality, TimeTagKind, TypeId,
+    AsduSizes, BadQualifier, BadSize, CaSize, Cause, CommonAddress, Cot, CotSize, DoublePointValue,
+    Ioa, IoaSize, Qds, Quality, TimeTagKind, TypeId, UnknownTypeId,
 };

@@ -53,7 +53,7 @@ impl Default for LinkConfig {
     }
 }
 
-/// An invalid [`LinkConfig`].
+/// An invalid [`LinkConfig`] (or master configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
     /// k is 0 or above 32767.
@@ -62,9 +62,14 @@ pub enum ConfigError {
     /// w is 0 or above k.
     #[error("w must be 1..=k")]
     BadW,
-    /// A timer is zero or above one day.
-    #[error("timer {0} must be between 1 ms and 1 day")]
-    BadTimer(&'static str),
+    /// A timer is zero or above its maximum.
+    #[error("{name} must be between 1 ms and {} s", max.as_secs())]
+    BadTimer {
+        /// `t0`..`t3`, or `command_timeout` / `act_term_timeout` / `command_max_age`.
+        name: &'static str,
+        /// Its largest value.
+        max: Duration,
+    },
     /// t2 is not below t1.
     #[error("t2 must be less than t1")]
     T2NotBelowT1,
@@ -76,30 +81,66 @@ pub enum ConfigError {
     BadReconnect,
 }
 
+impl ConfigError {
+    /// The parameter the error is about (`k`, `w`, `t0`..`t3`, ...).
+    pub fn parameter(&self) -> &'static str {
+        match self {
+            ConfigError::BadK => "k",
+            ConfigError::BadW => "w",
+            ConfigError::BadTimer { name, .. } => name,
+            ConfigError::T2NotBelowT1 => "t2",
+            ConfigError::BadQueueSize => "queue_size",
+            ConfigError::BadReconnect => "reconnect_min",
+        }
+    }
+}
+
+/// Checks that a timer is at least 1 ms and at most `max`.
+pub fn check_timer(name: &'static str, t: Duration, max: Duration) -> Result<(), ConfigError> {
+    if t < Duration::from_millis(1) || t > max {
+        return Err(ConfigError::BadTimer { name, max });
+    }
+    Ok(())
+}
+
 impl LinkConfig {
-    /// Checks the ranges.
+    /// Largest t0, t1 and t2: 255 s (IEC 60870-5-104, 9.6).
+    pub const MAX_T0_T2: Duration = Duration::from_secs(255);
+    /// Largest t3: 48 h (IEC 60870-5-104, 9.6).
+    pub const MAX_T3: Duration = Duration::from_secs(48 * 3600);
+    /// Largest k and w.
+    pub const MAX_WINDOW: u16 = 32767;
+
+    /// Checks the ranges of the standard: k 1-32767, w 1..=k, t0-t2 1 ms..=255 s,
+    /// t3 1 ms..=48 h, t2 < t1. (Sub-second timers are allowed for tests.)
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.k == 0 || self.k > 32767 {
-            return Err(ConfigError::BadK);
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem [`LinkConfig::validate`] would report the first of.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        if self.k == 0 || self.k > Self::MAX_WINDOW {
+            out.push(ConfigError::BadK);
         }
         if self.w == 0 || self.w > self.k {
-            return Err(ConfigError::BadW);
+            out.push(ConfigError::BadW);
         }
-        let day = Duration::from_secs(86_400);
-        for (name, t) in [
-            ("t0", self.t0),
-            ("t1", self.t1),
-            ("t2", self.t2),
-            ("t3", self.t3),
+        for (name, t, max) in [
+            ("t0", self.t0, Self::MAX_T0_T2),
+            ("t1", self.t1, Self::MAX_T0_T2),
+            ("t2", self.t2, Self::MAX_T0_T2),
+            ("t3", self.t3, Self::MAX_T3),
         ] {
-            if t.is_zero() || t > day {
-                return Err(ConfigError::BadTimer(name));
-            }
+            out.extend(check_timer(name, t, max).err());
         }
         if self.t2 >= self.t1 {
-            return Err(ConfigError::T2NotBelowT1);
+            out.push(ConfigError::T2NotBelowT1);
         }
-        Ok(())
+        out
     }
 }
 

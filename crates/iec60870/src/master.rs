@@ -17,6 +17,9 @@
 //! address). COT 44-47 are failures whatever the P/N bit says.
 
 use crate::asdu::{Asdu, AsduError, InformationElement, InformationObject};
+use crate::command::{
+    check_command_timeout, ActTerm, Command, CommandResult, CommandSequence, CommandStep,
+};
 use crate::decode::DecodeLevel;
 use crate::link::{ConfigError, Link, LinkConfig, LinkEvent, Role};
 use crate::session::{now, read_some, Session, SessionError, READ_CHUNK};
@@ -46,8 +49,8 @@ pub struct MasterConfig {
     pub originator: u8,
     /// Time to wait for ACT_CON of a command or system command; default 10 s.
     pub command_timeout: Duration,
-    /// Time to wait for ACT_TERM after a positive execute ACT_CON in
-    /// [`MasterHandle::select_before_operate`]; default 2 s (missing ACT_TERM is not an error).
+    /// Time to wait for ACT_TERM after a positive execute ACT_CON of a command with
+    /// [`ActTerm::Await`]; default 2 s (missing ACT_TERM is not an error).
     pub act_term_timeout: Duration,
     /// First reconnect delay; default 1 s.
     pub reconnect_min: Duration,
@@ -58,9 +61,11 @@ pub struct MasterConfig {
 }
 
 impl MasterConfig {
-    /// Checks the link parameters and that the channels have room.
+    /// Checks the link parameters, the command timeouts and that the channels have room.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.link.validate()?;
+        check_command_timeout("command_timeout", self.command_timeout)?;
+        check_command_timeout("act_term_timeout", self.act_term_timeout)?;
         if self.queue_size == 0 {
             return Err(ConfigError::BadQueueSize);
         }
@@ -103,35 +108,6 @@ pub enum MasterEvent {
     },
     /// An ASDU arrived.
     Asdu(Asdu),
-}
-
-/// Outcome of a command or system command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommandResult {
-    /// Positive ACT_CON; `terminated` when ACT_TERM was also received (only awaited by
-    /// [`MasterHandle::select_before_operate`]).
-    Confirmed {
-        /// ACT_TERM received.
-        terminated: bool,
-    },
-    /// Negative confirmation or COT 44-47.
-    Rejected {
-        /// The cause in the answer.
-        cause: Cause,
-        /// The P/N bit.
-        negative: bool,
-    },
-    /// No ACT_CON within `command_timeout`.
-    Timeout,
-    /// The link was not active or went down before the answer.
-    LinkDown,
-}
-
-impl CommandResult {
-    /// True for `Confirmed`.
-    pub fn is_confirmed(&self) -> bool {
-        matches!(self, CommandResult::Confirmed { .. })
-    }
 }
 
 /// Errors of the master handle.
@@ -191,6 +167,18 @@ enum Request {
     Shutdown,
 }
 
+type ConReceiver = oneshot::Receiver<Result<CommandResult, MasterError>>;
+type Answers = (ConReceiver, Option<oneshot::Receiver<()>>);
+
+/// The system time as CP56Time2a (None before 2000 or after 2099).
+fn system_time() -> Option<Cp56Time2a> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    Cp56Time2a::from_unix_ms(i64::try_from(ms).ok()?).ok()
+}
+
 struct Pending {
     key: Key,
     con: Option<oneshot::Sender<Result<CommandResult, MasterError>>>,
@@ -240,21 +228,6 @@ pub fn command_type(element: &InformationElement) -> Option<TypeId> {
     })
 }
 
-fn with_select(element: &InformationElement, sel: bool) -> InformationElement {
-    use InformationElement as E;
-    let mut e = *element;
-    match &mut e {
-        E::SingleCommand { select, .. }
-        | E::DoubleCommand { select, .. }
-        | E::RegulatingStep { select, .. }
-        | E::SetpointNormalized { select, .. }
-        | E::SetpointScaled { select, .. }
-        | E::SetpointFloat { select, .. } => *select = sel,
-        _ => {}
-    }
-    e
-}
-
 impl MasterHandle {
     fn cot(&self, cause: Cause) -> Cot {
         Cot {
@@ -282,6 +255,21 @@ impl MasterHandle {
         asdu: Asdu,
         wait_term: bool,
     ) -> Result<CommandResult, MasterError> {
+        let (con_rx, term_rx) = self.submit(asdu, wait_term).await?;
+        match self.confirmation(con_rx).await? {
+            CommandResult::Confirmed { .. } => {
+                let terminated = match term_rx {
+                    Some(t) => self.termination(t).await,
+                    None => false,
+                };
+                Ok(CommandResult::Confirmed { terminated })
+            }
+            r => Ok(r),
+        }
+    }
+
+    /// Queues a transaction: the receivers of its ACT_CON and (with `wait_term`) ACT_TERM.
+    async fn submit(&self, asdu: Asdu, wait_term: bool) -> Result<Answers, MasterError> {
         let bytes = asdu.encode(&self.sizes)?;
         let key = Key::of(&asdu).ok_or(AsduError::NoObjects)?;
         let (con, con_rx) = oneshot::channel();
@@ -300,20 +288,51 @@ impl MasterHandle {
             })
             .await
             .map_err(|_| MasterError::Shutdown)?;
-        let result = match tokio::time::timeout(self.command_timeout, con_rx).await {
-            Err(_) => return Ok(CommandResult::Timeout),
-            Ok(Err(_)) => return Err(MasterError::Shutdown),
-            Ok(Ok(r)) => r?,
-        };
-        match (result, term_rx) {
-            (CommandResult::Confirmed { .. }, Some(term_rx)) => {
-                let terminated = matches!(
-                    tokio::time::timeout(self.act_term_timeout, term_rx).await,
-                    Ok(Ok(()))
-                );
-                Ok(CommandResult::Confirmed { terminated })
-            }
-            (r, _) => Ok(r),
+        Ok((con_rx, term_rx))
+    }
+
+    /// Waits up to `command_timeout` for the ACT_CON.
+    async fn confirmation(&self, con_rx: ConReceiver) -> Result<CommandResult, MasterError> {
+        match tokio::time::timeout(self.command_timeout, con_rx).await {
+            Err(_) => Ok(CommandResult::Timeout),
+            Ok(Err(_)) => Err(MasterError::Shutdown),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Waits up to `act_term_timeout` for the ACT_TERM: whether it came.
+    async fn termination(&self, term_rx: oneshot::Receiver<()>) -> bool {
+        matches!(
+            tokio::time::timeout(self.act_term_timeout, term_rx).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Runs a command through its [`CommandSequence`]: direct or select-before-operate,
+    /// nothing sent after its deadline, ACT_TERM awaited as the command says. Time-tagged
+    /// types carry the system time of each send.
+    pub async fn execute(&self, command: Command) -> Result<CommandResult, MasterError> {
+        let (mut seq, mut step) = CommandSequence::start(command, now());
+        let mut term_rx = None;
+        loop {
+            step = match step {
+                CommandStep::Done(r) => return Ok(r),
+                CommandStep::Send { select } => {
+                    let asdu = seq.command().asdu(select, self.originator, system_time());
+                    let wait_term = !select && seq.command().act_term == ActTerm::Await;
+                    let (con_rx, term) = self.submit(asdu, wait_term).await?;
+                    term_rx = term;
+                    let r = self.confirmation(con_rx).await?;
+                    seq.on_confirmation(r, now())
+                }
+                CommandStep::AwaitTermination => {
+                    let received = match term_rx.take() {
+                        Some(t) => self.termination(t).await,
+                        None => false,
+                    };
+                    seq.on_termination(received)
+                }
+            };
         }
     }
 
@@ -362,41 +381,21 @@ impl MasterHandle {
         element: InformationElement,
     ) -> Result<CommandResult, MasterError> {
         let tid = command_type(&element).ok_or(MasterError::NotACommand)?;
-        let asdu = Asdu::single(
-            tid,
-            self.cot(Cause::ACTIVATION),
-            ca,
-            InformationObject::new(ioa, element),
-        );
-        self.transaction(asdu, false).await
+        self.execute(Command::direct(tid, ca, ioa, element)).await
     }
 
-    /// A command with CP56 time tag (types 58-64); returns at ACT_CON.
+    /// A command with CP56 time tag (types 58-64, the current time); returns at ACT_CON.
     pub async fn command_with_time(
         &self,
         ca: CommonAddress,
         ioa: Ioa,
         element: InformationElement,
-        time: Cp56Time2a,
     ) -> Result<CommandResult, MasterError> {
-        let tid = command_type(&element).ok_or(MasterError::NotACommand)?;
-        let tid = match tid {
-            TypeId::C_SC_NA_1 => TypeId::C_SC_TA_1,
-            TypeId::C_DC_NA_1 => TypeId::C_DC_TA_1,
-            TypeId::C_RC_NA_1 => TypeId::C_RC_TA_1,
-            TypeId::C_SE_NA_1 => TypeId::C_SE_TA_1,
-            TypeId::C_SE_NB_1 => TypeId::C_SE_TB_1,
-            TypeId::C_SE_NC_1 => TypeId::C_SE_TC_1,
-            TypeId::C_BO_NA_1 => TypeId::C_BO_TA_1,
-            _ => return Err(MasterError::NotACommand),
-        };
-        let asdu = Asdu::single(
-            tid,
-            self.cot(Cause::ACTIVATION),
-            ca,
-            InformationObject::with_cp56(ioa, element, time),
-        );
-        self.transaction(asdu, false).await
+        let tid = command_type(&element)
+            .filter(|t| t.is_command())
+            .and_then(TypeId::with_cp56)
+            .ok_or(MasterError::NotACommand)?;
+        self.execute(Command::direct(tid, ca, ioa, element)).await
     }
 
     /// Select-before-operate: select (S/E=1), wait for ACT_CON, execute (S/E=0), wait for
@@ -409,23 +408,12 @@ impl MasterHandle {
         element: InformationElement,
     ) -> Result<CommandResult, MasterError> {
         let tid = command_type(&element).ok_or(MasterError::NotACommand)?;
-        let select = Asdu::single(
-            tid,
-            self.cot(Cause::ACTIVATION),
-            ca,
-            InformationObject::new(ioa, with_select(&element, true)),
-        );
-        let r = self.transaction(select, false).await?;
-        if !r.is_confirmed() {
-            return Ok(r);
-        }
-        let execute = Asdu::single(
-            tid,
-            self.cot(Cause::ACTIVATION),
-            ca,
-            InformationObject::new(ioa, with_select(&element, false)),
-        );
-        self.transaction(execute, true).await
+        self.execute(Command {
+            select_before_operate: true,
+            act_term: ActTerm::Await,
+            ..Command::direct(tid, ca, ioa, element)
+        })
+        .await
     }
 
     /// Stops the master task (closing any connection).

@@ -256,6 +256,92 @@ impl TypeId {
     }
 }
 
+impl TypeId {
+    /// The largest qualifier of a command type: QU (5 bits, 0-31) of single, double and
+    /// regulating step commands, QL (7 bits, 0-127) of set-points; `None` for types without
+    /// one (bitstring commands, non-commands).
+    pub fn max_qualifier(self) -> Option<u8> {
+        use TypeId::*;
+        match self.without_time() {
+            C_SC_NA_1 | C_DC_NA_1 | C_RC_NA_1 => Some(31),
+            C_SE_NA_1 | C_SE_NB_1 | C_SE_NC_1 => Some(127),
+            _ => None,
+        }
+    }
+
+    /// Fails when `qualifier` does not fit the type's qualifier field (any but 0 for a type
+    /// without one).
+    pub fn check_qualifier(self, qualifier: u8) -> Result<(), BadQualifier> {
+        match self.max_qualifier() {
+            Some(max) if qualifier > max => Err(BadQualifier {
+                type_id: self,
+                qualifier,
+                max: Some(max),
+            }),
+            None if qualifier != 0 => Err(BadQualifier {
+                type_id: self,
+                qualifier,
+                max: None,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// True for the command types with an S/E (select/execute) bit: every process command
+    /// but the bitstring command.
+    pub fn has_select(self) -> bool {
+        self.is_command() && self.without_time() != TypeId::C_BO_NA_1
+    }
+}
+
+/// A command qualifier (QU/QL) that does not fit its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadQualifier {
+    /// The type.
+    pub type_id: TypeId,
+    /// The qualifier.
+    pub qualifier: u8,
+    /// The largest the type takes (`None`: it has no qualifier).
+    pub max: Option<u8>,
+}
+
+impl fmt::Display for BadQualifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.max {
+            Some(max) => write!(
+                f,
+                "{} is out of range 0..={max} for {}",
+                self.qualifier,
+                self.type_id.name()
+            ),
+            None => write!(f, "{} has no qualifier: 0 or empty", self.type_id.name()),
+        }
+    }
+}
+
+impl std::error::Error for BadQualifier {}
+
+/// A text that is no type identification this crate knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTypeId;
+
+impl std::str::FromStr for TypeId {
+    type Err = UnknownTypeId;
+
+    /// The mnemonic (`M_ME_NC_1`, case-insensitive) or the number (`13`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<u8>() {
+            return TypeId::from_u8(n).ok_or(UnknownTypeId);
+        }
+        TypeId::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or(UnknownTypeId)
+    }
+}
+
 impl fmt::Display for TypeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}({})", self.name(), *self as u8)
@@ -490,26 +576,98 @@ impl Default for AsduSizes {
     }
 }
 
+/// An octet count that is no valid size of an ASDU field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadSize {
+    /// The field (`COT`, `common address`, `IOA`).
+    pub field: &'static str,
+    /// The valid counts, as text (`1 or 2`).
+    pub valid: &'static str,
+}
+
+impl fmt::Display for BadSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the {} size must be {} octets", self.field, self.valid)
+    }
+}
+
+impl std::error::Error for BadSize {}
+
+impl CotSize {
+    /// Its octet count.
+    pub fn octets(self) -> u8 {
+        match self {
+            Self::One => 1,
+            Self::Two => 2,
+        }
+    }
+
+    /// From its octet count (1 or 2).
+    pub fn from_octets(n: u8) -> Result<Self, BadSize> {
+        match n {
+            1 => Ok(Self::One),
+            2 => Ok(Self::Two),
+            _ => Err(BadSize {
+                field: "COT",
+                valid: "1 or 2",
+            }),
+        }
+    }
+}
+
+impl CaSize {
+    /// Its octet count.
+    pub fn octets(self) -> u8 {
+        match self {
+            Self::One => 1,
+            Self::Two => 2,
+        }
+    }
+
+    /// From its octet count (1 or 2).
+    pub fn from_octets(n: u8) -> Result<Self, BadSize> {
+        match n {
+            1 => Ok(Self::One),
+            2 => Ok(Self::Two),
+            _ => Err(BadSize {
+                field: "common address",
+                valid: "1 or 2",
+            }),
+        }
+    }
+}
+
+impl IoaSize {
+    /// Its octet count.
+    pub fn octets(self) -> u8 {
+        match self {
+            Self::One => 1,
+            Self::Two => 2,
+            Self::Three => 3,
+        }
+    }
+
+    /// From its octet count (1, 2 or 3).
+    pub fn from_octets(n: u8) -> Result<Self, BadSize> {
+        match n {
+            1 => Ok(Self::One),
+            2 => Ok(Self::Two),
+            3 => Ok(Self::Three),
+            _ => Err(BadSize {
+                field: "IOA",
+                valid: "1, 2 or 3",
+            }),
+        }
+    }
+}
+
 impl AsduSizes {
     /// Builds sizes from octet counts (cot 1|2, ca 1|2, ioa 1|2|3); `None` when invalid.
     pub fn from_octets(cot: u8, ca: u8, ioa: u8) -> Option<Self> {
         Some(Self {
-            cot: match cot {
-                1 => CotSize::One,
-                2 => CotSize::Two,
-                _ => return None,
-            },
-            ca: match ca {
-                1 => CaSize::One,
-                2 => CaSize::Two,
-                _ => return None,
-            },
-            ioa: match ioa {
-                1 => IoaSize::One,
-                2 => IoaSize::Two,
-                3 => IoaSize::Three,
-                _ => return None,
-            },
+            cot: CotSize::from_octets(cot).ok()?,
+            ca: CaSize::from_octets(ca).ok()?,
+            ioa: IoaSize::from_octets(ioa).ok()?,
         })
     }
 
@@ -519,6 +677,14 @@ impl AsduSizes {
             IoaSize::One => 0xFF,
             IoaSize::Two => 0xFFFF,
             IoaSize::Three => 0xFF_FFFF,
+        }
+    }
+
+    /// Largest common address the configured size can carry.
+    pub fn max_common_address(&self) -> u16 {
+        match self.ca {
+            CaSize::One => 0xFF,
+            CaSize::Two => 0xFFFF,
         }
     }
 
