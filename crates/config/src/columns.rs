@@ -21,7 +21,7 @@ use crate::Protocol;
 /// sent late. One column, unit and range for every protocol that takes commands.
 pub const COMMAND_MAX_AGE_MS: IntColumn = IntColumn {
     name: "command_max_age_ms",
-    min: 100,
+    min: 1,
     max: 3_600_000,
     default: Some(10_000),
 };
@@ -473,10 +473,13 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (i.t1, i.t3),
+            (i.link.t1, i.link.t3),
             (Duration::from_secs(20), Duration::from_secs(30))
         );
-        assert_eq!(i.gi_interval, Some(Duration::from_secs(60)));
+        assert_eq!(
+            i.gi_interval.map(crate::iec104::Interval::duration),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(i.command_timeout, Duration::from_secs(7));
         assert_eq!(i.command_max_age, Duration::from_millis(4000));
         let DeviceKind::Mqtt(m) = &v.config.devices[1].kind else {
@@ -523,7 +526,7 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("command_max_age:"), "{errors:?}");
         assert!(
-            errors[0].contains("7200000 is out of range 100..=3600000"),
+            errors[0].contains("7200000 is out of range 1..=3600000"),
             "{errors:?}"
         );
     }
