@@ -593,49 +593,35 @@ impl fmt::Display for BadSize {
 
 impl std::error::Error for BadSize {}
 
-impl CotSize {
-    /// Its octet count.
-    pub fn octets(self) -> u8 {
-        match self {
-            Self::One => 1,
-            Self::Two => 2,
-        }
-    }
+/// The octet count of a field that is one or two octets long (COT, common address).
+macro_rules! one_or_two_octets {
+    ($size:ident, $field:literal) => {
+        impl $size {
+            /// Its octet count.
+            pub fn octets(self) -> u8 {
+                match self {
+                    Self::One => 1,
+                    Self::Two => 2,
+                }
+            }
 
-    /// From its octet count (1 or 2).
-    pub fn from_octets(n: u8) -> Result<Self, BadSize> {
-        match n {
-            1 => Ok(Self::One),
-            2 => Ok(Self::Two),
-            _ => Err(BadSize {
-                field: "COT",
-                valid: "1 or 2",
-            }),
+            /// From its octet count (1 or 2).
+            pub fn from_octets(n: u8) -> Result<Self, BadSize> {
+                match n {
+                    1 => Ok(Self::One),
+                    2 => Ok(Self::Two),
+                    _ => Err(BadSize {
+                        field: $field,
+                        valid: "1 or 2",
+                    }),
+                }
+            }
         }
-    }
+    };
 }
 
-impl CaSize {
-    /// Its octet count.
-    pub fn octets(self) -> u8 {
-        match self {
-            Self::One => 1,
-            Self::Two => 2,
-        }
-    }
-
-    /// From its octet count (1 or 2).
-    pub fn from_octets(n: u8) -> Result<Self, BadSize> {
-        match n {
-            1 => Ok(Self::One),
-            2 => Ok(Self::Two),
-            _ => Err(BadSize {
-                field: "common address",
-                valid: "1 or 2",
-            }),
-        }
-    }
-}
+one_or_two_octets!(CotSize, "COT");
+one_or_two_octets!(CaSize, "common address");
 
 impl IoaSize {
     /// Its octet count.

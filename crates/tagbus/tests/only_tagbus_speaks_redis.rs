@@ -4,7 +4,7 @@
 //! names it in its code, and the pure crates (`fieldbridge-contract`, `fieldbridge-config`)
 //! pull in no Redis client, async runtime or futures, not even transitively.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The crates (directory names under `crates/`) that may use the Redis client: tagbus (the
@@ -133,46 +133,42 @@ fn no_code_but_tagbus_names_the_redis_client() {
     );
 }
 
-/// `name -> dependency names` of every package in Cargo.lock.
-fn lock_graph() -> BTreeMap<String, Vec<String>> {
-    let text = std::fs::read_to_string(workspace_root().join("Cargo.lock")).unwrap();
-    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for package in text.split("[[package]]").skip(1) {
-        let mut name = None;
-        let mut deps = Vec::new();
-        let mut in_deps = false;
-        for line in package.lines() {
-            let line = line.trim();
-            if let Some(n) = line.strip_prefix("name = ") {
-                name = Some(n.trim_matches('"').to_owned());
-            } else if line.starts_with("dependencies = [") {
-                in_deps = true;
-            } else if in_deps && line.starts_with(']') {
-                in_deps = false;
-            } else if in_deps {
-                // `"name"` or `"name version"` or `"name version (source)"`
-                let dep = line.trim_matches([',', '"']).split(' ').next().unwrap();
-                deps.push(dep.to_owned());
-            }
-        }
-        graph.entry(name.unwrap()).or_default().extend(deps);
-    }
-    graph
+/// The packages `root` builds with, as `cargo tree` resolves them (normal and build
+/// dependencies, with the features in use: an optional dependency left off is not there).
+fn resolved_dependencies(root: &str) -> BTreeSet<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(workspace_root())
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-p",
+            root,
+            "-e",
+            "normal,build",
+        ])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree -p {root}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
 fn the_pure_crates_pull_in_no_io() {
-    let graph = lock_graph();
     for root in PURE {
-        assert!(graph.contains_key(root), "{root} not in Cargo.lock");
-        let mut seen = BTreeSet::new();
-        let mut todo = vec![root.to_owned()];
-        while let Some(name) = todo.pop() {
-            if seen.insert(name.clone()) {
-                todo.extend(graph.get(&name).into_iter().flatten().cloned());
-            }
-        }
-        let impure: Vec<&String> = seen
+        let deps = resolved_dependencies(root);
+        assert!(deps.contains(root), "{root}: not in its own tree: {deps:?}");
+        let impure: Vec<&String> = deps
             .iter()
             .filter(|n| IMPURE_PREFIXES.iter().any(|p| n.starts_with(p)) || *n == "tagbus")
             .collect();

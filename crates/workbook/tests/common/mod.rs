@@ -214,6 +214,6 @@ pub const TEN_MISTAKES_ERRORS: &[&str] = &[
     "Devices!D6 (protocol): unknown protocol \"modbus-ascii\"",
     "Signals!C3 (signal_alias): required, but empty",
     "Signals!E4 (type_id): \"M_XX_NA_1\" is not a known type identification",
-    "Signals!D5 (info_address): 16777216 is out of range 0..=16777215",
+    "Signals!D5 (info_address): information object address does not fit the configured size (ioa_size: at most 16777215)",
     "Signals!F6 (source_device_alias): no device \"rtu9\" in Devices",
 ];
