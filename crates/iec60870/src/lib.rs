@@ -22,6 +22,7 @@
 //!
 //! ```no_run
 //! use iec60870::*;
+//! # #[cfg(feature = "tokio")]
 //! # async fn demo() -> Result<(), MasterError> {
 //! let mut config = MasterConfig::new(vec!["10.0.0.5:2404".parse().unwrap()]);
 //! config.decode_level = DecodeLevel::Apci;
@@ -46,6 +47,7 @@
 //!
 //! ```no_run
 //! use iec60870::*;
+//! # #[cfg(feature = "tokio")]
 //! # async fn demo() -> std::io::Result<()> {
 //! let mut db = PointDb::new();
 //! let value = InformationElement::Float { value: 12.5, quality: Quality::GOOD };
