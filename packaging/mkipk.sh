@@ -146,13 +146,11 @@ chmod 0644 "$meta"/*
 find "$aroot" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 script_args=()
 if [ -f "$ctrl/postinst" ]; then
-  cp "$ctrl/postinst" "$ascripts/post-install"
   { echo '#!/bin/sh'; echo 'export PKG_UPGRADE=1'; sed '/^[[:space:]]*#!/d' "$ctrl/postinst"; } > "$ascripts/post-upgrade"
-  script_args+=(--script "post-install:$ascripts/post-install" --script "post-upgrade:$ascripts/post-upgrade")
+  script_args+=(--script "post-install:$ctrl/postinst" --script "post-upgrade:$ascripts/post-upgrade")
 fi
 if [ -f "$ctrl/prerm" ]; then
-  cp "$ctrl/prerm" "$ascripts/pre-deinstall"
-  script_args+=(--script "pre-deinstall:$ascripts/pre-deinstall")
+  script_args+=(--script "pre-deinstall:$ctrl/prerm")
 fi
 mkdir -p "$APK_OUT/$apk_arch"
 apk="$(cd "$APK_OUT/$apk_arch" && pwd)/$pkg-$apk_version.apk"

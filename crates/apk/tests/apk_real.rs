@@ -22,6 +22,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -86,11 +87,11 @@ fn stubs(out: &Path) {
     }
 }
 
-/// An index of one package signed with `key`, written with fieldbridge-mkapk.
-fn signed_index(key: &Path, output: &Path, package: &Path) {
+/// An index of `packages` signed with `key`, written with fieldbridge-mkapk.
+fn signed_index(key: &Path, output: &Path, packages: &[impl AsRef<OsStr>]) {
     run(Command::new(env!("CARGO_BIN_EXE_fieldbridge-mkapk"))
         .args(["mkndx", "--sign-key", s(key), "--output", s(output)])
-        .arg(package));
+        .args(packages));
 }
 
 fn s(p: &Path) -> &str {
@@ -138,7 +139,7 @@ fn real_apk_installs_upgrades_verifies_and_removes_what_we_write() {
     );
     let foreign_key = keypair(d, "foreign");
     let foreign_path = d.join("foreign.adb");
-    signed_index(&foreign_key, &foreign_path, &pkg);
+    signed_index(&foreign_key, &foreign_path, &[&pkg]);
     assert!(
         !apk(&bin, &["verify", "--keys-dir", s(&keys), s(&foreign_path)])
             .status
@@ -147,12 +148,7 @@ fn real_apk_installs_upgrades_verifies_and_removes_what_we_write() {
 
     // Install into an offline root that trusts the feed's key.
     let root = d.join("root");
-    fs::create_dir_all(root.join("etc/apk/keys")).unwrap();
-    fs::copy(
-        keys.join("vendor-apk.pem"),
-        root.join("etc/apk/keys/vendor-apk.pem"),
-    )
-    .unwrap();
+    trust_feed_key(&root, &keys);
     let common = [
         "--root",
         s(&root),
@@ -232,7 +228,7 @@ fn real_apk_installs_upgrades_verifies_and_removes_what_we_write() {
     // A higher release in an index signed with a foreign key is not installed.
     let r3 = fieldbridge_apk(&d.join("r3"), &binary, 3, None);
     let foreign_feed = d.join("foreign-feed.adb");
-    signed_index(&foreign_key, &foreign_feed, &r3);
+    signed_index(&foreign_key, &foreign_feed, &[&r3]);
     let foreign_upgrade = [
         "upgrade",
         "--root",
@@ -261,6 +257,16 @@ fn real_apk_installs_upgrades_verifies_and_removes_what_we_write() {
     assert_eq!(fs::read_to_string(&conf).unwrap(), edited);
 }
 
+/// The feed's key in the offline root's /etc/apk/keys/.
+fn trust_feed_key(root: &Path, keys: &Path) {
+    fs::create_dir_all(root.join("etc/apk/keys")).unwrap();
+    fs::copy(
+        keys.join("vendor-apk.pem"),
+        root.join("etc/apk/keys/vendor-apk.pem"),
+    )
+    .unwrap();
+}
+
 /// A stand-in for OpenWrt's /etc/rc.common: records each action, keeps the enable state.
 const RC_COMMON: &str = r#"#!/bin/sh
 echo "$2" >> /rc-calls
@@ -275,12 +281,7 @@ exit 0
 /// An offline root apk can run scripts in: the host's /bin/sh with its libraries, the feed's
 /// key, the stand-in rc.common.
 fn script_root(root: &Path, keys: &Path) {
-    fs::create_dir_all(root.join("etc/apk/keys")).unwrap();
-    fs::copy(
-        keys.join("vendor-apk.pem"),
-        root.join("etc/apk/keys/vendor-apk.pem"),
-    )
-    .unwrap();
+    trust_feed_key(root, keys);
     let ldd = run(Command::new("ldd").arg("/bin/sh"));
     let libs = ldd
         .split_whitespace()
@@ -293,6 +294,27 @@ fn script_root(root: &Path, keys: &Path) {
         fs::copy(real, &to).unwrap();
     }
     fs::write(root.join("etc/rc.common"), RC_COMMON).unwrap();
+}
+
+/// `apk add` of fieldbridge from `index` into a fresh `root`, scripts on.
+fn install_args<'a>(root: &'a Path, index: &'a Path) -> [&'a str; 10] {
+    [
+        "add",
+        "--initdb",
+        "--arch",
+        ARCH,
+        "--root",
+        s(root),
+        "-X",
+        s(index),
+        "--no-cache",
+        "fieldbridge",
+    ]
+}
+
+/// `apk upgrade` of `root` from `index`, scripts on.
+fn upgrade_args<'a>(root: &'a Path, index: &'a Path) -> [&'a str; 6] {
+    ["upgrade", "--root", s(root), "-X", s(index), "--no-cache"]
 }
 
 fn rc_calls(root: &Path) -> String {
@@ -334,32 +356,17 @@ fn real_apk_runs_the_scripts_as_the_ipk_runs_its_own() {
         next_pkgs.push(to);
     }
     let next = next_dir.join("packages.adb");
-    run(Command::new(env!("CARGO_BIN_EXE_fieldbridge-mkapk"))
-        .args(["mkndx", "--sign-key", s(&key), "--output", s(&next)])
-        .args(&next_pkgs));
+    signed_index(&key, &next, &next_pkgs);
 
     let root = d.join("root");
     script_root(&root, &keys);
-    let install = [
-        "add",
-        "--initdb",
-        "--arch",
-        ARCH,
-        "--root",
-        s(&root),
-        "-X",
-        s(&index),
-        "--no-cache",
-        "fieldbridge",
-    ];
-    ok(&apk(&bin, &install));
+    ok(&apk(&bin, &install_args(&root, &index)));
     assert_eq!(
         rc_calls(&root),
         "enable start",
         "first install: enable and start"
     );
-    let upgrade = ["upgrade", "--root", s(&root), "-X", s(&next), "--no-cache"];
-    assert!(ok(&apk(&bin, &upgrade)).contains("0.1.0-r1 -> 0.1.0-r2"));
+    assert!(ok(&apk(&bin, &upgrade_args(&root, &next))).contains("0.1.0-r1 -> 0.1.0-r2"));
     assert_eq!(
         rc_calls(&root),
         "enable start enabled restart",
@@ -378,22 +385,9 @@ fn real_apk_runs_the_scripts_as_the_ipk_runs_its_own() {
     // Disabled by the user: the upgrade leaves it stopped.
     let root = d.join("disabled");
     script_root(&root, &keys);
-    let install = [
-        "add",
-        "--initdb",
-        "--arch",
-        ARCH,
-        "--root",
-        s(&root),
-        "-X",
-        s(&index),
-        "--no-cache",
-        "fieldbridge",
-    ];
-    ok(&apk(&bin, &install));
+    ok(&apk(&bin, &install_args(&root, &index)));
     fs::write(root.join("enabled"), "0\n").unwrap();
-    let upgrade = ["upgrade", "--root", s(&root), "-X", s(&next), "--no-cache"];
-    ok(&apk(&bin, &upgrade));
+    ok(&apk(&bin, &upgrade_args(&root, &next)));
     assert_eq!(
         rc_calls(&root),
         "enable start enabled",
@@ -404,19 +398,8 @@ fn real_apk_runs_the_scripts_as_the_ipk_runs_its_own() {
     let root = d.join("offline");
     script_root(&root, &keys);
     let out = Command::new(&bin)
-        .args([
-            "--preserve-env",
-            "add",
-            "--initdb",
-            "--arch",
-            ARCH,
-            "--root",
-            s(&root),
-            "-X",
-            s(&index),
-            "--no-cache",
-            "fieldbridge",
-        ])
+        .arg("--preserve-env")
+        .args(install_args(&root, &index))
         .env("IPKG_INSTROOT", &root)
         .output()
         .unwrap();
