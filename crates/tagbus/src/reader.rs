@@ -55,7 +55,7 @@ impl TagFeed {
 
 const SCAN_COUNT: usize = 1000;
 const MGET_CHUNK: usize = 500;
-/// How long connecting, subscribing and one snapshot read may take.
+/// How long connecting, subscribing, one snapshot read or one stats write may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Spawns a reader task: it subscribes to the pattern's channels, then reads the current
@@ -112,7 +112,9 @@ pub async fn read_values(
         .collect())
 }
 
-async fn timed<T>(
+/// `f` bounded by 5 s ([`TagBusError::Timeout`]): every Redis step of the readers and the
+/// stats writer.
+pub(crate) async fn timed<T>(
     f: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, TagBusError> {
     Ok(tokio::time::timeout(REDIS_TIMEOUT, f)

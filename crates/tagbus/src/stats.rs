@@ -5,10 +5,8 @@ use std::time::Duration;
 
 pub use contract::stats::*;
 
+use crate::reader::timed;
 use crate::TagBusError;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes [`PublisherStats`] to [`PUBLISHER_STATS_KEY`], keeping one connection and
 /// reconnecting on the next write after a failure.
@@ -30,25 +28,16 @@ impl StatsWriter {
     pub async fn write(&mut self, stats: &PublisherStats) -> Result<(), TagBusError> {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
-            None => {
-                let c = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    self.client.get_multiplexed_async_connection(),
-                )
-                .await
-                .map_err(|_| TagBusError::Timeout)??;
-                self.conn.insert(c)
-            }
+            None => self
+                .conn
+                .insert(timed(self.client.get_multiplexed_async_connection()).await?),
         };
         let mut cmd = redis::cmd("HSET");
         cmd.arg(PUBLISHER_STATS_KEY);
         for (field, value) in stats.to_fields() {
             cmd.arg(field).arg(value);
         }
-        let written = tokio::time::timeout(WRITE_TIMEOUT, cmd.query_async::<()>(conn))
-            .await
-            .map_err(|_| TagBusError::Timeout)
-            .and_then(|r| r.map_err(TagBusError::from));
+        let written = timed(cmd.query_async::<()>(conn)).await;
         if written.is_err() {
             self.conn = None;
         }
