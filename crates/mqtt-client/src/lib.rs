@@ -533,8 +533,8 @@ impl Stats {
     pub(crate) fn add_acked(&self, n: u64) {
         self.0.acked.fetch_add(n, Ordering::Relaxed);
     }
-    pub(crate) fn add_dropped(&self) {
-        self.0.dropped_threshold.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn add_dropped(&self, n: u64) {
+        self.0.dropped_threshold.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn add_rejected(&self) {
         self.0.rejected.fetch_add(1, Ordering::Relaxed);

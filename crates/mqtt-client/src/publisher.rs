@@ -426,9 +426,8 @@ impl Publisher {
         let routes = match id {
             Some(id) => {
                 let fanout = window.entry(id, &value, routes);
-                for _ in 0..fanout.dropped {
-                    self.stats.add_dropped();
-                }
+                self.stats
+                    .add_dropped(u64::try_from(fanout.dropped).unwrap_or(u64::MAX));
                 fanout.routes
             }
             None => window.snapshot(&value, routes).iter().collect(),
