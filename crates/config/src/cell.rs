@@ -77,8 +77,14 @@ impl<'a> RowReader<'a> {
         non_empty(self.row.get(column)).is_some()
     }
 
-    fn record(&self, column: &'static str, range: Option<String>, default: Option<String>) {
-        crate::columns::record(self.section, self.protocol, column, range, default);
+    /// Records a read of `column` for the column reference; `usage` (its range and default)
+    /// is only built while the reference is generated.
+    fn record(
+        &self,
+        column: &'static str,
+        usage: impl FnOnce() -> (Option<String>, Option<String>),
+    ) {
+        crate::columns::record(self.section, self.protocol, column, usage);
     }
 
     /// The non-empty columns of the row.
@@ -104,7 +110,7 @@ impl<'a> RowReader<'a> {
     }
 
     pub fn opt_string(&mut self, column: &'static str) -> Option<String> {
-        self.record(column, Some("text".into()), None);
+        self.record(column, || (Some("text".into()), None));
         let v = self.cell(column)?;
         match cell_text(v) {
             Some(s) => Some(s),
@@ -120,7 +126,7 @@ impl<'a> RowReader<'a> {
 
     /// A text column with a default.
     pub fn string_or(&mut self, column: &'static str, default: &'static str) -> String {
-        self.record(column, None, Some(default.to_owned()));
+        self.record(column, || (None, Some(default.to_owned())));
         self.opt_string(column)
             .unwrap_or_else(|| default.to_owned())
     }
@@ -128,12 +134,12 @@ impl<'a> RowReader<'a> {
     /// States the default of a column whose default is computed from other cells (shown in
     /// the column reference; nothing else).
     pub fn computed_default(&self, column: &'static str, default: &str) {
-        self.record(column, None, Some(default.to_owned()));
+        self.record(column, || (None, Some(default.to_owned())));
     }
 
     pub fn req_string(&mut self, column: &'static str) -> Option<String> {
         let s = self.opt_string(column);
-        self.record(column, None, Some("required".into()));
+        self.record(column, || (None, Some("required".into())));
         if s.is_none() && !self.has(column) {
             self.error(Some(column), "required, but empty");
         }
@@ -154,7 +160,7 @@ impl<'a> RowReader<'a> {
     /// An integer cell within `min..=max`; `Ok(None)` when absent, `Err(())` when wrong
     /// (the error is recorded).
     pub fn opt_int(&mut self, column: &'static str, min: i64, max: i64) -> Result<Option<i64>, ()> {
-        self.record(column, Some(format!("{min}..={max}")), None);
+        self.record(column, || (Some(format!("{min}..={max}")), None));
         let Some((v, found, factor)) = self.lookup(column) else {
             return Ok(None);
         };
@@ -209,7 +215,7 @@ impl<'a> RowReader<'a> {
         min: i64,
         max: i64,
     ) -> Option<i64> {
-        self.record(column, None, Some(default.to_string()));
+        self.record(column, || (None, Some(default.to_string())));
         self.opt_int(column, min, max)
             .ok()
             .map(|v| v.unwrap_or(default))
@@ -217,7 +223,7 @@ impl<'a> RowReader<'a> {
 
     /// A required integer.
     pub fn req_int(&mut self, column: &'static str, min: i64, max: i64) -> Option<i64> {
-        self.record(column, None, Some("required".into()));
+        self.record(column, || (None, Some("required".into())));
         match self.opt_int(column, min, max) {
             Ok(Some(v)) => Some(v),
             Ok(None) => {
@@ -230,7 +236,9 @@ impl<'a> RowReader<'a> {
 
     /// A float with a default.
     pub fn float_or(&mut self, column: &'static str, default: f64) -> Option<f64> {
-        self.record(column, Some("number".into()), Some(default.to_string()));
+        self.record(column, || {
+            (Some("number".into()), Some(default.to_string()))
+        });
         let Some(v) = self.cell(column) else {
             return Some(default);
         };
@@ -248,11 +256,9 @@ impl<'a> RowReader<'a> {
 
     /// A boolean with a default.
     pub fn bool_or(&mut self, column: &'static str, default: bool) -> Option<bool> {
-        self.record(
-            column,
-            Some("0/1".into()),
-            Some(u8::from(default).to_string()),
-        );
+        self.record(column, || {
+            (Some("0/1".into()), Some(u8::from(default).to_string()))
+        });
         let Some(v) = self.cell(column) else {
             return Some(default);
         };
@@ -279,11 +285,12 @@ impl<'a> RowReader<'a> {
         default: T,
         expected: &str,
     ) -> Option<T> {
-        self.record(
-            column,
-            Some(expected.to_owned()),
-            Some(format!("{default:?}").to_ascii_lowercase()),
-        );
+        self.record(column, || {
+            (
+                Some(expected.to_owned()),
+                Some(format!("{default:?}").to_ascii_lowercase()),
+            )
+        });
         let Some(v) = self.cell(column) else {
             return Some(default);
         };

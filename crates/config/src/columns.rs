@@ -203,11 +203,11 @@ pub(crate) fn record(
     section: Section,
     protocol: Option<Protocol>,
     column: &'static str,
-    range: Option<String>,
-    default: Option<String>,
+    usage: impl FnOnce() -> (Option<String>, Option<String>),
 ) {
     RECORDING.with(|cell| {
         if let Some(map) = cell.borrow_mut().as_mut() {
+            let (range, default) = usage();
             let usage = map.entry((section, column, protocol)).or_default();
             if let Some(r) = range {
                 usage.range = r;

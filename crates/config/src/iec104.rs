@@ -146,16 +146,11 @@ fn stack_error(r: &mut RowReader<'_>, column: &'static str, e: impl std::fmt::Di
     r.error(Some(column), e.to_string());
 }
 
-/// The column a stack parameter is read from.
-fn link_column(parameter: &str) -> &'static str {
-    match parameter {
-        "k" => "k",
-        "w" => "w",
-        "t0" => "t0_s",
-        "t1" => "t1_s",
-        "t2" => "t2_s",
-        _ => "t3_s",
-    }
+/// The column a stack parameter is read from: the parameter's name, or the column it was
+/// renamed to (`t0` -> `t0_s`, ...).
+fn link_column(parameter: &'static str) -> &'static str {
+    crate::columns::renamed_to(crate::Protocol::Iec104Master, parameter)
+        .map_or(parameter, |r| r.new)
 }
 
 /// An ASDU field size, checked by the stack (the error recorded at its column).
