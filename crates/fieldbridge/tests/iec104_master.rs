@@ -17,7 +17,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tagbus::{now_ms, CommandOutcome, CommandResult, TagValue, Value};
-use testrig::{free_port, AppletProcess, KillOnDrop, RedisConn, RedisServer};
+use testrig::{free_port, AppletProcess, KillOnDrop, RedisServer};
+
+mod common;
+use common::bus::Bus;
 
 /// 2025-01-02T03:04:05.678Z: the time tag of every point of the peer.
 const T0_MS: u64 = 1_735_787_045_678;
@@ -87,8 +90,6 @@ impl Peer {
 }
 
 /// The applet under test, its stderr in `<dir>/applet.log`.
-type Applet = AppletProcess;
-
 fn start_applet(config: &Path, redis: &RedisServer, dir: &Path) -> AppletProcess {
     AppletProcess::start(
         &bin(),
@@ -97,66 +98,6 @@ fn start_applet(config: &Path, redis: &RedisServer, dir: &Path) -> AppletProcess
         &redis.url(),
         dir.join("applet.log"),
     )
-}
-
-struct Bus {
-    conn: RedisConn,
-}
-
-impl Bus {
-    fn new(redis: &RedisServer) -> Bus {
-        Bus {
-            conn: redis.connect(),
-        }
-    }
-
-    fn get(&mut self, key: &str) -> Option<String> {
-        self.conn.get(key)
-    }
-
-    fn value(&mut self, key: &str) -> Option<TagValue> {
-        self.get(key).map(|s| s.parse().unwrap())
-    }
-
-    /// Polls `key` until `pred` holds; panics with the applet log after `timeout`.
-    fn wait(
-        &mut self,
-        key: &str,
-        timeout: Duration,
-        applet: &Applet,
-        pred: impl Fn(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = self.get(key) {
-                if pred(&v) {
-                    return v;
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{key} = {:?} after {timeout:?}\napplet log:\n{}",
-                    self.get(key),
-                    applet.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Issues a command the way any consumer does: a live value on the `out` channel.
-    fn command(&mut self, key: &str, value: &str, ts: u64) {
-        self.conn.set_and_publish(key, &format!("{value},{ts},"));
-    }
-
-    fn result(&mut self, signal: &str, ts: u64, applet: &Applet) -> CommandResult {
-        let key = format!("result/rtu1/{signal}");
-        let text = self.wait(&key, Duration::from_secs(15), applet, |v| {
-            v.parse::<CommandResult>()
-                .is_ok_and(|r| r.command_timestamp_ms == ts)
-        });
-        text.parse().unwrap()
-    }
 }
 
 fn config(dir: &Path, redis: &RedisServer, port: u16, dead_port: u16) -> PathBuf {

@@ -20,8 +20,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use supervisor::{State, Status};
-use tagbus::{TagValue, STREAM_KEY};
-use testrig::{free_port, AppletProcess, KillOnDrop, RedisConn, RedisServer};
+use tagbus::TagValue;
+use testrig::{free_port, AppletProcess, KillOnDrop, RedisServer};
+
+mod common;
+use common::bus::Bus;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fieldbridge");
 /// The signals of the peer: two good values and one the device marks not topical.
@@ -74,64 +77,6 @@ fn keys() -> Vec<String> {
         .collect()
 }
 
-struct Bus {
-    conn: RedisConn,
-}
-
-impl Bus {
-    fn new(redis: &RedisServer) -> Bus {
-        Bus {
-            conn: redis.connect(),
-        }
-    }
-
-    fn value(&mut self, key: &str) -> Option<TagValue> {
-        self.conn.get(key).map(|t| t.parse().unwrap())
-    }
-
-    /// Polls every key until `pred` holds for all; how long it took. Panics with `log()`
-    /// after `timeout`.
-    fn wait_all(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        log: &dyn Fn() -> String,
-        pred: impl Fn(&str, &TagValue) -> bool,
-    ) -> Duration {
-        let start = Instant::now();
-        loop {
-            let values: Vec<(String, Option<TagValue>)> = keys()
-                .into_iter()
-                .map(|k| (k.clone(), self.value(&k)))
-                .collect();
-            if values
-                .iter()
-                .all(|(k, v)| v.as_ref().is_some_and(|v| pred(k, v)))
-            {
-                return start.elapsed();
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "{what}: not within {timeout:?}: {values:?}\nlog:\n{}",
-                    log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The last CSV value streamed for `key` (what the MQTT publisher forwards).
-    fn last_streamed(&mut self, key: &str) -> Option<TagValue> {
-        self.conn
-            .stream_newest(STREAM_KEY, 100)
-            .into_iter()
-            .find_map(|(_, fields)| {
-                (fields.get(1).map(String::as_str) == Some(key))
-                    .then(|| fields.get(3).unwrap().parse().unwrap())
-            })
-    }
-}
-
 /// Fresh values from the outstation: `sp` and `good` good, `stale` with the device's own
 /// `nt` (the gateway's time, so `nt gt`, and no `nolink`).
 fn fresh(key: &str, v: &TagValue) -> bool {
@@ -167,7 +112,13 @@ fn sigterm_marks_every_tag_nolink_and_a_device_nt_reads_differently() {
         dir.path().join("applet.log"),
     );
     let log = || applet.log();
-    bus.wait_all("fresh values", Duration::from_secs(20), &log, fresh);
+    bus.wait_all(
+        "fresh values",
+        &keys(),
+        Duration::from_secs(20),
+        &log,
+        fresh,
+    );
 
     let device_nt = bus.value("tag/rtu1/stale/in").unwrap();
     let good = bus.value("tag/rtu1/good/in").unwrap();
@@ -176,7 +127,13 @@ fn sigterm_marks_every_tag_nolink_and_a_device_nt_reads_differently() {
 
     let pid = Pid::from_raw(i32::try_from(applet.pid().unwrap()).unwrap());
     kill(pid, Signal::SIGTERM).unwrap();
-    let took = bus.wait_all("nt nolink after SIGTERM", MARK_WITHIN, &log, marked);
+    let took = bus.wait_all(
+        "nt nolink after SIGTERM",
+        &keys(),
+        MARK_WITHIN,
+        &log,
+        marked,
+    );
     println!(
         "SIGTERM -> nt nolink on all {} tags in {took:?}",
         keys().len()
@@ -288,12 +245,24 @@ fn supervisor_marks_a_killed_master_and_a_disabled_device() {
     let sup = Supervisor::start(dir.path(), &config_text(&redis, port, true));
     let log = || sup.log();
     let first = sup.master_pid(None);
-    bus.wait_all("fresh values", Duration::from_secs(20), &log, fresh);
+    bus.wait_all(
+        "fresh values",
+        &keys(),
+        Duration::from_secs(20),
+        &log,
+        fresh,
+    );
 
     // SIGKILL: the master cannot mark anything; the supervisor does
     let child = Pid::from_raw(i32::try_from(first).unwrap());
     kill(child, Signal::SIGKILL).unwrap();
-    let took = bus.wait_all("nt nolink after SIGKILL", MARK_WITHIN, &log, marked);
+    let took = bus.wait_all(
+        "nt nolink after SIGKILL",
+        &keys(),
+        MARK_WITHIN,
+        &log,
+        marked,
+    );
     println!("SIGKILL under the supervisor -> nt nolink on all tags in {took:?}");
     assert!(
         sup.log()
@@ -312,6 +281,7 @@ fn supervisor_marks_a_killed_master_and_a_disabled_device() {
     );
     bus.wait_all(
         "fresh values after the restart",
+        &keys(),
         Duration::from_secs(20),
         &log,
         fresh,
@@ -324,6 +294,12 @@ fn supervisor_marks_a_killed_master_and_a_disabled_device() {
     )
     .unwrap();
     kill(sup.pid(), Signal::SIGHUP).unwrap();
-    let took = bus.wait_all("nt nolink after the reload", MARK_WITHIN, &log, marked);
+    let took = bus.wait_all(
+        "nt nolink after the reload",
+        &keys(),
+        MARK_WITHIN,
+        &log,
+        marked,
+    );
     println!("reload disabling the device -> nt nolink on all tags in {took:?}");
 }
