@@ -214,7 +214,7 @@ pub struct DevicePlan {
 impl DevicePlan {
     /// The consumer group of this device on the tag bus stream: `mqtt:<device_alias>`.
     pub fn group(&self) -> String {
-        format!("mqtt:{}", self.alias)
+        tagbus::ConsumerGroup::mqtt(&self.alias).to_string()
     }
 
     /// The client id: `client_id`, or `fieldbridge-<hostname>-<device_alias>` when empty.
