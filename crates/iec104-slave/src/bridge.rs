@@ -373,6 +373,25 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Runs every slave device until `shutdown` resolves; a device that fails (e.g. its port
+/// cannot be bound) ends the applet, so the supervisor restarts it with backoff.
+pub async fn run_all(
+    slaves: Vec<SlaveSettings>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), SlaveError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in slaves {
+        tasks.spawn(run(s));
+    }
+    tokio::select! {
+        () = shutdown => Ok(()),
+        r = tasks.join_next() => match r {
+            Some(Ok(r)) => r,
+            Some(Err(_)) | None => Err(SlaveError::StationGone),
+        },
+    }
+}
+
 /// Runs the slave device until the station fails.
 pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
     let device = settings.device.clone();
