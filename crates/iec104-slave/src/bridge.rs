@@ -34,7 +34,7 @@ use crate::map::{CommandSpec, PointSpec};
 use crate::station::{
     self, Action, CommandPoint, CommandToken, EventToken, GroupId, StationConfig, StationHandle,
 };
-use iec60870::PointDb;
+use iec60870::{InformationElement, Ioa, PointDb};
 
 /// The stream consumer name of every slave group (stable across restarts).
 pub const CONSUMER_NAME: &str = "iec104-slave";
@@ -149,6 +149,11 @@ impl AckLedger {
     /// Entries waiting.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether `id` waits for its events' acknowledgement.
+    pub fn holds(&self, id: &EntryId) -> bool {
+        self.entries.iter().any(|(e, _)| e == id)
     }
 
     /// True when none waits.
@@ -296,6 +301,10 @@ async fn pump_group(
     let _abort = AbortOnDrop(reader);
     let mut ledger = AckLedger::default();
     let mut next_token: u64 = 0;
+    // the element last queued per point: repeats of an unchanged value are not events
+    let mut sent: HashMap<Ioa, InformationElement> = HashMap::new();
+    // the newest entry handled, as (ms, seq)
+    let mut newest: Option<(u64, u64)> = None;
     loop {
         tokio::select! {
             changed = acked.changed() => {
@@ -313,24 +322,40 @@ async fn pump_group(
                 Some(FeedItem::Entries(entries)) => {
                     let mut unmapped = Vec::new();
                     for entry in entries {
+                        // after a Redis reconnect the feed reads this consumer's pending
+                        // entries again: those queued already are in the station (and the
+                        // ledger) and are not queued twice
+                        let order = entry.id.parts();
+                        if order.is_some() && order <= newest {
+                            if !ledger.holds(&entry.id) {
+                                unmapped.push(entry.id); // handled before; its XACK failed
+                            }
+                            continue;
+                        }
+                        newest = order.or(newest);
                         let EntryBody::Tag { key, value } = &entry.body else {
                             unmapped.push(entry.id);
                             continue;
                         };
-                        let points = index.points_of(key);
-                        if points.is_empty() {
-                            unmapped.push(entry.id);
-                            continue;
-                        }
-                        let mut last = EventToken(next_token);
-                        for spec in points {
-                            last = EventToken(next_token);
+                        let mut last = None;
+                        for spec in index.points_of(key) {
+                            let point = spec.point(value);
+                            // an event only when value or quality changed
+                            if sent.get(&spec.ioa) == Some(&point.element) {
+                                continue;
+                            }
+                            sent.insert(spec.ioa, point.element);
+                            let token = EventToken(next_token);
                             next_token = next_token.wrapping_add(1);
-                            if station.queue_event(group, last, spec.point(value)).await.is_err() {
+                            if station.queue_event(group, token, point).await.is_err() {
                                 return;
                             }
+                            last = Some(token);
                         }
-                        ledger.record(entry.id, last);
+                        match last {
+                            Some(token) => ledger.record(entry.id, token),
+                            None => unmapped.push(entry.id),
+                        }
                     }
                     ack(&mut acker, &unmapped, &label).await;
                 }
@@ -348,8 +373,6 @@ async fn pump_group(
                 }
                 Some(FeedItem::Restarted(e)) => {
                     tracing::warn!(group = %label, error = %e, "tag bus (Redis) lost; the stream reader reconnects (masters stay connected)");
-                    // what was read but not acknowledged comes again as pending entries
-                    ledger = AckLedger::default();
                 }
             }
         }
