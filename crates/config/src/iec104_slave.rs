@@ -536,3 +536,534 @@ pub(crate) fn fit(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::time::Duration;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::{validate, Applet, DeviceKind, RawConfig, Validated};
+
+    /// Field devices with one signal of every kind a slave row may point at, and two slaves.
+    fn config(slave_device: Value, slave_rows: Vec<Value>) -> RawConfig {
+        let mut signals = vec![
+            json!({"device_alias": "rtu", "signal_alias": "sp", "info_address": 1, "type_id": "M_SP_NA_1"}),
+            json!({"device_alias": "rtu", "signal_alias": "dp", "info_address": 2, "type_id": "M_DP_TB_1"}),
+            json!({"device_alias": "rtu", "signal_alias": "me", "info_address": 3, "type_id": "M_ME_NC_1"}),
+            json!({"device_alias": "rtu", "signal_alias": "sc", "info_address": 10, "type_id": "C_SC_NA_1"}),
+            json!({"device_alias": "rtu", "signal_alias": "dc", "info_address": 11, "type_id": "C_DC_TA_1"}),
+            json!({"device_alias": "rtu", "signal_alias": "se", "info_address": 12, "type_id": "C_SE_NC_1"}),
+            json!({"device_alias": "mb", "signal_alias": "coil", "function": 1, "address": 0, "writable": 1}),
+            json!({"device_alias": "mb", "signal_alias": "coil_w", "function": 5, "address": 1}),
+            json!({"device_alias": "mb", "signal_alias": "di", "function": 2, "address": 0}),
+            json!({"device_alias": "mb", "signal_alias": "ir", "function": 4, "address": 0, "data_type": "f32"}),
+            json!({"device_alias": "mb", "signal_alias": "hr", "function": 3, "address": 10, "writable": 1}),
+            json!({"device_alias": "mb", "signal_alias": "hr_ro", "function": 3, "address": 11}),
+            json!({"device_alias": "mb", "signal_alias": "hr_f", "function": 16, "address": 12, "data_type": "f32"}),
+            json!({"device_alias": "mb", "signal_alias": "bit", "function": 3, "address": 20, "data_type": "bool", "bit": 3, "writable": 1}),
+            json!({"device_alias": "cloud", "signal_alias": "up", "source_device_alias": "rtu", "source_signal_alias": "sp"}),
+            json!({"device_alias": "s2", "signal_alias": "x", "source_device_alias": "rtu", "source_signal_alias": "sp", "info_address": 1, "type_id": "M_SP_NA_1"}),
+        ];
+        signals.extend(slave_rows.into_iter().enumerate().map(|(i, mut row)| {
+            row["device_alias"] = json!("s");
+            if row.get("signal_alias").is_none() {
+                row["signal_alias"] = json!(format!("p{i}"));
+            }
+            row
+        }));
+        let mut slave = json!({"name": "S", "device_alias": "s", "protocol": "iec104-slave", "asdu_address": 1});
+        for (k, v) in slave_device.as_object().unwrap() {
+            slave[k] = v.clone();
+        }
+        RawConfig::parse(
+            &json!({
+                "devices": [
+                    {"name": "C", "device_alias": "cloud", "protocol": "mqtt", "ip": "b"},
+                    {"name": "R", "device_alias": "rtu", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
+                    {"name": "M", "device_alias": "mb", "protocol": "modbus-tcp", "ip": "h"},
+                    slave,
+                    {"name": "S2", "device_alias": "s2", "protocol": "iec104-slave", "port": 2405, "asdu_address": 2}
+                ],
+                "signals": signals
+            })
+            .to_string(),
+        )
+        .unwrap()
+    }
+
+    /// One slave row onto a source.
+    fn row(source: &str, type_id: &str) -> Value {
+        let (d, s) = source.split_once('/').unwrap();
+        json!({"source_device_alias": d, "source_signal_alias": s, "info_address": 100, "type_id": type_id})
+    }
+
+    fn errors(v: &Validated) -> Vec<String> {
+        v.errors.iter().map(ToString::to_string).collect()
+    }
+
+    /// The one error of a config, which must be at `column` of the first slave row.
+    fn one_error(raw: &RawConfig, column: &str) -> String {
+        let v = validate(raw);
+        let e = errors(&v);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(v.errors[0].path.column.as_deref(), Some(column), "{e:?}");
+        assert_eq!(v.errors[0].protocol, Some(Protocol::Iec104Slave));
+        e[0].clone()
+    }
+
+    fn slave_device(v: &Validated) -> Iec104SlaveDevice {
+        match &v.config.device(&"s".parse().unwrap()).unwrap().kind {
+            DeviceKind::Iec104Slave(d) => d.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn slave_signals(v: &Validated) -> Vec<Iec104SlaveSignal> {
+        v.config
+            .signals_of(&"s".parse().unwrap())
+            .map(|s| match &s.kind {
+                SignalKind::Iec104Slave(x) => (**x).clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    use crate::Protocol;
+
+    #[test]
+    fn device_defaults() {
+        let v = validate(&config(json!({}), vec![]));
+        assert!(v.errors.is_empty() && v.warnings.is_empty(), "{v:?}");
+        let d = slave_device(&v);
+        assert_eq!(d.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(d.port.get(), 2404);
+        assert_eq!(d.common_address, CommonAddress(1));
+        assert_eq!(d.sizes, AsduSizes::default());
+        assert_eq!(d.link, LinkConfig::default());
+        assert!(d.allowed_masters.is_empty() && d.redundancy_groups.is_empty());
+        assert!(!d.accept_clock_sync);
+        assert_eq!(d.command_max_age, Duration::from_secs(10));
+        assert_eq!(d.select_timeout, Duration::from_secs(10));
+        assert_eq!(d.command_timeout, Duration::from_secs(10));
+        assert_eq!(d.groups(), vec![Vec::<IpAddr>::new()]);
+        assert_eq!(d.group_of("192.0.2.7".parse().unwrap()), Some(0));
+        assert!(v.config.applet_has_work(Applet::Iec104Slave));
+        assert_eq!(Protocol::Iec104Slave.applet(), Applet::Iec104Slave);
+        assert_eq!(Applet::Iec104Slave.as_str(), "iec104-slave");
+    }
+
+    #[test]
+    fn masters_and_redundancy_groups() {
+        let v = validate(&config(
+            json!({"ip": "::", "port": 2410, "accept_clock_sync": 1, "select_timeout_s": 5,
+                   "command_timeout_s": 20, "allowed_masters": "10.0.0.1, 10.0.0.2 10.0.0.3",
+                   "redundancy_groups": "10.0.0.1 10.0.0.2; 10.0.0.3;"}),
+            vec![],
+        ));
+        assert!(v.errors.is_empty(), "{:?}", errors(&v));
+        let d = slave_device(&v);
+        assert_eq!(d.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert!(d.accept_clock_sync);
+        assert_eq!(
+            (d.select_timeout, d.command_timeout),
+            (Duration::from_secs(5), Duration::from_secs(20))
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            d.groups(),
+            vec![vec![ip("10.0.0.1"), ip("10.0.0.2")], vec![ip("10.0.0.3")]]
+        );
+        assert_eq!(d.group_of(ip("10.0.0.2")), Some(0));
+        assert_eq!(d.group_of(ip("::ffff:10.0.0.3")), Some(1));
+        assert_eq!(d.group_of(ip("10.0.0.4")), None);
+
+        // Only allowed_masters: one group of them.
+        let v = validate(&config(
+            json!({"allowed_masters": "10.0.0.1 10.0.0.2"}),
+            vec![],
+        ));
+        let d = slave_device(&v);
+        assert_eq!(d.groups(), vec![vec![ip("10.0.0.1"), ip("10.0.0.2")]]);
+        assert_eq!(d.group_of(ip("10.0.0.9")), None);
+        // Only groups: they are the allow-list.
+        let v = validate(&config(
+            json!({"redundancy_groups": "10.0.0.1; 10.0.0.2"}),
+            vec![],
+        ));
+        assert!(v.errors.is_empty(), "{:?}", errors(&v));
+        assert_eq!(slave_device(&v).group_of(ip("10.0.0.9")), None);
+    }
+
+    #[test]
+    fn bad_device_cells_are_errors_at_their_column() {
+        for (cells, column, text) in [
+            (json!({"ip": "gateway.local"}), "ip", "one IP address"),
+            (json!({"ip": "0.0.0.0, ::"}), "ip", "one IP address"),
+            (
+                json!({"allowed_masters": "10.0.0.1 10.0.0"}),
+                "allowed_masters",
+                "\"10.0.0\" is not an IP address",
+            ),
+            (
+                json!({"allowed_masters": "10.0.0.1;10.0.0.2"}),
+                "allowed_masters",
+                "is not an IP address",
+            ),
+            (
+                json!({"redundancy_groups": "10.0.0.1; scada"}),
+                "redundancy_groups",
+                "\"scada\" is not an IP address",
+            ),
+            (
+                json!({"redundancy_groups": "10.0.0.1 10.0.0.2; 10.0.0.2"}),
+                "redundancy_groups",
+                "10.0.0.2 is in two groups (also group 1)",
+            ),
+            (
+                json!({"redundancy_groups": "10.0.0.1 10.0.0.1"}),
+                "redundancy_groups",
+                "10.0.0.1 is listed twice",
+            ),
+            (
+                json!({"allowed_masters": "10.0.0.1", "redundancy_groups": "10.0.0.1; 10.0.0.2"}),
+                "redundancy_groups",
+                "10.0.0.2 is not in allowed_masters",
+            ),
+            (
+                json!({"allowed_masters": "10.0.0.1 10.0.0.2", "redundancy_groups": "10.0.0.1"}),
+                "allowed_masters",
+                "10.0.0.2 is in no redundancy group",
+            ),
+            (
+                json!({"redundancy_groups": "10.0.0.1;10.0.0.2;10.0.0.3;10.0.0.4;10.0.0.5;10.0.0.6;10.0.0.7;10.0.0.8;10.0.0.9"}),
+                "redundancy_groups",
+                "9 groups: at most 8",
+            ),
+            (
+                json!({"ca_size": 1, "asdu_address": 300}),
+                "asdu_address",
+                "ca_size: at most 255",
+            ),
+            (json!({"cot_size": 3}), "cot_size", ""),
+            (json!({"k": 4, "w": 8}), "w", ""),
+            (json!({"t1_s": 300}), "t1_s", ""),
+            (json!({"port": 0}), "port", "out of range 1..=65535"),
+            (
+                json!({"accept_clock_sync": 2}),
+                "accept_clock_sync",
+                "expected 0/1",
+            ),
+            (json!({"select_timeout_s": 0}), "select_timeout_s", ""),
+            (json!({"command_timeout_s": 601}), "command_timeout_s", ""),
+            (json!({"command_max_age_ms": 0}), "command_max_age_ms", ""),
+        ] {
+            let raw = config(cells.clone(), vec![]);
+            let v = validate(&raw);
+            let e = errors(&v);
+            assert_eq!(e.len(), 1, "{cells}: {e:#?}");
+            assert_eq!(
+                v.errors[0].path.to_string(),
+                format!("devices[3].{column}"),
+                "{cells}: {e:?}"
+            );
+            assert!(e[0].contains(text), "{cells}: {e:?}");
+            assert!(v.config.device(&"s".parse().unwrap()).is_none());
+            assert!(v.errors_for(Applet::Iec104Master).is_empty());
+        }
+    }
+
+    #[test]
+    fn rows_that_fit_their_source() {
+        let rows = vec![
+            row("rtu/sp", "M_SP_TB_1"),
+            row("rtu/dp", "M_DP_NA_1"),
+            row("rtu/me", "M_ME_NA_1"),
+            row("mb/coil", "M_SP_NA_1"),
+            row("mb/di", "M_SP_TB_1"),
+            row("mb/bit", "M_SP_NA_1"),
+            row("mb/ir", "M_ME_TF_1"),
+            row("mb/hr", "M_DP_TB_1"),
+            row("mb/hr_ro", "M_IT_TB_1"),
+            row("mb/hr_ro", "M_BO_NA_1"),
+            row("rtu/sc", "C_SC_TA_1"),
+            row("rtu/dc", "C_DC_NA_1"),
+            row("rtu/se", "C_SE_NB_1"),
+            row("mb/coil", "C_SC_NA_1"),
+            row("mb/coil_w", "C_SC_TA_1"),
+            row("mb/hr", "C_SE_NA_1"),
+            row("mb/hr", "C_DC_NA_1"),
+            row("mb/hr_f", "C_SE_TC_1"),
+        ];
+        let n = rows.len();
+        let rows: Vec<Value> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r["info_address"] = json!(100 + i);
+                r
+            })
+            .collect();
+        let mut raw = config(json!({}), rows);
+        raw.signals[26].insert("select_before_operate".into(), json!(1));
+        raw.signals[18].insert("multiplier".into(), json!(0.5));
+        raw.signals[18].insert("offset".into(), json!(-3));
+        let v = validate(&raw);
+        assert!(v.errors.is_empty() && v.warnings.is_empty(), "{v:?}");
+        let s = slave_signals(&v);
+        assert_eq!(s.len(), n);
+        assert!(!s[0].is_command() && s[10].is_command());
+        assert_eq!(s[0].source_tag().to_string(), "tag/rtu/sp/in");
+        assert_eq!(s[10].source_tag().to_string(), "tag/rtu/sc/out");
+        assert_eq!(s[0].ioa, Ioa(100));
+        assert_eq!(s[0].type_id, TypeId::M_SP_TB_1);
+        assert!(s[10].select_before_operate && !s[0].select_before_operate);
+        assert_eq!((s[2].multiplier, s[2].offset), (0.5, -3.0));
+        // Row order is kept although slave rows are checked last.
+        let rows: Vec<usize> = v.config.signals.iter().map(|s| s.index).collect();
+        assert!(rows.windows(2).all(|w| w[0] < w[1]), "{rows:?}");
+    }
+
+    #[test]
+    fn two_objects_on_one_address() {
+        let mut point = row("rtu/sp", "M_SP_NA_1");
+        point["info_address"] = json!(7);
+        let mut command = row("mb/hr", "C_SE_NB_1");
+        command["info_address"] = json!("7");
+        let raw = config(json!({}), vec![point.clone(), command]);
+        let e = one_error(&raw, "info_address");
+        assert!(e.starts_with("signals[17].info_address: duplicate info_address 7 on device \"s\" (also signals[16])"), "{e}");
+        // The same address on another slave device is fine (s2 uses 1 as well).
+        point["info_address"] = json!(1);
+        assert!(validate(&config(json!({}), vec![point])).errors.is_empty());
+        // An address that does not fit ioa_size.
+        let mut r = row("rtu/sp", "M_SP_NA_1");
+        r["info_address"] = json!(70_000);
+        let e = one_error(&config(json!({"ioa_size": 2}), vec![r]), "info_address");
+        assert!(e.contains("ioa_size: at most 65535"), "{e}");
+    }
+
+    #[test]
+    fn a_source_must_exist_and_be_a_field_signal() {
+        for (source, column, text) in [
+            (
+                "rtu9/sp",
+                "source_device_alias",
+                "no device \"rtu9\" in devices",
+            ),
+            (
+                "rtu/nope",
+                "source_signal_alias",
+                "no signal \"nope\" on device \"rtu\"",
+            ),
+            (
+                "cloud/up",
+                "source_device_alias",
+                "\"cloud\" is an MQTT device; a source must be a field device",
+            ),
+            (
+                "s2/x",
+                "source_device_alias",
+                "\"s2\" is an iec104-slave device",
+            ),
+            (
+                "s/p1",
+                "source_device_alias",
+                "\"s\" is an iec104-slave device",
+            ),
+        ] {
+            let raw = config(
+                json!({}),
+                vec![row(source, "M_SP_NA_1"), row("rtu/sp", "M_SP_TB_1")],
+            );
+            let mut raw = raw;
+            raw.signals[17].insert("info_address".into(), json!(101));
+            let e = one_error(&raw, column);
+            assert!(
+                e.starts_with("signals[16]") && e.contains(text),
+                "{source}: {e}"
+            );
+        }
+        // An MQTT row cannot forward a slave's row either (it has no tag of its own).
+        let mut raw = config(json!({}), vec![]);
+        raw.signals[14].insert("source_device_alias".into(), json!("s2"));
+        raw.signals[14].insert("source_signal_alias".into(), json!("x"));
+        let e = errors(&validate(&raw));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("\"s2\" is an iec104-slave device"), "{e:?}");
+    }
+
+    #[test]
+    fn a_monitor_point_needs_a_monitor_value() {
+        for source in ["rtu/sc", "mb/coil_w", "mb/hr_f"] {
+            let t = if source == "mb/hr_f" {
+                "M_ME_NC_1"
+            } else {
+                "M_SP_NA_1"
+            };
+            let e = one_error(
+                &config(json!({}), vec![row(source, t)]),
+                "source_signal_alias",
+            );
+            assert!(e.contains("has no monitor value"), "{source}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_command_needs_a_writable_source() {
+        for (source, t, text) in [
+            (
+                "mb/hr_ro",
+                "C_SE_NB_1",
+                "is not writable (Modbus function 3, writable: 0)",
+            ),
+            (
+                "mb/ir",
+                "C_SE_NC_1",
+                "is not writable (Modbus function 4, writable: 0)",
+            ),
+            ("mb/di", "C_SC_NA_1", "is not writable (Modbus function 2"),
+            (
+                "mb/bit",
+                "C_SC_NA_1",
+                "a bit of a register, which cannot be written",
+            ),
+            (
+                "rtu/me",
+                "C_SE_NC_1",
+                "is not writable (no C_* type_id or command_type)",
+            ),
+        ] {
+            let e = one_error(
+                &config(json!({}), vec![row(source, t)]),
+                "source_signal_alias",
+            );
+            assert!(e.contains(text), "{source}: {e}");
+        }
+        let e = one_error(
+            &config(json!({}), vec![row("cloud/up", "C_SC_NA_1")]),
+            "source_device_alias",
+        );
+        assert!(e.contains("is an MQTT device"), "{e}");
+    }
+
+    #[test]
+    fn a_type_must_fit_its_source() {
+        for (source, t, text) in [
+            (
+                "mb/coil",
+                "C_SE_NC_1",
+                "a set-point needs a register, not a coil",
+            ),
+            (
+                "mb/coil_w",
+                "C_DC_NA_1",
+                "a double or step command writes 1 or 2",
+            ),
+            (
+                "mb/hr_f",
+                "C_RC_NA_1",
+                "a double or step command writes 1 or 2",
+            ),
+            ("rtu/sc", "C_SE_NA_1", "its command is C_SC_NA_1"),
+            ("rtu/se", "C_SC_NA_1", "its command is C_SE_NC_1"),
+            ("rtu/se", "C_DC_TA_1", "its command is C_SE_NC_1"),
+            ("rtu/dc", "C_SC_NA_1", "its command is C_DC_TA_1"),
+            ("mb/ir", "M_SP_NA_1", "a single point needs a bool"),
+            ("mb/ir", "M_BO_NA_1", "it needs an integer register"),
+            ("mb/ir", "M_DP_NA_1", "it needs an integer register"),
+            ("mb/coil", "M_ME_NC_1", "a bool is served as M_SP_NA_1"),
+            ("mb/coil", "M_DP_NA_1", "it needs an integer register"),
+            ("rtu/dp", "M_SP_NA_1", "its type is M_DP_NA_1"),
+            ("rtu/sp", "M_ME_NC_1", "its type is M_SP_NA_1"),
+            ("rtu/me", "M_DP_TB_1", "its type is M_ME_NC_1"),
+        ] {
+            let e = one_error(&config(json!({}), vec![row(source, t)]), "type_id");
+            assert!(
+                e.contains(&format!("{t} does not fit {source}: {text}")),
+                "{e}"
+            );
+        }
+        // A single command onto an IEC 104 command is passed on as it is.
+        let mut r = row("rtu/sc", "C_SC_NA_1");
+        r["multiplier"] = json!(2);
+        let e = one_error(&config(json!({}), vec![r]), "multiplier");
+        assert!(e.contains("multiplier 1 and offset 0"), "{e}");
+    }
+
+    #[test]
+    fn own_cells_of_a_row() {
+        for (cells, column, text) in [
+            (
+                json!({"type_id": "M_SP_TA_1"}),
+                "type_id",
+                "M_SP_TA_1 is not served by the slave",
+            ),
+            (
+                json!({"type_id": "C_BO_NA_1"}),
+                "type_id",
+                "C_BO_NA_1 is not served by the slave",
+            ),
+            (
+                json!({"type_id": "C_IC_NA_1"}),
+                "type_id",
+                "neither process information",
+            ),
+            (
+                json!({"type_id": "M_NOPE"}),
+                "type_id",
+                "not a known type identification",
+            ),
+            (json!({"type_id": null}), "type_id", "required, but empty"),
+            (json!({"multiplier": 0}), "multiplier", "must not be 0"),
+            (json!({"offset": "x"}), "offset", "expected a number"),
+            (
+                json!({"select_before_operate": 1}),
+                "select_before_operate",
+                "applies to command rows only",
+            ),
+            (
+                json!({"source_signal_alias": null}),
+                "source_signal_alias",
+                "required, but empty",
+            ),
+        ] {
+            let mut r = row("rtu/sp", "M_SP_NA_1");
+            for (k, v) in cells.as_object().unwrap() {
+                r[k] = v.clone();
+            }
+            let e = one_error(&config(json!({}), vec![r]), column);
+            assert!(e.contains(text), "{cells}: {e}");
+        }
+        // 0 on a monitor row is no selection: accepted.
+        let mut r = row("rtu/sp", "M_SP_NA_1");
+        r["select_before_operate"] = json!(0);
+        assert!(validate(&config(json!({}), vec![r])).errors.is_empty());
+    }
+
+    #[test]
+    fn a_row_whose_source_has_errors_is_left_out_with_a_warning() {
+        let mut raw = config(
+            json!({}),
+            vec![row("mb/hr", "M_ME_NB_1"), row("rtu/sp", "M_SP_NA_1")],
+        );
+        raw.signals[17].insert("info_address".into(), json!(101));
+        raw.signals[10].insert("data_type".into(), json!("u17"));
+        let v = validate(&raw);
+        assert_eq!(errors(&v).len(), 1, "{:?}", errors(&v));
+        assert_eq!(v.errors[0].protocol, Some(Protocol::ModbusTcp));
+        assert!(v.errors_for(Applet::Iec104Slave).is_empty());
+        let w: Vec<String> = v.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("signals[16].source_signal_alias: mb/hr has errors of its own"),
+            "{w:?}"
+        );
+        let s = slave_signals(&v);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].source.signal.as_str(), "sp");
+    }
+}

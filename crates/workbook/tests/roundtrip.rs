@@ -28,7 +28,7 @@ fn round_trip(raw: &RawConfig) -> workbook::Imported {
 #[test]
 fn the_example_round_trips() {
     let raw = example();
-    assert_eq!(raw.devices.len(), 4);
+    assert_eq!(raw.devices.len(), 5);
     assert!(raw.signals.len() >= 24);
     let imported = round_trip(&raw);
     assert_eq!(imported.raw, canonical(&raw));
