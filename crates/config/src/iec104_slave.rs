@@ -186,6 +186,31 @@ impl Iec104SlaveDevice {
     }
 }
 
+/// The enabled slave devices that cannot listen next to an earlier one: (later, earlier)
+/// positions in `devices`. Two listeners clash on one port when their addresses are equal or
+/// either is unspecified (`0.0.0.0` or `::`, which on Linux takes IPv4 too).
+pub(crate) fn listen_clashes(devices: &[crate::Device]) -> Vec<(usize, usize)> {
+    let listeners: Vec<(usize, IpAddr, u16)> = devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.enabled)
+        .filter_map(|(i, d)| match &d.kind {
+            crate::DeviceKind::Iec104Slave(s) => Some((i, s.bind, s.port.get())),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (n, (i, ip, port)) in listeners.iter().enumerate() {
+        let earlier = listeners.iter().take(n).find(|(_, other, p)| {
+            p == port && (other == ip || other.is_unspecified() || ip.is_unspecified())
+        });
+        if let Some((e, _, _)) = earlier {
+            out.push((*i, *e));
+        }
+    }
+    out
+}
+
 /// The signal a slave row refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceSignal {
@@ -774,6 +799,25 @@ mod tests {
             assert!(v.config.device(&"s".parse().unwrap()).is_none());
             assert!(v.errors_for(Applet::Iec104Master).is_empty());
         }
+    }
+
+    #[test]
+    fn two_slaves_cannot_listen_on_one_port() {
+        let v = validate(&config(json!({"port": 2405, "ip": "127.0.0.1"}), vec![]));
+        let e = errors(&v);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("devices[4].port: device \"s\" (devices[3]) listens on the same"),
+            "{e:?}"
+        );
+        assert!(v.config.device(&"s2".parse().unwrap()).is_none());
+        assert!(v.config.signals_of(&"s2".parse().unwrap()).next().is_none());
+        // Another port, or a disabled device, is fine.
+        assert!(validate(&config(json!({"port": 2406}), vec![]))
+            .errors
+            .is_empty());
+        let v = validate(&config(json!({"port": 2405, "enable": 0}), vec![]));
+        assert!(v.errors.is_empty(), "{:?}", errors(&v));
     }
 
     #[test]

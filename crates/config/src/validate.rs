@@ -300,6 +300,27 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
         }
     }
 
+    let clashes = iec104_slave::listen_clashes(&devices);
+    for (later, earlier) in &clashes {
+        let (Some(d), Some(e)) = (devices.get(*later), devices.get(*earlier)) else {
+            continue;
+        };
+        errors.push(ConfigError {
+            path: ConfigPath::row(Section::Devices, d.index, Some("port")),
+            protocol: Some(Protocol::Iec104Slave),
+            message: format!(
+                "device \"{}\" (devices[{}]) listens on the same address and port",
+                e.alias, e.index
+            ),
+        });
+    }
+    // Left out like any device with an error (`clashes` is in ascending order).
+    for (later, _) in clashes.iter().rev() {
+        if *later < devices.len() {
+            devices.remove(*later);
+        }
+    }
+
     // Signals.
     let mut signals: Vec<Signal> = Vec::with_capacity(index.rows);
     let mut seen_ioa: BTreeMap<(usize, iec60870::Ioa), usize> = BTreeMap::new();
