@@ -60,7 +60,7 @@ fn export_then_import_gives_the_same_config() {
     let o = fieldbridge(&["config", "import", p(&book), "-o", p(&json)]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("devices 4 added, 0 removed, 0 changed"),
+        stdout(&o).contains("devices 5 added, 0 removed, 0 changed"),
         "{}",
         stdout(&o)
     );
