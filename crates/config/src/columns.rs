@@ -365,6 +365,20 @@ pub fn column_reference() -> String {
             r.factor
         );
     }
+    let names = |types: &[iec60870::TypeId]| {
+        types
+            .iter()
+            .map(|t| format!("`{}`", t.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = write!(
+        out,
+        "\n## IEC 104 slave rows\n\nMonitor types: {}.\n\nCommand types: {}.\n\n{}",
+        names(crate::iec104_slave::MONITOR_TYPES),
+        names(crate::iec104_slave::COMMAND_TYPES),
+        crate::iec104_slave::REFERENCE
+    );
     out
 }
 

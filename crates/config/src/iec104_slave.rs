@@ -21,35 +21,9 @@
 //! (`C_*`) writes the master's commands to the source's `out` tag
 //! ([`Iec104SlaveSignal::source_tag`]).
 //!
-//! # Scaling
-//! `multiplier` and `offset` always map the wire value to the engineering (tag) value, as
-//! on the master side: `engineering = wire * multiplier + offset`, so `wire = (engineering -
-//! offset) / multiplier` for monitor points (the multiplier is never 0). The wire value is
-//! the information element's number: single point 0/1, double point the DPI 0-3 (1 = off,
-//! 2 = on), step position -64..=63, bitstring the 32 bits as an unsigned number, normalised
-//! value the fraction in [-1, 1) (M_ME_NA/C_SE_NA), scaled value the integer, short float the
-//! float, integrated total the counter reading; single command 0/1, double command 1 (off) /
-//! 2 (on), regulating step 1 (lower) / 2 (higher), set-points as the measured values.
-//!
-//! # What fits a source
-//! A monitor point needs a source with an `in` value (not a Modbus write function, not a
-//! command-only IEC 104 signal); a command needs a writable source (a Modbus signal with a
-//! write function or `writable: 1`, not a bit of a register; an IEC 104 signal with a
-//! command type). The type must fit the source's value ([`fit`]):
-//!
-//! | type | Modbus source | iec104-master source |
-//! |---|---|---|
-//! | `M_SP_*` | bool | `M_SP_*` |
-//! | `M_DP_*` | integer register (the DPI) | `M_DP_*` |
-//! | `M_ST_*`, `M_ME_*`, `M_IT_*` | any register (not bool) | `M_ST_*`, `M_ME_*`, `M_IT_*` |
-//! | `M_BO_*` | integer register | `M_BO_*` |
-//! | `C_SC_*` | bool or integer register | `C_SC_*` |
-//! | `C_DC_*`, `C_RC_*` | integer register | the same command |
-//! | `C_SE_*` | any register (not bool) | any `C_SE_*` |
-//!
-//! Integer registers are the `data_type`s u16, i16, u32, i32, u64, i64. A single, double or
-//! regulating step command onto an iec104-master command is passed on as the value the
-//! master sends, so its row keeps `multiplier` 1 and `offset` 0.
+//! # Scaling and what fits a source
+//! [`REFERENCE`] (also in `docs/config-columns.md`): `engineering = wire * multiplier +
+//! offset`, and which source each type fits (checked when the config is validated).
 
 use std::net::IpAddr;
 use std::num::NonZeroU16;
@@ -62,6 +36,39 @@ use crate::cell::RowReader;
 use crate::iec104;
 use crate::modbus::{DataType, ModbusSignal};
 use crate::model::SignalKind;
+
+/// The slave rows' scaling convention and fit table, in Markdown (a section of the column
+/// reference).
+pub const REFERENCE: &str = r#"### Scaling
+`multiplier` and `offset` always map the wire value to the engineering (tag) value, as
+on the master side: `engineering = wire * multiplier + offset`, so `wire = (engineering -
+offset) / multiplier` for monitor points (the multiplier is never 0). The wire value is
+the information element's number: single point 0/1, double point the DPI 0-3 (1 = off,
+2 = on), step position -64..=63, bitstring the 32 bits as an unsigned number, normalised
+value the fraction in [-1, 1) (M_ME_NA/C_SE_NA), scaled value the integer, short float the
+float, integrated total the counter reading; single command 0/1, double command 1 (off) /
+2 (on), regulating step 1 (lower) / 2 (higher), set-points as the measured values.
+
+### What fits a source
+A monitor point needs a source with an `in` value (not a Modbus write function, not a
+command-only IEC 104 signal); a command needs a writable source (a Modbus signal with a
+write function or `writable: 1`, not a bit of a register; an IEC 104 signal with a
+command type). The type must fit the source's value:
+
+| type | Modbus source | iec104-master source |
+|---|---|---|
+| `M_SP_*` | bool | `M_SP_*` |
+| `M_DP_*` | integer register (the DPI) | `M_DP_*` |
+| `M_ST_*`, `M_ME_*`, `M_IT_*` | any register (not bool) | `M_ST_*`, `M_ME_*`, `M_IT_*` |
+| `M_BO_*` | integer register | `M_BO_*` |
+| `C_SC_*` | bool or integer register | `C_SC_*` |
+| `C_DC_*`, `C_RC_*` | integer register | the same command |
+| `C_SE_*` | any register (not bool) | any `C_SE_*` |
+
+Integer registers are the `data_type`s u16, i16, u32, i32, u64, i64. A single, double or
+regulating step command onto an iec104-master command is passed on as the value the
+master sends, so its row keeps `multiplier` 1 and `offset` 0.
+"#;
 
 /// Device columns of the IEC 104 slave.
 pub const DEVICE_COLUMNS: &[&str] = &[
