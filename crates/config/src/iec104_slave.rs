@@ -578,7 +578,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::{validate, Applet, DeviceKind, RawConfig, Validated};
+    use crate::{validate, Applet, DeviceKind, Protocol, RawConfig, Validated};
 
     /// Field devices with one signal of every kind a slave row may point at, and two slaves.
     fn config(slave_device: Value, slave_rows: Vec<Value>) -> RawConfig {
@@ -663,8 +663,6 @@ mod tests {
             })
             .collect()
     }
-
-    use crate::Protocol;
 
     #[test]
     fn device_defaults() {
