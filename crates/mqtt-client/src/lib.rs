@@ -445,6 +445,7 @@ fn target_command(config: &Config, source: &TagKey) -> Result<bool, String> {
             source.device, source.signal
         )),
         SignalKind::Mqtt(_) => Err("its source is an MQTT signal".into()),
+        SignalKind::Iec104Slave(_) => Err("its source is an IEC 104 slave signal".into()),
     }
 }
 
