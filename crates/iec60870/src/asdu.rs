@@ -901,6 +901,21 @@ impl Asdu {
         Ok(w.into_vec())
     }
 
+    /// Appends `object` when the ASDU still encodes with it (at most 127 objects and 249
+    /// octets, SQ=1 objects consecutive); otherwise leaves the ASDU unchanged and returns
+    /// false. Packs points into as few ASDUs as fit.
+    pub fn try_push(&mut self, object: InformationObject, sizes: &AsduSizes) -> bool {
+        if self.objects.len() >= MAX_OBJECTS {
+            return false;
+        }
+        self.objects.push(object);
+        if self.encode(sizes).is_ok() {
+            return true;
+        }
+        self.objects.pop();
+        false
+    }
+
     /// The cause of transmission's cause.
     pub fn cause(&self) -> Cause {
         self.cot.cause

@@ -176,6 +176,10 @@ pub enum LinkEvent {
     Stopped,
     /// An ASDU arrived (raw octets; decode with [`crate::Asdu::decode`]).
     Asdu(Vec<u8>),
+    /// A received N(R) acknowledged this many of our sent I frames (the oldest ones, in the
+    /// order they were sent); never 0. A station that must know which data the peer has
+    /// received (to requeue the rest when the connection drops) counts its frames with it.
+    Acknowledged(u16),
 }
 
 /// A protocol violation or timeout: the transport must close the connection.
@@ -426,6 +430,9 @@ impl Link {
             self.sent.pop_front();
         }
         self.va = nr;
+        if acked > 0 {
+            self.events.push_back(LinkEvent::Acknowledged(acked));
+        }
         if self.role == Role::Controlled
             && self.state == LinkState::PendingStop
             && self.sent.is_empty()

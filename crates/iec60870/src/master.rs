@@ -693,6 +693,7 @@ async fn run_session(
                         let _ = events.send(MasterEvent::Active).await;
                     }
                     LinkEvent::Stopped => tracing::info!("data transfer stopped"),
+                    LinkEvent::Acknowledged(_) => {}
                     LinkEvent::Asdu(bytes) => match Asdu::decode(&bytes, &config.sizes) {
                         Ok(asdu) => {
                             ms.on_answer(&asdu);

@@ -404,12 +404,8 @@ impl Station {
                 continue;
             };
             if let Some(cur) = current.as_mut() {
-                if cur.type_id == single.type_id && cur.objects.len() < 127 {
-                    cur.objects.push(obj);
-                    if cur.encode(&sizes).is_ok() {
-                        continue;
-                    }
-                    cur.objects.pop();
+                if cur.type_id == single.type_id && cur.try_push(obj, &sizes) {
+                    continue;
                 }
             }
             if let Some(done) = current.take() {
@@ -689,6 +685,7 @@ async fn drive(st: &mut Station, s: &mut Session) -> Result<(), SessionError> {
                     tracing::info!("data transfer stopped");
                     st.queue.clear();
                 }
+                LinkEvent::Acknowledged(_) => {}
                 LinkEvent::Asdu(bytes) => match Asdu::decode(&bytes, &st.config.sizes) {
                     Ok(asdu) => st.handle(asdu),
                     Err(AsduError::UnknownTypeId(t)) => {

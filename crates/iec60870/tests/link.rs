@@ -305,7 +305,14 @@ fn controlled_stopdt_waits_for_acknowledgement() {
     assert!(drain(&mut l).is_empty());
     l.handle_frame(Frame::S { nr: s(2) }, t0).unwrap();
     assert_eq!(drain(&mut l), vec![Frame::U(UFunction::StopDtCon)]);
-    assert_eq!(events(&mut l), vec![LinkEvent::Stopped]);
+    assert_eq!(
+        events(&mut l),
+        vec![
+            LinkEvent::Acknowledged(1),
+            LinkEvent::Acknowledged(1),
+            LinkEvent::Stopped
+        ]
+    );
     // stopped again: an I frame closes
     assert!(l.handle_frame(i_frame(0, 2), t0).is_err());
 }
