@@ -30,7 +30,8 @@ const IOA_U16: u32 = 1000;
 const IOA_F32: u32 = 1001;
 const IOA_CTR: u32 = 1002;
 const IOA_COIL0: u32 = 1003;
-const IOA_COIL2_DP: u32 = 1004;
+/// holding 20 (0 before the set-point command) as a double point: 0 + 1 = OFF
+const IOA_SP_DP: u32 = 1004;
 const IOA_IR0_IT: u32 = 1005;
 const CMD_COIL5: u32 = 2000;
 const CMD_SP: u32 = 2001;
@@ -149,11 +150,20 @@ impl Master {
     }
 
     /// Reads frames until `pred` holds for the frames so far; panics after `timeout`.
-    fn wait(&mut self, what: &str, timeout: Duration, log: &dyn Fn() -> String, pred: impl Fn(&[Rx]) -> bool) {
+    fn wait(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        log: &dyn Fn() -> String,
+        pred: impl Fn(&[Rx]) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         while !pred(&self.frames) {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
                 Ok(line) => {
                     if let Some(l) = self.take(line) {
                         println!("{}: {l}", self.name);
@@ -162,7 +172,10 @@ impl Master {
                 Err(_) if Instant::now() >= deadline => panic!(
                     "{}: {what}: not within {timeout:?}; frames: {:#?}\nlog:\n{}",
                     self.name,
-                    self.frames.iter().map(|f| format!("{} {:?} {:?}", f.asdu.type_id, f.asdu.cot, f.ioas())).collect::<Vec<_>>(),
+                    self.frames
+                        .iter()
+                        .map(|f| format!("{} {:?} {:?}", f.asdu.type_id, f.asdu.cot, f.ioas()))
+                        .collect::<Vec<_>>(),
                     log()
                 ),
                 Err(_) => {}
@@ -265,13 +278,23 @@ impl Rig {
             if let Some(v) = self.value(key) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{key}: no value\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "{key}: no value\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
-fn config(dir: &Path, redis: &RedisServer, modbus_port: u16, slave_port: u16, extra: Json) -> PathBuf {
+fn config(
+    dir: &Path,
+    redis: &RedisServer,
+    modbus_port: u16,
+    slave_port: u16,
+    extra: Json,
+) -> PathBuf {
     let mb = |alias: &str, function: u8, address: u16, extra: Json| {
         let mut s = json!({"signal_name": alias, "device_alias": "meter", "signal_alias": alias,
             "function": function, "address": address});
@@ -316,7 +339,7 @@ fn config(dir: &Path, redis: &RedisServer, modbus_port: u16, slave_port: u16, ex
             pt("f32", "f32be", IOA_F32, "M_ME_TF_1", json!({})),
             pt("ctr", "ctr", IOA_CTR, "M_ME_NB_1", json!({})),
             pt("coil0", "coil0", IOA_COIL0, "M_SP_TB_1", json!({})),
-            pt("coil2", "coil2", IOA_COIL2_DP, "M_DP_NA_1", json!({"offset": -1})),
+            pt("sp_dp", "sp", IOA_SP_DP, "M_DP_NA_1", json!({"offset": -1})),
             pt("ir0", "ir0", IOA_IR0_IT, "M_IT_NA_1", json!({})),
             pt("cmd_coil5", "coil5", CMD_COIL5, "C_SC_NA_1", json!({})),
             pt("cmd_sp", "sp", CMD_SP, "C_SE_NB_1", json!({"select_before_operate": 1})),
@@ -326,7 +349,7 @@ fn config(dir: &Path, redis: &RedisServer, modbus_port: u16, slave_port: u16, ex
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
     let out = Command::new(bin())
-        .args(["config", "validate", "-c"])
+        .args(["config", "validate"])
         .arg(&path)
         .output()
         .unwrap();
@@ -339,7 +362,11 @@ fn config(dir: &Path, redis: &RedisServer, modbus_port: u16, slave_port: u16, ex
     path
 }
 
-fn object(frames: &[Rx], cause: Cause, ioa: u32) -> Option<(TypeId, InformationElement, Option<TimeTag>)> {
+fn object(
+    frames: &[Rx],
+    cause: Cause,
+    ioa: u32,
+) -> Option<(TypeId, InformationElement, Option<TimeTag>)> {
     frames
         .iter()
         .filter(|f| f.asdu.cot.cause == cause)
@@ -354,7 +381,7 @@ fn gi_spontaneous_values_commands_and_refusals() {
     let t = Duration::from_secs(20);
     let log = || rig.logs();
     // the sources have values before the master asks
-    for k in ["u16", "f32be", "coil0", "coil2", "ir0"] {
+    for k in ["u16", "f32be", "coil0", "sp", "ir0"] {
         rig.wait_value(&format!("tag/meter/{k}/in"), t);
     }
     let mut m = Master::start("master");
@@ -363,94 +390,172 @@ fn gi_spontaneous_values_commands_and_refusals() {
     // --- general interrogation: every point, its value, quality and the source's time
     m.cmd("gi", "SENT");
     m.wait("GI ACT_TERM", t, &log, |f| {
-        f.iter().any(|r| r.is(TypeId::C_IC_NA_1, Cause::ACTIVATION_TERMINATION))
+        f.iter()
+            .any(|r| r.is(TypeId::C_IC_NA_1, Cause::ACTIVATION_TERMINATION))
     });
-    assert!(m.frames.iter().any(|r| r.is(TypeId::C_IC_NA_1, Cause::ACTIVATION_CON) && r.positive()));
+    assert!(m
+        .frames
+        .iter()
+        .any(|r| r.is(TypeId::C_IC_NA_1, Cause::ACTIVATION_CON) && r.positive()));
     let gi = Cause::INTERROGATED_BY_STATION;
-    for ioa in [IOA_U16, IOA_F32, IOA_CTR, IOA_COIL0, IOA_COIL2_DP] {
-        assert!(object(&m.frames, gi, ioa).is_some(), "GI lacks IOA {ioa}: {:#?}", m.frames);
+    for ioa in [IOA_U16, IOA_F32, IOA_CTR, IOA_COIL0, IOA_SP_DP] {
+        assert!(
+            object(&m.frames, gi, ioa).is_some(),
+            "GI lacks IOA {ioa}: {:#?}",
+            m.frames
+        );
     }
-    assert!(object(&m.frames, gi, IOA_IR0_IT).is_none(), "integrated totals only on counter interrogation");
+    assert!(
+        object(&m.frames, gi, IOA_IR0_IT).is_none(),
+        "integrated totals only on counter interrogation"
+    );
     let (t_u16, e_u16, _) = object(&m.frames, gi, IOA_U16).unwrap();
     assert_eq!(t_u16, TypeId::M_ME_NB_1);
-    assert_eq!(e_u16, InformationElement::Scaled { value: 1234, quality: iec60870::Quality::GOOD });
+    assert_eq!(
+        e_u16,
+        InformationElement::Scaled {
+            value: 1234,
+            quality: iec60870::Quality::GOOD
+        }
+    );
     let (_, e_f, _) = object(&m.frames, gi, IOA_F32).unwrap();
-    assert_eq!(e_f, InformationElement::Float { value: 123.5, quality: iec60870::Quality::GOOD });
-    let (_, e_dp, _) = object(&m.frames, gi, IOA_COIL2_DP).unwrap();
+    assert_eq!(
+        e_f,
+        InformationElement::Float {
+            value: 123.5,
+            quality: iec60870::Quality::GOOD
+        }
+    );
+    let (_, e_dp, _) = object(&m.frames, gi, IOA_SP_DP).unwrap();
     assert_eq!(
         e_dp,
-        InformationElement::DoublePoint { value: iec60870::DoublePointValue::On, quality: iec60870::Quality::GOOD }
+        InformationElement::DoublePoint {
+            value: iec60870::DoublePointValue::Off,
+            quality: iec60870::Quality::GOOD
+        }
     );
 
     // --- spontaneous: the counter register changes on every poll; its events carry the
     //     source's timestamps (time-tagged float: the gateway time of the Modbus read)
     m.wait("spontaneous counter values", t, &log, |f| {
-        f.iter().filter(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR)).count() >= 5
+        f.iter()
+            .filter(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR))
+            .count()
+            >= 5
     });
     let ctr = m.spontaneous(IOA_CTR);
-    assert!(ctr.windows(2).all(|w| w[0] < w[1]), "counter events in order: {ctr:?}");
+    assert!(
+        ctr.windows(2).all(|w| w[0] < w[1]),
+        "counter events in order: {ctr:?}"
+    );
 
     // --- counter interrogation
     m.cmd("ci", "SENT");
     m.wait("CI ACT_TERM", t, &log, |f| {
-        f.iter().any(|r| r.is(TypeId::C_CI_NA_1, Cause::ACTIVATION_TERMINATION))
+        f.iter()
+            .any(|r| r.is(TypeId::C_CI_NA_1, Cause::ACTIVATION_TERMINATION))
     });
-    let (t_it, e_it, _) = object(&m.frames, Cause::REQUESTED_BY_GENERAL_COUNTER, IOA_IR0_IT).unwrap();
+    let (t_it, e_it, _) =
+        object(&m.frames, Cause::REQUESTED_BY_GENERAL_COUNTER, IOA_IR0_IT).unwrap();
     assert_eq!(t_it, TypeId::M_IT_NA_1);
-    assert!(matches!(e_it, InformationElement::IntegratedTotal { counter: 777, .. }), "{e_it:?}");
+    assert!(
+        matches!(
+            e_it,
+            InformationElement::IntegratedTotal { counter: 777, .. }
+        ),
+        "{e_it:?}"
+    );
 
     // --- clock sync is confirmed (and not applied: accept_clock_sync is off)
     m.cmd("clock", "SENT");
     m.wait("clock sync ACT_CON", t, &log, |f| {
-        f.iter().any(|r| r.is(TypeId::C_CS_NA_1, Cause::ACTIVATION_CON) && r.positive())
+        f.iter()
+            .any(|r| r.is(TypeId::C_CS_NA_1, Cause::ACTIVATION_CON) && r.positive())
     });
 
     // --- a single command reaches the coil: ACT_CON+ and ACT_TERM
     m.cmd(&format!("cmd C_SC_NA_1 {CMD_COIL5} 1"), "SENT");
     m.wait("single command ACT_TERM", t, &log, |f| {
-        f.iter().any(|r| r.is(TypeId::C_SC_NA_1, Cause::ACTIVATION_TERMINATION))
+        f.iter()
+            .any(|r| r.is(TypeId::C_SC_NA_1, Cause::ACTIVATION_TERMINATION))
     });
-    assert!(m.frames.iter().any(|r| r.is(TypeId::C_SC_NA_1, Cause::ACTIVATION_CON) && r.positive()));
-    let coil = rig.value("tag/meter/coil5/rout").expect("the modbus-master wrote coil 5");
+    assert!(m
+        .frames
+        .iter()
+        .any(|r| r.is(TypeId::C_SC_NA_1, Cause::ACTIVATION_CON) && r.positive()));
+    let coil = rig
+        .value("tag/meter/coil5/rout")
+        .expect("the modbus-master wrote coil 5");
     assert_eq!(coil.value.as_f64(), 1.0);
 
     // --- select before operate on the set-point: select ACT_CON, execute ACT_CON, ACT_TERM
     m.cmd(&format!("cmd C_SE_NB_1 {CMD_SP} 321 sbo"), "SENT");
     m.wait("set-point ACT_TERM", t, &log, |f| {
-        f.iter().any(|r| r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_TERMINATION) && r.ioas() == [CMD_SP])
+        f.iter()
+            .any(|r| r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_TERMINATION) && r.ioas() == [CMD_SP])
     });
-    let cons: Vec<&Rx> = m.frames.iter().filter(|r| r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_CON) && r.ioas() == [CMD_SP]).collect();
-    assert!(cons.len() >= 2 && cons.iter().all(|r| r.positive()), "{cons:?}");
+    let cons: Vec<&Rx> = m
+        .frames
+        .iter()
+        .filter(|r| r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_CON) && r.ioas() == [CMD_SP])
+        .collect();
+    assert!(
+        cons.len() >= 2 && cons.iter().all(|r| r.positive()),
+        "{cons:?}"
+    );
     let deadline = Instant::now() + t;
     while rig.value("tag/meter/sp/in").map(|v| v.value.as_f64()) != Some(321.0) {
-        assert!(Instant::now() < deadline, "holding 20 is not 321\n{}", rig.logs());
+        assert!(
+            Instant::now() < deadline,
+            "holding 20 is not 321\n{}",
+            rig.logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // an execute without select on the SBO point is refused
     let before = m.frames.len();
     m.cmd(&format!("cmd C_SE_NB_1 {CMD_SP} 5"), "SENT");
     m.wait("execute without select refused", t, &log, |f| {
-        f[before..].iter().any(|r| r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_CON) && !r.positive())
+        f[before..]
+            .iter()
+            .any(|r| r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_CON) && !r.positive())
     });
 
     // --- a write the Modbus device refuses (exception): ACT_CON negative, link kept
     m.cmd(&format!("cmd C_SE_NB_1 {CMD_NOWHERE} 7"), "SENT");
     m.wait("rejected write ACT_CON-", t, &log, |f| {
-        f.iter().any(|r| r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_CON) && r.ioas() == [CMD_NOWHERE] && !r.positive())
+        f.iter().any(|r| {
+            r.is(TypeId::C_SE_NB_1, Cause::ACTIVATION_CON)
+                && r.ioas() == [CMD_NOWHERE]
+                && !r.positive()
+        })
     });
 
     // --- refusals: unknown IOA 47, unknown common address 46, type not of the IOA 44,
     //     wrong cause 45; all negative, the link stays
     m.cmd("cmd C_SC_NA_1 4242 1", "SENT");
-    m.wait("COT 47", t, &log, |f| f.iter().any(|r| r.is(TypeId::C_SC_NA_1, Cause::UNKNOWN_IOA) && !r.positive()));
+    m.wait("COT 47", t, &log, |f| {
+        f.iter()
+            .any(|r| r.is(TypeId::C_SC_NA_1, Cause::UNKNOWN_IOA) && !r.positive())
+    });
     m.cmd(&format!("cmd C_SC_NA_1 {CMD_COIL5} 1 ca=7"), "SENT");
     m.wait("COT 46", t, &log, |f| {
-        f.iter().any(|r| r.is(TypeId::C_SC_NA_1, Cause::UNKNOWN_COMMON_ADDRESS) && !r.positive())
+        f.iter()
+            .any(|r| r.is(TypeId::C_SC_NA_1, Cause::UNKNOWN_COMMON_ADDRESS) && !r.positive())
     });
     m.cmd(&format!("cmd C_DC_NA_1 {CMD_COIL5} on"), "SENT");
-    m.wait("COT 44", t, &log, |f| f.iter().any(|r| r.is(TypeId::C_DC_NA_1, Cause::UNKNOWN_TYPE_ID) && !r.positive()));
-    m.cmd(&format!("cmd C_SC_NA_1 {CMD_COIL5} 1 cot=SPONTANEOUS"), "SENT");
-    m.wait("COT 45", t, &log, |f| f.iter().any(|r| r.is(TypeId::C_SC_NA_1, Cause::UNKNOWN_CAUSE) && !r.positive()));
+    m.wait("COT 44", t, &log, |f| {
+        f.iter()
+            .any(|r| r.is(TypeId::C_DC_NA_1, Cause::UNKNOWN_TYPE_ID) && !r.positive())
+    });
+    m.cmd(
+        &format!("cmd C_SC_NA_1 {CMD_COIL5} 1 cot=SPONTANEOUS"),
+        "SENT",
+    );
+    m.wait("COT 45", t, &log, |f| {
+        f.iter()
+            .any(|r| r.is(TypeId::C_SC_NA_1, Cause::UNKNOWN_CAUSE) && !r.positive())
+    });
     // still connected: spontaneous values keep coming
     let n = m.spontaneous(IOA_CTR).len();
     m.drain(Duration::from_secs(1));
@@ -482,8 +587,15 @@ fn assert_all_delivered(streamed: &[TagValue], received: &[f64], what: &str) {
             _ => missing.push(*w),
         }
     }
-    println!("{what}: {} streamed values, {} received, last {last}", want.len(), received.len());
-    assert!(missing.is_empty(), "{what}: missing {missing:?} (received {received:?})");
+    println!(
+        "{what}: {} streamed values, {} received, last {last}",
+        want.len(),
+        received.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{what}: missing {missing:?} (received {received:?})"
+    );
 }
 
 #[test]
@@ -495,7 +607,8 @@ fn no_event_lost_across_a_master_outage_and_a_killed_slave() {
     {
         let log = || rig.logs();
         m.wait("first counter events", t, &log, |f| {
-            f.iter().any(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR))
+            f.iter()
+                .any(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR))
         });
     }
     let first = *m.spontaneous(IOA_CTR).first().unwrap();
@@ -523,7 +636,11 @@ fn no_event_lost_across_a_master_outage_and_a_killed_slave() {
         .into_iter()
         .filter(|v| v.value.as_f64() >= first && v.timestamp_ms + 2000 < tagbus::now_ms())
         .collect();
-    assert!(streamed.len() > 100, "{} values in ~16 s at 10/s", streamed.len());
+    assert!(
+        streamed.len() > 100,
+        "{} values in ~16 s at 10/s",
+        streamed.len()
+    );
     assert_all_delivered(&streamed, &m.spontaneous(IOA_CTR), "outage and kill");
 }
 
@@ -537,18 +654,23 @@ fn redundancy_group_switch_over_loses_nothing() {
     a.cmd(&format!("connect {}", rig.slave_port), "OPEN");
     b.cmd(&format!("standby {}", rig.slave_port), "CONNECTED");
     a.wait("events to the started master", t, &log, |f| {
-        f.iter().any(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR))
+        f.iter()
+            .any(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR))
     });
     let first = *a.spontaneous(IOA_CTR).first().unwrap();
     a.drain(Duration::from_secs(2));
     b.drain(Duration::from_millis(100));
-    assert!(b.spontaneous(IOA_CTR).is_empty(), "the standby master gets no data");
+    assert!(
+        b.spontaneous(IOA_CTR).is_empty(),
+        "the standby master gets no data"
+    );
     // switch-over: STOPDT on A, STARTDT on B
     a.cmd("stop", "STOPPED");
     std::thread::sleep(Duration::from_millis(500));
     b.cmd("start", "STARTED");
     b.wait("events to the new started master", t, &log, |f| {
-        f.iter().any(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR))
+        f.iter()
+            .any(|r| r.asdu.cot.cause == Cause::SPONTANEOUS && r.ioas().contains(&IOA_CTR))
     });
     b.drain(Duration::from_secs(3));
     a.drain(Duration::from_millis(100));

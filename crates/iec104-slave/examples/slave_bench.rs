@@ -84,7 +84,8 @@ impl Arrivals {
     }
 
     async fn wait_active(&mut self) {
-        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(30), self.rx.recv()).await {
+        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(30), self.rx.recv()).await
+        {
             if ev == MasterEvent::Active {
                 return;
             }
@@ -121,7 +122,9 @@ async fn gi(h: &iec60870::MasterHandle, a: &mut Arrivals) -> (Duration, usize) {
 async fn count_spontaneous(a: &mut Arrivals, want: usize) -> usize {
     let mut n = 0;
     while n < want {
-        let Some(asdu) = a.next(Duration::from_secs(60)).await else { break };
+        let Some(asdu) = a.next(Duration::from_secs(60)).await else {
+            break;
+        };
         if asdu.cot.cause == Cause::SPONTANEOUS {
             n += asdu.objects.len();
         }
@@ -155,7 +158,11 @@ fn main() {
             .to_str()
             .unwrap(),
     ));
-    assert!(bin.exists(), "{} missing: cargo build --release -p fieldbridge", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p fieldbridge",
+        bin.display()
+    );
     let redis = RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -233,7 +240,10 @@ fn main() {
         }
         let (n, mut a) = counter.await.unwrap();
         let slave_rate = n as f64 / t.elapsed().as_secs_f64();
-        println!("spontaneous via the slave: {n} of {total} in {:.2} s = {slave_rate:.0}/s", t.elapsed().as_secs_f64());
+        println!(
+            "spontaneous via the slave: {n} of {total} in {:.2} s = {slave_rate:.0}/s",
+            t.elapsed().as_secs_f64()
+        );
         out.push(("slave.values_per_s", slave_rate));
 
         // latency at a steady rate: 10 ms ticks of rate/100 values
@@ -260,7 +270,9 @@ fn main() {
         let want = (ticks * u64::from(per_tick)) as usize;
         let mut lat = Vec::with_capacity(want);
         while lat.len() < want {
-            let Some(asdu) = a.next(Duration::from_secs(30)).await else { break };
+            let Some(asdu) = a.next(Duration::from_secs(30)).await else {
+                break;
+            };
             if asdu.cot.cause != Cause::SPONTANEOUS {
                 continue;
             }
@@ -273,8 +285,17 @@ fn main() {
         }
         sender.await.unwrap();
         lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
-        let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(f64::NAN);
-        println!("latency at {rate}/s: p50 {} ms, p99 {} ms ({} values)", pct(0.5), pct(0.99), lat.len());
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "latency at {rate}/s: p50 {} ms, p99 {} ms ({} values)",
+            pct(0.5),
+            pct(0.99),
+            lat.len()
+        );
         out.push(("slave.latency_values", lat.len() as f64));
         out.push(("slave.p50_ms", pct(0.5)));
         out.push(("slave.p99_ms", pct(0.99)));
@@ -312,10 +333,17 @@ fn main() {
         out
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let text: String = figures.iter().map(|(k, v)| format!("{k} {v:.3}\n")).collect();
+    let text: String = figures
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.3}\n"))
+        .collect();
     print!("{text}");
     if let Ok(path) = std::env::var("BENCH_OUT") {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
         f.write_all(text.as_bytes()).unwrap();
     }
 }

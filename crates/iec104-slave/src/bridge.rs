@@ -162,16 +162,26 @@ impl AckLedger {
     }
 }
 
-/// Commands written to `out` tags, awaiting their results (sans-IO).
-#[derive(Debug, Default)]
-pub struct PendingCommands {
-    by_key: HashMap<(TagKey, u64), (CommandToken, Instant)>,
+/// Commands written to `out` tags, awaiting their results (sans-IO); `T` names a command
+/// (the station's [`CommandToken`]).
+#[derive(Debug)]
+pub struct PendingCommands<T> {
+    by_key: HashMap<(TagKey, u64), (T, Instant)>,
     /// The last command timestamp used per `out` tag: each command gets a later one, so a
     /// result names exactly one command.
     last_ts: HashMap<TagKey, u64>,
 }
 
-impl PendingCommands {
+impl<T> Default for PendingCommands<T> {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::new(),
+            last_ts: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Copy> PendingCommands<T> {
     /// The timestamp for a new command on `out`: `now_ms`, or one past the previous one.
     pub fn stamp(&mut self, out: &TagKey, now_ms: u64) -> u64 {
         let ts = match self.last_ts.get(out) {
@@ -183,7 +193,7 @@ impl PendingCommands {
     }
 
     /// Registers a command; false when too many are pending.
-    pub fn add(&mut self, out: TagKey, ts: u64, token: CommandToken, deadline: Instant) -> bool {
+    pub fn add(&mut self, out: TagKey, ts: u64, token: T, deadline: Instant) -> bool {
         if self.by_key.len() >= MAX_PENDING_COMMANDS {
             return false;
         }
@@ -192,13 +202,13 @@ impl PendingCommands {
     }
 
     /// The command a result answers, and whether it is positive.
-    pub fn on_result(&mut self, out: &TagKey, r: &CommandResult) -> Option<(CommandToken, bool)> {
+    pub fn on_result(&mut self, out: &TagKey, r: &CommandResult) -> Option<(T, bool)> {
         let (token, _) = self.by_key.remove(&(out.clone(), r.command_timestamp_ms))?;
         Some((token, r.outcome == CommandOutcome::Confirmed))
     }
 
     /// Removes and returns the commands whose deadline passed.
-    pub fn expire(&mut self, now: Instant) -> Vec<(TagKey, CommandToken)> {
+    pub fn expire(&mut self, now: Instant) -> Vec<(TagKey, T)> {
         let due: Vec<(TagKey, u64)> = self
             .by_key
             .iter()
@@ -250,10 +260,7 @@ impl FeedState for GroupFeedState {
 }
 
 /// The initial database: every point with its source's current value, or invalid.
-async fn initial_points(
-    redis_url: &str,
-    monitors: &[MonitorRoute],
-) -> Result<PointDb, SlaveError> {
+async fn initial_points(redis_url: &str, monitors: &[MonitorRoute]) -> Result<PointDb, SlaveError> {
     let keys: Vec<TagKey> = monitors.iter().map(|m| m.source.clone()).collect();
     let values: HashMap<TagKey, TagValue> = tagbus::read_values(redis_url, &keys)
         .await?
@@ -278,8 +285,7 @@ async fn pump_group(
 ) {
     let label = setup.group.clone();
     let consumer = loop {
-        match feed::open_consumer(&setup.redis_url, &setup.group, CONSUMER_NAME, &setup.state)
-            .await
+        match feed::open_consumer(&setup.redis_url, &setup.group, CONSUMER_NAME, &setup.state).await
         {
             Ok(c) => break c,
             Err(e) => {
@@ -470,7 +476,7 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
         .iter()
         .map(|c| (c.spec.ioa, c.clone()))
         .collect();
-    let mut pending = PendingCommands::default();
+    let mut pending: PendingCommands<CommandToken> = PendingCommands::default();
 
     loop {
         let deadline = pending.next_deadline();
@@ -483,7 +489,7 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
                             let _ = tx.send(Some(up_to));
                         }
                     }
-                    Action::Command { token, request } => {
+                    Action::Command { token, request, .. } => {
                         let Some(route) = routes.get(&request.ioa) else {
                             station.command_result(token, false).await.map_err(|_| SlaveError::StationGone)?;
                             continue;
@@ -512,7 +518,7 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
                         if settings.accept_clock_sync {
                             set_clock(&device, time);
                         } else {
-                            tracing::info!(device = %device, time = %time, "clock sync confirmed (not applied: accept_clock_sync is off)");
+                            tracing::info!(device = %device, time = ?time, "clock sync confirmed (not applied: accept_clock_sync is off)");
                         }
                     }
                     other => tracing::info!(device = %device, event = ?other, "station"),
@@ -544,8 +550,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn set_clock(device: &tagbus::Alias, time: iec60870::Cp56Time2a) {
     match time.to_unix_ms() {
         Ok(ms) => match crate::clock::set_system_time_ms(ms) {
-            Ok(()) => tracing::info!(device = %device, time = %time, "system clock set from the master's clock sync"),
-            Err(e) => tracing::warn!(device = %device, time = %time, error = %e, "cannot set the system clock"),
+            Ok(()) => {
+                tracing::info!(device = %device, time = ?time, "system clock set from the master's clock sync")
+            }
+            Err(e) => {
+                tracing::warn!(device = %device, time = ?time, error = %e, "cannot set the system clock")
+            }
         },
         Err(e) => tracing::warn!(device = %device, error = %e, "clock sync time not usable"),
     }
@@ -586,12 +596,14 @@ mod tests {
         let b = p.stamp(&k, 1000);
         assert_eq!((a, b), (1000, 1001));
         let now = Instant::now();
-        assert!(p.add(k.clone(), a, CommandToken::new_for_tests(1), now));
-        assert!(p.add(k.clone(), b, CommandToken::new_for_tests(2), now + Duration::from_secs(5)));
-        let r: CommandResult = "confirmed,1001,1002,".parse().unwrap_or_else(|_| unreachable!());
-        assert_eq!(p.on_result(&k, &r), Some((CommandToken::new_for_tests(2), true)));
+        assert!(p.add(k.clone(), a, 1u64, now));
+        assert!(p.add(k.clone(), b, 2u64, now + Duration::from_secs(5)));
+        let r: CommandResult = "confirmed,1001,1002,"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(p.on_result(&k, &r), Some((2u64, true)));
         assert_eq!(p.on_result(&k, &r), None);
-        assert_eq!(p.expire(now), vec![(k, CommandToken::new_for_tests(1))]);
+        assert_eq!(p.expire(now), vec![(k, 1u64)]);
         assert!(p.is_empty());
     }
 }

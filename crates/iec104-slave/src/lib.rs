@@ -6,5 +6,11 @@
 //! - [`map`]: tag bus values to IEC points and IEC commands to `out` values.
 //! - [`bridge`]: the applet: the tag bus stream per redundancy group, commands and results.
 
+pub mod bridge;
+mod clock;
 pub mod map;
+mod plan;
 pub mod station;
+
+pub use bridge::{run, run_all, SlaveError, SlaveSettings};
+pub use plan::{slave_settings, station_config};

@@ -9,8 +9,8 @@
 //! A row's `multiplier`/`offset` map the wire value to the engineering (tag) value, as on
 //! the master side: engineering = wire * multiplier + offset. A monitor point sends
 //! wire = (tag value - offset) / multiplier; a command writes wire * multiplier + offset to
-//! the `out` tag. So a Modbus coil (0/1) served as a double point takes `offset: -1`
-//! (wire = value + 1: OFF = 1, ON = 2).
+//! the `out` tag. So a Modbus register holding 0/1 served as a double point takes
+//! `offset: -1` (wire = value + 1: OFF = 1, ON = 2).
 //!
 //! Quality: the tag's flags `iv nt sb bl ov` become the IEC bits of the same name; the
 //! gateway's link-loss mark `nolink` sets NT (it comes with `nt`); a value the conversion
@@ -330,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn a_coil_as_a_double_point_with_offset() {
+    fn a_0_1_register_as_a_double_point_with_offset() {
         let mut s = spec(TypeId::M_DP_NA_1);
         s.offset = -1.0;
         assert_eq!(

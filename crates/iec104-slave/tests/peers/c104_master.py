@@ -49,7 +49,7 @@ def wait_state(conn, states, timeout=5.0) -> bool:
 
 class Master:
     def __init__(self) -> None:
-        self.client = c104.Client(tick_rate_ms=20, command_timeout_ms=8000)
+        self.client = c104.Client(tick_rate_ms=50, command_timeout_ms=8000)
         self.conn = None
         self.stations = {}
         self.points = {}
@@ -85,7 +85,9 @@ class Master:
 
     def station(self, ca: int):
         if ca not in self.stations:
-            self.stations[ca] = self.conn.add_station(common_address=ca)
+            # c104 adds a station by itself when its data arrives
+            st = self.conn.get_station(common_address=ca)
+            self.stations[ca] = st if st is not None else self.conn.add_station(common_address=ca)
         return self.stations[ca]
 
     def point(self, ca: int, type_name: str, ioa: int, sbo: bool):
@@ -96,6 +98,8 @@ class Master:
         if old is not None and old[0] != wanted:
             station.remove_point(io_address=ioa)
             old = None
+        if old is None and station.get_point(io_address=ioa) is not None:
+            station.remove_point(io_address=ioa)
         if old is None:
             mode = c104.CommandMode.SELECT_AND_EXECUTE if sbo else c104.CommandMode.DIRECT
             p = station.add_point(io_address=ioa, type=getattr(c104.Type, type_name),
@@ -122,7 +126,9 @@ class Master:
         elif type_name.startswith("C_RC"):
             p.value = c104.Step.HIGHER if value == "higher" else c104.Step.LOWER
         elif type_name.startswith("C_SE_NB"):
-            p.value = int(value)
+            p.value = c104.Int16(int(value))
+        elif type_name.startswith("C_SE_NA"):
+            p.value = c104.NormalizedFloat(float(value))
         else:
             p.value = float(value)
         # transmit() blocks until the confirmation (or its timeout): run it aside so the
