@@ -56,7 +56,9 @@ class Master:
 
     def connect(self, port: int, start: bool) -> str:
         if self.conn is None:
-            self.conn = self.client.add_connection(ip="127.0.0.1", port=port, init=c104.Init.NONE)
+            # MUTED: c104 sends no STARTDT by itself (a standby connection until `start`)
+            init = c104.Init.NONE if start else c104.Init.MUTED
+            self.conn = self.client.add_connection(ip="127.0.0.1", port=port, init=init)
             self.conn.on_receive_raw(callable=on_raw)
             self.client.start()
         else:
@@ -66,7 +68,6 @@ class Master:
         if start:
             r = self.start()
             return "OPEN" if r == "STARTED" else r
-        self.conn.mute()
         return "CONNECTED"
 
     def start(self) -> str:
