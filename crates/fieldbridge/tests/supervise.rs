@@ -594,6 +594,66 @@ fn status_without_a_file_says_so() {
 }
 
 #[test]
+fn status_shows_the_slave_devices_masters_and_counters() {
+    // A file as the supervisor writes it while the IEC 104 slave applet runs (the pid: this
+    // test, alive).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("status.json");
+    let now_ms = tagbus::now_ms();
+    let text = serde_json::json!({
+        "version": 1,
+        "supervisor": {"pid": std::process::id(), "config": dir.path().join("none.json"),
+                       "started": now_ms / 1000 - 600, "updated": now_ms / 1000,
+                       "running": true, "config_loaded": now_ms / 1000 - 600},
+        "applets": {
+            "iec104-slave": {"state": "running", "pid": 4242, "restarts": 0,
+                             "since": now_ms / 1000 - 600, "message": "running"}
+        },
+        "slaves": {
+            "scada": {"updated_ms": now_ms - 2_000,
+                      "masters": [
+                          {"address": "10.0.0.5:40001", "group": 0, "started": true,
+                           "since_ms": now_ms - 125_000},
+                          {"address": "[fd00::6]:2404", "group": 0, "started": false,
+                           "since_ms": now_ms - 60_000}],
+                      "sent": 1200, "buffered": 7, "dropped": 2, "refused": 1, "commands": 3},
+            "spare": {"updated_ms": now_ms, "masters": [], "sent": 0, "buffered": 0,
+                      "dropped": 0, "refused": 0, "commands": 0}
+        }
+    });
+    std::fs::write(&path, text.to_string()).unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--status-file"])
+        .arg(&path)
+        .env("FIELDBRIDGE_REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(table.contains("iec104-slave  running"), "{table}");
+    // (Durations to the second may have moved on by one.)
+    for line in [
+        "\nIEC 104 slave devices:\n  scada (updated ",
+        "s ago): sent 1200, buffered 7, dropped by the stream cap 2, masters refused 1, \
+         commands 3\n",
+        "    master 10.0.0.5:40001  group 0  started for 2m",
+        "    master [fd00::6]:2404  group 0  standby for 1m",
+        "  spare (updated ",
+        "    no master connected\n",
+    ] {
+        assert!(table.contains(line), "{line:?} not in\n{table}");
+    }
+    // `--json` prints the file as it is, slaves included.
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--status-file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["slaves"], text["slaves"]);
+}
+
+#[test]
 fn a_closed_stderr_does_not_kill_the_supervisor() {
     // Logging to a pipe nobody reads any more (a `| head`, a dead log reader) must not panic.
     let dir = tempfile::tempdir().unwrap();
