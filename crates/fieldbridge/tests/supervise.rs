@@ -593,6 +593,86 @@ fn status_without_a_file_says_so() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `fieldbridge supervise` running?"));
 }
 
+/// While the slave applet runs, the status file holds what it wrote to its stats hashes (the
+/// test writes them, as the applet does); none while it does not run, and none a previous run
+/// left behind.
+#[test]
+fn the_status_file_holds_the_running_slaves_stats() {
+    use tagbus::stats::{MasterState, SlaveStats, StatsWriter};
+    let redis = testrig::RedisServer::start();
+    let config = format!(
+        r#"{{"redis_url": "{}", "devices": [
+            {{"name": "SCADA", "device_alias": "scada", "protocol": "iec104-slave",
+              "ip": "127.0.0.1", "asdu_address": 5}}], "signals": []}}"#,
+        redis.url()
+    );
+    let mut sup = Sup::start(&config, Some("exec sleep 120"), &[]);
+    let s = sup.wait_for("the first status", |_| true);
+    if !s.applets.contains_key("iec104-slave") {
+        eprintln!("skipping: the supervisor has no iec104-slave applet yet (config::Applet)");
+        return;
+    }
+    let s = sup.wait_for("iec104-slave running", |s| {
+        running_pid(s, "iec104-slave").is_some()
+    });
+    assert!(s.slaves.is_empty(), "{:?}", s.slaves);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = SlaveStats {
+        updated_ms: tagbus::now_ms(),
+        masters: vec![MasterState {
+            address: "127.0.0.1:40001".parse().unwrap(),
+            group: 0,
+            started: true,
+            since_ms: tagbus::now_ms(),
+        }],
+        sent: 7,
+        refused: 2,
+        ..Default::default()
+    };
+    let mut writer = StatsWriter::new(&redis.url()).unwrap();
+    let scada: tagbus::Alias = "scada".parse().unwrap();
+    rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
+    let s = sup.wait_for("the slave's stats", |s| !s.slaves.is_empty());
+    assert_eq!(s.slaves.get("scada"), Some(&stats));
+    let out = Command::new(BIN)
+        .args(["status", "--status-file"])
+        .arg(sup.path("run/status.json"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("    master 127.0.0.1:40001  group 0  started for "),
+        "{table}"
+    );
+
+    // Killed: its masters are gone with it; restarted: the old hash is not shown.
+    let old = running_pid(&s, "iec104-slave").unwrap();
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+    let s = sup.wait_for("iec104-slave back", |s| {
+        running_pid(s, "iec104-slave").is_some_and(|p| p != old)
+    });
+    assert!(s.slaves.is_empty(), "{:?}", s.slaves);
+    std::thread::sleep(supervisor::slaves::SLAVE_STATS_EVERY + Duration::from_secs(1));
+    let s = sup.status().unwrap();
+    assert!(
+        s.slaves.is_empty(),
+        "a previous run's stats: {:?}",
+        s.slaves
+    );
+    let fresh = SlaveStats {
+        updated_ms: tagbus::now_ms(),
+        ..stats
+    };
+    rt.block_on(writer.write_slave(&scada, &fresh)).unwrap();
+    let s = sup.wait_for("the new run's stats", |s| !s.slaves.is_empty());
+    assert_eq!(s.slaves.get("scada"), Some(&fresh));
+    assert_eq!(sup.stop(), Some(0));
+    assert!(sup.status().unwrap().slaves.is_empty());
+}
+
 #[test]
 fn status_shows_the_slave_devices_masters_and_counters() {
     // A file as the supervisor writes it while the IEC 104 slave applet runs (the pid: this
