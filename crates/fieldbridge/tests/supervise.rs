@@ -169,6 +169,21 @@ impl Drop for Sup {
     }
 }
 
+/// `fieldbridge status --status-file FILE`: its exit code and table (no Redis to read the
+/// publisher's counters from).
+fn status_table(file: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["status", "--status-file"])
+        .arg(file)
+        .env("FIELDBRIDGE_REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn running_pid(s: &Status, applet: &str) -> Option<u32> {
     s.applets
         .get(applet)
@@ -279,13 +294,8 @@ fn valid_part_runs_invalid_part_does_not() {
     assert!(log.contains("modbus-master is not started"), "{log}");
 
     // `fieldbridge status` tells the same, as a table (exit 1: not all is running).
-    let out = Command::new(BIN)
-        .args(["status", "--status-file"])
-        .arg(sup.path("run/status.json"))
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{table}");
+    let (code, table) = status_table(&sup.path("run/status.json"));
+    assert_eq!(code, Some(1), "{table}");
     assert!(table.contains("mqtt-client    running"), "{table}");
     assert!(table.contains("modbus-master  invalid_config"), "{table}");
     assert!(
@@ -637,12 +647,7 @@ fn the_status_file_holds_the_running_slaves_stats() {
     rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
     let s = sup.wait_for("the slave's stats", |s| !s.slaves.is_empty());
     assert_eq!(s.slaves.get("scada"), Some(&stats));
-    let out = Command::new(BIN)
-        .args(["status", "--status-file"])
-        .arg(sup.path("run/status.json"))
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
+    let (_, table) = status_table(&sup.path("run/status.json"));
     assert!(
         table.contains("    master 127.0.0.1:40001  group 0  started for "),
         "{table}"
@@ -702,14 +707,8 @@ fn status_shows_the_slave_devices_masters_and_counters() {
         }
     });
     std::fs::write(&path, text.to_string()).unwrap();
-    let out = Command::new(BIN)
-        .args(["status", "--status-file"])
-        .arg(&path)
-        .env("FIELDBRIDGE_REDIS_URL", "redis://127.0.0.1:1")
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{table}");
+    let (code, table) = status_table(&path);
+    assert_eq!(code, Some(0), "{table}");
     assert!(table.contains("iec104-slave  running"), "{table}");
     // (Durations to the second may have moved on by one.)
     for line in [

@@ -364,10 +364,9 @@ fn slave_stats_replace_their_hash_and_read_back_per_device() {
     let scada: tagbus::Alias = "scada".parse().unwrap();
     let backup: tagbus::Alias = "scada.backup".parse().unwrap();
     let devices = [scada.clone(), backup.clone()];
-    assert!(rt
-        .block_on(read_slave_stats(&redis.url(), &devices))
-        .unwrap()
-        .is_empty());
+    let url = redis.url();
+    let read = || rt.block_on(read_slave_stats(&url, &devices)).unwrap();
+    assert!(read().is_empty());
     let master = |address: &str, group, started| MasterState {
         address: address.parse().unwrap(),
         group,
@@ -396,11 +395,8 @@ fn slave_stats_replace_their_hash_and_read_back_per_device() {
             .trim(),
         "0,standby,1732280000000"
     );
-    let read = rt
-        .block_on(read_slave_stats(&redis.url(), &devices))
-        .unwrap();
-    assert_eq!(read.len(), 1, "{read:?}");
-    assert_eq!(read.get(&scada), Some(&stats));
+    assert_eq!(read().len(), 1);
+    assert_eq!(read().get(&scada), Some(&stats));
 
     // The standby master leaves, the other switches: the hash holds only what is written.
     stats.masters = vec![master("127.0.0.1:40001", 0, false)];
@@ -414,25 +410,16 @@ fn slave_stats_replace_their_hash_and_read_back_per_device() {
             .trim(),
         "0"
     );
-    let read = rt
-        .block_on(read_slave_stats(&redis.url(), &devices))
-        .unwrap();
-    assert_eq!(read.get(&scada), Some(&stats));
-    assert_eq!(read.get(&backup), Some(&SlaveStats::default()));
+    assert_eq!(read().get(&scada), Some(&stats));
+    assert_eq!(read().get(&backup), Some(&SlaveStats::default()));
 
     // Foreign fields written by hand are skipped, not an error.
     redis.cli(&["HSET", key.as_str(), "master:nonsense", "x", "sent", "many"]);
-    let read = rt
-        .block_on(read_slave_stats(&redis.url(), &devices))
-        .unwrap();
-    assert_eq!(read.get(&scada).map(|s| s.masters.len()), Some(1));
+    assert_eq!(read().get(&scada).map(|s| s.masters.len()), Some(1));
 
     // Redis restarts: the writer reconnects on the next write after a failure.
     redis.restart();
     let _ = rt.block_on(writer.write_slave(&scada, &stats));
     rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
-    let read = rt
-        .block_on(read_slave_stats(&redis.url(), &devices))
-        .unwrap();
-    assert_eq!(read.get(&scada), Some(&stats));
+    assert_eq!(read().get(&scada), Some(&stats));
 }
