@@ -15,7 +15,8 @@
 //!   them would halve how long an outage the capped stream can bridge.
 //! - [`command`]: the command-outcome contract every master driver follows
 //!   ([`command::CommandResult`] on `result/<device>/<signal>`).
-//! - [`stats`]: the hash the MQTT publisher's counters are written to for `fieldbridge status`.
+//! - [`stats`]: the hashes the MQTT publisher's counters and each `iec104-slave` device's
+//!   masters and counters are written to, for `fieldbridge status` and the status file.
 
 pub mod command;
 mod key;

@@ -1,4 +1,5 @@
-//! The stats hash: the MQTT publisher's counters, for `fieldbridge status`.
+//! The stats hashes: the MQTT publisher's counters, for `fieldbridge status`, and each
+//! `iec104-slave` device's masters and counters ([`slave`]), for the supervisor's status file.
 //!
 //! The supervisor's status file is the supervisor's own; a child's figures travel through the
 //! tag bus Redis instead. `mqtt-client` writes the hash [`PUBLISHER_STATS_KEY`] every few
@@ -10,9 +11,15 @@ use std::collections::BTreeMap;
 
 use crate::Alias;
 
+mod slave;
+pub use slave::{
+    MasterState, SlaveCounter, SlaveStats, SlaveStatsKey, MASTER_FIELD_PREFIX,
+    SLAVE_STATS_KEY_PREFIX,
+};
+
 /// The Redis hash of the MQTT publisher's counters.
 pub const PUBLISHER_STATS_KEY: &str = "fieldbridge:stats:mqtt-client";
-/// The field holding when the hash was last written (ms since the Unix epoch).
+/// The field holding when a stats hash was last written (ms since the Unix epoch).
 pub const UPDATED_FIELD: &str = "updated_ms";
 
 /// One counter of a publisher device.

@@ -169,6 +169,21 @@ impl Drop for Sup {
     }
 }
 
+/// `fieldbridge status --status-file FILE`: its exit code and table (no Redis to read the
+/// publisher's counters from).
+fn status_table(file: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["status", "--status-file"])
+        .arg(file)
+        .env("FIELDBRIDGE_REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn running_pid(s: &Status, applet: &str) -> Option<u32> {
     s.applets
         .get(applet)
@@ -279,13 +294,8 @@ fn valid_part_runs_invalid_part_does_not() {
     assert!(log.contains("modbus-master is not started"), "{log}");
 
     // `fieldbridge status` tells the same, as a table (exit 1: not all is running).
-    let out = Command::new(BIN)
-        .args(["status", "--status-file"])
-        .arg(sup.path("run/status.json"))
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{table}");
+    let (code, table) = status_table(&sup.path("run/status.json"));
+    assert_eq!(code, Some(1), "{table}");
     assert!(table.contains("mqtt-client    running"), "{table}");
     assert!(table.contains("modbus-master  invalid_config"), "{table}");
     assert!(
@@ -591,6 +601,135 @@ fn status_without_a_file_says_so() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `fieldbridge supervise` running?"));
+}
+
+/// While the slave applet runs, the status file holds what it wrote to its stats hashes (the
+/// test writes them, as the applet does); none while it does not run, and none a previous run
+/// left behind.
+#[test]
+fn the_status_file_holds_the_running_slaves_stats() {
+    use tagbus::stats::{MasterState, SlaveStats, StatsWriter};
+    let redis = testrig::RedisServer::start();
+    let config = format!(
+        r#"{{"redis_url": "{}", "devices": [
+            {{"name": "SCADA", "device_alias": "scada", "protocol": "iec104-slave",
+              "ip": "127.0.0.1", "asdu_address": 5}}], "signals": []}}"#,
+        redis.url()
+    );
+    let mut sup = Sup::start(&config, Some("exec sleep 120"), &[]);
+    let s = sup.wait_for("the first status", |_| true);
+    if !s.applets.contains_key("iec104-slave") {
+        eprintln!("skipping: the supervisor has no iec104-slave applet yet (config::Applet)");
+        return;
+    }
+    let s = sup.wait_for("iec104-slave running", |s| {
+        running_pid(s, "iec104-slave").is_some()
+    });
+    assert!(s.slaves.is_empty(), "{:?}", s.slaves);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = SlaveStats {
+        updated_ms: tagbus::now_ms(),
+        masters: vec![MasterState {
+            address: "127.0.0.1:40001".parse().unwrap(),
+            group: 0,
+            started: true,
+            since_ms: tagbus::now_ms(),
+        }],
+        sent: 7,
+        refused: 2,
+        ..Default::default()
+    };
+    let mut writer = StatsWriter::new(&redis.url()).unwrap();
+    let scada: tagbus::Alias = "scada".parse().unwrap();
+    rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
+    let s = sup.wait_for("the slave's stats", |s| !s.slaves.is_empty());
+    assert_eq!(s.slaves.get("scada"), Some(&stats));
+    let (_, table) = status_table(&sup.path("run/status.json"));
+    assert!(
+        table.contains("    master 127.0.0.1:40001  group 0  started for "),
+        "{table}"
+    );
+
+    // Killed: its masters are gone with it; restarted: the old hash is not shown.
+    let old = running_pid(&s, "iec104-slave").unwrap();
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+    let s = sup.wait_for("iec104-slave back", |s| {
+        running_pid(s, "iec104-slave").is_some_and(|p| p != old)
+    });
+    assert!(s.slaves.is_empty(), "{:?}", s.slaves);
+    std::thread::sleep(supervisor::slaves::SLAVE_STATS_EVERY + Duration::from_secs(1));
+    let s = sup.status().unwrap();
+    assert!(
+        s.slaves.is_empty(),
+        "a previous run's stats: {:?}",
+        s.slaves
+    );
+    let fresh = SlaveStats {
+        updated_ms: tagbus::now_ms(),
+        ..stats
+    };
+    rt.block_on(writer.write_slave(&scada, &fresh)).unwrap();
+    let s = sup.wait_for("the new run's stats", |s| !s.slaves.is_empty());
+    assert_eq!(s.slaves.get("scada"), Some(&fresh));
+    assert_eq!(sup.stop(), Some(0));
+    assert!(sup.status().unwrap().slaves.is_empty());
+}
+
+#[test]
+fn status_shows_the_slave_devices_masters_and_counters() {
+    // A file as the supervisor writes it while the IEC 104 slave applet runs (the pid: this
+    // test, alive).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("status.json");
+    let now_ms = tagbus::now_ms();
+    let text = serde_json::json!({
+        "version": 1,
+        "supervisor": {"pid": std::process::id(), "config": dir.path().join("none.json"),
+                       "started": now_ms / 1000 - 600, "updated": now_ms / 1000,
+                       "running": true, "config_loaded": now_ms / 1000 - 600},
+        "applets": {
+            "iec104-slave": {"state": "running", "pid": 4242, "restarts": 0,
+                             "since": now_ms / 1000 - 600, "message": "running"}
+        },
+        "slaves": {
+            "scada": {"updated_ms": now_ms - 2_000,
+                      "masters": [
+                          {"address": "10.0.0.5:40001", "group": 0, "started": true,
+                           "since_ms": now_ms - 125_000},
+                          {"address": "[fd00::6]:2404", "group": 0, "started": false,
+                           "since_ms": now_ms - 60_000}],
+                      "sent": 1200, "buffered": 7, "dropped": 2, "refused": 1, "commands": 3},
+            "spare": {"updated_ms": now_ms, "masters": [], "sent": 0, "buffered": 0,
+                      "dropped": 0, "refused": 0, "commands": 0}
+        }
+    });
+    std::fs::write(&path, text.to_string()).unwrap();
+    let (code, table) = status_table(&path);
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("iec104-slave  running"), "{table}");
+    // (Durations to the second may have moved on by one.)
+    for line in [
+        "\nIEC 104 slave devices:\n  scada (updated ",
+        "s ago): sent 1200, buffered 7, dropped by the stream cap 2, masters refused 1, \
+         commands 3\n",
+        "    master 10.0.0.5:40001  group 0  started for 2m",
+        "    master [fd00::6]:2404  group 0  standby for 1m",
+        "  spare (updated ",
+        "    no master connected\n",
+    ] {
+        assert!(table.contains(line), "{line:?} not in\n{table}");
+    }
+    // `--json` prints the file as it is, slaves included.
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--status-file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["slaves"], text["slaves"]);
 }
 
 #[test]

@@ -36,6 +36,8 @@
 //! - **Status file** ([`status`]): JSON under `/var/run/fieldbridge`, rewritten atomically
 //!   after every change; the last write (on exit) says `"running": false` and every applet
 //!   `stopped`. `fieldbridge status` also notices a file whose supervisor pid is gone.
+//!   While the IEC 104 slave applet runs, the file also holds each of its devices' masters
+//!   and counters, read from the tag bus every 5 s ([`slaves`]).
 //!
 //! # Running it
 //!
@@ -58,6 +60,7 @@
 pub mod child;
 pub mod plan;
 mod run;
+pub mod slaves;
 pub mod status;
 
 pub use child::{on_start, Launcher, ENV_SUPERVISED, ENV_SUPERVISOR_PID};

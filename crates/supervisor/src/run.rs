@@ -16,8 +16,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::child::{signal_group, Launcher};
 use crate::plan::{Bus, Desired, Plan};
+use crate::slaves::SLAVE_STATS_EVERY;
 use crate::status::{
-    to_unix, unix_now, AppletStatus, ExitInfo, State, Status, SupervisorStatus, STATUS_VERSION,
+    to_unix, to_unix_ms, unix_now, AppletStatus, ExitInfo, State, Status, SupervisorStatus,
+    STATUS_VERSION,
 };
 
 /// How the supervisor runs.
@@ -125,7 +127,16 @@ struct Supervisor {
     bus: Bus,
     /// The running marks of gone children's values.
     marks: tokio::task::JoinSet<()>,
+    /// The slave devices' stats by alias, with the generation of the child that wrote them.
+    slaves: Option<(u64, BTreeMap<String, tagbus::stats::SlaveStats>)>,
+    /// The read of them in flight, with the generation of the child it is for.
+    slave_read: tokio::task::JoinSet<(u64, SlaveRead)>,
 }
+
+type SlaveRead = Result<BTreeMap<String, tagbus::stats::SlaveStats>, tagbus::TagBusError>;
+
+/// The applet whose devices' stats ([`crate::slaves`]) the status file shows.
+const SLAVE_APPLET: &str = "iec104-slave";
 
 /// Runs the supervisor until SIGTERM or SIGINT; then stops every child and returns.
 /// Must run on a current-thread runtime (see [`crate::child`]: the parent-death signal is
@@ -170,6 +181,8 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
             stream_max_len: tagbus::DEFAULT_STREAM_MAX_LEN,
         },
         marks: tokio::task::JoinSet::new(),
+        slaves: None,
+        slave_read: tokio::task::JoinSet::new(),
     };
     info!(
         pid = std::process::id(),
@@ -182,6 +195,8 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
         .unwrap_or_else(|message| Plan::unreadable(&message));
     sup.apply(plan, true);
     sup.write_status(true);
+    let mut slave_stats_tick = tokio::time::interval(SLAVE_STATS_EVERY);
+    slave_stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let deadline = sup.next_deadline();
@@ -197,6 +212,15 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
             }
             Some(exit) = exits_rx.recv() => sup.on_exit(exit),
             _ = sleep_until_opt(deadline) => sup.on_timers(),
+            _ = slave_stats_tick.tick() => {
+                sup.read_slave_stats();
+                continue;
+            }
+            Some(read) = sup.slave_read.join_next(), if !sup.slave_read.is_empty() => {
+                if !sup.on_slave_stats(read) {
+                    continue;
+                }
+            }
         }
         sup.write_status(true);
     }
@@ -525,6 +549,57 @@ impl Supervisor {
         });
     }
 
+    /// The running slave applet: its child's generation, its devices and when it started
+    /// (Unix ms).
+    fn running_slave(&self) -> Option<(u64, Vec<tagbus::Alias>, u64)> {
+        let slot = self
+            .slots
+            .values()
+            .find(|slot| slot.applet.as_str() == SLAVE_APPLET)?;
+        match (&slot.run, &slot.desired) {
+            (Run::Running(child), Desired::Run(part)) => Some((
+                child.generation,
+                part.device_aliases(),
+                to_unix_ms(slot.since),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Starts a read of the slave devices' stats (unless one is in flight or the slave
+    /// applet does not run), bounded by the tag bus timeout.
+    fn read_slave_stats(&mut self) {
+        let Some((generation, devices, started_ms)) = self.running_slave() else {
+            return;
+        };
+        if !self.slave_read.is_empty() {
+            return;
+        }
+        let url = self.bus.redis_url.clone();
+        self.slave_read.spawn(async move {
+            let read = crate::slaves::read_current(&url, &devices, started_ms).await;
+            (generation, read)
+        });
+    }
+
+    /// Keeps a finished read when it is for the running child; true when the stats changed.
+    fn on_slave_stats(&mut self, read: Result<(u64, SlaveRead), tokio::task::JoinError>) -> bool {
+        let current = self.running_slave().map(|(generation, ..)| generation);
+        match read {
+            Ok((generation, Ok(stats))) if Some(generation) == current => {
+                let read = Some((generation, stats));
+                let changed = read != self.slaves;
+                self.slaves = read;
+                changed
+            }
+            Ok((_, Err(e))) => {
+                debug!(error = %e, "cannot read the slave devices' stats");
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Waits for the marks still running (each is bounded by `tagbus::MARK_TIMEOUT`).
     async fn finish_marks(&mut self) {
         let wait = async { while self.marks.join_next().await.is_some() {} };
@@ -760,6 +835,15 @@ impl Supervisor {
                 config_error: self.config_error.clone(),
             },
             applets,
+            // Only the running child's: the masters of one that ended are gone.
+            slaves: match (&self.slaves, self.running_slave()) {
+                (Some((written_by, stats)), Some((generation, ..)))
+                    if running && *written_by == generation =>
+                {
+                    stats.clone()
+                }
+                _ => BTreeMap::new(),
+            },
         }
     }
 

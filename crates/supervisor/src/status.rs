@@ -20,12 +20,21 @@
 //!                     "last_exit": {"at": 1795358299, "code": 1, "ran_ms": 230,
 //!                                   "description": "exit code 1"},
 //!                     "message": "exit code 1; restarting in 4 s"}
+//!   },
+//!   "slaves": {
+//!     "scada": {"updated_ms": 1795358300120,
+//!               "masters": [{"address": "10.0.0.5:40001", "group": 0, "started": true,
+//!                            "since_ms": 1795358290010}],
+//!               "sent": 1200, "buffered": 0, "dropped": 0, "refused": 1, "commands": 3}
 //!   }
 //! }
 //! ```
 //! `state` is one of `running` (with `pid`), `backoff` (with `next_start`), `stopping`,
 //! `invalid_config` (with `errors`), `disabled`, `stopped`; `last_exit` has `code` or
 //! `signal`. A `config_error` in `supervisor` says the file could not be read at all.
+//! `slaves` (left out when empty) holds, while the IEC 104 slave applet runs, each of its
+//! devices' [`SlaveStats`] as the applet last wrote them (see [`crate::slaves`]); its times
+//! are Unix milliseconds, as their names say.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tagbus::stats::{SlaveCounter, SlaveStats};
 
 /// Where `fieldbridge supervise` writes its state by default.
 pub const DEFAULT_STATUS_PATH: &str = "/var/run/fieldbridge/status.json";
@@ -49,6 +59,9 @@ pub struct Status {
     pub supervisor: SupervisorStatus,
     /// Each protocol applet by name (`mqtt-client`, `iec104-master`, `modbus-master`).
     pub applets: BTreeMap<String, AppletStatus>,
+    /// Each IEC 104 slave device by alias: its masters and counters, while its applet runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slaves: BTreeMap<String, SlaveStats>,
 }
 
 /// The supervisor itself.
@@ -289,8 +302,48 @@ impl Status {
                 let _ = writeln!(out, "{name}: config error: {e}");
             }
         }
+        if !self.slaves.is_empty() {
+            let _ = writeln!(out, "\nIEC 104 slave devices:");
+        }
+        for (device, stats) in &self.slaves {
+            render_slave(&mut out, device, stats, now);
+        }
         out
     }
+}
+
+/// A slave device's lines: its counters, then one line per master.
+fn render_slave(out: &mut String, device: &str, stats: &SlaveStats, now: u64) {
+    let figures: Vec<String> = SlaveCounter::ALL
+        .iter()
+        .map(|&c| format!("{} {}", c.label(), stats.get(c)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  {device} (updated {} ago): {}",
+        human_duration(now.saturating_sub(stats.updated_ms / 1000)),
+        figures.join(", ")
+    );
+    if stats.masters.is_empty() {
+        let _ = writeln!(out, "    no master connected");
+    }
+    for m in &stats.masters {
+        let _ = writeln!(
+            out,
+            "    master {}  group {}  {} for {}",
+            m.address,
+            m.group,
+            m.state_word(),
+            human_duration(now.saturating_sub(m.since_ms / 1000))
+        );
+    }
+}
+
+/// A time in Unix milliseconds (0 before 1970).
+pub fn to_unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// `3d4h`, `2h5m`, `4m12s`, `7s`.
@@ -362,7 +415,36 @@ mod tests {
                 config_error: None,
             },
             applets,
+            slaves: BTreeMap::new(),
         }
+    }
+
+    fn with_slave() -> Status {
+        let master = |address: &str, group, started, since_ms| tagbus::stats::MasterState {
+            address: address.parse().unwrap(),
+            group,
+            started,
+            since_ms,
+        };
+        let mut s = sample();
+        s.slaves.insert(
+            "scada".to_owned(),
+            SlaveStats {
+                updated_ms: 1_063_500,
+                masters: vec![
+                    master("10.0.0.5:40001", 0, true, 940_000),
+                    master("[fd00::6]:2404", 0, false, 1_005_000),
+                    master("10.0.0.7:40003", 1, true, 1_060_000),
+                ],
+                sent: 1200,
+                buffered: 7,
+                dropped: 2,
+                refused: 1,
+                commands: 3,
+            },
+        );
+        s.slaves.insert("spare".to_owned(), SlaveStats::default());
+        s
     }
 
     #[test]
@@ -395,6 +477,55 @@ mod tests {
             "{t}"
         );
         assert!(sample().render(1065, false).contains("NOT RUNNING"));
+    }
+
+    #[test]
+    fn slaves_round_trip_and_are_left_out_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let s = with_slave();
+        s.write_atomic(&path).unwrap();
+        assert_eq!(Status::read(&path).unwrap(), s);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            v["slaves"]["scada"]["masters"][1]["address"],
+            "[fd00::6]:2404"
+        );
+        assert_eq!(v["slaves"]["scada"]["masters"][1]["started"], false);
+        assert_eq!(v["slaves"]["scada"]["dropped"], 2);
+        sample().write_atomic(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("slaves"), "{text}");
+        assert_eq!(Status::read(&path).unwrap(), sample());
+    }
+
+    #[test]
+    fn renders_the_slave_devices() {
+        let t = with_slave().render(1065, true);
+        assert!(t.contains("\nIEC 104 slave devices:\n"), "{t}");
+        assert!(
+            t.contains(
+                "  scada (updated 2s ago): sent 1200, buffered 7, dropped by the stream cap 2, \
+                 masters refused 1, commands 3\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("    master 10.0.0.5:40001  group 0  started for 2m5s\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    master [fd00::6]:2404  group 0  standby for 1m0s\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    master 10.0.0.7:40003  group 1  started for 5s\n"),
+            "{t}"
+        );
+        assert!(t.contains("  spare (updated "), "{t}");
+        assert!(t.contains("    no master connected\n"), "{t}");
+        assert!(!sample().render(1065, true).contains("slave"));
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! - [`stream`]: the consumer-group reader and acker of the durable feed; [`feed`]: the
 //!   reading order over it (pending, backlog, snapshot, live) with reconnects.
 //! - [`results`]: the command results writer (drivers) and listener (the MQTT command path).
-//! - [`stats`]: the stats hash writer (the MQTT publisher) and reader (`fieldbridge status`).
+//! - [`stats`]: the stats hash writers (the MQTT publisher, the IEC 104 slave) and readers
+//!   (`fieldbridge status`, the supervisor).
 
 /// Every contract type and constant (`tagbus::TagKey`, `tagbus::command`, ...); the module
 /// [`stats`] here extends `contract::stats` with its Redis I/O.

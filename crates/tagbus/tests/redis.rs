@@ -352,3 +352,74 @@ fn stats_hash_round_trips_through_redis() {
         Some(stats)
     );
 }
+
+#[test]
+fn slave_stats_replace_their_hash_and_read_back_per_device() {
+    use tagbus::stats::{read_slave_stats, MasterState, SlaveStats, SlaveStatsKey, StatsWriter};
+    let mut redis = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scada: tagbus::Alias = "scada".parse().unwrap();
+    let backup: tagbus::Alias = "scada.backup".parse().unwrap();
+    let devices = [scada.clone(), backup.clone()];
+    let url = redis.url();
+    let read = || rt.block_on(read_slave_stats(&url, &devices)).unwrap();
+    assert!(read().is_empty());
+    let master = |address: &str, group, started| MasterState {
+        address: address.parse().unwrap(),
+        group,
+        started,
+        since_ms: 1_732_280_000_000,
+    };
+    let mut stats = SlaveStats {
+        updated_ms: 1_732_280_005_000,
+        masters: vec![
+            master("127.0.0.1:40001", 0, true),
+            master("127.0.0.2:40002", 0, false),
+        ],
+        sent: 12,
+        buffered: 3,
+        dropped: 1,
+        refused: 2,
+        commands: 4,
+    };
+    let mut writer = StatsWriter::new(&redis.url()).unwrap();
+    rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
+    let key = SlaveStatsKey::new(&scada);
+    assert_eq!(key.as_str(), "fieldbridge:stats:iec104-slave:scada");
+    assert_eq!(
+        redis
+            .cli(&["HGET", key.as_str(), "master:127.0.0.2:40002"])
+            .trim(),
+        "0,standby,1732280000000"
+    );
+    assert_eq!(read().len(), 1);
+    assert_eq!(read().get(&scada), Some(&stats));
+
+    // The standby master leaves, the other switches: the hash holds only what is written.
+    stats.masters = vec![master("127.0.0.1:40001", 0, false)];
+    stats.sent = 13;
+    rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
+    rt.block_on(writer.write_slave(&backup, &SlaveStats::default()))
+        .unwrap();
+    assert_eq!(
+        redis
+            .cli(&["HEXISTS", key.as_str(), "master:127.0.0.2:40002"])
+            .trim(),
+        "0"
+    );
+    assert_eq!(read().get(&scada), Some(&stats));
+    assert_eq!(read().get(&backup), Some(&SlaveStats::default()));
+
+    // Foreign fields written by hand are skipped, not an error.
+    redis.cli(&["HSET", key.as_str(), "master:nonsense", "x", "sent", "many"]);
+    assert_eq!(read().get(&scada).map(|s| s.masters.len()), Some(1));
+
+    // Redis restarts: the writer reconnects on the next write after a failure.
+    redis.restart();
+    let _ = rt.block_on(writer.write_slave(&scada, &stats));
+    rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
+    assert_eq!(read().get(&scada), Some(&stats));
+}

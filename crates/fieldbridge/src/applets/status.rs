@@ -1,4 +1,6 @@
-//! `fieldbridge status`: prints the supervisor's status file as a table (or as JSON).
+//! `fieldbridge status`: prints the supervisor's status file as a table (or as JSON): the
+//! applets, then each IEC 104 slave device's masters and counters when the file has them
+//! (`supervisor::Status::render`), then the MQTT publisher's counters from the tag bus.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -128,6 +128,40 @@ const document = { getElementById: () => null };
 	assert.match(text(tree), /Supervisor: running, pid 812, config \/etc\/fieldbridge\/config.json, updated /); checks++;
 	assert.ok(!/null|undefined|\[object/.test(text(tree))); checks++;
 
+	// The IEC 104 slave devices ("slaves"): masters and counters, times in ms.
+	const slaveStatus = JSON.parse(statusText);
+	slaveStatus.applets['iec104-slave'] = { state: 'running', pid: 900, restarts: 0, since: 1795358298, message: 'running' };
+	slaveStatus.slaves = {
+		scada: { updated_ms: 1795358300120, masters: [
+			{ address: '10.0.0.5:40001', group: 0, started: true, since_ms: 1795358290010 },
+			{ address: '[fd00::6]:2404', group: 1, started: false, since_ms: 1795358295000 } ],
+			sent: 1200, buffered: 7, dropped: 2, refused: 1, commands: 3 },
+		spare: { updated_ms: 1795358300000, masters: [], sent: 0, buffered: 0, dropped: 0, refused: 0, commands: 0 }
+	};
+	statusText = JSON.stringify(slaveStatus);
+	tree = await v.render(await v.load());
+	const tables = find(tree, 'table');
+	assert.strictEqual(tables.length, 2); checks++;
+	assert.strictEqual(find(tables[0], 'tr').length, 5); checks++;
+	assert.match(text(tree), /IEC 104 slave devices/); checks++;
+	rows = find(tables[1], 'tr');
+	assert.strictEqual(rows.length, 3); checks++;
+	assert.strictEqual(text(rows[0]), 'Slave device Masters sent buffered dropped by the stream cap masters refused commands updated'); checks++;
+	const ms = (t) => new Date(t).toLocaleString();
+	assert.strictEqual(text(rows[1]), `scada 10.0.0.5:40001, group 0: started since ${ms(1795358290010)} ` +
+		`[fd00::6]:2404, group 1: standby since ${ms(1795358295000)} 1200 7 2 1 3 ${ms(1795358300120)}`); checks++;
+	assert.strictEqual(find(rows[1], 'div').length, 2); checks++;
+	assert.strictEqual(text(rows[2]), `spare none connected 0 0 0 0 0 ${ms(1795358300000)}`); checks++;
+	assert.ok(!/null|undefined|\[object/.test(text(tree))); checks++;
+	// Odd slave entries are shown as they are, never thrown on.
+	slaveStatus.slaves = { odd: { masters: [ null, { address: 'x' } ], note: 'hi' }, bad: 5 };
+	statusText = JSON.stringify(slaveStatus);
+	rows = find(find(await v.render(await v.load()), 'table')[1], 'tr');
+	assert.strictEqual(text(rows[1]), 'odd - x, group -: standby since - hi -'); checks++;
+	slaveStatus.slaves = [];
+	statusText = JSON.stringify(slaveStatus);
+	assert.strictEqual(find(await v.render(await v.load()), 'table').length, 1); checks++;
+
 	// Nested under a key, with other top-level fields.
 	statusText = JSON.stringify({ updated_ms: 1, applets: { 'iec104-master': { state: 'running', pid: 7, restarts: 0 } } });
 	rows = find(await v.render(await v.load()), 'tr');

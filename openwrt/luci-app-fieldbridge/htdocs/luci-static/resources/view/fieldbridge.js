@@ -16,6 +16,10 @@
  *   object, or any object of objects), the usual columns first (state, pid, restarts, since,
  *   message), then every other key; Unix times as dates, lists joined, last_exit by its
  *   description. A line about the supervisor itself when the file has one.
+ * - Under it, while the IEC 104 slave applet runs, one row per slave device (the file's
+ *   "slaves"): its connected masters (address, redundancy group, started or standby, since
+ *   when), then its counters in the file's order (sent, buffered, dropped by the stream cap,
+ *   ...) and when the applet wrote them. Times there are Unix milliseconds (`*_ms`).
  * - Upload of the Excel workbook: checked with `fieldbridge config import --dry-run`, then
  *   imported (`fieldbridge config import ... -o /etc/fieldbridge/config.json`) and the service
  *   reloaded. The rpcd ACL allows exactly these command lines and nothing else, which is why the
@@ -31,6 +35,10 @@ var INIT_SCRIPT = '/etc/init.d/fieldbridge';
 var KNOWN_COLUMNS = [ 'state', 'pid', 'restarts', 'since', 'message' ];
 /* Keys holding Unix times in seconds (the supervisor's status file format). */
 var TIME_KEYS = [ 'since', 'next_start', 'updated', 'started', 'config_loaded', 'at' ];
+/* Keys holding Unix times in milliseconds (a slave device's entry). */
+var MS_TIME_KEYS = [ 'updated_ms', 'since_ms' ];
+/* Column titles of the slave counters that need more than their key. */
+var SLAVE_COUNTER_TITLES = { dropped: _('dropped by the stream cap'), refused: _('masters refused') };
 
 function importArgs(dryRun) {
 	var args = [ 'config', 'import', UPLOAD_FILE, '-o', CONFIG_JSON ];
@@ -84,6 +92,8 @@ function cellText(key, v) {
 		return '-';
 	if (TIME_KEYS.indexOf(key) >= 0 && typeof(v) == 'number' && v > 1e9)
 		return new Date(v * 1000).toLocaleString();
+	if (MS_TIME_KEYS.indexOf(key) >= 0 && typeof(v) == 'number' && v > 1e12)
+		return new Date(v).toLocaleString();
 	if (Array.isArray(v))
 		return v.map(function(x) { return cellText('', x); }).join('; ');
 	if (typeof(v) == 'object')
@@ -104,6 +114,48 @@ function supervisorLine(data) {
 	if (sv.config_error)
 		return E('div', {}, [ line, E('p', { 'class': 'alert-message warning' }, _('Configuration error: %s').format(cellText('', sv.config_error))) ]);
 	return line;
+}
+
+/* A connected master: "10.0.0.5:40001, group 0: started since <date>". */
+function masterText(m) {
+	if (m == null || typeof(m) != 'object')
+		return cellText('', m);
+	return _('%s, group %s: %s since %s').format(cellText('', m.address), cellText('', m.group),
+		m.started === true ? _('started') : _('standby'), cellText('since_ms', m.since_ms));
+}
+
+/* The table of the slave devices (the file's "slaves"), or null when there is none. */
+function renderSlaves(data) {
+	var slaves = (data != null && typeof(data) == 'object') ? data.slaves : null;
+	if (slaves == null || typeof(slaves) != 'object' || Array.isArray(slaves))
+		return null;
+	var rows = entries(slaves);
+	if (!rows.length)
+		return null;
+
+	var counters = [];
+	rows.forEach(function(r) {
+		Object.keys(r.entry).forEach(function(k) {
+			if (k != 'masters' && MS_TIME_KEYS.indexOf(k) < 0 && counters.indexOf(k) < 0)
+				counters.push(k);
+		});
+	});
+	var titles = [ _('Slave device'), _('Masters') ].concat(counters.map(function(c) {
+		return SLAVE_COUNTER_TITLES[c] || c.replace(/_/g, ' ');
+	}), [ _('updated') ]);
+
+	var head = E('tr', { 'class': 'tr table-titles' }, titles.map(function(t) { return E('th', { 'class': 'th' }, t); }));
+	return E('table', { 'class': 'table' }, [ head ].concat(rows.map(function(r) {
+		var masters = Array.isArray(r.entry.masters) ? r.entry.masters : [];
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, E('strong', {}, r.name)),
+			E('td', { 'class': 'td' }, masters.length
+				? masters.map(function(m) { return E('div', {}, masterText(m)); })
+				: _('none connected'))
+		].concat(counters.map(function(c) {
+			return E('td', { 'class': 'td' }, cellText(c, r.entry[c]));
+		}), [ E('td', { 'class': 'td' }, cellText('updated_ms', r.entry.updated_ms)) ]));
+	})));
 }
 
 function renderStatus(status) {
@@ -133,7 +185,12 @@ function renderStatus(status) {
 		return E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td' }, E('strong', {}, r.name)) ].concat(
 			columns.map(function(c) { return E('td', { 'class': 'td' }, cellText(c, r.entry[c])); })));
 	})));
-	return sv ? E('div', {}, [ sv, table ]) : table;
+	var slaves = renderSlaves(status.data);
+	if (!sv && !slaves)
+		return table;
+	return E('div', {}, [ sv, table ].concat(slaves ? [ E('h4', _('IEC 104 slave devices')), slaves ] : []).filter(function(n) {
+		return n != null;
+	}));
 }
 
 function showOutput(title, res) {
