@@ -33,13 +33,17 @@ use tokio::sync::{mpsc, watch};
 use crate::map::{CommandSpec, PointSpec};
 use crate::station::{
     self, Action, CommandPoint, CommandToken, EventToken, GroupId, StationConfig, StationHandle,
+    StationStatus,
 };
 use iec60870::{InformationElement, Ioa, PointDb};
+use tagbus::stats::{MasterState, SlaveStats, StatsWriter};
 
 /// The stream consumer name of every slave group (stable across restarts).
 pub const CONSUMER_NAME: &str = "iec104-slave";
 /// Stream entries per read.
 pub const READ_BATCH: usize = 512;
+/// How often the slave writes its stats (the supervisor reads them every 5 s).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// Commands awaiting their driver's result at once; more are answered negative at once.
 pub const MAX_PENDING_COMMANDS: usize = 256;
 
@@ -448,14 +452,15 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
     let index = Arc::new(PointIndex::new(&settings.monitors));
     let mut ack_senders = Vec::with_capacity(groups);
     let mut pumps = Vec::with_capacity(groups);
-    for g in 0..groups {
+    let feed_states: Vec<GroupFeedState> = (0..groups).map(|_| GroupFeedState::default()).collect();
+    for (g, state) in feed_states.iter().enumerate() {
         let (ack_tx, ack_rx) = watch::channel(None);
         ack_senders.push(ack_tx);
         let setup = FeedSetup {
             redis_url: settings.redis_url.clone(),
             group: ConsumerGroup::iec104_slave(&device, g).to_string(),
             consumer: CONSUMER_NAME,
-            state: GroupFeedState::default(),
+            state: state.clone(),
             keys: index.clone(),
             read_batch: READ_BATCH,
             trace: false,
@@ -477,10 +482,21 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
         .map(|c| (c.spec.ioa, c.clone()))
         .collect();
     let mut pending: PendingCommands<CommandToken> = PendingCommands::default();
+    let mut stats = StatsWriter::new(&settings.redis_url)?;
+    let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+    let mut commands_received = 0u64;
 
     loop {
         let deadline = pending.next_deadline();
         tokio::select! {
+            _ = stats_tick.tick() => {
+                let status = station.status().await.map_err(|_| SlaveError::StationGone)?;
+                let dropped = feed_states.iter().map(|s| s.trimmed.get()).fold(0u64, u64::saturating_add);
+                let s = slave_stats(&status, dropped, commands_received);
+                if let Err(e) = stats.write_slave(&device, &s).await {
+                    tracing::debug!(device = %device, error = %e, "cannot write the slave's stats");
+                }
+            }
             action = actions.recv() => {
                 let Some(action) = action else { return Err(SlaveError::StationGone) };
                 match action {
@@ -490,6 +506,7 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
                         }
                     }
                     Action::Command { token, request, .. } => {
+                        commands_received = commands_received.saturating_add(1);
                         let Some(route) = routes.get(&request.ioa) else {
                             station.command_result(token, false).await.map_err(|_| SlaveError::StationGone)?;
                             continue;
@@ -537,6 +554,37 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
                 }
             }
         }
+    }
+}
+
+/// The slave's stats for the status displays: its masters and counters.
+fn slave_stats(status: &StationStatus, dropped: u64, commands: u64) -> SlaveStats {
+    let sum = |f: fn(&crate::station::GroupStatus) -> u64| {
+        status.groups.iter().map(f).fold(0u64, u64::saturating_add)
+    };
+    let mut masters: Vec<MasterState> = status
+        .connections
+        .iter()
+        .map(|c| MasterState {
+            address: c.peer,
+            group: u16::try_from(c.group.0).unwrap_or(u16::MAX),
+            started: c.started,
+            since_ms: c
+                .since_unix_ms
+                .and_then(|ms| u64::try_from(ms).ok())
+                .unwrap_or(0),
+        })
+        .collect();
+    masters.sort_by_key(|m| (m.group, m.address));
+    SlaveStats {
+        updated_ms: tagbus::now_ms(),
+        masters,
+        sent: sum(|g| g.sent),
+        // waiting for a started master: queued, and sent but not acknowledged
+        buffered: sum(|g| u64::try_from(g.queued.saturating_add(g.unacked)).unwrap_or(u64::MAX)),
+        dropped,
+        refused: status.refused,
+        commands,
     }
 }
 

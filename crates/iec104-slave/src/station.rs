@@ -320,6 +320,8 @@ pub struct StationStatus {
     pub connections: Vec<ConnectionStatus>,
     /// Every group.
     pub groups: Vec<GroupStatus>,
+    /// Connections refused (allow-list, connection limit) since the station started.
+    pub refused: u64,
 }
 
 /// One connection.
@@ -486,6 +488,7 @@ pub struct Station {
     /// The latest instant passed in.
     now: Instant,
     wall_unix_ms: Option<i64>,
+    refused: u64,
 }
 
 fn mirror(req: &Asdu, cause: Cause, negative: bool) -> Asdu {
@@ -581,6 +584,7 @@ impl Station {
             next_command: 0,
             now: Instant::now(),
             wall_unix_ms: None,
+            refused: 0,
         }
     }
 
@@ -605,14 +609,18 @@ impl Station {
     pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ConnId, Refused> {
         self.tick(now);
         if self.conns.len() >= self.config.max_connections {
+            self.refused = self.refused.saturating_add(1);
             return Err(Refused::TooManyConnections(self.conns.len()));
         }
         let ip = canonical(peer.ip());
-        let group = self
+        let Some(group) = self
             .groups
             .iter()
             .position(|g| g.masters.is_empty() || g.masters.contains(&ip))
-            .ok_or(Refused::NotAllowed(ip))?;
+        else {
+            self.refused = self.refused.saturating_add(1);
+            return Err(Refused::NotAllowed(ip));
+        };
         let id = ConnId(self.next_conn);
         self.next_conn = self.next_conn.wrapping_add(1);
         self.conns.insert(
@@ -829,6 +837,7 @@ impl Station {
                     started: g.started,
                 })
                 .collect(),
+            refused: self.refused,
         }
     }
 

@@ -135,9 +135,6 @@ struct Supervisor {
 
 type SlaveRead = Result<BTreeMap<String, tagbus::stats::SlaveStats>, tagbus::TagBusError>;
 
-/// The applet whose devices' stats ([`crate::slaves`]) the status file shows.
-const SLAVE_APPLET: &str = "iec104-slave";
-
 /// Runs the supervisor until SIGTERM or SIGINT; then stops every child and returns.
 /// Must run on a current-thread runtime (see [`crate::child`]: the parent-death signal is
 /// tied to the thread that spawned the child).
@@ -555,7 +552,7 @@ impl Supervisor {
         let slot = self
             .slots
             .values()
-            .find(|slot| slot.applet.as_str() == SLAVE_APPLET)?;
+            .find(|slot| slot.applet == Applet::Iec104Slave)?;
         match (&slot.run, &slot.desired) {
             (Run::Running(child), Desired::Run(part)) => Some((
                 child.generation,
