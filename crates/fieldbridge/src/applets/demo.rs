@@ -5,7 +5,8 @@
 //! 2. a simulated feeder RTU (an IEC 104 outstation: a breaker, a voltage, a power, an energy
 //!    counter) and a simulated energy meter (a Modbus TCP server), inside this process;
 //! 3. `fieldbridge supervise` on `config/demo.json` (ports rewritten to the ones above), which
-//!    starts iec104-master, modbus-master and mqtt-client;
+//!    starts iec104-master, modbus-master, mqtt-client and iec104-slave (the gateway as an
+//!    IEC 104 controlled station on a free loopback port; the demo prints how to reach it);
 //! 4. `mosquitto_sub` on `demo/#`, whose messages (`topic value,timestamp,quality`) it prints.
 //!
 //! Ctrl-C (or `--duration`) stops the supervisor with SIGTERM (it stops its applets), then
@@ -186,6 +187,7 @@ fn run_in(args: &Args, dir: &Path) -> anyhow::Result<Exit> {
         .context("the simulated devices did not start")??;
 
     // 3. The gateway, on the demo config with our ports.
+    let slave_port = free_port()?;
     let config_path = dir.join("config.json");
     std::fs::write(
         &config_path,
@@ -195,6 +197,7 @@ fn run_in(args: &Args, dir: &Path) -> anyhow::Result<Exit> {
             mqtt_port,
             rtu_addr.port(),
             meter_addr.port(),
+            slave_port,
         )?,
     )?;
     let log = std::fs::File::create(dir.join("gateway.log"))?;
@@ -242,6 +245,11 @@ fn run_in(args: &Args, dir: &Path) -> anyhow::Result<Exit> {
          simulated RTU (IEC 104) {rtu_addr}, simulated meter (Modbus TCP) {meter_addr}"
     ));
     say(&format!(
+        "SCADA: the gateway is an IEC 60870-5-104 slave on 127.0.0.1:{slave_port} (common \
+         address {}): connect any IEC 104 master to it for a GI, spontaneous values and commands",
+        slave_common_address(&template).unwrap_or(1)
+    ));
+    say(&format!(
         "gateway log: {}; MQTT messages on demo/# follow (Ctrl-C stops):",
         dir.join("gateway.log").display()
     ));
@@ -276,6 +284,7 @@ fn demo_config(
     mqtt: u16,
     iec104: u16,
     modbus: u16,
+    slave: u16,
 ) -> anyhow::Result<String> {
     let mut raw = config::RawConfig::parse(template)?;
     raw.redis_url = Some(format!("redis://127.0.0.1:{redis}"));
@@ -288,12 +297,25 @@ fn demo_config(
             "mqtt" => mqtt,
             "iec104-master" => iec104,
             "modbus-tcp" => modbus,
+            "iec104-slave" => slave,
             _ => continue,
         };
         row.insert("port".into(), serde_json::Value::from(port));
         row.insert("ip".into(), serde_json::Value::from("127.0.0.1"));
     }
     Ok(raw.to_json_pretty())
+}
+
+/// The `asdu_address` of the demo config's iec104-slave device.
+fn slave_common_address(template: &str) -> Option<i64> {
+    let raw = config::RawConfig::parse(template).ok()?;
+    raw.devices
+        .iter()
+        .find(|row| {
+            row.get("protocol").and_then(config::cell_text).as_deref() == Some("iec104-slave")
+        })
+        .and_then(|row| row.get("asdu_address"))
+        .and_then(config::cell_int)
 }
 
 fn find(program: &str) -> anyhow::Result<PathBuf> {
