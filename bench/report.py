@@ -172,6 +172,29 @@ def main():
         w("| c104 2.2.1 server | not measured (BENCH_SKIP_PYTHON) | - |")
     w("")
 
+    w("## IEC 104 slave toward SCADA")
+    w("")
+    w("The real `iec104-slave` (release binary) serving points from a real redis-server to the "
+      "stack's own master in the bench process; the reference is the stack's outstation fed "
+      "directly (`OutstationHandle::update`), the same master, in the same run.")
+    w("")
+    w("| figure | value | goal |")
+    w("|---|---|---|")
+    w(f"| general interrogation of {f(num(kv, 'slave.gi_points'))} points (C_IC -> ACT_TERM) | "
+      f"{f(num(kv, 'slave.gi_ms'))} ms | - |")
+    w(f"| spontaneous throughput, tag writes -> objects at the master | "
+      f"{f(num(kv, 'slave.values_per_s'))}/s | - |")
+    w(f"| the stack's outstation fed directly | {f(num(kv, 'outstation.values_per_s'))}/s | - |")
+    w(f"| ratio slave / outstation | {f(num(kv, 'slave.ratio'), '{:.2f}')} | - |")
+    w(f"| latency at 1,000 changes/s, p50 / p99 ({f(num(kv, 'slave.latency_values'))} values) | "
+      f"{f(num(kv, 'slave.p50_ms'), '{:.1f}')} / {f(num(kv, 'slave.p99_ms'), '{:.1f}')} ms | - |")
+    hwm = num(kv, "slave.hwm_kb")
+    ok = None if hwm is None else hwm / 1024 <= 12
+    w(f"| applet RSS after the run / peak | {f(mb(num(kv, 'slave.rss_kb')), '{:.1f}')} / "
+      f"{f(mb(hwm), '{:.1f}')} MB | peak <= 12 MB {verdict(ok)} |")
+    targets.append(("iec104-slave peak RSS <= 12 MB", f(mb(hwm), "{:.1f} MB"), ok))
+    w("")
+
     w("## Footprint")
     w("")
     w("| item | size | where the figure comes from |")
@@ -200,7 +223,7 @@ def main():
     w("")
     w("| applet | idle RSS MB | target <= 8 MB |")
     w("|---|---|---|")
-    for a in ["supervise", "iec104-master", "modbus-master", "mqtt-client"]:
+    for a in ["supervise", "iec104-master", "iec104-slave", "modbus-master", "mqtt-client"]:
         v = num(kv, f"idle_rss_kb.{a}")
         ok = None if v is None else v / 1024 <= 8
         w(f"| {a} | {f(mb(v), '{:.1f}', kv.get(f'idle_rss_kb.{a}', 'n/a'))} | {verdict(ok)} |")
