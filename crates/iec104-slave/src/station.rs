@@ -73,6 +73,7 @@ mod tests;
 
 pub use net::{spawn_station, StationError, StationHandle};
 
+use iec60870::command::{is_select, with_select};
 use iec60870::{
     parse_frame, Asdu, AsduError, AsduSizes, Cause, CommandRequest, CommonAddress, Cot, Cp56Time2a,
     FrameError, InformationElement, InformationObject, Ioa, Link, LinkConfig, LinkError, LinkEvent,
@@ -488,64 +489,6 @@ pub struct Station {
     wall_unix_ms: Option<i64>,
 }
 
-fn mirror(req: &Asdu, cause: Cause, negative: bool) -> Asdu {
-    let mut a = req.clone();
-    a.cot.cause = cause;
-    a.cot.negative = negative;
-    a
-}
-
-fn is_select(element: &InformationElement) -> bool {
-    use InformationElement as E;
-    matches!(
-        element,
-        E::SingleCommand { select: true, .. }
-            | E::DoubleCommand { select: true, .. }
-            | E::RegulatingStep { select: true, .. }
-            | E::SetpointNormalized { select: true, .. }
-            | E::SetpointScaled { select: true, .. }
-            | E::SetpointFloat { select: true, .. }
-    )
-}
-
-/// The element with S/E cleared: what a select and its execute share.
-fn executed(element: InformationElement) -> InformationElement {
-    use InformationElement as E;
-    match element {
-        E::SingleCommand { value, qu, .. } => E::SingleCommand {
-            value,
-            qu,
-            select: false,
-        },
-        E::DoubleCommand { value, qu, .. } => E::DoubleCommand {
-            value,
-            qu,
-            select: false,
-        },
-        E::RegulatingStep { value, qu, .. } => E::RegulatingStep {
-            value,
-            qu,
-            select: false,
-        },
-        E::SetpointNormalized { value, ql, .. } => E::SetpointNormalized {
-            value,
-            ql,
-            select: false,
-        },
-        E::SetpointScaled { value, ql, .. } => E::SetpointScaled {
-            value,
-            ql,
-            select: false,
-        },
-        E::SetpointFloat { value, ql, .. } => E::SetpointFloat {
-            value,
-            ql,
-            select: false,
-        },
-        other => other,
-    }
-}
-
 fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
@@ -587,6 +530,11 @@ impl Station {
     /// The configuration.
     pub fn config(&self) -> &StationConfig {
         &self.config
+    }
+
+    /// Number of redundancy groups ([`GroupId`] 0 up to it).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
     }
 
     /// The wall clock (Unix ms UTC) for the age of time-tagged commands and status times;
@@ -787,11 +735,11 @@ impl Station {
             tracing::debug!(peer = %c.peer, command = %token, "command result for a stopped connection dropped");
             return;
         }
-        self.answer(p.conn, mirror(&p.request, Cause::ACTIVATION_CON, !positive));
+        self.answer(p.conn, p.request.mirror(Cause::ACTIVATION_CON, !positive));
         if positive {
             self.answer(
                 p.conn,
-                mirror(&p.request, Cause::ACTIVATION_TERMINATION, false),
+                p.request.mirror(Cause::ACTIVATION_TERMINATION, false),
             );
         }
     }
@@ -1006,7 +954,7 @@ impl Station {
             return;
         };
         if !tid.is_command() && !tid.is_parameter() && (tid as u8) < 100 {
-            self.answer(conn, mirror(&req, Cause::UNKNOWN_TYPE_ID, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_TYPE_ID, true));
             return;
         }
         let ca = self.config.common_address;
@@ -1016,18 +964,18 @@ impl Station {
             TypeId::C_IC_NA_1 | TypeId::C_CI_NA_1 | TypeId::C_CS_NA_1
         );
         if req.common_address != ca && !(broadcast && station_wide) {
-            self.answer(conn, mirror(&req, Cause::UNKNOWN_COMMON_ADDRESS, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_COMMON_ADDRESS, true));
             return;
         }
         let confirm = |ok: bool| {
-            let mut a = mirror(&req, Cause::ACTIVATION_CON, !ok);
+            let mut a = req.mirror(Cause::ACTIVATION_CON, !ok);
             a.common_address = ca;
             a
         };
         match tid {
             TypeId::C_RD_NA_1 => {
                 if cause != Cause::REQUEST {
-                    self.answer(conn, mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 let point = self
@@ -1046,16 +994,16 @@ impl Station {
                         );
                         self.answer(conn, a);
                     }
-                    None => self.answer(conn, mirror(&req, Cause::UNKNOWN_IOA, true)),
+                    None => self.answer(conn, req.mirror(Cause::UNKNOWN_IOA, true)),
                 }
             }
             TypeId::C_IC_NA_1 | TypeId::C_CI_NA_1 => {
                 if cause == Cause::DEACTIVATION {
-                    self.answer(conn, mirror(&req, Cause::DEACTIVATION_CON, false));
+                    self.answer(conn, req.mirror(Cause::DEACTIVATION_CON, false));
                     return;
                 }
                 if cause != Cause::ACTIVATION {
-                    self.answer(conn, mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 let scan = match obj.element {
@@ -1079,7 +1027,7 @@ impl Station {
                 if let Some(scan) = scan {
                     self.push_answer(conn, barrier, AnswerBody::Scan { scan, after: None });
                 }
-                let mut term = mirror(&req, Cause::ACTIVATION_TERMINATION, false);
+                let mut term = req.mirror(Cause::ACTIVATION_TERMINATION, false);
                 term.common_address = ca;
                 self.push_answer(conn, barrier, AnswerBody::Asdu(term));
             }
@@ -1089,7 +1037,7 @@ impl Station {
             | TypeId::C_RP_NA_1
             | TypeId::C_CD_NA_1 => {
                 if cause != Cause::ACTIVATION {
-                    self.answer(conn, mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 self.answer(conn, confirm(true));
@@ -1105,11 +1053,11 @@ impl Station {
         let tid = req.type_id;
         let cause = req.cot.cause;
         let Some(point) = self.commands.get(&obj.ioa).copied() else {
-            self.answer(conn, mirror(req, Cause::UNKNOWN_IOA, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_IOA, true));
             return;
         };
         if tid.without_time() != point.type_id.without_time() {
-            self.answer(conn, mirror(req, Cause::UNKNOWN_TYPE_ID, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_TYPE_ID, true));
             return;
         }
         let now = self.now;
@@ -1123,19 +1071,19 @@ impl Station {
         c.selections.retain(|s| s.expires > now);
         if cause == Cause::DEACTIVATION {
             c.selections.retain(|s| s.ioa != obj.ioa);
-            self.answer(conn, mirror(req, Cause::DEACTIVATION_CON, false));
+            self.answer(conn, req.mirror(Cause::DEACTIVATION_CON, false));
             return;
         }
         if cause != Cause::ACTIVATION {
-            self.answer(conn, mirror(req, Cause::UNKNOWN_CAUSE, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
             return;
         }
         if tid.time_tag() == TimeTagKind::Cp56 && !fresh(obj.time, wall, max_age) {
             tracing::warn!(%peer, ioa = %obj.ioa, type_id = %tid, "time-tagged command too old (or no wall clock); refused");
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, true));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, true));
             return;
         }
-        let element = executed(obj.element);
+        let element = with_select(&obj.element, false);
         if is_select(&obj.element) {
             c.selections.retain(|s| s.ioa != obj.ioa);
             c.selections.push(Selection {
@@ -1144,7 +1092,7 @@ impl Station {
                 element,
                 expires: now.checked_add(select_timeout).unwrap_or(now),
             });
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, false));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, false));
             return;
         }
         let selected = c.selections.iter().position(|s| s.ioa == obj.ioa);
@@ -1156,12 +1104,12 @@ impl Station {
         }
         if point.select_before_operate && tid.has_select() && !matching {
             tracing::info!(%peer, ioa = %obj.ioa, type_id = %tid, "execute without a matching select refused");
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, true));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, true));
             return;
         }
         if self.pending.len() >= MAX_PENDING_COMMANDS {
             tracing::warn!(%peer, ioa = %obj.ioa, "too many unanswered commands; refused");
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, true));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, true));
             return;
         }
         let token = CommandToken(self.next_command);
