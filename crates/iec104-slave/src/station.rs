@@ -9,8 +9,8 @@
 //! # Redundancy groups (IEC 60870-5-104 Ed.2, clause 10)
 //! Each group ([`GroupConfig`]) has its own database copy, event queue and at most one
 //! started connection. A connection belongs to the first group whose allow-list has the
-//! peer's IP (a group with an empty list takes any master); a peer no group takes, or one
-//! beyond `max_connections`, is [`Refused`]. Several connections of a group may be open;
+//! peer's IP, else to the first group with an empty list (any master); a peer no group
+//! takes, or one beyond `max_connections`, is [`Refused`]. Several connections of a group may be open;
 //! data goes to the started one only. STOPDT on it: the link answers STOPDT con once its sent
 //! I frames are acknowledged, then the group has no started connection until a STARTDT on
 //! any of its connections. A STARTDT while another connection of the group is started
@@ -559,7 +559,8 @@ impl Station {
         let group = self
             .groups
             .iter()
-            .position(|g| g.masters.is_empty() || g.masters.contains(&ip))
+            .position(|g| g.masters.contains(&ip))
+            .or_else(|| self.groups.iter().position(|g| g.masters.is_empty()))
             .ok_or(Refused::NotAllowed(ip))?;
         let id = ConnId(self.next_conn);
         self.next_conn = self.next_conn.wrapping_add(1);

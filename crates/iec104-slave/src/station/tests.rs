@@ -544,15 +544,17 @@ fn startdt_on_standby_closes_the_started_one_and_resends() {
 fn groups_are_separate() {
     let mut cfg = config();
     cfg.groups = vec![
+        GroupConfig { masters: vec![] },
         GroupConfig {
             masters: vec![peer(1).ip()],
         },
-        GroupConfig { masters: vec![] },
     ];
     let (mut st, t0) = station_with(cfg);
-    let mut a = Master::started(&mut st, peer(1), t0);
-    let mut b = Master::started(&mut st, peer(2), t0);
-    assert_eq!(st.status().connections[1].group, GroupId(1));
+    // the group listing the master takes it before the one taking any master
+    let mut b = Master::started(&mut st, peer(1), t0);
+    let mut a = Master::started(&mut st, peer(2), t0);
+    assert_eq!(st.status().connections[0].group, GroupId(1));
+    assert_eq!(st.status().connections[1].group, GroupId(0));
     st.queue_event(
         GroupId(1),
         EventToken(1),
