@@ -2,7 +2,7 @@
 # Prints the applet symlinks to install in /usr/bin, one a line: every name of APPLET_NAMES in
 # crates/fieldbridge/src/cli.rs except the generic ones (supervise is daemontools', and config,
 # tag, status, demo would clash with other programs in /usr/bin; they stay `fieldbridge
-# supervise ...`). The protocol names (iec104-master, modbus-master, mqtt-client: the WCC Lite
+# supervise ...`). The protocol names (iec104-master, iec104-slave, modbus-master, mqtt-client: WCC Lite-style
 # commands) are installed by no package of the OpenWrt feeds (packaging/README.md says which
 # were checked). New applets are picked up without editing the packaging.
 # openwrt/fieldbridge/Makefile lists the same names (a test checks that they agree).

@@ -220,19 +220,21 @@ pub(crate) fn record(
 }
 
 /// One row per protocol on each sheet, with the columns a reader needs to read every
-/// column (the IEC 104 point needs a type; the MQTT signal a source that exists).
+/// column (the IEC 104 point needs a type; the MQTT and slave signals a source that exists).
 const REFERENCE_ROWS: &str = r#"{
   "devices": [
     {"name": "m", "device_alias": "m", "protocol": "mqtt", "ip": "h"},
     {"name": "i", "device_alias": "i", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
     {"name": "r", "device_alias": "r", "protocol": "modbus-rtu", "serial_port": "/dev/x", "modbus_id": 1},
-    {"name": "t", "device_alias": "t", "protocol": "modbus-tcp", "ip": "h"}
+    {"name": "t", "device_alias": "t", "protocol": "modbus-tcp", "ip": "h"},
+    {"name": "s", "device_alias": "s", "protocol": "iec104-slave", "asdu_address": 1}
   ],
   "signals": [
     {"device_alias": "i", "signal_alias": "i", "info_address": 1, "type_id": 1},
     {"device_alias": "r", "signal_alias": "r", "function": 3, "address": 0},
     {"device_alias": "t", "signal_alias": "t", "function": 3, "address": 0},
-    {"device_alias": "m", "signal_alias": "m", "source_device_alias": "i", "source_signal_alias": "i"}
+    {"device_alias": "m", "signal_alias": "m", "source_device_alias": "i", "source_signal_alias": "i"},
+    {"device_alias": "s", "signal_alias": "s", "source_device_alias": "i", "source_signal_alias": "i", "info_address": 1, "type_id": 1}
   ]
 }"#;
 
@@ -363,6 +365,20 @@ pub fn column_reference() -> String {
             r.factor
         );
     }
+    let names = |types: &[iec60870::TypeId]| {
+        types
+            .iter()
+            .map(|t| format!("`{}`", t.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = write!(
+        out,
+        "\n## IEC 104 slave rows\n\nMonitor types: {}.\n\nCommand types: {}.\n\n{}",
+        names(crate::iec104_slave::MONITOR_TYPES),
+        names(crate::iec104_slave::COMMAND_TYPES),
+        crate::iec104_slave::REFERENCE
+    );
     out
 }
 

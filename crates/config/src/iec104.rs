@@ -170,7 +170,7 @@ fn size<T>(
 }
 
 /// The ASDU field sizes; `None` (errors recorded) when one is bad.
-fn read_sizes(r: &mut RowReader<'_>) -> Option<AsduSizes> {
+pub(crate) fn read_sizes(r: &mut RowReader<'_>) -> Option<AsduSizes> {
     let d = AsduSizes::default();
     let cot = size(r, "cot_size", d.cot.octets(), CotSize::from_octets);
     let ca = size(r, "ca_size", d.ca.octets(), CaSize::from_octets);
@@ -197,6 +197,75 @@ pub(crate) fn default_ioa_size() -> IoaSize {
     AsduSizes::default().ioa
 }
 
+/// `asdu_address`: the station's common address, required and checked against the ASDU
+/// sizes when they are valid (the error recorded at the column).
+pub(crate) fn read_common_address(
+    r: &mut RowReader<'_>,
+    sizes: Option<AsduSizes>,
+) -> Option<CommonAddress> {
+    let ca = r
+        .req_int("asdu_address", 0, 65_535)
+        .and_then(|n| u16::try_from(n).ok())
+        .map(CommonAddress)?;
+    match sizes.map(|s| (s.check_common_address(ca), s.max_common_address())) {
+        Some((Err(e), max)) => {
+            stack_error(r, "asdu_address", format!("{e} (ca_size: at most {max})"));
+            None
+        }
+        _ => Some(ca),
+    }
+}
+
+/// `k`, `w`, `t0_s`-`t3_s`, checked by the stack ([`LinkConfig::problems`], each error at
+/// its column).
+pub(crate) fn read_link(r: &mut RowReader<'_>) -> Option<LinkConfig> {
+    let defaults = LinkConfig::default();
+    let k = r.int_or("k", i64::from(defaults.k), 0, 65_535);
+    let w = r.int_or("w", i64::from(defaults.w), 0, 65_535);
+    let t0 = secs(r, "t0_s", defaults.t0.as_secs());
+    let t1 = secs(r, "t1_s", defaults.t1.as_secs());
+    let t2 = secs(r, "t2_s", defaults.t2.as_secs());
+    let t3 = secs(r, "t3_s", defaults.t3.as_secs());
+    let link = LinkConfig {
+        k: u16::try_from(k?).ok()?,
+        w: u16::try_from(w?).ok()?,
+        t0: t0?,
+        t1: t1?,
+        t2: t2?,
+        t3: t3?,
+    };
+    let problems = link.problems();
+    for e in &problems {
+        stack_error(r, link_column(e.parameter()), e);
+    }
+    problems.is_empty().then_some(link)
+}
+
+/// A wait for a confirmation or a result in seconds (default 10), checked by the stack's
+/// [`check_command_timeout`].
+pub(crate) fn read_command_timeout(
+    r: &mut RowReader<'_>,
+    column: &'static str,
+) -> Option<Duration> {
+    secs(r, column, 10).filter(|d| {
+        let checked = check_command_timeout(column, *d);
+        checked.map_err(|e| stack_error(r, column, e)).is_ok()
+    })
+}
+
+/// `command_max_age_ms`, checked by the stack's [`check_command_max_age`].
+pub(crate) fn read_command_max_age(r: &mut RowReader<'_>) -> Option<Duration> {
+    r.int(&crate::columns::COMMAND_MAX_AGE_MS)
+        .and_then(|n| u64::try_from(n).ok())
+        .map(Duration::from_millis)
+        .filter(|d| {
+            let checked = check_command_max_age(*d);
+            checked
+                .map_err(|e| stack_error(r, "command_max_age_ms", e))
+                .is_ok()
+        })
+}
+
 pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     let hosts: Option<Vec<String>> = r.req_string("ip").map(|s| {
         s.split([',', ';', ' '])
@@ -210,74 +279,28 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     }
     let port = r.int_or("port", 2404, 1, 65_535);
     let sizes = read_sizes(r);
-    let common_address = r
-        .req_int("asdu_address", 0, 65_535)
-        .and_then(|n| u16::try_from(n).ok())
-        .map(CommonAddress);
+    let common_address = read_common_address(r, sizes);
     let originator_address = octets(r, "originator_address", 0);
-    if let Some(sizes) = sizes {
-        if let Some(Err(e)) = common_address.map(|ca| sizes.check_common_address(ca)) {
-            let max = sizes.max_common_address();
-            stack_error(r, "asdu_address", format!("{e} (ca_size: at most {max})"));
-        }
-        if let Some(Err(e)) = originator_address.map(|o| sizes.check_originator(o)) {
+    if let (Some(sizes), Some(o)) = (sizes, originator_address) {
+        if let Err(e) = sizes.check_originator(o) {
             stack_error(r, "originator_address", format!("{e} (cot_size 1: only 0)"));
         }
     }
-    let defaults = LinkConfig::default();
-    let k = r.int_or("k", i64::from(defaults.k), 0, 65_535);
-    let w = r.int_or("w", i64::from(defaults.w), 0, 65_535);
-    let t0 = secs(r, "t0_s", defaults.t0.as_secs());
-    let t1 = secs(r, "t1_s", defaults.t1.as_secs());
-    let t2 = secs(r, "t2_s", defaults.t2.as_secs());
-    let t3 = secs(r, "t3_s", defaults.t3.as_secs());
-    let link = match (k, w, t0, t1, t2, t3) {
-        (Some(k), Some(w), Some(t0), Some(t1), Some(t2), Some(t3)) => Some(LinkConfig {
-            k: u16::try_from(k).ok()?,
-            w: u16::try_from(w).ok()?,
-            t0,
-            t1,
-            t2,
-            t3,
-        }),
-        _ => None,
-    };
-    let link_ok = link.is_some_and(|l| {
-        let problems = l.problems();
-        for e in &problems {
-            stack_error(r, link_column(e.parameter()), e);
-        }
-        problems.is_empty()
-    });
+    let link = read_link(r);
     let gi_interval = interval(r, "gi_interval_s");
     let clock_sync_interval = interval(r, "clock_sync_interval_s");
     let counter_interrogation_interval = interval(r, "counter_interrogation_interval_s");
-    let command_timeout = secs(r, "command_timeout_s", 10).filter(|d| {
-        let checked = check_command_timeout("command_timeout_s", *d);
-        checked
-            .map_err(|e| stack_error(r, "command_timeout_s", e))
-            .is_ok()
-    });
-    let command_max_age = r
-        .int(&crate::columns::COMMAND_MAX_AGE_MS)
-        .and_then(|n| u64::try_from(n).ok())
-        .map(Duration::from_millis)
-        .filter(|d| {
-            let checked = check_command_max_age(*d);
-            checked
-                .map_err(|e| stack_error(r, "command_max_age_ms", e))
-                .is_ok()
-        });
+    let command_timeout = read_command_timeout(r, "command_timeout_s");
+    let command_max_age = read_command_max_age(r);
     let sizes = sizes?;
-    let common_address = common_address.filter(|ca| sizes.check_common_address(*ca).is_ok())?;
     let originator_address = originator_address.filter(|o| sizes.check_originator(*o).is_ok())?;
     Some(Iec104Device {
         hosts: hosts.filter(|h| !h.is_empty())?,
         port: u16::try_from(port?).ok().and_then(NonZeroU16::new)?,
-        common_address,
+        common_address: common_address?,
         originator_address,
         sizes,
-        link: link.filter(|_| link_ok)?,
+        link: link?,
         gi_interval: gi_interval?,
         clock_sync_interval: clock_sync_interval?,
         counter_interrogation_interval: counter_interrogation_interval?,
@@ -286,7 +309,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     })
 }
 
-fn type_id(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<TypeId>> {
+pub(crate) fn type_id(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<TypeId>> {
     let Some(s) = r.opt_string(column) else {
         return Some(None);
     };
@@ -312,14 +335,13 @@ fn type_id(r: &mut RowReader<'_>, column: &'static str) -> Option<Option<TypeId>
     }
 }
 
-/// Reads a point; `ioa_size` is its device's.
-pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: IoaSize) -> Option<Iec104Signal> {
+/// `info_address`: required, and fits the device's IOA size (checked by the stack).
+pub(crate) fn read_ioa(r: &mut RowReader<'_>, ioa_size: IoaSize) -> Option<Ioa> {
     let sizes = AsduSizes {
         ioa: ioa_size,
         ..AsduSizes::default()
     };
-    let ioa = r
-        .req_int("info_address", 0, i64::from(u32::MAX))
+    r.req_int("info_address", 0, i64::from(u32::MAX))
         .and_then(|n| u32::try_from(n).ok())
         .map(Ioa)
         .filter(|ioa| match sizes.check_ioa(*ioa) {
@@ -329,7 +351,12 @@ pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: IoaSize) -> Option<Ie
                 stack_error(r, "info_address", format!("{e} (ioa_size: at most {max})"));
                 false
             }
-        });
+        })
+}
+
+/// Reads a point; `ioa_size` is its device's.
+pub(crate) fn read_signal(r: &mut RowReader<'_>, ioa_size: IoaSize) -> Option<Iec104Signal> {
+    let ioa = read_ioa(r, ioa_size);
     let has_type = r.has("type_id");
     let tid = type_id(r, "type_id");
     if !has_type {

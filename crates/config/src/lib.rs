@@ -24,6 +24,7 @@ mod cell;
 mod columns;
 mod error;
 pub mod iec104;
+pub mod iec104_slave;
 pub mod modbus;
 mod model;
 pub mod mqtt;

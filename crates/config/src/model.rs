@@ -6,6 +6,7 @@ use std::str::FromStr;
 use contract::{Alias, Direction, TagKey};
 
 use crate::iec104::{Iec104Device, Iec104Signal};
+use crate::iec104_slave::{Iec104SlaveDevice, Iec104SlaveSignal};
 use crate::modbus::{ModbusRtuDevice, ModbusSignal, ModbusTcpDevice};
 use crate::mqtt::{MqttDevice, MqttSignal};
 
@@ -20,15 +21,18 @@ pub enum Protocol {
     ModbusRtu,
     /// `modbus-tcp`: a Modbus TCP server.
     ModbusTcp,
+    /// `iec104-slave`: the gateway as an IEC 60870-5-104 controlled station for SCADA.
+    Iec104Slave,
 }
 
 impl Protocol {
     /// Every protocol.
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; 5] = [
         Protocol::Mqtt,
         Protocol::Iec104Master,
         Protocol::ModbusRtu,
         Protocol::ModbusTcp,
+        Protocol::Iec104Slave,
     ];
 
     /// The `protocol` column's text.
@@ -38,6 +42,7 @@ impl Protocol {
             Protocol::Iec104Master => "iec104-master",
             Protocol::ModbusRtu => "modbus-rtu",
             Protocol::ModbusTcp => "modbus-tcp",
+            Protocol::Iec104Slave => "iec104-slave",
         }
     }
 
@@ -47,6 +52,7 @@ impl Protocol {
             Protocol::Mqtt => Applet::MqttClient,
             Protocol::Iec104Master => Applet::Iec104Master,
             Protocol::ModbusRtu | Protocol::ModbusTcp => Applet::ModbusMaster,
+            Protocol::Iec104Slave => Applet::Iec104Slave,
         }
     }
 }
@@ -65,6 +71,7 @@ impl FromStr for Protocol {
             "iec104-master" | "iec104" | "iec-104-master" => Ok(Protocol::Iec104Master),
             "modbus-rtu" | "modbus_rtu" => Ok(Protocol::ModbusRtu),
             "modbus-tcp" | "modbus_tcp" => Ok(Protocol::ModbusTcp),
+            "iec104-slave" | "iec104_slave" | "iec-104-slave" => Ok(Protocol::Iec104Slave),
             _ => Err(()),
         }
     }
@@ -76,14 +83,16 @@ pub enum Applet {
     MqttClient,
     Iec104Master,
     ModbusMaster,
+    Iec104Slave,
 }
 
 impl Applet {
     /// Every protocol applet.
-    pub const ALL: [Applet; 3] = [
+    pub const ALL: [Applet; 4] = [
         Applet::MqttClient,
         Applet::Iec104Master,
         Applet::ModbusMaster,
+        Applet::Iec104Slave,
     ];
 
     /// The applet's name (`fieldbridge <name>`).
@@ -92,6 +101,7 @@ impl Applet {
             Applet::MqttClient => "mqtt-client",
             Applet::Iec104Master => "iec104-master",
             Applet::ModbusMaster => "modbus-master",
+            Applet::Iec104Slave => "iec104-slave",
         }
     }
 
@@ -101,6 +111,7 @@ impl Applet {
             Applet::MqttClient => &[Protocol::Mqtt],
             Applet::Iec104Master => &[Protocol::Iec104Master],
             Applet::ModbusMaster => &[Protocol::ModbusRtu, Protocol::ModbusTcp],
+            Applet::Iec104Slave => &[Protocol::Iec104Slave],
         }
     }
 }
@@ -155,6 +166,7 @@ pub enum DeviceKind {
     Iec104Master(Iec104Device),
     ModbusRtu(ModbusRtuDevice),
     ModbusTcp(ModbusTcpDevice),
+    Iec104Slave(Iec104SlaveDevice),
 }
 
 impl Device {
@@ -165,6 +177,7 @@ impl Device {
             DeviceKind::Iec104Master(_) => Protocol::Iec104Master,
             DeviceKind::ModbusRtu(_) => Protocol::ModbusRtu,
             DeviceKind::ModbusTcp(_) => Protocol::ModbusTcp,
+            DeviceKind::Iec104Slave(_) => Protocol::Iec104Slave,
         }
     }
 }
@@ -199,6 +212,8 @@ pub enum SignalKind {
     Mqtt(Box<MqttSignal>),
     Iec104(Iec104Signal),
     Modbus(ModbusSignal),
+    /// Boxed like MQTT: its source's two aliases would double every `Signal`.
+    Iec104Slave(Box<Iec104SlaveSignal>),
 }
 
 /// The validated configuration. Devices and signals whose rows had errors are left out;

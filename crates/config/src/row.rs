@@ -17,7 +17,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{iec104, modbus, mqtt, validate};
+use crate::{iec104, iec104_slave, modbus, mqtt, validate};
 
 /// One row: column -> cell (string, number, bool, null), in column order.
 #[derive(Clone, Default, PartialEq)]
@@ -40,6 +40,8 @@ fn known_columns() -> &'static [&'static str] {
             mqtt::SIGNAL_COLUMNS,
             iec104::DEVICE_COLUMNS,
             iec104::SIGNAL_COLUMNS,
+            iec104_slave::DEVICE_COLUMNS,
+            iec104_slave::SIGNAL_COLUMNS,
             modbus::RTU_DEVICE_COLUMNS,
             modbus::TCP_DEVICE_COLUMNS,
             modbus::SIGNAL_COLUMNS,

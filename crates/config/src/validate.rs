@@ -9,7 +9,7 @@ use crate::cell::{cell_int, cell_text, RowReader};
 use crate::error::{ConfigError, ConfigErrors, ConfigPath, Section};
 use crate::model::{Applet, Config, Device, DeviceKind, Protocol, Signal, SignalKind};
 use crate::raw::{RawConfig, DEFAULT_REDIS_URL};
-use crate::{iec104, modbus, mqtt};
+use crate::{iec104, iec104_slave, modbus, mqtt};
 
 /// Columns every device row has.
 pub const DEVICE_COMMON_COLUMNS: &[&str] = &["name", "device_alias", "enable", "protocol"];
@@ -29,6 +29,7 @@ pub fn device_columns(p: Protocol) -> &'static [&'static str] {
         Protocol::Iec104Master => iec104::DEVICE_COLUMNS,
         Protocol::ModbusRtu => modbus::RTU_DEVICE_COLUMNS,
         Protocol::ModbusTcp => modbus::TCP_DEVICE_COLUMNS,
+        Protocol::Iec104Slave => iec104_slave::DEVICE_COLUMNS,
     }
 }
 
@@ -38,6 +39,7 @@ pub fn signal_columns(p: Protocol) -> &'static [&'static str] {
         Protocol::Mqtt => mqtt::SIGNAL_COLUMNS,
         Protocol::Iec104Master => iec104::SIGNAL_COLUMNS,
         Protocol::ModbusRtu | Protocol::ModbusTcp => modbus::SIGNAL_COLUMNS,
+        Protocol::Iec104Slave => iec104_slave::SIGNAL_COLUMNS,
     }
 }
 
@@ -227,16 +229,22 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
     let mut devices: Vec<Device> = Vec::new();
     for (index, row) in raw.devices.iter().enumerate() {
         let mut r = RowReader::new(Section::Devices, index, row);
-        let protocol = r.req_string("protocol").and_then(|s| match s.parse::<Protocol>() {
-            Ok(p) => Some(p),
-            Err(()) => {
-                r.error(
-                    Some("protocol"),
-                    format!("unknown protocol {s:?} (expected mqtt, iec104-master, modbus-rtu or modbus-tcp)"),
-                );
-                None
-            }
-        });
+        let protocol = r
+            .req_string("protocol")
+            .and_then(|s| match s.parse::<Protocol>() {
+                Ok(p) => Some(p),
+                Err(()) => {
+                    let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
+                    r.error(
+                        Some("protocol"),
+                        format!(
+                            "unknown protocol {s:?} (expected one of {})",
+                            known.join(", ")
+                        ),
+                    );
+                    None
+                }
+            });
         r.protocol = protocol;
         let name = r.req_string("name");
         let alias = r.req_alias("device_alias");
@@ -269,6 +277,9 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
             }
             Some(Protocol::ModbusRtu) => modbus::read_rtu_device(&mut r).map(DeviceKind::ModbusRtu),
             Some(Protocol::ModbusTcp) => modbus::read_tcp_device(&mut r).map(DeviceKind::ModbusTcp),
+            Some(Protocol::Iec104Slave) => {
+                iec104_slave::read_device(&mut r).map(DeviceKind::Iec104Slave)
+            }
             None => None,
         };
         if let Some(p) = protocol {
@@ -289,9 +300,32 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
         }
     }
 
+    let clashes = iec104_slave::listen_clashes(&devices);
+    for (later, earlier) in &clashes {
+        let (Some(d), Some(e)) = (devices.get(*later), devices.get(*earlier)) else {
+            continue;
+        };
+        errors.push(ConfigError {
+            path: ConfigPath::row(Section::Devices, d.index, Some("port")),
+            protocol: Some(Protocol::Iec104Slave),
+            message: format!(
+                "device \"{}\" (devices[{}]) listens on the same address and port",
+                e.alias, e.index
+            ),
+        });
+    }
+    // Left out like any device with an error (`clashes` is in ascending order).
+    for (later, _) in clashes.iter().rev() {
+        if *later < devices.len() {
+            devices.remove(*later);
+        }
+    }
+
     // Signals.
     let mut signals: Vec<Signal> = Vec::with_capacity(index.rows);
     let mut seen_ioa: BTreeMap<(usize, iec60870::Ioa), usize> = BTreeMap::new();
+    // Slave rows are checked against their source's typed signal once every row is read.
+    let mut slave_signals: Vec<Signal> = Vec::new();
     let signal_index = index;
     for (index, row) in signal_rows.into_iter().enumerate() {
         let row = row.borrow();
@@ -325,32 +359,19 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
             .is_some_and(|a| devices.iter().any(|d| &d.alias == a));
         let kind = match raw_device.and_then(|d| d.protocol) {
             Some(Protocol::Mqtt) => mqtt::read_signal(&mut r).and_then(|(sd, ss, topic)| {
-                match raw_devices.get(&sd) {
-                    None => {
-                        r.error(
-                            Some("source_device_alias"),
-                            format!("no device \"{sd}\" in devices"),
-                        );
-                        return None;
-                    }
-                    Some(src) if src.protocol == Some(Protocol::Mqtt) => {
-                        r.error(
-                            Some("source_device_alias"),
-                            format!("\"{sd}\" is an MQTT device; a source must be a field device"),
-                        );
-                        return None;
-                    }
-                    Some(_) => {}
-                }
-                if signal_index.source_missing.contains(&index) {
-                    r.error(
-                        Some("source_signal_alias"),
-                        format!("no signal \"{ss}\" on device \"{sd}\""),
-                    );
-                    return None;
-                }
-                Some(SignalKind::Mqtt(Box::new(mqtt::make_signal(sd, ss, topic))))
+                let missing = signal_index.source_missing.contains(&index);
+                check_source(&mut r, &raw_devices, missing, &sd, &ss)
+                    .then(|| SignalKind::Mqtt(Box::new(mqtt::make_signal(sd, ss, topic))))
             }),
+            Some(Protocol::Iec104Slave) => {
+                let ioa_size = raw_device.map_or_else(iec104::default_ioa_size, |d| d.ioa_size);
+                iec104_slave::read_signal(&mut r, ioa_size).and_then(|sig| {
+                    let missing = signal_index.source_missing.contains(&index);
+                    let (sd, ss) = (&sig.source.device, &sig.source.signal);
+                    check_source(&mut r, &raw_devices, missing, sd, ss)
+                        .then(|| SignalKind::Iec104Slave(Box::new(sig)))
+                })
+            }
             Some(Protocol::Iec104Master) => {
                 let ioa_size = raw_device.map_or_else(iec104::default_ioa_size, |d| d.ioa_size);
                 iec104::read_signal(&mut r, ioa_size).map(SignalKind::Iec104)
@@ -361,21 +382,23 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
             // No such device, or its protocol is unknown: already reported.
             None => None,
         };
-        if let (Some(SignalKind::Iec104(sig)), Some(d), Some(dev)) =
-            (&kind, &device_alias, raw_device)
-        {
-            if sig.type_id.is_some() {
-                if let Some(first) = seen_ioa.get(&(dev.index, sig.ioa)) {
-                    r.error(
-                        Some("info_address"),
-                        format!(
-                            "duplicate info_address {} on device \"{d}\" (also signals[{first}])",
-                            sig.ioa
-                        ),
-                    );
-                } else {
-                    seen_ioa.insert((dev.index, sig.ioa), index);
-                }
+        // One information object per address: a master's monitor points, every row of a
+        // slave (points and commands alike).
+        let ioa = match &kind {
+            Some(SignalKind::Iec104(sig)) => sig.type_id.map(|_| sig.ioa),
+            Some(SignalKind::Iec104Slave(sig)) => Some(sig.ioa),
+            _ => None,
+        };
+        if let (Some(ioa), Some(d), Some(dev)) = (ioa, &device_alias, raw_device) {
+            if let Some(first) = seen_ioa.get(&(dev.index, ioa)) {
+                r.error(
+                    Some("info_address"),
+                    format!(
+                        "duplicate info_address {ioa} on device \"{d}\" (also signals[{first}])"
+                    ),
+                );
+            } else {
+                seen_ioa.insert((dev.index, ioa), index);
             }
         }
         if let Some(p) = r.protocol {
@@ -386,7 +409,7 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
         if let (true, true, Some(device), Some(alias), Some(enabled), Some(log), Some(kind)) =
             (ok, device_ok, device_alias, alias, enabled, log, kind)
         {
-            signals.push(Signal {
+            let signal = Signal {
                 index,
                 name: name.unwrap_or_else(|| alias.to_string()),
                 device,
@@ -394,8 +417,16 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
                 enabled,
                 log,
                 kind,
-            });
+            };
+            if matches!(signal.kind, SignalKind::Iec104Slave(_)) {
+                slave_signals.push(signal);
+            } else {
+                signals.push(signal);
+            }
         }
+    }
+    if !slave_signals.is_empty() {
+        fit_slave_signals(&mut signals, slave_signals, &mut errors, &mut warnings);
     }
 
     Validated {
@@ -417,6 +448,90 @@ fn alias_key<'r>(row: &'r crate::Row, column: &str) -> Option<Cow<'r, str>> {
         serde_json::Value::String(s) => Some(Cow::Borrowed(s.trim())),
         v => cell_text(v).map(|t| Cow::Owned(t.trim().to_owned())),
     }
+}
+
+/// Checks that a row's source (`source_device_alias`, `source_signal_alias`) is a signal of a
+/// field device, recording the error at its column; `missing`: the index found no such
+/// signal row.
+fn check_source(
+    r: &mut RowReader<'_>,
+    raw_devices: &BTreeMap<Alias, RawDevice>,
+    missing: bool,
+    sd: &Alias,
+    ss: &Alias,
+) -> bool {
+    let not_a_field_device = match raw_devices.get(sd).map(|d| d.protocol) {
+        None => {
+            r.error(
+                Some("source_device_alias"),
+                format!("no device \"{sd}\" in devices"),
+            );
+            return false;
+        }
+        Some(Some(Protocol::Mqtt)) => Some("an MQTT device"),
+        Some(Some(Protocol::Iec104Slave)) => Some("an iec104-slave device"),
+        Some(_) => None,
+    };
+    if let Some(what) = not_a_field_device {
+        r.error(
+            Some("source_device_alias"),
+            format!("\"{sd}\" is {what}; a source must be a field device"),
+        );
+        return false;
+    }
+    if missing {
+        r.error(
+            Some("source_signal_alias"),
+            format!("no signal \"{ss}\" on device \"{sd}\""),
+        );
+        return false;
+    }
+    true
+}
+
+/// Checks each slave row against its source's typed signal ([`iec104_slave::fit`]) and adds
+/// the rows that fit to `signals` (kept in row order). A row whose source exists but has
+/// errors of its own is left out with a warning: the source's error stops its own driver,
+/// and the slave serves its other points.
+fn fit_slave_signals(
+    signals: &mut Vec<Signal>,
+    slave_signals: Vec<Signal>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) {
+    let position: BTreeMap<(&Alias, &Alias), usize> = signals
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((&s.device, &s.alias), i))
+        .collect();
+    let mut fitting = Vec::with_capacity(slave_signals.len());
+    for signal in slave_signals {
+        let SignalKind::Iec104Slave(row) = &signal.kind else {
+            continue;
+        };
+        let problem = |column: &str, message: String| ConfigError {
+            path: ConfigPath::row(Section::Signals, signal.index, Some(column)),
+            protocol: Some(Protocol::Iec104Slave),
+            message,
+        };
+        let source = position
+            .get(&(&row.source.device, &row.source.signal))
+            .and_then(|i| signals.get(*i));
+        match source.map(|s| iec104_slave::fit(row, &s.kind)) {
+            Some(Ok(())) => fitting.push(signal),
+            Some(Err((column, message))) => errors.push(problem(column, message)),
+            None => warnings.push(problem(
+                "source_signal_alias",
+                format!(
+                    "{}/{} has errors of its own: this point is left out until they are fixed",
+                    row.source.device, row.source.signal
+                ),
+            )),
+        }
+    }
+    drop(position);
+    signals.extend(fitting);
+    signals.sort_by_key(|s| s.index);
 }
 
 fn top_error(key: &str, message: String) -> ConfigError {

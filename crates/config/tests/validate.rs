@@ -17,7 +17,7 @@ fn the_example_is_valid_without_warnings() {
     let v = validate(&example());
     assert!(v.errors.is_empty(), "{:?}", v.errors);
     assert!(v.warnings.is_empty(), "{:?}", v.warnings);
-    assert_eq!(v.config.devices.len(), 4);
+    assert_eq!(v.config.devices.len(), 5);
     assert!(v.config.signals.len() >= 40);
     for applet in Applet::ALL {
         assert!(v.config.applet_has_work(applet));

@@ -246,3 +246,33 @@ mod tests {
         assert_eq!(TagKey::pattern(None), "tag/*");
     }
 }
+
+/// The name of a durable-feed consumer group on the stream: `mqtt:<device>` for the MQTT
+/// publisher of a broker device, `iec104-slave:<device>:<n>` for redundancy group `n`
+/// (0-based) of an IEC 104 slave device. A name never changes across restarts: the group's
+/// position and pending entries are what makes the feed durable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConsumerGroup(String);
+
+impl ConsumerGroup {
+    /// The group of an MQTT broker device's publisher.
+    pub fn mqtt(device: &Alias) -> Self {
+        Self(format!("mqtt:{device}"))
+    }
+
+    /// The group of redundancy group `group` of an IEC 104 slave device.
+    pub fn iec104_slave(device: &Alias, group: usize) -> Self {
+        Self(format!("iec104-slave:{device}:{group}"))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConsumerGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -24,7 +24,8 @@ mod value;
 
 pub use command::{CommandOutcome, CommandResult};
 pub use key::{
-    Alias, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN, TAG_PREFIX,
+    Alias, ConsumerGroup, Direction, KeyError, TagKey, FORBIDDEN_ALIAS_CHARS, MAX_ALIAS_LEN,
+    TAG_PREFIX,
 };
 pub use value::{
     now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN, SCALED_DIGITS,

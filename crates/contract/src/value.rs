@@ -135,6 +135,8 @@ impl Flag {
     pub const OV: &'static str = "ov";
     /// The timestamp is the gateway's receive time, not the device's.
     pub const GT: &'static str = "gt";
+    /// Transient: a step position in motion (IEC T bit of VTI).
+    pub const TR: &'static str = "tr";
     /// Counter carry (IEC CY).
     pub const CY: &'static str = "cy";
     /// Counter adjusted (IEC CA).

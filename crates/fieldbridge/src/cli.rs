@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub const APPLET_NAMES: &[&str] = &[
     "supervise",
     "iec104-master",
+    "iec104-slave",
     "modbus-master",
     "mqtt-client",
     "config",
@@ -93,6 +94,9 @@ pub enum Applet {
     /// IEC 60870-5-104 controlling station driver: outstations -> tag bus
     #[command(name = "iec104-master")]
     Iec104Master(crate::applets::iec104_master::Args),
+    /// IEC 60870-5-104 controlled station: tag bus -> SCADA masters, their commands back
+    #[command(name = "iec104-slave")]
+    Iec104Slave(crate::applets::iec104_slave::Args),
     /// Modbus RTU and Modbus TCP master driver: slaves -> tag bus
     #[command(name = "modbus-master")]
     ModbusMaster(crate::applets::modbus_master::Args),
@@ -215,6 +219,7 @@ mod tests {
         let runs: &[&[&str]] = &[
             &["supervise"],
             &["iec104-master"],
+            &["iec104-slave"],
             &["modbus-master"],
             &["mqtt-client"],
             &["tag", "get", "tag/a/b/in"],
@@ -227,6 +232,7 @@ mod tests {
             let common = match &cli.applet {
                 Applet::Supervise(a) => &a.common,
                 Applet::Iec104Master(a) => &a.common,
+                Applet::Iec104Slave(a) => &a.common,
                 Applet::ModbusMaster(a) => &a.common,
                 Applet::MqttClient(a) => &a.common,
                 Applet::Tag(a) => &a.common,

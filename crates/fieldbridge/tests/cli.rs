@@ -41,7 +41,7 @@ fn config_validate_accepts_the_example() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("valid (4 devices, 44 signals)"));
+    assert!(text(&out.stdout).contains("valid (5 devices, 55 signals)"));
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn export_then_import_gives_the_same_config() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(
         stdout(&o),
-        format!("wrote {} (4 devices, 44 signals)\n", book.display())
+        format!("wrote {} (5 devices, 55 signals)\n", book.display())
     );
 
     let o = fieldbridge(&["config", "validate", p(&book)]);
@@ -60,7 +60,7 @@ fn export_then_import_gives_the_same_config() {
     let o = fieldbridge(&["config", "import", p(&book), "-o", p(&json)]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("devices 4 added, 0 removed, 0 changed"),
+        stdout(&o).contains("devices 5 added, 0 removed, 0 changed"),
         "{}",
         stdout(&o)
     );
@@ -241,7 +241,7 @@ fn export_to_stdout_and_json_validation_still_work() {
 
     let o = fieldbridge(&["config", "validate", p(&repo_file("config/example.json"))]);
     assert!(o.status.success(), "{}", stdout(&o));
-    assert!(stdout(&o).ends_with("valid (4 devices, 44 signals)\n"));
+    assert!(stdout(&o).ends_with("valid (5 devices, 55 signals)\n"));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use tagbus::{Alias, Direction, Flag, Flags, TagKey, TagValue, Value};
 pub const MAX_REMEMBERED_UNMAPPED: usize = 4096;
 
 /// Extra flag of a step position in transient state (the VTI's T bit).
-pub const FLAG_TRANSIENT: &str = "tr";
+pub const FLAG_TRANSIENT: &str = Flag::TR;
 
 /// How a signal's received values are mapped.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,4 +6,5 @@
 //! - [`map`]: tag bus values to IEC points and IEC commands to `out` values.
 //! - [`bridge`]: the applet: the tag bus stream per redundancy group, commands and results.
 
+pub mod map;
 pub mod station;

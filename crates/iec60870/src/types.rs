@@ -747,20 +747,31 @@ impl Quality {
         self.contains(Self::EI)
     }
 
+    /// The bits with their lowercase flag codes, the tag bus spelling.
+    const CODES: [(Quality, &'static str); 6] = [
+        (Self::IV, "iv"),
+        (Self::NT, "nt"),
+        (Self::SB, "sb"),
+        (Self::BL, "bl"),
+        (Self::OV, "ov"),
+        (Self::EI, "ei"),
+    ];
+
     /// Lowercase flag codes (`iv nt sb bl ov ei`), the tag bus spelling.
     pub fn codes(self) -> Vec<&'static str> {
-        [
-            (Self::IV, "iv"),
-            (Self::NT, "nt"),
-            (Self::SB, "sb"),
-            (Self::BL, "bl"),
-            (Self::OV, "ov"),
-            (Self::EI, "ei"),
-        ]
-        .iter()
-        .filter(|(q, _)| self.contains(*q))
-        .map(|(_, c)| *c)
-        .collect()
+        Self::CODES
+            .iter()
+            .filter(|(q, _)| self.contains(*q))
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
+    /// The bit of a flag code (`iv`, `nt`, `sb`, `bl`, `ov`, `ei`); `None` for other codes.
+    pub fn from_code(code: &str) -> Option<Quality> {
+        Self::CODES
+            .iter()
+            .find(|(_, c)| *c == code)
+            .map(|(q, _)| *q)
     }
 }
 

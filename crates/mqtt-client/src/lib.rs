@@ -214,7 +214,7 @@ pub struct DevicePlan {
 impl DevicePlan {
     /// The consumer group of this device on the tag bus stream: `mqtt:<device_alias>`.
     pub fn group(&self) -> String {
-        format!("mqtt:{}", self.alias)
+        tagbus::ConsumerGroup::mqtt(&self.alias).to_string()
     }
 
     /// The client id: `client_id`, or `fieldbridge-<hostname>-<device_alias>` when empty.
@@ -445,6 +445,7 @@ fn target_command(config: &Config, source: &TagKey) -> Result<bool, String> {
             source.device, source.signal
         )),
         SignalKind::Mqtt(_) => Err("its source is an MQTT signal".into()),
+        SignalKind::Iec104Slave(_) => Err("its source is an IEC 104 slave signal".into()),
     }
 }
 

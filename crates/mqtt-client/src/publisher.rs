@@ -1,11 +1,10 @@
 //! The publisher task of one MQTT device: stream reader -> MQTT connection -> acknowledger.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tagbus::stream::StreamConsumer;
+use tagbus::feed::{self, print_line, FeedItem, FeedSetup, FeedState, SnapshotKeys};
 use tagbus::{EntryBody, EntryId, TagKey, TagValue};
 use tokio::sync::mpsc;
 
@@ -192,20 +191,7 @@ async fn run(
     }
 }
 
-/// What the reader task hands to the connection loop.
-enum Item {
-    /// Stream entries, as one read returned them.
-    Entries(Vec<tagbus::StreamEntry>),
-    /// Current values from the keys (the snapshot after the backlog), a chunk at a time.
-    Snapshot(Vec<(TagKey, TagValue)>),
-    /// The snapshot was sent; live entries follow.
-    Live { snapshot: usize },
-    /// Redis failed; the reader reconnects by itself and starts over from the pending
-    /// entries (the MQTT connection stays up).
-    Restarted(tagbus::TagBusError),
-}
-
-/// Batches of [`Item`]s between the stream reader and the connection loop: a batch is one
+/// Batches of [`FeedItem`]s between the stream reader and the connection loop: a batch is one
 /// read of up to [`READ_BATCH`] entries (or one snapshot chunk), so at most this many + 1
 /// batches are in RAM. One channel operation per batch, not per value.
 const ITEM_BATCHES: usize = 2;
@@ -227,11 +213,17 @@ impl Publisher {
         let plan = self.plan.clone();
         let d = &plan.device;
         // Redis first: without the stream there is nothing to send.
-        let consumer =
-            match open_consumer(&self.opts.redis_url, &self.plan.group(), &self.stats).await {
-                Ok(c) => c,
-                Err(e) => return End::Redis(e),
-            };
+        let consumer = match feed::open_consumer(
+            &self.opts.redis_url,
+            &self.plan.group(),
+            CONSUMER_NAME,
+            &self.stats,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => return End::Redis(e),
+        };
         if d.tls.as_ref().is_some_and(|t| t.insecure) {
             tracing::warn!(device = %self.plan.alias, host = %d.host,
                 "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
@@ -244,14 +236,16 @@ impl Publisher {
         let connected_at = Instant::now();
         let window = Window::new(d.qos, sizing.window(receive_max), d.enable_threshold);
 
-        let (item_tx, items) = mpsc::channel::<Item>(ITEM_BATCHES);
-        let reader = tokio::spawn(reader(
+        let (item_tx, items) = mpsc::channel::<FeedItem>(ITEM_BATCHES);
+        let reader = tokio::spawn(feed::run_feed(
             consumer,
-            ReaderSetup {
+            FeedSetup {
                 redis_url: self.opts.redis_url.clone(),
                 group: self.plan.group(),
-                stats: self.stats.clone(),
-                plan: self.plan.clone(),
+                consumer: CONSUMER_NAME,
+                state: self.stats.clone(),
+                keys: self.plan.clone(),
+                read_batch: READ_BATCH,
                 trace: self.opts.trace_redis,
             },
             item_tx,
@@ -321,7 +315,7 @@ impl Publisher {
         &mut self,
         mut conn: conn::Conn,
         mut window: Window<EntryId>,
-        mut items: mpsc::Receiver<Item>,
+        mut items: mpsc::Receiver<FeedItem>,
         connected_at: Instant,
     ) -> (End, Window<EntryId>) {
         let mut queue: VecDeque<Queued> = VecDeque::new();
@@ -356,12 +350,12 @@ impl Publisher {
                     }
                 }
                 item = items.recv(), if queue.is_empty() && room => match item {
-                    Some(Item::Entries(entries)) => queue.extend(entries.into_iter().map(Queued::Entry)),
-                    Some(Item::Snapshot(values)) => {
+                    Some(FeedItem::Entries(entries)) => queue.extend(entries.into_iter().map(Queued::Entry)),
+                    Some(FeedItem::Snapshot(values)) => {
                         queue.extend(values.into_iter().map(|(k, v)| Queued::Snapshot(k, v)));
                     }
-                    Some(Item::Live { snapshot }) => tracing::info!(device = %self.plan.alias, snapshot, "backlog and snapshot sent; forwarding live values"),
-                    Some(Item::Restarted(e)) => {
+                    Some(FeedItem::Live { snapshot }) => tracing::info!(device = %self.plan.alias, snapshot, "backlog and snapshot sent; forwarding live values"),
+                    Some(FeedItem::Restarted(e)) => {
                         tracing::warn!(device = %self.plan.alias, error = %e, "tag bus (Redis) lost; the stream reader reconnects (MQTT stays connected)");
                         window.reader_restarted();
                     }
@@ -542,156 +536,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What the reader needs to reconnect.
-struct ReaderSetup {
-    redis_url: String,
-    group: String,
-    stats: Stats,
-    /// Its routes' keys are the snapshot's keys (shared, not copied: they are thousands).
-    plan: Arc<DevicePlan>,
-    trace: bool,
-}
-
-/// Reads the stream for one connection: pending entries, the backlog, the snapshot, then
-/// the live feed. When Redis fails it says so ([`Item::Restarted`]), reconnects with backoff
-/// and starts over. Ends when the receiver is gone.
-async fn reader(mut consumer: StreamConsumer, setup: ReaderSetup, tx: mpsc::Sender<Item>) {
-    let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        let Err(e) = read_all(&mut consumer, &setup.plan, &tx, setup.trace).await else {
-            return; // the connection is gone
-        };
-        if tx.send(Item::Restarted(e)).await.is_err() {
-            return;
-        }
-        loop {
-            tokio::time::sleep(backoff.next_delay()).await;
-            if tx.is_closed() {
-                return;
-            }
-            match open_consumer(&setup.redis_url, &setup.group, &setup.stats).await {
-                Ok(c) => {
-                    consumer = c;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "tag bus stream: cannot reach Redis or create the consumer group; retrying")
-                }
-            }
-        }
-    }
-}
-
-/// Connects a stream consumer of `group` and makes sure the group exists: created at the
-/// end of the stream the first time, at its start when it vanished while this process ran
-/// (Redis restarted without persistence: the new stream holds only values written since).
-async fn open_consumer(
-    redis_url: &str,
-    group: &str,
-    stats: &Stats,
-) -> Result<StreamConsumer, tagbus::TagBusError> {
-    let mut consumer =
-        StreamConsumer::connect(redis_url, group, CONSUMER_NAME, stats.trimmed_counter()).await?;
-    let start = stats.group_start();
-    if consumer.ensure_group_from(start).await? {
-        if start == "$" {
-            tracing::info!(group = %group, "created the stream consumer group at the end of the stream");
-        } else {
-            tracing::warn!(group = %group, "the stream consumer group was gone (Redis restarted without persistence?): re-created at the start of the stream; values not forwarded before the restart are lost");
-        }
-    }
-    stats.set_group_ready();
-    Ok(consumer)
-}
-
-async fn read_all(
-    consumer: &mut StreamConsumer,
-    plan: &DevicePlan,
-    tx: &mpsc::Sender<Item>,
-    trace: bool,
-) -> Result<(), tagbus::TagBusError> {
-    // 1. This consumer's pending entries (left by a lost connection or a killed process).
-    let mut after: Option<EntryId> = None;
-    let mut pending = 0usize;
-    loop {
-        let batch = consumer.read_pending(after.as_ref(), READ_BATCH).await?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id.clone());
-        pending = pending.saturating_add(batch.len());
-        if !forward(batch, tx, trace).await {
-            return Ok(());
-        }
-    }
-    if pending > 0 {
-        tracing::info!(
-            pending,
-            "re-publishing stream entries not acknowledged before"
-        );
-    }
-    // 2. The backlog: new entries until a read comes back short.
-    loop {
-        let batch = consumer.read_new(READ_BATCH, Duration::ZERO).await?;
-        let short = batch.len() < READ_BATCH;
-        if !forward(batch, tx, trace).await {
-            return Ok(());
-        }
-        if short {
-            break;
-        }
-    }
-    // 3. The snapshot: the current value of every mapped key, a chunk at a time (never the
-    //    values of all keys in RAM at once).
-    let mut n = 0usize;
-    let mut keys = plan.routes.keys().peekable();
-    while keys.peek().is_some() {
-        let snapshot = consumer
-            .snapshot(keys.by_ref().take(tagbus::stream::SNAPSHOT_CHUNK))
-            .await?;
-        n = n.saturating_add(snapshot.len());
-        if trace {
-            for (key, value) in &snapshot {
-                print_line(&format!("redis snapshot {key} {value}\n"));
-            }
-        }
-        if tx.send(Item::Snapshot(snapshot)).await.is_err() {
-            return Ok(());
-        }
-    }
-    if tx.send(Item::Live { snapshot: n }).await.is_err() {
-        return Ok(());
-    }
-    // 4. The live feed.
-    loop {
-        let batch = consumer
-            .read_new(READ_BATCH, Duration::from_secs(1))
-            .await?;
-        if !forward(batch, tx, trace).await {
-            return Ok(());
-        }
-    }
-}
-
-async fn forward(batch: Vec<tagbus::StreamEntry>, tx: &mpsc::Sender<Item>, trace: bool) -> bool {
-    if trace {
-        for entry in &batch {
-            let line = match &entry.body {
-                EntryBody::Tag { key, value } => format!("redis {} {key} {value}\n", entry.id),
-                EntryBody::Malformed(why) => format!("redis {} malformed: {why}\n", entry.id),
-                EntryBody::Trimmed => format!("redis {} trimmed\n", entry.id),
-            };
-            print_line(&line);
-        }
-    }
-    if batch.is_empty() {
-        return !tx.is_closed();
-    }
-    tx.send(Item::Entries(batch)).await.is_ok()
-}
-
-fn print_line(line: &str) {
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
-}
-
 /// How long the acknowledger gathers acknowledgements before one `XACK` (unless it has
 /// [`ACK_BATCH`] already). At QoS 1/2 PUBACKs come a few at a time: without this every few
 /// ids cost an `XACK` round trip (4 ids per call at 46,000/s in the benchmark). A later XACK
@@ -746,5 +590,24 @@ async fn acker(redis_url: String, group: String, mut rx: mpsc::Receiver<Vec<Entr
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+impl FeedState for Stats {
+    fn trimmed(&self) -> Arc<tagbus::TrimCounter> {
+        self.trimmed_counter()
+    }
+    fn group_start(&self) -> &'static str {
+        Stats::group_start(self)
+    }
+    fn set_group_ready(&self) {
+        Stats::set_group_ready(self);
+    }
+}
+
+impl SnapshotKeys for DevicePlan {
+    /// Its routes' keys are the snapshot's keys.
+    fn snapshot_keys(&self) -> Box<dyn Iterator<Item = &TagKey> + Send + '_> {
+        Box::new(self.routes.keys())
     }
 }

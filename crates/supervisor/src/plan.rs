@@ -169,7 +169,8 @@ mod tests {
       "devices": [
         {"name": "Cloud", "device_alias": "cloud", "protocol": "mqtt", "ip": "127.0.0.1", "password": "pw"},
         {"name": "RTU", "device_alias": "rtu1", "protocol": "iec104-master", "ip": "127.0.0.1", "asdu_address": 1},
-        {"name": "Meter", "device_alias": "m1", "protocol": "modbus-tcp", "ip": "127.0.0.1", "modbus_id": 1}
+        {"name": "Meter", "device_alias": "m1", "protocol": "modbus-tcp", "ip": "127.0.0.1", "modbus_id": 1},
+        {"name": "SCADA", "device_alias": "scada", "protocol": "iec104-slave", "ip": "127.0.0.1", "asdu_address": 5}
       ],
       "signals": [
         {"device_alias": "rtu1", "signal_alias": "cb1", "info_address": 100, "type_id": "M_SP_NA_1"},

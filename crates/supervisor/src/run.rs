@@ -363,9 +363,10 @@ impl Supervisor {
             slot.restarts = slot.restarts.saturating_add(1);
         }
         slot.since = SystemTime::now();
-        // What a master writes to the tag bus: its part's devices (the MQTT client writes none).
+        // What a master writes to the tag bus: its part's devices (the MQTT client and the
+        // IEC 104 slave write none of their own).
         let devices = match (&slot.desired, applet) {
-            (_, Applet::MqttClient) => Vec::new(),
+            (_, Applet::MqttClient | Applet::Iec104Slave) => Vec::new(),
             (Desired::Run(part), _) => part.device_aliases(),
             _ => Vec::new(),
         };

@@ -21,7 +21,8 @@
 //!   `MULTI`/`EXEC` round trip.
 //! - [`spawn_reader`]: the snapshot of current values plus the live feed, reconnecting with
 //!   backoff when Redis restarts; [`read_values`] / [`read_stored`]: one read of given keys.
-//! - [`stream`]: the consumer-group reader and acker of the durable feed.
+//! - [`stream`]: the consumer-group reader and acker of the durable feed; [`feed`]: the
+//!   reading order over it (pending, backlog, snapshot, live) with reconnects.
 //! - [`results`]: the command results writer (drivers) and listener (the MQTT command path).
 //! - [`stats`]: the stats hash writer (the MQTT publisher) and reader (`fieldbridge status`).
 
@@ -29,6 +30,7 @@
 /// [`stats`] here extends `contract::stats` with its Redis I/O.
 pub use contract::*;
 
+pub mod feed;
 mod mark;
 mod reader;
 mod resp;

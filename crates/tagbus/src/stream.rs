@@ -72,7 +72,8 @@ pub const TRIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct EntryId(String);
 
 impl EntryId {
-    pub(crate) fn new(id: &str) -> Self {
+    /// An id from its text (as Redis gives it).
+    pub fn new(id: &str) -> Self {
         Self(id.to_owned())
     }
     /// The id text.

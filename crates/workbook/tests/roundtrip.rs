@@ -28,7 +28,7 @@ fn round_trip(raw: &RawConfig) -> workbook::Imported {
 #[test]
 fn the_example_round_trips() {
     let raw = example();
-    assert_eq!(raw.devices.len(), 4);
+    assert_eq!(raw.devices.len(), 5);
     assert!(raw.signals.len() >= 24);
     let imported = round_trip(&raw);
     assert_eq!(imported.raw, canonical(&raw));
@@ -54,6 +54,42 @@ fn old_column_names_are_exported_under_their_new_names() {
     let report = imported.check();
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_eq!(report.validated.config, config::validate(&raw).config);
+}
+
+#[test]
+fn iec104_slave_columns_round_trip() {
+    let raw = RawConfig::parse(
+        r#"{"devices": [
+            {"name": "M", "device_alias": "mb", "protocol": "modbus-tcp", "ip": "127.0.0.1"},
+            {"name": "SCADA", "device_alias": "scada", "protocol": "iec104-slave", "ip": "::",
+             "port": 2405, "asdu_address": 300, "cot_size": 2, "ca_size": 2, "ioa_size": 2,
+             "k": 10, "w": 5, "t0_s": 20, "t1_s": 12, "t2_s": 8, "t3_s": 25,
+             "allowed_masters": "10.0.0.1, 10.0.0.2 fd00::3",
+             "redundancy_groups": "10.0.0.1 10.0.0.2; fd00::3", "accept_clock_sync": 1,
+             "command_max_age_ms": 5000, "select_timeout_s": 15, "command_timeout_s": "20"}
+        ], "signals": [
+            {"device_alias": "mb", "signal_alias": "p", "function": 3, "address": 7, "writable": 1},
+            {"signal_name": "P to SCADA", "device_alias": "scada", "signal_alias": "p_in",
+             "source_device_alias": "mb", "source_signal_alias": "p", "info_address": 4001,
+             "type_id": "M_ME_TE_1", "multiplier": 0.01, "offset": -2.5},
+            {"signal_name": "P from SCADA", "device_alias": "scada", "signal_alias": "p_out",
+             "source_device_alias": "mb", "source_signal_alias": "p", "info_address": "4002",
+             "type_id": 49, "select_before_operate": true}
+        ]}"#,
+    )
+    .unwrap();
+    let direct = config::validate(&raw);
+    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
+    let imported = round_trip(&raw);
+    assert_eq!(imported.raw, canonical(&raw));
+    let report = imported.check();
+    assert!(report.is_valid(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.validated.config, direct.config);
+    let h = workbook::device_header(&raw.devices);
+    assert!(h.iter().any(|c| c == "redundancy_groups"), "{h:?}");
+    let s = workbook::signal_header(&raw.signals);
+    assert!(s.iter().any(|c| c == "source_signal_alias"), "{s:?}");
 }
 
 #[test]
@@ -244,6 +280,41 @@ fn iec_device() -> impl Strategy<Value = Row> {
         })
 }
 
+fn slave_device() -> impl Strategy<Value = Row> {
+    (
+        common(),
+        o(pick(&["0.0.0.0", "127.0.0.1", "::"])),
+        int_cell(1, 65_534),
+        prop_oneof![
+            Just((None, None)),
+            Just((Some("10.0.0.1 10.0.0.2"), None)),
+            Just((None, Some("10.0.0.1; 10.0.0.2 10.0.0.3"))),
+            Just((Some("10.0.0.1,10.0.0.2"), Some("10.0.0.2; 10.0.0.1"))),
+        ],
+        o(bool_cell()),
+        o(int_cell(1, 3_600_000)),
+        o(int_cell(1, 600)),
+        o(int_cell(1, 600)),
+    )
+        .prop_map(
+            |(c, ip, ca, (allowed, groups), sync, age, select, timeout)| {
+                let mut cells = c;
+                cells.extend([
+                    ("protocol", Some(json!("iec104-slave"))),
+                    ("ip", ip),
+                    ("asdu_address", Some(ca)),
+                    ("allowed_masters", allowed.map(|a| json!(a))),
+                    ("redundancy_groups", groups.map(|g| json!(g))),
+                    ("accept_clock_sync", sync),
+                    ("command_max_age_ms", age),
+                    ("select_timeout_s", select),
+                    ("command_timeout_s", timeout),
+                ]);
+                row(cells)
+            },
+        )
+}
+
 fn modbus_device() -> impl Strategy<Value = Row> {
     (
         common(),
@@ -362,6 +433,8 @@ prop_compose! {
         mqtt in proptest::collection::vec(mqtt_device(), 1..3),
         iec in proptest::collection::vec(iec_device(), 1..3),
         modbus in proptest::collection::vec(modbus_device(), 0..3),
+        slaves in proptest::collection::vec(slave_device(), 0..3),
+        slave_signals in proptest::collection::vec((any::<usize>(), any::<usize>()), 0..10),
         iec_signals in proptest::collection::vec(iec_signal(), 0..10),
         modbus_signals in proptest::collection::vec(modbus_signal(), 0..10),
         mqtt_signals in proptest::collection::vec(mqtt_signal(), 0..10),
@@ -380,7 +453,13 @@ prop_compose! {
         let mqtt_aliases = add(mqtt, "mq");
         let iec_aliases = add(iec, "rtu");
         let modbus_aliases = add(modbus, "mb");
+        let slave_aliases = add(slaves, "scada");
+        // Each slave listens on its own port.
+        for (i, r) in raw.devices.iter_mut().filter(|r| r["protocol"] == json!("iec104-slave")).enumerate() {
+            r.insert("port".into(), json!(2404 + i));
+        }
         let mut sources = Vec::new();
+        let mut iec_rows = Vec::new();
         for (i, (dev, cells)) in iec_signals.into_iter().enumerate() {
             let d = &iec_aliases[dev % iec_aliases.len()];
             let mut r = row(cells);
@@ -390,7 +469,23 @@ prop_compose! {
             r.insert("device_alias".into(), json!(d));
             r.insert("signal_alias".into(), json!(format!("p{i}")));
             sources.push((d.clone(), format!("p{i}")));
+            iec_rows.push(raw.signals.len());
             raw.signals.push(r);
+        }
+        if !slave_aliases.is_empty() && !iec_rows.is_empty() {
+            // A slave row serves (or commands) an IEC 104 point with the point's own type.
+            for (i, (dev, src)) in slave_signals.into_iter().enumerate() {
+                let source = &raw.signals[iec_rows[src % iec_rows.len()]];
+                let cells: Cells = vec![
+                    ("device_alias", Some(json!(slave_aliases[dev % slave_aliases.len()]))),
+                    ("signal_alias", Some(json!(format!("v{i}")))),
+                    ("source_device_alias", Some(source["device_alias"].clone())),
+                    ("source_signal_alias", Some(source["signal_alias"].clone())),
+                    ("info_address", Some(json!(1000 + i))),
+                    ("type_id", Some(source["type_id"].clone())),
+                ];
+                raw.signals.push(row(cells));
+            }
         }
         if !modbus_aliases.is_empty() {
             for (i, (dev, cells)) in modbus_signals.into_iter().enumerate() {

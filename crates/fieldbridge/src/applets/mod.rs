@@ -4,6 +4,7 @@ mod config_cmd;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod iec104_master;
+pub mod iec104_slave;
 pub mod modbus_master;
 pub mod mqtt_client;
 pub mod status;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Applet::Supervise(args) => supervise::run(args),
         Applet::Status(args) => status::run(args),
         Applet::Iec104Master(args) => iec104_master::run(args),
+        Applet::Iec104Slave(args) => iec104_slave::run(args),
         Applet::ModbusMaster(args) => modbus_master::run(args),
         Applet::MqttClient(args) => mqtt_client::run(args),
         Applet::Tag(args) => tag::run(args),

@@ -1,0 +1,597 @@
+//! The applet: one slave device's station fed from the tag bus, its commands written to the
+//! field devices' `out` tags.
+//!
+//! - **Values**: at start the current value of every point's source tag is read (a point
+//!   without one is served invalid); then each redundancy group reads the stream through
+//!   its own consumer group ([`ConsumerGroup::iec104_slave`], [`tagbus::feed`]): pending
+//!   entries, backlog, snapshot, live. A mapped entry becomes a spontaneous event of that
+//!   group; an entry is acknowledged (`XACK`) only once the master's N(R) covered every
+//!   event made from it. Unmapped, malformed and trimmed entries are acknowledged at once.
+//!   So events of a master outage, and of a killed slave, are sent after the next STARTDT,
+//!   in stream order; the stream cap bounds them, and what it trimmed unsent is counted.
+//! - **Commands**: an executed command becomes the `out` value of its source signal (see
+//!   [`crate::map`]), written with a timestamp unique per signal; the field driver's result
+//!   (the tag bus command contract) answers it: `confirmed` -> ACT_CON positive and ACT_TERM,
+//!   anything else, or no result within `command_timeout` -> ACT_CON negative.
+//! - **Clock sync** is always confirmed; it sets the system clock only with
+//!   `accept_clock_sync`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tagbus::feed::{self, FeedItem, FeedSetup, FeedState, SnapshotKeys};
+use tagbus::{
+    CommandOutcome, CommandResult, ConsumerGroup, EntryBody, EntryId, StreamAcker, TagKey,
+    TagValue, TrimCounter,
+};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+
+use crate::map::{CommandSpec, PointSpec};
+use crate::station::{
+    self, Action, CommandPoint, CommandToken, EventToken, GroupId, StationConfig, StationHandle,
+};
+use iec60870::{InformationElement, Ioa, PointDb};
+
+/// The stream consumer name of every slave group (stable across restarts).
+pub const CONSUMER_NAME: &str = "iec104-slave";
+/// Stream entries per read.
+pub const READ_BATCH: usize = 512;
+/// Commands awaiting their driver's result at once; more are answered negative at once.
+pub const MAX_PENDING_COMMANDS: usize = 256;
+
+/// Errors that end the applet.
+#[derive(Debug, Error)]
+pub enum SlaveError {
+    #[error("tag bus: {0}")]
+    TagBus(#[from] tagbus::TagBusError),
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("the station task has ended")]
+    StationGone,
+}
+
+/// A monitor point with its source tag (the `in` value).
+#[derive(Debug, Clone)]
+pub struct MonitorRoute {
+    pub source: TagKey,
+    pub spec: PointSpec,
+}
+
+/// A command point with its target (the source signal's `out` tag).
+#[derive(Debug, Clone)]
+pub struct CommandRoute {
+    pub out: TagKey,
+    pub spec: CommandSpec,
+    pub select_before_operate: bool,
+}
+
+/// Everything one slave device runs with.
+#[derive(Debug, Clone)]
+pub struct SlaveSettings {
+    pub device: tagbus::Alias,
+    pub bind: SocketAddr,
+    pub station: StationConfig,
+    pub monitors: Vec<MonitorRoute>,
+    pub commands: Vec<CommandRoute>,
+    pub accept_clock_sync: bool,
+    pub command_timeout: Duration,
+    pub redis_url: String,
+}
+
+/// The points by source tag (one tag may feed several points).
+#[derive(Debug, Default)]
+pub struct PointIndex {
+    by_key: HashMap<TagKey, Vec<PointSpec>>,
+}
+
+impl PointIndex {
+    /// The index of these routes.
+    pub fn new(routes: &[MonitorRoute]) -> Self {
+        let mut by_key: HashMap<TagKey, Vec<PointSpec>> = HashMap::new();
+        for r in routes {
+            by_key.entry(r.source.clone()).or_default().push(r.spec);
+        }
+        Self { by_key }
+    }
+
+    /// The points a tag feeds (empty when unmapped).
+    pub fn points_of(&self, key: &TagKey) -> &[PointSpec] {
+        self.by_key.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every source tag.
+    pub fn keys(&self) -> impl Iterator<Item = &TagKey> + Send + '_ {
+        self.by_key.keys()
+    }
+}
+
+impl SnapshotKeys for PointIndex {
+    fn snapshot_keys(&self) -> Box<dyn Iterator<Item = &TagKey> + Send + '_> {
+        Box::new(self.keys())
+    }
+}
+
+/// Stream entries sent as events and not yet acknowledged by the master, oldest first, each
+/// with the last event token made from it.
+#[derive(Debug, Default)]
+pub struct AckLedger {
+    entries: VecDeque<(EntryId, EventToken)>,
+}
+
+impl AckLedger {
+    /// Records an entry whose events end with `last`.
+    pub fn record(&mut self, id: EntryId, last: EventToken) {
+        self.entries.push_back((id, last));
+    }
+
+    /// The entries whose every event is acknowledged once the master acknowledged events up
+    /// to and including `up_to`.
+    pub fn acknowledged(&mut self, up_to: EventToken) -> Vec<EntryId> {
+        let mut out = Vec::new();
+        while let Some((_, last)) = self.entries.front() {
+            if last.0 > up_to.0 {
+                break;
+            }
+            if let Some((id, _)) = self.entries.pop_front() {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    /// Entries waiting.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether `id` waits for its events' acknowledgement.
+    pub fn holds(&self, id: &EntryId) -> bool {
+        self.entries.iter().any(|(e, _)| e == id)
+    }
+
+    /// True when none waits.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Commands written to `out` tags, awaiting their results (sans-IO).
+#[derive(Debug, Default)]
+pub struct PendingCommands {
+    by_key: HashMap<(TagKey, u64), (CommandToken, Instant)>,
+    /// The last command timestamp used per `out` tag: each command gets a later one, so a
+    /// result names exactly one command.
+    last_ts: HashMap<TagKey, u64>,
+}
+
+impl PendingCommands {
+    /// The timestamp for a new command on `out`: `now_ms`, or one past the previous one.
+    pub fn stamp(&mut self, out: &TagKey, now_ms: u64) -> u64 {
+        let ts = match self.last_ts.get(out) {
+            Some(&last) if last >= now_ms => last.saturating_add(1),
+            _ => now_ms,
+        };
+        self.last_ts.insert(out.clone(), ts);
+        ts
+    }
+
+    /// Registers a command; false when too many are pending.
+    pub fn add(&mut self, out: TagKey, ts: u64, token: CommandToken, deadline: Instant) -> bool {
+        if self.by_key.len() >= MAX_PENDING_COMMANDS {
+            return false;
+        }
+        self.by_key.insert((out, ts), (token, deadline));
+        true
+    }
+
+    /// The command a result answers, and whether it is positive.
+    pub fn on_result(&mut self, out: &TagKey, r: &CommandResult) -> Option<(CommandToken, bool)> {
+        let (token, _) = self.by_key.remove(&(out.clone(), r.command_timestamp_ms))?;
+        Some((token, r.outcome == CommandOutcome::Confirmed))
+    }
+
+    /// Removes and returns the commands whose deadline passed.
+    pub fn expire(&mut self, now: Instant) -> Vec<(TagKey, CommandToken)> {
+        let due: Vec<(TagKey, u64)> = self
+            .by_key
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|k| self.by_key.remove(&k).map(|(t, _)| (k.0, t)))
+            .collect()
+    }
+
+    /// The earliest deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.by_key.values().map(|(_, d)| *d).min()
+    }
+
+    /// Commands waiting.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// True when none waits.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// A redundancy group's feed state: the trim counter and where a missing group is created.
+#[derive(Clone, Default)]
+struct GroupFeedState {
+    trimmed: Arc<TrimCounter>,
+    ready: Arc<AtomicBool>,
+}
+
+impl FeedState for GroupFeedState {
+    fn trimmed(&self) -> Arc<TrimCounter> {
+        self.trimmed.clone()
+    }
+    fn group_start(&self) -> &'static str {
+        if self.ready.load(Ordering::Relaxed) {
+            "0"
+        } else {
+            "$"
+        }
+    }
+    fn set_group_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The initial database: every point with its source's current value, or invalid.
+async fn initial_points(
+    redis_url: &str,
+    monitors: &[MonitorRoute],
+) -> Result<PointDb, SlaveError> {
+    let keys: Vec<TagKey> = monitors.iter().map(|m| m.source.clone()).collect();
+    let values: HashMap<TagKey, TagValue> = tagbus::read_values(redis_url, &keys)
+        .await?
+        .into_iter()
+        .collect();
+    let mut db = PointDb::new();
+    for m in monitors {
+        db.insert(match values.get(&m.source) {
+            Some(v) => m.spec.point(v),
+            None => m.spec.placeholder(),
+        });
+    }
+    Ok(db)
+}
+
+/// Feeds one redundancy group from its consumer group until the station ends.
+async fn pump_group(
+    group: GroupId,
+    setup: FeedSetup<GroupFeedState, PointIndex>,
+    station: StationHandle,
+    mut acked: watch::Receiver<Option<EventToken>>,
+) {
+    let label = setup.group.clone();
+    let consumer = loop {
+        match feed::open_consumer(&setup.redis_url, &setup.group, CONSUMER_NAME, &setup.state)
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(group = %label, error = %e, "tag bus stream: cannot reach Redis or create the consumer group; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut acker = match StreamAcker::new(&setup.redis_url, &setup.group) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(group = %label, error = %e, "cannot acknowledge stream entries");
+            return;
+        }
+    };
+    let index = setup.keys.clone();
+    let (tx, mut items) = mpsc::channel::<FeedItem>(2);
+    let reader = tokio::spawn(feed::run_feed(consumer, setup, tx));
+    let _abort = AbortOnDrop(reader);
+    let mut ledger = AckLedger::default();
+    let mut next_token: u64 = 0;
+    // the element last queued per point: repeats of an unchanged value are not events
+    let mut sent: HashMap<Ioa, InformationElement> = HashMap::new();
+    // the newest entry handled, as (ms, seq)
+    let mut newest: Option<(u64, u64)> = None;
+    loop {
+        tokio::select! {
+            changed = acked.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let up_to = *acked.borrow_and_update();
+                if let Some(up_to) = up_to {
+                    let ids = ledger.acknowledged(up_to);
+                    ack(&mut acker, &ids, &label).await;
+                }
+            }
+            item = items.recv() => match item {
+                None => return,
+                Some(FeedItem::Entries(entries)) => {
+                    let mut unmapped = Vec::new();
+                    for entry in entries {
+                        // after a Redis reconnect the feed reads this consumer's pending
+                        // entries again: those queued already are in the station (and the
+                        // ledger) and are not queued twice
+                        let order = entry.id.parts();
+                        if order.is_some() && order <= newest {
+                            if !ledger.holds(&entry.id) {
+                                unmapped.push(entry.id); // handled before; its XACK failed
+                            }
+                            continue;
+                        }
+                        newest = order.or(newest);
+                        let EntryBody::Tag { key, value } = &entry.body else {
+                            unmapped.push(entry.id);
+                            continue;
+                        };
+                        let mut last = None;
+                        for spec in index.points_of(key) {
+                            let point = spec.point(value);
+                            // an event only when value or quality changed
+                            if sent.get(&spec.ioa) == Some(&point.element) {
+                                continue;
+                            }
+                            sent.insert(spec.ioa, point.element);
+                            let token = EventToken(next_token);
+                            next_token = next_token.wrapping_add(1);
+                            if station.queue_event(group, token, point).await.is_err() {
+                                return;
+                            }
+                            last = Some(token);
+                        }
+                        match last {
+                            Some(token) => ledger.record(entry.id, token),
+                            None => unmapped.push(entry.id),
+                        }
+                    }
+                    ack(&mut acker, &unmapped, &label).await;
+                }
+                Some(FeedItem::Snapshot(values)) => {
+                    for (key, value) in values {
+                        for spec in index.points_of(&key) {
+                            if station.set_point(spec.point(&value)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Some(FeedItem::Live { snapshot }) => {
+                    tracing::info!(group = %label, snapshot, "backlog and snapshot read; serving live values");
+                }
+                Some(FeedItem::Restarted(e)) => {
+                    tracing::warn!(group = %label, error = %e, "tag bus (Redis) lost; the stream reader reconnects (masters stay connected)");
+                }
+            }
+        }
+    }
+}
+
+async fn ack(acker: &mut StreamAcker, ids: &[EntryId], label: &str) {
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = acker.ack(ids).await {
+        // not lost: the entries stay pending and are sent again after a restart
+        tracing::warn!(group = %label, error = %e, entries = ids.len(), "cannot acknowledge stream entries");
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs every slave device until `shutdown` resolves; a device that fails (e.g. its port
+/// cannot be bound) ends the applet, so the supervisor restarts it with backoff.
+pub async fn run_all(
+    slaves: Vec<SlaveSettings>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), SlaveError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in slaves {
+        tasks.spawn(run(s));
+    }
+    tokio::select! {
+        () = shutdown => Ok(()),
+        r = tasks.join_next() => match r {
+            Some(Ok(r)) => r,
+            Some(Err(_)) | None => Err(SlaveError::StationGone),
+        },
+    }
+}
+
+/// Runs the slave device until the station fails.
+pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
+    let device = settings.device.clone();
+    let db = initial_points(&settings.redis_url, &settings.monitors).await?;
+    let commands: Vec<CommandPoint> = settings
+        .commands
+        .iter()
+        .map(|c| CommandPoint {
+            ioa: c.spec.ioa,
+            type_id: c.spec.type_id,
+            select_before_operate: c.select_before_operate,
+        })
+        .collect();
+    let groups = settings.station.groups.len();
+    let (station, mut actions) =
+        station::spawn_station(settings.bind, settings.station.clone(), db, commands)
+            .await
+            .map_err(|error| SlaveError::Listen {
+                addr: settings.bind,
+                error,
+            })?;
+    tracing::info!(device = %device, listen = %station.local_addr(), points = settings.monitors.len(),
+        commands = settings.commands.len(), groups, "iec104-slave listening");
+
+    let index = Arc::new(PointIndex::new(&settings.monitors));
+    let mut ack_senders = Vec::with_capacity(groups);
+    let mut pumps = Vec::with_capacity(groups);
+    for g in 0..groups {
+        let (ack_tx, ack_rx) = watch::channel(None);
+        ack_senders.push(ack_tx);
+        let setup = FeedSetup {
+            redis_url: settings.redis_url.clone(),
+            group: ConsumerGroup::iec104_slave(&device, g).to_string(),
+            consumer: CONSUMER_NAME,
+            state: GroupFeedState::default(),
+            keys: index.clone(),
+            read_batch: READ_BATCH,
+            trace: false,
+        };
+        pumps.push(AbortOnDrop(tokio::spawn(pump_group(
+            GroupId(g),
+            setup,
+            station.clone(),
+            ack_rx,
+        ))));
+    }
+
+    let writer = tagbus::spawn_writer(tagbus::WriterConfig::new(settings.redis_url.clone()), 64)?;
+    let out_keys: Vec<TagKey> = settings.commands.iter().map(|c| c.out.clone()).collect();
+    let mut results = tagbus::results::spawn_result_listener(&settings.redis_url, &out_keys, 64)?;
+    let routes: HashMap<_, _> = settings
+        .commands
+        .iter()
+        .map(|c| (c.spec.ioa, c.clone()))
+        .collect();
+    let mut pending = PendingCommands::default();
+
+    loop {
+        let deadline = pending.next_deadline();
+        tokio::select! {
+            action = actions.recv() => {
+                let Some(action) = action else { return Err(SlaveError::StationGone) };
+                match action {
+                    Action::Acknowledged { group, up_to } => {
+                        if let Some(tx) = ack_senders.get(group.0) {
+                            let _ = tx.send(Some(up_to));
+                        }
+                    }
+                    Action::Command { token, request } => {
+                        let Some(route) = routes.get(&request.ioa) else {
+                            station.command_result(token, false).await.map_err(|_| SlaveError::StationGone)?;
+                            continue;
+                        };
+                        let value = match route.spec.out_value(&request.element) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                tracing::info!(device = %device, ioa = %request.ioa, error = %e, "command refused");
+                                station.command_result(token, false).await.map_err(|_| SlaveError::StationGone)?;
+                                continue;
+                            }
+                        };
+                        let ts = pending.stamp(&route.out, tagbus::now_ms());
+                        let deadline = Instant::now().checked_add(settings.command_timeout).unwrap_or_else(Instant::now);
+                        if !pending.add(route.out.clone(), ts, token, deadline) {
+                            tracing::warn!(device = %device, ioa = %request.ioa, "too many commands pending; refused");
+                            station.command_result(token, false).await.map_err(|_| SlaveError::StationGone)?;
+                            continue;
+                        }
+                        tracing::info!(device = %device, ioa = %request.ioa, tag = %route.out, value = %value, "command from the master");
+                        if writer.write(route.out.clone(), TagValue::new(value, ts)).await.is_err() {
+                            return Err(SlaveError::TagBus(tagbus::TagBusError::WriterGone));
+                        }
+                    }
+                    Action::ClockSync { time } => {
+                        if settings.accept_clock_sync {
+                            set_clock(&device, time);
+                        } else {
+                            tracing::info!(device = %device, time = %time, "clock sync confirmed (not applied: accept_clock_sync is off)");
+                        }
+                    }
+                    other => tracing::info!(device = %device, event = ?other, "station"),
+                }
+            }
+            result = results.recv() => {
+                let Some((out, result)) = result else { return Err(SlaveError::TagBus(tagbus::TagBusError::ConnectionLost)) };
+                if let Some((token, positive)) = pending.on_result(&out, &result) {
+                    station.command_result(token, positive).await.map_err(|_| SlaveError::StationGone)?;
+                }
+            }
+            _ = sleep_until(deadline) => {
+                for (out, token) in pending.expire(Instant::now()) {
+                    tracing::warn!(device = %device, tag = %out, "no command result in time; answered negative");
+                    station.command_result(token, false).await.map_err(|_| SlaveError::StationGone)?;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn set_clock(device: &tagbus::Alias, time: iec60870::Cp56Time2a) {
+    match time.to_unix_ms() {
+        Ok(ms) => match crate::clock::set_system_time_ms(ms) {
+            Ok(()) => tracing::info!(device = %device, time = %time, "system clock set from the master's clock sync"),
+            Err(e) => tracing::warn!(device = %device, time = %time, error = %e, "cannot set the system clock"),
+        },
+        Err(e) => tracing::warn!(device = %device, error = %e, "clock sync time not usable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tagbus::{Alias, Direction};
+
+    fn key(s: &str) -> TagKey {
+        TagKey::new(
+            Alias::new("rtu").unwrap_or_else(|_| unreachable!()),
+            Alias::new(s).unwrap_or_else(|_| unreachable!()),
+            Direction::Out,
+        )
+    }
+
+    #[test]
+    fn entries_are_acknowledged_when_all_their_events_are() {
+        let mut l = AckLedger::default();
+        let id = |s: &str| EntryId::new(s);
+        l.record(id("1-0"), EventToken(0));
+        l.record(id("2-0"), EventToken(2)); // two points from one entry: tokens 1 and 2
+        l.record(id("3-0"), EventToken(3));
+        assert_eq!(l.acknowledged(EventToken(1)), vec![id("1-0")]);
+        assert_eq!(l.acknowledged(EventToken(2)), vec![id("2-0")]);
+        assert!(l.acknowledged(EventToken(2)).is_empty());
+        assert_eq!(l.acknowledged(EventToken(9)), vec![id("3-0")]);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn command_stamps_are_unique_and_results_match_them() {
+        let mut p = PendingCommands::default();
+        let k = key("sp");
+        let a = p.stamp(&k, 1000);
+        let b = p.stamp(&k, 1000);
+        assert_eq!((a, b), (1000, 1001));
+        let now = Instant::now();
+        assert!(p.add(k.clone(), a, CommandToken::new_for_tests(1), now));
+        assert!(p.add(k.clone(), b, CommandToken::new_for_tests(2), now + Duration::from_secs(5)));
+        let r: CommandResult = "confirmed,1001,1002,".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(p.on_result(&k, &r), Some((CommandToken::new_for_tests(2), true)));
+        assert_eq!(p.on_result(&k, &r), None);
+        assert_eq!(p.expire(now), vec![(k, CommandToken::new_for_tests(1))]);
+        assert!(p.is_empty());
+    }
+}
