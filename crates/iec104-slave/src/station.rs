@@ -270,8 +270,6 @@ pub enum Action {
     Command {
         /// Its token.
         token: CommandToken,
-        /// The connection it came from.
-        conn: ConnId,
         /// Type, address, element, time tag.
         request: CommandRequest,
     },
@@ -1122,9 +1120,9 @@ impl Station {
                 request: req.clone(),
             },
         );
+        tracing::debug!(%peer, command = %token, ioa = %obj.ioa, type_id = %tid, "command to the applet");
         self.actions.push_back(Action::Command {
             token,
-            conn,
             request: CommandRequest {
                 type_id: tid,
                 common_address: req.common_address,
