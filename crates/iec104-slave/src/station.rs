@@ -9,8 +9,8 @@
 //! # Redundancy groups (IEC 60870-5-104 Ed.2, clause 10)
 //! Each group ([`GroupConfig`]) has its own database copy, event queue and at most one
 //! started connection. A connection belongs to the first group whose allow-list has the
-//! peer's IP (a group with an empty list takes any master); a peer no group takes, or one
-//! beyond `max_connections`, is [`Refused`]. Several connections of a group may be open;
+//! peer's IP, else to the first group with an empty list (any master); a peer no group
+//! takes, or one beyond `max_connections`, is [`Refused`]. Several connections of a group may be open;
 //! data goes to the started one only. STOPDT on it: the link answers STOPDT con once its sent
 //! I frames are acknowledged, then the group has no started connection until a STARTDT on
 //! any of its connections. A STARTDT while another connection of the group is started
@@ -73,6 +73,7 @@ mod tests;
 
 pub use net::{spawn_station, StationError, StationHandle};
 
+use iec60870::command::{is_select, with_select};
 use iec60870::{
     parse_frame, Asdu, AsduError, AsduSizes, Cause, CommandRequest, CommonAddress, Cot, Cp56Time2a,
     FrameError, InformationElement, InformationObject, Ioa, Link, LinkConfig, LinkError, LinkEvent,
@@ -269,8 +270,6 @@ pub enum Action {
     Command {
         /// Its token.
         token: CommandToken,
-        /// The connection it came from.
-        conn: ConnId,
         /// Type, address, element, time tag.
         request: CommandRequest,
     },
@@ -491,64 +490,6 @@ pub struct Station {
     refused: u64,
 }
 
-fn mirror(req: &Asdu, cause: Cause, negative: bool) -> Asdu {
-    let mut a = req.clone();
-    a.cot.cause = cause;
-    a.cot.negative = negative;
-    a
-}
-
-fn is_select(element: &InformationElement) -> bool {
-    use InformationElement as E;
-    matches!(
-        element,
-        E::SingleCommand { select: true, .. }
-            | E::DoubleCommand { select: true, .. }
-            | E::RegulatingStep { select: true, .. }
-            | E::SetpointNormalized { select: true, .. }
-            | E::SetpointScaled { select: true, .. }
-            | E::SetpointFloat { select: true, .. }
-    )
-}
-
-/// The element with S/E cleared: what a select and its execute share.
-fn executed(element: InformationElement) -> InformationElement {
-    use InformationElement as E;
-    match element {
-        E::SingleCommand { value, qu, .. } => E::SingleCommand {
-            value,
-            qu,
-            select: false,
-        },
-        E::DoubleCommand { value, qu, .. } => E::DoubleCommand {
-            value,
-            qu,
-            select: false,
-        },
-        E::RegulatingStep { value, qu, .. } => E::RegulatingStep {
-            value,
-            qu,
-            select: false,
-        },
-        E::SetpointNormalized { value, ql, .. } => E::SetpointNormalized {
-            value,
-            ql,
-            select: false,
-        },
-        E::SetpointScaled { value, ql, .. } => E::SetpointScaled {
-            value,
-            ql,
-            select: false,
-        },
-        E::SetpointFloat { value, ql, .. } => E::SetpointFloat {
-            value,
-            ql,
-            select: false,
-        },
-        other => other,
-    }
-}
-
 fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
@@ -593,6 +534,11 @@ impl Station {
         &self.config
     }
 
+    /// Number of redundancy groups ([`GroupId`] 0 up to it).
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
     /// The wall clock (Unix ms UTC) for the age of time-tagged commands and status times;
     /// set it before [`Station::on_bytes`].
     pub fn set_wall_clock(&mut self, unix_ms: i64) {
@@ -616,7 +562,8 @@ impl Station {
         let Some(group) = self
             .groups
             .iter()
-            .position(|g| g.masters.is_empty() || g.masters.contains(&ip))
+            .position(|g| g.masters.contains(&ip))
+            .or_else(|| self.groups.iter().position(|g| g.masters.is_empty()))
         else {
             self.refused = self.refused.saturating_add(1);
             return Err(Refused::NotAllowed(ip));
@@ -795,11 +742,11 @@ impl Station {
             tracing::debug!(peer = %c.peer, command = %token, "command result for a stopped connection dropped");
             return;
         }
-        self.answer(p.conn, mirror(&p.request, Cause::ACTIVATION_CON, !positive));
+        self.answer(p.conn, p.request.mirror(Cause::ACTIVATION_CON, !positive));
         if positive {
             self.answer(
                 p.conn,
-                mirror(&p.request, Cause::ACTIVATION_TERMINATION, false),
+                p.request.mirror(Cause::ACTIVATION_TERMINATION, false),
             );
         }
     }
@@ -1015,7 +962,7 @@ impl Station {
             return;
         };
         if !tid.is_command() && !tid.is_parameter() && (tid as u8) < 100 {
-            self.answer(conn, mirror(&req, Cause::UNKNOWN_TYPE_ID, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_TYPE_ID, true));
             return;
         }
         let ca = self.config.common_address;
@@ -1025,18 +972,18 @@ impl Station {
             TypeId::C_IC_NA_1 | TypeId::C_CI_NA_1 | TypeId::C_CS_NA_1
         );
         if req.common_address != ca && !(broadcast && station_wide) {
-            self.answer(conn, mirror(&req, Cause::UNKNOWN_COMMON_ADDRESS, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_COMMON_ADDRESS, true));
             return;
         }
         let confirm = |ok: bool| {
-            let mut a = mirror(&req, Cause::ACTIVATION_CON, !ok);
+            let mut a = req.mirror(Cause::ACTIVATION_CON, !ok);
             a.common_address = ca;
             a
         };
         match tid {
             TypeId::C_RD_NA_1 => {
                 if cause != Cause::REQUEST {
-                    self.answer(conn, mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 let point = self
@@ -1055,16 +1002,16 @@ impl Station {
                         );
                         self.answer(conn, a);
                     }
-                    None => self.answer(conn, mirror(&req, Cause::UNKNOWN_IOA, true)),
+                    None => self.answer(conn, req.mirror(Cause::UNKNOWN_IOA, true)),
                 }
             }
             TypeId::C_IC_NA_1 | TypeId::C_CI_NA_1 => {
                 if cause == Cause::DEACTIVATION {
-                    self.answer(conn, mirror(&req, Cause::DEACTIVATION_CON, false));
+                    self.answer(conn, req.mirror(Cause::DEACTIVATION_CON, false));
                     return;
                 }
                 if cause != Cause::ACTIVATION {
-                    self.answer(conn, mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 let scan = match obj.element {
@@ -1088,7 +1035,7 @@ impl Station {
                 if let Some(scan) = scan {
                     self.push_answer(conn, barrier, AnswerBody::Scan { scan, after: None });
                 }
-                let mut term = mirror(&req, Cause::ACTIVATION_TERMINATION, false);
+                let mut term = req.mirror(Cause::ACTIVATION_TERMINATION, false);
                 term.common_address = ca;
                 self.push_answer(conn, barrier, AnswerBody::Asdu(term));
             }
@@ -1098,7 +1045,7 @@ impl Station {
             | TypeId::C_RP_NA_1
             | TypeId::C_CD_NA_1 => {
                 if cause != Cause::ACTIVATION {
-                    self.answer(conn, mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 self.answer(conn, confirm(true));
@@ -1114,11 +1061,11 @@ impl Station {
         let tid = req.type_id;
         let cause = req.cot.cause;
         let Some(point) = self.commands.get(&obj.ioa).copied() else {
-            self.answer(conn, mirror(req, Cause::UNKNOWN_IOA, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_IOA, true));
             return;
         };
         if tid.without_time() != point.type_id.without_time() {
-            self.answer(conn, mirror(req, Cause::UNKNOWN_TYPE_ID, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_TYPE_ID, true));
             return;
         }
         let now = self.now;
@@ -1132,19 +1079,19 @@ impl Station {
         c.selections.retain(|s| s.expires > now);
         if cause == Cause::DEACTIVATION {
             c.selections.retain(|s| s.ioa != obj.ioa);
-            self.answer(conn, mirror(req, Cause::DEACTIVATION_CON, false));
+            self.answer(conn, req.mirror(Cause::DEACTIVATION_CON, false));
             return;
         }
         if cause != Cause::ACTIVATION {
-            self.answer(conn, mirror(req, Cause::UNKNOWN_CAUSE, true));
+            self.answer(conn, req.mirror(Cause::UNKNOWN_CAUSE, true));
             return;
         }
         if tid.time_tag() == TimeTagKind::Cp56 && !fresh(obj.time, wall, max_age) {
             tracing::warn!(%peer, ioa = %obj.ioa, type_id = %tid, "time-tagged command too old (or no wall clock); refused");
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, true));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, true));
             return;
         }
-        let element = executed(obj.element);
+        let element = with_select(&obj.element, false);
         if is_select(&obj.element) {
             c.selections.retain(|s| s.ioa != obj.ioa);
             c.selections.push(Selection {
@@ -1153,7 +1100,7 @@ impl Station {
                 element,
                 expires: now.checked_add(select_timeout).unwrap_or(now),
             });
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, false));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, false));
             return;
         }
         let selected = c.selections.iter().position(|s| s.ioa == obj.ioa);
@@ -1165,12 +1112,12 @@ impl Station {
         }
         if point.select_before_operate && tid.has_select() && !matching {
             tracing::info!(%peer, ioa = %obj.ioa, type_id = %tid, "execute without a matching select refused");
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, true));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, true));
             return;
         }
         if self.pending.len() >= MAX_PENDING_COMMANDS {
             tracing::warn!(%peer, ioa = %obj.ioa, "too many unanswered commands; refused");
-            self.answer(conn, mirror(req, Cause::ACTIVATION_CON, true));
+            self.answer(conn, req.mirror(Cause::ACTIVATION_CON, true));
             return;
         }
         let token = CommandToken(self.next_command);
@@ -1182,9 +1129,9 @@ impl Station {
                 request: req.clone(),
             },
         );
+        tracing::debug!(%peer, command = %token, ioa = %obj.ioa, type_id = %tid, "command to the applet");
         self.actions.push_back(Action::Command {
             token,
-            conn,
             request: CommandRequest {
                 type_id: tid,
                 common_address: req.common_address,

@@ -901,6 +901,16 @@ impl Asdu {
         Ok(w.into_vec())
     }
 
+    /// The answer to a request: the same ASDU with another cause and P/N bit (a negative
+    /// mirror for COT 44-47, ACT_CON, ACT_TERM, DEACT_CON).
+    #[must_use]
+    pub fn mirror(&self, cause: Cause, negative: bool) -> Asdu {
+        let mut a = self.clone();
+        a.cot.cause = cause;
+        a.cot.negative = negative;
+        a
+    }
+
     /// Appends `object` when the ASDU still encodes with it (at most 127 objects and 249
     /// octets, SQ=1 objects consecutive); otherwise leaves the ASDU unchanged and returns
     /// false. Packs points into as few ASDUs as fit.

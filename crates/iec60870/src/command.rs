@@ -103,6 +103,20 @@ pub struct Command {
     pub deadline: Option<Instant>,
 }
 
+/// True for a command element with its S/E bit set (a select).
+pub fn is_select(element: &InformationElement) -> bool {
+    use InformationElement as E;
+    matches!(
+        element,
+        E::SingleCommand { select: true, .. }
+            | E::DoubleCommand { select: true, .. }
+            | E::RegulatingStep { select: true, .. }
+            | E::SetpointNormalized { select: true, .. }
+            | E::SetpointScaled { select: true, .. }
+            | E::SetpointFloat { select: true, .. }
+    )
+}
+
 /// The element with its S/E bit set to `select` (elements without one unchanged).
 pub fn with_select(element: &InformationElement, select: bool) -> InformationElement {
     use InformationElement as E;

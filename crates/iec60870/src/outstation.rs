@@ -371,13 +371,6 @@ struct Station {
     queue: VecDeque<Asdu>,
 }
 
-fn mirror(req: &Asdu, cause: Cause, negative: bool) -> Asdu {
-    let mut a = req.clone();
-    a.cot.cause = cause;
-    a.cot.negative = negative;
-    a
-}
-
 impl Station {
     fn ca(&self) -> CommonAddress {
         self.config.common_address
@@ -427,7 +420,7 @@ impl Station {
         };
         let broadcast = req.common_address.is_broadcast(&self.config.sizes);
         if !tid.is_command() && !tid.is_parameter() && (tid as u8) < 100 {
-            self.push(mirror(&req, Cause::UNKNOWN_TYPE_ID, true));
+            self.push(req.mirror(Cause::UNKNOWN_TYPE_ID, true));
             return;
         }
         let station_wide = matches!(
@@ -435,18 +428,18 @@ impl Station {
             TypeId::C_IC_NA_1 | TypeId::C_CI_NA_1 | TypeId::C_CS_NA_1
         );
         if req.common_address != self.ca() && !(broadcast && station_wide) {
-            self.push(mirror(&req, Cause::UNKNOWN_COMMON_ADDRESS, true));
+            self.push(req.mirror(Cause::UNKNOWN_COMMON_ADDRESS, true));
             return;
         }
         let answer = |st: &mut Station, ok: bool| {
-            let mut a = mirror(&req, Cause::ACTIVATION_CON, !ok);
+            let mut a = req.mirror(Cause::ACTIVATION_CON, !ok);
             a.common_address = st.ca();
             st.push(a);
         };
         match tid {
             TypeId::C_RD_NA_1 => {
                 if cause != Cause::REQUEST {
-                    self.push(mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.push(req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 match self.db.get(obj.ioa).copied() {
@@ -454,16 +447,16 @@ impl Station {
                         let a = p.asdu(self.cot(Cause::REQUEST), self.ca(), false);
                         self.push(a);
                     }
-                    None => self.push(mirror(&req, Cause::UNKNOWN_IOA, true)),
+                    None => self.push(req.mirror(Cause::UNKNOWN_IOA, true)),
                 }
             }
             TypeId::C_IC_NA_1 | TypeId::C_CI_NA_1 => {
                 if cause == Cause::DEACTIVATION {
-                    self.push(mirror(&req, Cause::DEACTIVATION_CON, false));
+                    self.push(req.mirror(Cause::DEACTIVATION_CON, false));
                     return;
                 }
                 if cause != Cause::ACTIVATION {
-                    self.push(mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.push(req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 answer(self, true);
@@ -480,7 +473,7 @@ impl Station {
                     _ => {}
                 }
                 self.db = db;
-                let mut term = mirror(&req, Cause::ACTIVATION_TERMINATION, false);
+                let mut term = req.mirror(Cause::ACTIVATION_TERMINATION, false);
                 term.common_address = self.ca();
                 self.push(term);
             }
@@ -490,7 +483,7 @@ impl Station {
             | TypeId::C_RP_NA_1
             | TypeId::C_CD_NA_1 => {
                 if cause != Cause::ACTIVATION {
-                    self.push(mirror(&req, Cause::UNKNOWN_CAUSE, true));
+                    self.push(req.mirror(Cause::UNKNOWN_CAUSE, true));
                     return;
                 }
                 let ok = match obj.element {
@@ -517,22 +510,14 @@ impl Station {
         };
         if cause == Cause::DEACTIVATION {
             self.selected.remove(&key);
-            self.push(mirror(req, Cause::DEACTIVATION_CON, false));
+            self.push(req.mirror(Cause::DEACTIVATION_CON, false));
             return;
         }
         if cause != Cause::ACTIVATION {
-            self.push(mirror(req, Cause::UNKNOWN_CAUSE, true));
+            self.push(req.mirror(Cause::UNKNOWN_CAUSE, true));
             return;
         }
-        let select = matches!(
-            obj.element,
-            InformationElement::SingleCommand { select: true, .. }
-                | InformationElement::DoubleCommand { select: true, .. }
-                | InformationElement::RegulatingStep { select: true, .. }
-                | InformationElement::SetpointNormalized { select: true, .. }
-                | InformationElement::SetpointScaled { select: true, .. }
-                | InformationElement::SetpointFloat { select: true, .. }
-        );
+        let select = crate::command::is_select(&obj.element);
         let now = now();
         self.selected.retain(|_, exp| *exp > now);
         if select {
@@ -541,7 +526,7 @@ impl Station {
                 let exp = now.checked_add(self.config.select_timeout).unwrap_or(now);
                 self.selected.insert(key, exp);
             }
-            self.push(mirror(req, Cause::ACTIVATION_CON, !ok));
+            self.push(req.mirror(Cause::ACTIVATION_CON, !ok));
             return;
         }
         let was_selected = self.selected.remove(&key).is_some();
@@ -551,9 +536,9 @@ impl Station {
         } else {
             self.handler.execute(&cmd)
         };
-        self.push(mirror(req, Cause::ACTIVATION_CON, !ok));
+        self.push(req.mirror(Cause::ACTIVATION_CON, !ok));
         if ok && tid.is_setpoint() {
-            self.push(mirror(req, Cause::ACTIVATION_TERMINATION, false));
+            self.push(req.mirror(Cause::ACTIVATION_TERMINATION, false));
         }
     }
 

@@ -313,7 +313,7 @@ impl Task {
                 reply,
             } => {
                 let waiting = self.parked.iter().any(|p| p.group == group);
-                let known = self.station.config().groups.len() > group.0;
+                let known = group.0 < self.station.group_count();
                 if known && (waiting || self.station.queue_space(group) == 0) {
                     self.parked.push_back(Parked {
                         group,
