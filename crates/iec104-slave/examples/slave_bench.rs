@@ -221,8 +221,10 @@ fn main() {
         a.wait_active().await;
         let mut out = Vec::new();
 
+        println!("applet RSS at start {} kB", proc_kb(pid, "VmRSS:"));
+        out.push(("slave.start_rss_kb", proc_kb(pid, "VmRSS:") as f64));
         let (gi_t, gi_n) = gi(&h, &mut a).await;
-        println!("GI: {gi_n} objects in {} ms", gi_t.as_millis());
+        println!("GI: {gi_n} objects in {} ms; applet RSS {} kB", gi_t.as_millis(), proc_kb(pid, "VmRSS:"));
         out.push(("slave.gi_points", gi_n as f64));
         out.push(("slave.gi_ms", gi_t.as_secs_f64() * 1000.0));
 
@@ -239,6 +241,7 @@ fn main() {
             }
         }
         let (n, mut a) = counter.await.unwrap();
+        println!("applet RSS after the flood {} kB", proc_kb(pid, "VmRSS:"));
         let slave_rate = n as f64 / t.elapsed().as_secs_f64();
         println!(
             "spontaneous via the slave: {n} of {total} in {:.2} s = {slave_rate:.0}/s",

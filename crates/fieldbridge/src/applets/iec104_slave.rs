@@ -19,6 +19,8 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     crate::logging::init(&args.common.debug);
     let loaded = super::load_for(Applet::Iec104Slave, &args.common, &args.redis)?;
     let slaves = iec104_slave::slave_settings(&loaded.config, &loaded.redis_url);
+    // the typed configuration (every row of every protocol) is not needed any more
+    drop(loaded);
     if slaves.is_empty() {
         tracing::warn!("no enabled iec104-slave device in the configuration; nothing to do");
         return Ok(Exit::Ok);
