@@ -40,7 +40,7 @@ need=()
 [ -x /usr/bin/rustc ] && /usr/bin/rustc -V 2>/dev/null | grep -qE '^rustc 1\.(9[6-9]|[1-9][0-9]{2})' || need+=(rustc-web)
 [ -x /usr/bin/cargo ] && /usr/bin/cargo -V 2>/dev/null | grep -qE '^cargo 1\.(9[6-9]|[1-9][0-9]{2})' || need+=(cargo-web)
 [ -d /usr/lib/rustlib/src/rust/library/std ] || need+=(rust-web-src)
-command -v qemu-arm-static >/dev/null && command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+for q in qemu-arm-static qemu-aarch64-static qemu-mips-static; do command -v $q >/dev/null || { need+=(qemu-user-static); break; }; done
 command -v file >/dev/null || need+=(file)
 if [ "${SMOKE_MQTT:-1}" != 0 ]; then   # the end-to-end smoke test's broker and tag bus
   command -v redis-server >/dev/null || need+=(redis-server)
@@ -128,14 +128,19 @@ mkdir -p "$OUT"
 summary=()
 for target in $TARGETS; do
   case $target in
-    armv7-unknown-linux-musleabihf) arch=arm_cortex-a7_neon-vfpv4; qemu="qemu-arm-static -cpu cortex-a7" ;;
-    aarch64-unknown-linux-musl)     arch=aarch64_cortex-a53;       qemu="qemu-aarch64-static -cpu cortex-a53" ;;
+    armv7-unknown-linux-musleabihf) arch=arm_cortex-a7_neon-vfpv4; qemu="qemu-arm-static -cpu cortex-a7"; flags="" ;;
+    aarch64-unknown-linux-musl)     arch=aarch64_cortex-a53;       qemu="qemu-aarch64-static -cpu cortex-a53"; flags="" ;;
+    # MIPS 24Kc (ath79, OpenWrt mips_24kc): big-endian MIPS32r2, soft-float (the target's
+    # default; zig's musleabi). The target is PIC and dynamically linked by default: static
+    # and non-PIC as OpenWrt links its executables (and smaller).
+    mips-unknown-linux-musl)        arch=mips_24kc;                qemu="qemu-mips-static -cpu 24Kc"
+      flags="-C target-cpu=mips32r2 -C target-feature=+crt-static -C relocation-model=static" ;;
     *) die "unknown target $target" ;;
   esac
   step "cargo zigbuild -p fieldbridge --target $target"
   tu=$(echo "$target" | tr 'a-z-' 'A-Z_')
   # link-self-contained=no: build-std has no self-contained crt1.o/libc.a; zig brings musl.
-  (cd "$top" && env "CARGO_TARGET_${tu}_RUSTFLAGS=-C link-self-contained=no" \
+  (cd "$top" && env "CARGO_TARGET_${tu}_RUSTFLAGS=-C link-self-contained=no${flags:+ $flags}" \
     cargo zigbuild --release --locked -p fieldbridge "${feature_args[@]}" --target "$target" \
       -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
   bin="$OUT/fieldbridge-$target"
@@ -151,7 +156,7 @@ for target in $TARGETS; do
   ln -sf "$bin" "$smoke_dir/mqtt-client"      # the multi-call name works through a symlink
   $qemu "$smoke_dir/mqtt-client" --version
   smoke_supervise "$qemu" "$bin"
-  if [ "$target" = armv7-unknown-linux-musleabihf ] && [ "${SMOKE_MQTT:-1}" != 0 ]; then
+  if [ "${SMOKE_MQTT:-1}" != 0 ]; then
     rc=0; "$top/packaging/smoke-mqtt.sh" "$qemu" "$bin" || rc=$?
     case $rc in
       0) ;;
@@ -166,15 +171,13 @@ for target in $TARGETS; do
   bin_size=$(stat -c %s "$bin"); ipk_size=$(stat -c %s "$ipk"); apk_size=$(stat -c %s "$apk")
   summary+=("$(printf '%-32s binary %9d bytes (%.2f MB)   ipk %9d bytes   apk %9d bytes  %s' \
     "$target" "$bin_size" "$(awk "BEGIN{print $bin_size/1e6}")" "$ipk_size" "$apk_size" "$(basename "$ipk")")")
-  if [ "$target" = armv7-unknown-linux-musleabihf ]; then
-    [ "$bin_size" -lt "$MAX_BIN_BYTES" ] || die "armv7 binary $bin_size bytes >= limit $MAX_BIN_BYTES"
-    [ "$ipk_size" -lt "$MAX_IPK_BYTES" ] || die "armv7 ipk $ipk_size bytes >= limit $MAX_IPK_BYTES"
-    [ "$apk_size" -lt "$MAX_IPK_BYTES" ] || die "armv7 apk $apk_size bytes >= limit $MAX_IPK_BYTES"
-  fi
+  [ "$bin_size" -lt "$MAX_BIN_BYTES" ] || die "$target binary $bin_size bytes >= limit $MAX_BIN_BYTES"
+  [ "$ipk_size" -lt "$MAX_IPK_BYTES" ] || die "$target ipk $ipk_size bytes >= limit $MAX_IPK_BYTES"
+  [ "$apk_size" -lt "$MAX_IPK_BYTES" ] || die "$target apk $apk_size bytes >= limit $MAX_IPK_BYTES"
 done
 step "ipk and apk luci-app-fieldbridge"
 "$top/packaging/mkipk.sh" luci-app-fieldbridge "$OUT" | tail -n2
 
-step "done in $(( $(date +%s) - t0 ))s; limits (armv7): binary < $MAX_BIN_BYTES, ipk < $MAX_IPK_BYTES bytes"
+step "done in $(( $(date +%s) - t0 ))s; limits (every target): binary < $MAX_BIN_BYTES, ipk < $MAX_IPK_BYTES bytes"
 printf '%s\n' "${summary[@]}"
 ls -l "$OUT"/*.ipk "$OUT"/apk/*/*.apk
