@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the OpenWrt packages of fieldbridge from a clean checkout on a Debian 12 x86_64 machine:
-# static musl binaries for ARM (armv7 = arm_cortex-a7_neon-vfpv4, aarch64 = aarch64_cortex-a53),
-# a smoke test of each under qemu-user, the .ipk of each and the (arch-independent) LuCI app,
+# static musl binaries for ARM and MIPS (armv7 = arm_cortex-a7_neon-vfpv4, aarch64 =
+# aarch64_cortex-a53, mips = mips_24kc; the mapping is packaging/targets.sh), a smoke test of
+# each under qemu-user, the .ipk of each and the (arch-independent) LuCI app,
 # and right after each .ipk the OpenWrt 25.12 .apk from the same staged files (mkipk.sh APK_OUT:
 # OUT/apk/<arch>/, OUT/apk/noarch/; written by crates/apk's fieldbridge-mkapk, built here for
 # the host, or by a real apk-tools with APK=/path/to/apk).
 #
-#   packaging/build-ipk.sh                 # both targets, ipks in target/ipk/
+#   packaging/build-ipk.sh                 # every target of packaging/targets.sh, ipks in target/ipk/
 #   TARGETS=armv7-unknown-linux-musleabihf packaging/build-ipk.sh
 #
 # Toolchain, offline from rustup (it cannot download targets here): Debian's rustc-web/cargo-web
@@ -16,13 +17,13 @@
 # cache directory FIELDBRIDGE_PKG_CACHE (default ~/.cache/fieldbridge-packaging).
 # Builds whatever the workspace's `fieldbridge` package holds (`-p fieldbridge`, Cargo.lock).
 #
-# Environment: FIELDBRIDGE_FEATURES / OPENWRT_DROP_FEATURES (see "features" below), SMOKE_MQTT=0 skips the end-to-end test (packaging/smoke-mqtt.sh: the armv7
+# Environment: FIELDBRIDGE_FEATURES / OPENWRT_DROP_FEATURES (see "features" below), SMOKE_MQTT=0 skips the end-to-end test (packaging/smoke-mqtt.sh: each target's
 # mqtt-client under qemu delivers a tag to a local mosquitto). TARGETS, OUT (default target/ipk), FIELDBRIDGE_PKG_CACHE, CROSS_TARGET_DIR
 # (default target/cross), PKG_RELEASE, SOURCE_DATE_EPOCH (see mkipk.sh), MAX_BIN_BYTES
-# (default 6000000) and MAX_IPK_BYTES (3000000): limits for the stripped armv7 binary and ipk.
+# (default 6000000) and MAX_IPK_BYTES (3000000): limits for each target's stripped binary, ipk and apk.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-TARGETS=${TARGETS:-"armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl"}
+TARGETS=${TARGETS:-$("$top/packaging/targets.sh" | paste -sd" " -)}
 OUT=${OUT:-$top/target/ipk}
 CACHE=${FIELDBRIDGE_PKG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fieldbridge-packaging}
 CROSS_TARGET_DIR=${CROSS_TARGET_DIR:-$top/target/cross}
@@ -127,16 +128,8 @@ fi
 mkdir -p "$OUT"
 summary=()
 for target in $TARGETS; do
-  case $target in
-    armv7-unknown-linux-musleabihf) arch=arm_cortex-a7_neon-vfpv4; qemu="qemu-arm-static -cpu cortex-a7"; flags="" ;;
-    aarch64-unknown-linux-musl)     arch=aarch64_cortex-a53;       qemu="qemu-aarch64-static -cpu cortex-a53"; flags="" ;;
-    # MIPS 24Kc (ath79, OpenWrt mips_24kc): big-endian MIPS32r2, soft-float (the target's
-    # default; zig's musleabi). The target is PIC and dynamically linked by default: static
-    # and non-PIC as OpenWrt links its executables (and smaller).
-    mips-unknown-linux-musl)        arch=mips_24kc;                qemu="qemu-mips-static -cpu 24Kc"
-      flags="-C target-cpu=mips32r2 -C target-feature=+crt-static -C relocation-model=static" ;;
-    *) die "unknown target $target" ;;
-  esac
+  mapping=$("$top/packaging/targets.sh" "$target") || die "unknown target $target"
+  IFS=$'\t' read -r arch qemu flags <<<"$mapping"
   step "cargo zigbuild -p fieldbridge --target $target"
   tu=$(echo "$target" | tr 'a-z-' 'A-Z_')
   # link-self-contained=no: build-std has no self-contained crt1.o/libc.a; zig brings musl.
