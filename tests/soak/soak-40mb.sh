@@ -77,8 +77,12 @@ rport=$(free_port) mport=$(free_port) oport=$(free_port) dead_port=$(free_port)
 rcli() { redis-cli -p "$rport" "$@"; }
 
 # ---- the processes ---------------------------------------------------------------------------
+# Copies of the binaries, written from inside the cgroup: their page cache (the text the
+# processes run) is charged to it as on the device, not to whoever read the files first.
+in_cgroup cp "$BIN" "$work/fieldbridge"
+in_cgroup cp "$(command -v redis-server)" "$work/redis-server"
 maxmemory=${SOAK_REDIS_MAXMEMORY:-$(sed -n 's/^maxmemory  *//p' "$REDIS_CONF")}
-in_cgroup redis-server "$REDIS_CONF" --port "$rport" --bind 127.0.0.1 --dir "$work" --daemonize no \
+in_cgroup "$work/redis-server" "$REDIS_CONF" --port "$rport" --bind 127.0.0.1 --dir "$work" --daemonize no \
   --maxmemory "$maxmemory" >"$work/redis.log" 2>&1 & pids+=($!)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\n' \
   "$mport" "$work" >"$work/mosquitto.conf"
@@ -106,7 +110,7 @@ json.dump(c, open(dst, "w"), indent=1)
 PY
 "$BIN" config validate "$work/config.json" >/dev/null
 mosquitto_sub -h 127.0.0.1 -p "$mport" -t '#' -q 1 -c -i fbsoak-cloud -F '%t' >"$work/received" 2>/dev/null & pids+=($!)
-in_cgroup "$BIN" supervise -c "$work/config.json" -d info --status-file "$work/status.json" \
+in_cgroup "$work/fieldbridge" supervise -c "$work/config.json" -d info --status-file "$work/status.json" \
   >"$work/supervise.log" 2>&1 & supervisor=$!; pids+=("$supervisor")
 
 # ---- sampling --------------------------------------------------------------------------------
