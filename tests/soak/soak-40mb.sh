@@ -8,7 +8,7 @@
 #   tests/soak/soak-40mb.sh                                  # 10 min outage at 100 values/s
 #   SOAK_OUTAGE_S=60 tests/soak/soak-40mb.sh                 # a short run
 #
-# Not in CI (it takes 12 minutes). Needs root (a cgroup), redis-server, redis-cli, mosquitto,
+# Not in CI (it takes 12-14 minutes). Needs root (a cgroup), redis-server, redis-cli, mosquitto,
 # mosquitto_sub, socat and the Python venv with c104 (tests/setup). Runs the host binary
 # (FIELDBRIDGE_BIN, default target/debug/fieldbridge, built if missing): the figures are the
 # x86_64 ones; docs/reliability.md says how they carry over to the device.
