@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the OpenWrt packages of fieldbridge from a clean checkout on a Debian 12 x86_64 machine:
-# static musl binaries for ARM (armv7 = arm_cortex-a7_neon-vfpv4, aarch64 = aarch64_cortex-a53),
-# a smoke test of each under qemu-user, the .ipk of each and the (arch-independent) LuCI app,
+# static musl binaries for ARM and MIPS (armv7 = arm_cortex-a7_neon-vfpv4, aarch64 =
+# aarch64_cortex-a53, mips = mips_24kc; the mapping is packaging/targets.sh), a smoke test of
+# each under qemu-user, the .ipk of each and the (arch-independent) LuCI app,
 # and right after each .ipk the OpenWrt 25.12 .apk from the same staged files (mkipk.sh APK_OUT:
 # OUT/apk/<arch>/, OUT/apk/noarch/; written by crates/apk's fieldbridge-mkapk, built here for
 # the host, or by a real apk-tools with APK=/path/to/apk).
 #
-#   packaging/build-ipk.sh                 # both targets, ipks in target/ipk/
+#   packaging/build-ipk.sh                 # every target of packaging/targets.sh, ipks in target/ipk/
 #   TARGETS=armv7-unknown-linux-musleabihf packaging/build-ipk.sh
 #
 # Toolchain, offline from rustup (it cannot download targets here): Debian's rustc-web/cargo-web
@@ -16,13 +17,13 @@
 # cache directory FIELDBRIDGE_PKG_CACHE (default ~/.cache/fieldbridge-packaging).
 # Builds whatever the workspace's `fieldbridge` package holds (`-p fieldbridge`, Cargo.lock).
 #
-# Environment: FIELDBRIDGE_FEATURES / OPENWRT_DROP_FEATURES (see "features" below), SMOKE_MQTT=0 skips the end-to-end test (packaging/smoke-mqtt.sh: the armv7
+# Environment: FIELDBRIDGE_FEATURES / OPENWRT_DROP_FEATURES (see "features" below), SMOKE_MQTT=0 skips the end-to-end test (packaging/smoke-mqtt.sh: each target's
 # mqtt-client under qemu delivers a tag to a local mosquitto). TARGETS, OUT (default target/ipk), FIELDBRIDGE_PKG_CACHE, CROSS_TARGET_DIR
 # (default target/cross), PKG_RELEASE, SOURCE_DATE_EPOCH (see mkipk.sh), MAX_BIN_BYTES
-# (default 6000000) and MAX_IPK_BYTES (3000000): limits for the stripped armv7 binary and ipk.
+# (default 6000000) and MAX_IPK_BYTES (3000000): limits for each target's stripped binary, ipk and apk.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-TARGETS=${TARGETS:-"armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl"}
+TARGETS=${TARGETS:-$("$top/packaging/targets.sh" | paste -sd" " -)}
 OUT=${OUT:-$top/target/ipk}
 CACHE=${FIELDBRIDGE_PKG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fieldbridge-packaging}
 CROSS_TARGET_DIR=${CROSS_TARGET_DIR:-$top/target/cross}
@@ -40,7 +41,7 @@ need=()
 [ -x /usr/bin/rustc ] && /usr/bin/rustc -V 2>/dev/null | grep -qE '^rustc 1\.(9[6-9]|[1-9][0-9]{2})' || need+=(rustc-web)
 [ -x /usr/bin/cargo ] && /usr/bin/cargo -V 2>/dev/null | grep -qE '^cargo 1\.(9[6-9]|[1-9][0-9]{2})' || need+=(cargo-web)
 [ -d /usr/lib/rustlib/src/rust/library/std ] || need+=(rust-web-src)
-command -v qemu-arm-static >/dev/null && command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+for q in qemu-arm-static qemu-aarch64-static qemu-mips-static; do command -v $q >/dev/null || { need+=(qemu-user-static); break; }; done
 command -v file >/dev/null || need+=(file)
 if [ "${SMOKE_MQTT:-1}" != 0 ]; then   # the end-to-end smoke test's broker and tag bus
   command -v redis-server >/dev/null || need+=(redis-server)
@@ -127,15 +128,12 @@ fi
 mkdir -p "$OUT"
 summary=()
 for target in $TARGETS; do
-  case $target in
-    armv7-unknown-linux-musleabihf) arch=arm_cortex-a7_neon-vfpv4; qemu="qemu-arm-static -cpu cortex-a7" ;;
-    aarch64-unknown-linux-musl)     arch=aarch64_cortex-a53;       qemu="qemu-aarch64-static -cpu cortex-a53" ;;
-    *) die "unknown target $target" ;;
-  esac
+  mapping=$("$top/packaging/targets.sh" "$target") || die "unknown target $target"
+  IFS=$'\t' read -r arch qemu flags <<<"$mapping"
   step "cargo zigbuild -p fieldbridge --target $target"
   tu=$(echo "$target" | tr 'a-z-' 'A-Z_')
   # link-self-contained=no: build-std has no self-contained crt1.o/libc.a; zig brings musl.
-  (cd "$top" && env "CARGO_TARGET_${tu}_RUSTFLAGS=-C link-self-contained=no" \
+  (cd "$top" && env "CARGO_TARGET_${tu}_RUSTFLAGS=-C link-self-contained=no${flags:+ $flags}" \
     cargo zigbuild --release --locked -p fieldbridge "${feature_args[@]}" --target "$target" \
       -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
   bin="$OUT/fieldbridge-$target"
@@ -151,7 +149,7 @@ for target in $TARGETS; do
   ln -sf "$bin" "$smoke_dir/mqtt-client"      # the multi-call name works through a symlink
   $qemu "$smoke_dir/mqtt-client" --version
   smoke_supervise "$qemu" "$bin"
-  if [ "$target" = armv7-unknown-linux-musleabihf ] && [ "${SMOKE_MQTT:-1}" != 0 ]; then
+  if [ "${SMOKE_MQTT:-1}" != 0 ]; then
     rc=0; "$top/packaging/smoke-mqtt.sh" "$qemu" "$bin" || rc=$?
     case $rc in
       0) ;;
@@ -166,15 +164,13 @@ for target in $TARGETS; do
   bin_size=$(stat -c %s "$bin"); ipk_size=$(stat -c %s "$ipk"); apk_size=$(stat -c %s "$apk")
   summary+=("$(printf '%-32s binary %9d bytes (%.2f MB)   ipk %9d bytes   apk %9d bytes  %s' \
     "$target" "$bin_size" "$(awk "BEGIN{print $bin_size/1e6}")" "$ipk_size" "$apk_size" "$(basename "$ipk")")")
-  if [ "$target" = armv7-unknown-linux-musleabihf ]; then
-    [ "$bin_size" -lt "$MAX_BIN_BYTES" ] || die "armv7 binary $bin_size bytes >= limit $MAX_BIN_BYTES"
-    [ "$ipk_size" -lt "$MAX_IPK_BYTES" ] || die "armv7 ipk $ipk_size bytes >= limit $MAX_IPK_BYTES"
-    [ "$apk_size" -lt "$MAX_IPK_BYTES" ] || die "armv7 apk $apk_size bytes >= limit $MAX_IPK_BYTES"
-  fi
+  [ "$bin_size" -lt "$MAX_BIN_BYTES" ] || die "$target binary $bin_size bytes >= limit $MAX_BIN_BYTES"
+  [ "$ipk_size" -lt "$MAX_IPK_BYTES" ] || die "$target ipk $ipk_size bytes >= limit $MAX_IPK_BYTES"
+  [ "$apk_size" -lt "$MAX_IPK_BYTES" ] || die "$target apk $apk_size bytes >= limit $MAX_IPK_BYTES"
 done
 step "ipk and apk luci-app-fieldbridge"
 "$top/packaging/mkipk.sh" luci-app-fieldbridge "$OUT" | tail -n2
 
-step "done in $(( $(date +%s) - t0 ))s; limits (armv7): binary < $MAX_BIN_BYTES, ipk < $MAX_IPK_BYTES bytes"
+step "done in $(( $(date +%s) - t0 ))s; limits (every target): binary < $MAX_BIN_BYTES, ipk < $MAX_IPK_BYTES bytes"
 printf '%s\n' "${summary[@]}"
 ls -l "$OUT"/*.ipk "$OUT"/apk/*/*.apk

@@ -68,6 +68,9 @@ case $pkg in
     # imports a workbook. 0600: a real config holds broker passwords.
     put 0600 "$files/config.json" etc/fieldbridge/config.json
     put 0644 "$top/config/example.json" usr/share/fieldbridge/example.json
+    # The tag-bus Redis settings sized for a 64 MB gateway (docs/reliability.md), for the
+    # Redis package's /etc/redis.conf; not applied by this package.
+    put 0644 "$files/redis-tagbus.conf" usr/share/fieldbridge/redis-tagbus.conf
     depends="procd, uci"   # static musl binary: no libc dependency; procd/uci for the init script
     section=net
     description=$(sed -n 's/^description *= *"\(.*\)"/\1/p' "$top/crates/fieldbridge/Cargo.toml" | head -n1)

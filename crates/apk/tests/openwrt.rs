@@ -12,13 +12,14 @@
 mod support;
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
 use fieldbridge_apk::adb::{self, Container};
 use fieldbridge_apk::{read, sign};
 use support::{
-    fieldbridge_apk, keypair, luci_apk, make_feed, run, sha256, stand_in, top, workspace_version,
-    ARCH, EPOCH,
+    fieldbridge_apk, keypair, luci_apk, make_feed, mkipk, run, sha256, stand_in, top,
+    workspace_version, ARCH, EPOCH,
 };
 
 #[test]
@@ -69,6 +70,11 @@ fn fieldbridge_apk_has_openwrt_metadata_files_and_lists() {
         (
             "usr/share/fieldbridge/example.json",
             top().join("config/example.json"),
+            0o644,
+        ),
+        (
+            "usr/share/fieldbridge/redis-tagbus.conf",
+            files.join("redis-tagbus.conf"),
             0o644,
         ),
     ] {
@@ -242,4 +248,71 @@ fn mkapk_sh_passes_shellcheck() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn the_feed_has_an_index_per_architecture_of_packaging_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = stand_in(dir.path());
+    let out = dir.path().join("out");
+    let triples = run(&mut Command::new(top().join("packaging/targets.sh")));
+    let arches: Vec<String> = triples
+        .lines()
+        .map(|t| {
+            let line = run(Command::new(top().join("packaging/targets.sh")).arg(t));
+            line.split('\t').next().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        arches,
+        [
+            "arm_cortex-a7_neon-vfpv4",
+            "aarch64_cortex-a53",
+            "mips_24kc"
+        ]
+    );
+    for arch in &arches {
+        let (ipk, apk) = mkipk(
+            &[Path::new("fieldbridge"), &bin, Path::new(arch)],
+            &out,
+            1,
+            None,
+        );
+        assert!(ipk.to_str().unwrap().ends_with(&format!("_{arch}.ipk")));
+        assert_eq!(apk.parent().unwrap(), out.join("apk").join(arch));
+        let p = read::package(&fs::read(&apk).unwrap()).unwrap();
+        assert_eq!(p.info.get("arch"), Some(arch.as_str()));
+    }
+    luci_apk(dir.path(), 1, None);
+    let key = keypair(dir.path(), "vendor-apk");
+    let feed = make_feed(dir.path(), &out, &key, None);
+    let packages = fs::read_to_string(feed.join("Packages")).unwrap();
+    for arch in &arches {
+        assert!(
+            packages.contains(&format!("Architecture: {arch}\n")),
+            "{arch} in Packages"
+        );
+        let ndx_bytes = fs::read(feed.join(format!("apk/{arch}/packages.adb"))).unwrap();
+        let ndx = read::index(&ndx_bytes).unwrap();
+        let c: &Container = &ndx.container;
+        assert!(sign::verify(
+            c.schema,
+            &c.adb,
+            &c.signatures[0],
+            &feed.join("apk/keys/vendor-apk.pem")
+        )
+        .unwrap());
+        let found: Vec<(&str, &str)> = ndx
+            .packages
+            .iter()
+            .map(|p| (p.get("name").unwrap(), p.get("arch").unwrap()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("fieldbridge", arch.as_str()),
+                ("luci-app-fieldbridge", "noarch")
+            ]
+        );
+    }
 }

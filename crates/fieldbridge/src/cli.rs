@@ -74,7 +74,7 @@ pub struct CommonArgs {
         default_value = config::DEFAULT_CONFIG_PATH
     )]
     pub config: PathBuf,
-    /// Log level: error, warn, info, debug or trace (or a tracing filter)
+    /// Log level: error, warn, info, debug or trace (or `target=level,...` directives)
     #[arg(
         short = 'd',
         long = "debug",

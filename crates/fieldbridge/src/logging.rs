@@ -12,6 +12,11 @@
 //! - `FIELDBRIDGE_LOG=stderr` or `FIELDBRIDGE_LOG=journald` overrides the choice. The
 //!   journald support is the cargo feature `journald` (default; OpenWrt builds can drop it).
 //!
+//! The filter is `-d`/`RUST_LOG` as `target=level` directives (`info`,
+//! `mqtt_client=debug,info`): tracing-subscriber's `Targets`, not its `EnvFilter`, whose span
+//! and field matching links a regex engine into every device binary (packaging/README.md,
+//! "Size").
+//!
 //! Secrets are never logged: passwords and keys are `config::Secret`, whose Debug and
 //! Display print `***`, and config error messages never show a secret cell.
 
@@ -20,26 +25,26 @@ use std::path::Path;
 
 use tracing::{Event, Subscriber};
 
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-#[cfg(feature = "journald")]
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-#[cfg(feature = "journald")]
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 /// The journald socket whose presence selects journald.
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 
-/// Sets up logging at `level` (error, warn, info, debug, trace, or a tracing filter).
-/// `RUST_LOG`, when set, wins.
+/// Sets up logging at `level` (error, warn, info, debug, trace, or `target=level`
+/// directives). `RUST_LOG`, when set and valid, wins.
 pub fn init(level: &str) {
     let filter = || {
-        EnvFilter::try_from_default_env()
-            .or_else(|_| EnvFilter::try_new(level))
-            .unwrap_or_else(|_| EnvFilter::new("info"))
+        std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| v.parse::<Targets>().ok())
+            .or_else(|| level.parse::<Targets>().ok())
+            .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
     };
     let name = applet_name();
     let choice = std::env::var("FIELDBRIDGE_LOG").unwrap_or_default();
@@ -62,8 +67,7 @@ pub fn init(level: &str) {
     }
     #[cfg(not(feature = "journald"))]
     let _ = journald;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         // A closed stderr must not panic the process (the default reports a failed write
@@ -72,7 +76,10 @@ pub fn init(level: &str) {
         .event_format(Plain {
             prefix: format!("{name}[{}]", std::process::id()),
             timestamps: terminal,
-        })
+        });
+    let _ = tracing_subscriber::registry()
+        .with(filter())
+        .with(layer)
         .try_init();
 }
 

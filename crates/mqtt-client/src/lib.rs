@@ -162,8 +162,10 @@ mod publisher;
 mod tls;
 mod window;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use portable_atomic::AtomicU64;
 
 use config::mqtt::{MqttDevice, Topic, Transport};
 use config::{Config, DeviceKind, Signal, SignalKind};

@@ -2,8 +2,9 @@
 //! (Its place in fieldbridge: docs/architecture.md.)
 //!
 //! The packaging itself is shell and files, outside the Rust build:
-//! - `packaging/build-ipk.sh`: the ARM cross builds (Debian's rustc-web + `-Zbuild-std`, zig as
-//!   C compiler and linker), a qemu smoke test, and the `.ipk`s; `packaging/mkipk.sh` assembles
+//! - `packaging/build-ipk.sh`: the ARM and MIPS cross builds (targets: `packaging/targets.sh`;
+//!   Debian's rustc-web + `-Zbuild-std`, zig as C compiler and linker), a qemu smoke test, and
+//!   the `.ipk`s; `packaging/mkipk.sh` assembles
 //!   one reproducible `.ipk` from a binary; `packaging/make-feed.sh` + `packaging/usign.py` make
 //!   a signed opkg feed.
 //! - `openwrt/fieldbridge`: the OpenWrt feed package (Makefile, procd init script, uci file,

@@ -79,6 +79,8 @@ fn init_script_passes_sh_n_and_shellcheck() {
         "packaging/applet-links.sh",
         "packaging/smoke-mqtt.sh",
         "packaging/openwrt-features.sh",
+        "packaging/targets.sh",
+        "tests/soak/soak-40mb.sh",
     ];
     let out = output(Command::new("shellcheck").current_dir(root()).args(scripts));
     assert!(

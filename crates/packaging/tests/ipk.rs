@@ -123,6 +123,15 @@ fn ipk_files_modes_links_and_conffiles() {
     }
     let shipped = String::from_utf8(file("/etc/fieldbridge/config.json", 0o600)).unwrap();
     let example = file("/usr/share/fieldbridge/example.json", 0o644);
+    let redis = String::from_utf8(file("/usr/share/fieldbridge/redis-tagbus.conf", 0o644)).unwrap();
+    assert_eq!(
+        redis,
+        std::fs::read_to_string(root().join("openwrt/fieldbridge/files/redis-tagbus.conf"))
+            .unwrap()
+    );
+    // The 64 MB sizing (docs/reliability.md): a hard ceiling, and tags are never evicted.
+    assert!(redis.contains("\nmaxmemory 24mb\n"), "{redis}");
+    assert!(redis.contains("\nmaxmemory-policy noeviction\n"), "{redis}");
     assert_eq!(
         example,
         std::fs::read(root().join("config/example.json")).unwrap()
@@ -180,7 +189,8 @@ fn ipk_files_modes_links_and_conffiles() {
             "./etc/init.d/fieldbridge",
             "./etc/config/fieldbridge",
             "./etc/fieldbridge/config.json",
-            "./usr/share/fieldbridge/example.json"
+            "./usr/share/fieldbridge/example.json",
+            "./usr/share/fieldbridge/redis-tagbus.conf"
         ])
     );
 

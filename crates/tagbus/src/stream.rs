@@ -21,10 +21,11 @@
 //!   that, which needs a consumer already far behind.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portable_atomic::AtomicU64;
 use redis::aio::MultiplexedConnection;
 use redis::Value as RV;
 
