@@ -15,7 +15,8 @@
 # Outside the cgroup (they are the field and the cloud): the IEC 104 outstation that sends the
 # values (tests/soak/outstation.py, the example's rtu1, CA 1), mosquitto and a subscriber.
 # The example's other devices run as on a site whose relay is unreachable: relay2 on a port
-# where nothing listens, meter1 on a pty (socat) where no slave answers.
+# where nothing listens, meter1 on a pty (socat) where no slave answers; the iec104-slave
+# listens on a loopback port no SCADA master connects to (its events wait in the stream).
 # Settings: SOAK_OUTAGE_S (600), SOAK_RATE (100 values/s), SOAK_MEMORY_LIMIT (40M),
 # SOAK_REDIS_MAXMEMORY (the shipped openwrt/fieldbridge/files/redis-tagbus.conf's), SOAK_DRAIN_S (180).
 set -euo pipefail
@@ -73,7 +74,7 @@ wait_port() {
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   die "nothing listens on port $1"
 }
-rport=$(free_port) mport=$(free_port) oport=$(free_port) dead_port=$(free_port)
+rport=$(free_port) mport=$(free_port) oport=$(free_port) dead_port=$(free_port) sport=$(free_port)
 rcli() { redis-cli -p "$rport" "$@"; }
 
 # ---- the processes ---------------------------------------------------------------------------
@@ -95,9 +96,9 @@ for _ in $(seq 50); do [ -e "$work/ttyS1" ] && break; sleep 0.1; done
 wait_port "$oport"
 
 # The example config with this run's ports (the default stream cap: no stream_max_len).
-"$PY" - "$top/config/example.json" "$work/config.json" "$rport" "$mport" "$oport" "$dead_port" "$work/ttyS1" <<'PY'
+"$PY" - "$top/config/example.json" "$work/config.json" "$rport" "$mport" "$oport" "$dead_port" "$work/ttyS1" "$sport" <<'PY'
 import json, sys
-src, dst, rport, mport, oport, dead, tty = sys.argv[1:]
+src, dst, rport, mport, oport, dead, tty, sport = sys.argv[1:]
 c = json.load(open(src))
 assert "stream_max_len" not in c
 c["redis_url"] = f"redis://127.0.0.1:{rport}"
@@ -105,6 +106,7 @@ for d in c["devices"]:
     if d["device_alias"] == "cloud": d["port"] = int(mport)
     if d["device_alias"] == "rtu1": d["port"] = int(oport)
     if d["device_alias"] == "relay2": d["port"] = int(dead)
+    if d["protocol"] == "iec104-slave": d["ip"], d["port"] = "127.0.0.1", int(sport)  # no master connects
     if d.get("serial_port"): d["serial_port"] = tty
 json.dump(c, open(dst, "w"), indent=1)
 PY

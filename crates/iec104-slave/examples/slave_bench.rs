@@ -224,7 +224,11 @@ fn main() {
         println!("applet RSS at start {} kB", proc_kb(pid, "VmRSS:"));
         out.push(("slave.start_rss_kb", proc_kb(pid, "VmRSS:") as f64));
         let (gi_t, gi_n) = gi(&h, &mut a).await;
-        println!("GI: {gi_n} objects in {} ms; applet RSS {} kB", gi_t.as_millis(), proc_kb(pid, "VmRSS:"));
+        println!(
+            "GI: {gi_n} objects in {} ms; applet RSS {} kB",
+            gi_t.as_millis(),
+            proc_kb(pid, "VmRSS:")
+        );
         out.push(("slave.gi_points", gi_n as f64));
         out.push(("slave.gi_ms", gi_t.as_secs_f64() * 1000.0));
 
