@@ -9,18 +9,17 @@
 //! (crates/iec104-master/tests/peers/c104_outstation.py) and a real redis-server.
 //! Run with FIELDBRIDGE_PEER_PYTHON=/work/main/.venv/bin/python outside CI.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tagbus::{now_ms, CommandOutcome, CommandResult, TagValue, Value};
-use testrig::{free_port, AppletProcess, KillOnDrop, RedisServer};
+use testrig::{free_port, AppletProcess, RedisServer};
 
 mod common;
 use common::bus::Bus;
+use common::peer::LinePeer;
 
 /// 2025-01-02T03:04:05.678Z: the time tag of every point of the peer.
 const T0_MS: u64 = 1_735_787_045_678;
@@ -34,38 +33,13 @@ fn peer_script() -> PathBuf {
 }
 
 /// The c104 outstation, killed on drop.
-struct Peer {
-    child: KillOnDrop,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
+struct Peer(LinePeer);
 
 impl Peer {
     fn start(port: u16, log: &Path) -> Peer {
-        let mut child = Command::new(testrig::peer_python())
-            .arg(peer_script())
-            .arg(port.to_string())
-            .arg(log)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the c104 peer");
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut p = Peer {
-            child: KillOnDrop(child),
-            stdin,
-            lines,
-        };
+        let port = port.to_string();
+        let log = log.to_string_lossy();
+        let mut p = Peer(LinePeer::start(&peer_script(), &[&port, &log]));
         p.wait_line("READY", Duration::from_secs(20));
         p
     }
@@ -74,18 +48,16 @@ impl Peer {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with(prefix) => return l,
-                Ok(_) => {}
-                Err(_) => panic!("peer: no line {prefix:?} within {timeout:?}"),
+            match self.0.line(left) {
+                Some(l) if l.starts_with(prefix) => return l,
+                Some(_) => {}
+                None => panic!("peer: no line {prefix:?} within {timeout:?}"),
             }
         }
     }
 
     fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
+        self.0.send(line);
     }
 }
 
@@ -275,7 +247,7 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
 
     // --- kill the outstation: nt within t1 + 1 s
     let killed = Instant::now();
-    peer.child.kill();
+    peer.0.kill();
     for key in [
         "tag/rtu1/f/in",
         "tag/rtu1/sp/in",
@@ -322,7 +294,7 @@ fn values_link_loss_commands_and_a_dead_neighbour() {
     // closed after t1 more, then nt
     let frozen = Instant::now();
     let st = Command::new("kill")
-        .args(["-STOP", &peer2.child.pid().to_string()])
+        .args(["-STOP", &peer2.0.pid().to_string()])
         .status()
         .unwrap();
     assert!(st.success());

@@ -10,16 +10,17 @@
 //! `modbus-master` polling a pymodbus server, through a real redis-server.
 //! Run with FIELDBRIDGE_PEER_PYTHON=/work/main/.venv/bin/python outside CI.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use iec60870::{Asdu, AsduSizes, Cause, InformationElement, TimeTag, TypeId};
 use serde_json::{json, Value as Json};
 use tagbus::{TagValue, STREAM_KEY};
 use testrig::{free_port, AppletProcess, KillOnDrop, RedisServer};
+
+mod common;
+use common::peer::LinePeer;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fieldbridge"))
@@ -57,9 +58,7 @@ impl Rx {
 
 /// One c104 master process, killed on drop.
 struct Master {
-    _child: KillOnDrop,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
+    peer: LinePeer,
     frames: Vec<Rx>,
     name: &'static str,
 }
@@ -68,27 +67,8 @@ impl Master {
     fn start(name: &'static str) -> Master {
         let script =
             testrig::workspace_root().join("crates/iec104-slave/tests/peers/c104_master.py");
-        let mut child = Command::new(testrig::peer_python())
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the c104 master");
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         let mut m = Master {
-            _child: KillOnDrop(child),
-            stdin,
-            lines,
+            peer: LinePeer::start(&script, &[]),
             frames: Vec::new(),
             name,
         };
@@ -118,9 +98,9 @@ impl Master {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("{}: no answer within {timeout:?}", self.name));
+                .peer
+                .line(left)
+                .unwrap_or_else(|| panic!("{}: no answer within {timeout:?}", self.name));
             if let Some(l) = self.take(line) {
                 return l;
             }
@@ -129,8 +109,7 @@ impl Master {
 
     /// Sends a command line and returns its answer (which must start with `expect`).
     fn cmd(&mut self, line: &str, expect: &str) -> String {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
+        self.peer.send(line);
         let r = self.reply(Duration::from_secs(30));
         assert!(r.starts_with(expect), "{}: {line} -> {r}", self.name);
         r
@@ -139,9 +118,9 @@ impl Master {
     /// Reads frames for `d`.
     fn drain(&mut self, d: Duration) {
         let deadline = Instant::now() + d;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        while let Some(line) = self
+            .peer
+            .line(deadline.saturating_duration_since(Instant::now()))
         {
             if let Some(l) = self.take(line) {
                 println!("{}: {l}", self.name);
@@ -160,16 +139,13 @@ impl Master {
         let deadline = Instant::now() + timeout;
         while !pred(&self.frames) {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .lines
-                .recv_timeout(left.min(Duration::from_millis(200)))
-            {
-                Ok(line) => {
+            match self.peer.line(left.min(Duration::from_millis(200))) {
+                Some(line) => {
                     if let Some(l) = self.take(line) {
                         println!("{}: {l}", self.name);
                     }
                 }
-                Err(_) if Instant::now() >= deadline => panic!(
+                None if Instant::now() >= deadline => panic!(
                     "{}: {what}: not within {timeout:?}; frames: {:#?}\nlog:\n{}",
                     self.name,
                     self.frames
@@ -178,7 +154,7 @@ impl Master {
                         .collect::<Vec<_>>(),
                     log()
                 ),
-                Err(_) => {}
+                None => {}
             }
         }
     }

@@ -27,6 +27,7 @@ use iec60870::{
     spawn_outstation, CommandHandler, CommandRequest, CommonAddress, Cp56Time2a,
     InformationElement, Ioa, OutstationConfig, Point, PointDb, Quality, TimeTag, TypeId,
 };
+use testrig::bench::{arg, proc_status};
 use testrig::{KillOnDrop, RedisServer};
 
 struct Refuse;
@@ -34,14 +35,6 @@ impl CommandHandler for Refuse {
     fn execute(&mut self, _req: &CommandRequest) -> bool {
         false
     }
-}
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
 }
 
 fn point(ioa: u32, value: f32) -> Point {
@@ -56,15 +49,6 @@ fn point(ioa: u32, value: f32) -> Point {
         Some(TimeTag::Cp56(Cp56Time2a::from_unix_ms(now).unwrap())),
     )
     .unwrap()
-}
-
-fn proc_status(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .map(|l| l[field.len()..].trim().to_owned())
-        .unwrap_or_else(|| "?".into())
 }
 
 fn main() {

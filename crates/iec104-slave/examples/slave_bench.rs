@@ -33,30 +33,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use iec60870::{
-    spawn_master, spawn_outstation, AcceptAll, Cause, CommonAddress, Cp56Time2a,
-    InformationElement, Ioa, MasterConfig, MasterEvent, OutstationConfig, Point, PointDb, Quality,
-    TimeTag, TypeId,
+    spawn_master, spawn_outstation, AcceptAll, Cause, CommonAddress, Cp56Time2a, Ioa, MasterConfig,
+    MasterEvent, OutstationConfig, Point, PointDb, Quality, TimeTag, TypeId,
 };
 use tagbus::{Alias, Direction, TagKey, TagValue};
+use testrig::bench::{arg, proc_status_kb};
 use testrig::{KillOnDrop, RedisServer};
 use tokio::sync::mpsc;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l[field.len()..].trim().trim_end_matches(" kB").parse().ok())
-        .unwrap_or(0)
-}
 
 fn key(i: u32) -> TagKey {
     TagKey::new(
@@ -132,18 +115,10 @@ async fn count_spontaneous(a: &mut Arrivals, want: usize) -> usize {
     n
 }
 
+/// An M_ME_TF_1 point stamped now.
 fn float_point(ioa: u32, value: f32) -> Point {
-    let now = i64::try_from(tagbus::now_ms()).unwrap();
-    Point::new(
-        TypeId::M_ME_TF_1,
-        Ioa(ioa),
-        InformationElement::Float {
-            value,
-            quality: Quality::GOOD,
-        },
-        Some(TimeTag::Cp56(Cp56Time2a::from_unix_ms(now).unwrap())),
-    )
-    .unwrap()
+    let now = Cp56Time2a::from_unix_ms(tagbus::now_ms() as i64).unwrap();
+    Point::float(Ioa(ioa), value, Quality::GOOD).with_time(now)
 }
 
 fn main() {
@@ -221,13 +196,13 @@ fn main() {
         a.wait_active().await;
         let mut out = Vec::new();
 
-        println!("applet RSS at start {} kB", proc_kb(pid, "VmRSS:"));
-        out.push(("slave.start_rss_kb", proc_kb(pid, "VmRSS:") as f64));
+        println!("applet RSS at start {} kB", proc_status_kb(pid, "VmRSS:"));
+        out.push(("slave.start_rss_kb", proc_status_kb(pid, "VmRSS:") as f64));
         let (gi_t, gi_n) = gi(&h, &mut a).await;
         println!(
             "GI: {gi_n} objects in {} ms; applet RSS {} kB",
             gi_t.as_millis(),
-            proc_kb(pid, "VmRSS:")
+            proc_status_kb(pid, "VmRSS:")
         );
         out.push(("slave.gi_points", gi_n as f64));
         out.push(("slave.gi_ms", gi_t.as_secs_f64() * 1000.0));
@@ -245,7 +220,10 @@ fn main() {
             }
         }
         let (n, mut a) = counter.await.unwrap();
-        println!("applet RSS after the flood {} kB", proc_kb(pid, "VmRSS:"));
+        println!(
+            "applet RSS after the flood {} kB",
+            proc_status_kb(pid, "VmRSS:")
+        );
         let slave_rate = n as f64 / t.elapsed().as_secs_f64();
         println!(
             "spontaneous via the slave: {n} of {total} in {:.2} s = {slave_rate:.0}/s",
@@ -306,7 +284,7 @@ fn main() {
         out.push(("slave.latency_values", lat.len() as f64));
         out.push(("slave.p50_ms", pct(0.5)));
         out.push(("slave.p99_ms", pct(0.99)));
-        let (rss, hwm) = (proc_kb(pid, "VmRSS:"), proc_kb(pid, "VmHWM:"));
+        let (rss, hwm) = (proc_status_kb(pid, "VmRSS:"), proc_status_kb(pid, "VmHWM:"));
         println!("applet RSS {rss} kB, peak {hwm} kB");
         out.push(("slave.rss_kb", rss as f64));
         out.push(("slave.hwm_kb", hwm as f64));

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod bench;
 mod mosquitto;
 pub use mosquitto::{Listener, Mosquitto, MosquittoBuilder, TlsFiles};
 mod certs;
