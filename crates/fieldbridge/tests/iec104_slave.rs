@@ -659,3 +659,59 @@ fn redundancy_group_switch_over_loses_nothing() {
         .collect();
     assert_all_delivered(&streamed, &received, "switch-over");
 }
+
+/// The quality bits of the spontaneous `ioa` objects received from `from` on.
+fn spontaneous_quality(frames: &[Rx], ioa: u32) -> Vec<iec60870::Quality> {
+    frames
+        .iter()
+        .filter(|f| f.asdu.cot.cause == Cause::SPONTANEOUS)
+        .flat_map(|f| f.asdu.objects.iter())
+        .filter(|o| o.ioa.0 == ioa)
+        .filter_map(|o| match o.element {
+            InformationElement::Scaled { quality, .. }
+            | InformationElement::Float { quality, .. }
+            | InformationElement::SinglePoint { quality, .. } => Some(quality),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_lost_tag_bus_makes_every_point_not_topical_until_it_is_back() {
+    let mut rig = Rig::start(json!({}));
+    let t = Duration::from_secs(30);
+    let mut m = Master::start("master");
+    m.cmd(&format!("connect {}", rig.slave_port), "OPEN");
+    m.drain(Duration::from_secs(1));
+    // Redis gone: no driver can write, the slave's values age unseen
+    rig.redis.kill();
+    let lost = Instant::now();
+    {
+        let log = || rig.logs();
+        m.wait("u16 sent NT", t, &log, |f| {
+            spontaneous_quality(f, IOA_U16)
+                .iter()
+                .any(|q| q.not_topical())
+        });
+    }
+    let after = lost.elapsed();
+    println!("points NT {after:?} after the tag bus was lost");
+    assert!(
+        after >= Duration::from_secs(8),
+        "marked only after the grace time"
+    );
+    let nt_at = m.frames.len();
+    // back: the drivers write again, the current values clear NT
+    rig.redis.restart();
+    let back = Instant::now();
+    let log = || rig.logs();
+    m.wait("u16 good again", Duration::from_secs(120), &log, |f| {
+        spontaneous_quality(&f[nt_at..], IOA_U16)
+            .iter()
+            .any(|q| q.is_good())
+    });
+    println!(
+        "good again {:?} after the tag bus came back",
+        back.elapsed()
+    );
+}

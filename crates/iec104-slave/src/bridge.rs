@@ -35,13 +35,17 @@ use crate::station::{
     self, Action, CommandPoint, CommandToken, EventToken, GroupId, StationConfig, StationHandle,
     StationStatus,
 };
-use iec60870::{InformationElement, Ioa, PointDb};
+use iec60870::{InformationElement, Ioa, Point, PointDb};
 use tagbus::stats::{MasterState, SlaveStats, StatsWriter};
 
 /// The stream consumer name of every slave group (stable across restarts).
 pub const CONSUMER_NAME: &str = "iec104-slave";
 /// Stream entries per read.
 pub const READ_BATCH: usize = 512;
+/// How long the tag bus may be lost before every point is sent not topical (NT): no driver
+/// can write a value (or its link-loss mark) then, so the slave's values age unseen. A Redis
+/// restart is shorter; when the bus is back, the current values are sent as events.
+pub const BUS_LOSS_MARK_AFTER: Duration = Duration::from_secs(10);
 /// How often the slave writes its stats (the supervisor reads them every 5 s).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// Commands awaiting their driver's result at once; more are answered negative at once.
@@ -286,6 +290,7 @@ async fn pump_group(
     setup: FeedSetup<GroupFeedState, PointIndex>,
     station: StationHandle,
     mut acked: watch::Receiver<Option<EventToken>>,
+    initial: Arc<Vec<Point>>,
 ) {
     let label = setup.group.clone();
     let consumer = loop {
@@ -315,8 +320,32 @@ async fn pump_group(
     let mut sent: HashMap<Ioa, InformationElement> = HashMap::new();
     // the newest entry handled, as (ms, seq)
     let mut newest: Option<(u64, u64)> = None;
+    // the latest point per IOA (queued or not), to mark them all when the tag bus is lost
+    let mut known: HashMap<Ioa, Point> = initial.iter().map(|p| (p.ioa, *p)).collect();
+    // since when the tag bus is lost (None: it is there), and whether the points are marked
+    let mut lost_since: Option<Instant> = None;
+    let mut marked = false;
     loop {
+        let mark_at = lost_since
+            .filter(|_| !marked)
+            .and_then(|t| t.checked_add(BUS_LOSS_MARK_AFTER));
         tokio::select! {
+            _ = sleep_until(mark_at) => {
+                marked = true;
+                tracing::warn!(group = %label, after = ?BUS_LOSS_MARK_AFTER, "tag bus still lost: every point is sent not topical (NT) until it is back");
+                for point in known.values() {
+                    let nt = crate::map::not_topical(point);
+                    if sent.get(&nt.ioa) == Some(&nt.element) {
+                        continue;
+                    }
+                    sent.insert(nt.ioa, nt.element);
+                    let token = EventToken(next_token);
+                    next_token = next_token.wrapping_add(1);
+                    if station.queue_event(group, token, nt).await.is_err() {
+                        return;
+                    }
+                }
+            }
             changed = acked.changed() => {
                 if changed.is_err() {
                     return;
@@ -350,6 +379,7 @@ async fn pump_group(
                         let mut last = None;
                         for spec in index.points_of(key) {
                             let point = spec.point(value);
+                            known.insert(point.ioa, point);
                             // an event only when value or quality changed
                             if sent.get(&spec.ioa) == Some(&point.element) {
                                 continue;
@@ -372,7 +402,23 @@ async fn pump_group(
                 Some(FeedItem::Snapshot(values)) => {
                     for (key, value) in values {
                         for spec in index.points_of(&key) {
-                            if station.set_point(spec.point(&value)).await.is_err() {
+                            let point = spec.point(&value);
+                            known.insert(point.ioa, point);
+                            if !marked {
+                                if station.set_point(point).await.is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
+                            // the points were sent NT while the bus was lost: their current
+                            // values go out as events
+                            if sent.get(&point.ioa) == Some(&point.element) {
+                                continue;
+                            }
+                            sent.insert(point.ioa, point.element);
+                            let token = EventToken(next_token);
+                            next_token = next_token.wrapping_add(1);
+                            if station.queue_event(group, token, point).await.is_err() {
                                 return;
                             }
                         }
@@ -380,9 +426,12 @@ async fn pump_group(
                 }
                 Some(FeedItem::Live { snapshot }) => {
                     tracing::info!(group = %label, snapshot, "backlog and snapshot read; serving live values");
+                    lost_since = None;
+                    marked = false;
                 }
                 Some(FeedItem::Restarted(e)) => {
                     tracing::warn!(group = %label, error = %e, "tag bus (Redis) lost; the stream reader reconnects (masters stay connected)");
+                    lost_since = lost_since.or_else(|| Some(Instant::now()));
                 }
             }
         }
@@ -429,6 +478,7 @@ pub async fn run_all(
 pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
     let device = settings.device.clone();
     let db = initial_points(&settings.redis_url, &settings.monitors).await?;
+    let initial: Arc<Vec<Point>> = Arc::new(db.iter().copied().collect());
     let commands: Vec<CommandPoint> = settings
         .commands
         .iter()
@@ -470,6 +520,7 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
             setup,
             station.clone(),
             ack_rx,
+            initial.clone(),
         ))));
     }
 

@@ -17,7 +17,9 @@
 //!   bounded by the stream cap (what it trimmed unsent is counted as `dropped`). A master may
 //!   see an event twice after a link loss, never miss one.
 //! - **Quality never lies**: a source the gateway lost carries `nolink` on the bus, which the
-//!   slave sends as NT; a point whose source never had a value is sent invalid (IV).
+//!   slave sends as NT; a point whose source never had a value is sent invalid (IV); when the
+//!   tag bus itself is lost for [`bridge::BUS_LOSS_MARK_AFTER`] (no driver can write then),
+//!   every point is sent NT, and its current value again once the bus is back.
 //! - **Spontaneous only on change**: an unchanged value or quality (a poll repeating the last
 //!   reading) is no event; interrogations answer from the current values.
 //! - **A command is confirmed by the device**: ACT_CON positive (and ACT_TERM) only when the

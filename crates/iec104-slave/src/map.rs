@@ -206,6 +206,50 @@ impl PointSpec {
     }
 }
 
+/// The same point not topical (NT set), as sent when the gateway lost the tag bus; the value
+/// and time are kept. Integrated totals have no NT bit and are returned unchanged.
+pub fn not_topical(point: &Point) -> Point {
+    use InformationElement as E;
+    let nt = |q: Quality| q | Quality::NT;
+    let element = match point.element {
+        E::SinglePoint { value, quality } => E::SinglePoint {
+            value,
+            quality: nt(quality),
+        },
+        E::DoublePoint { value, quality } => E::DoublePoint {
+            value,
+            quality: nt(quality),
+        },
+        E::StepPosition {
+            value,
+            transient,
+            quality,
+        } => E::StepPosition {
+            value,
+            transient,
+            quality: nt(quality),
+        },
+        E::Bitstring32 { value, quality } => E::Bitstring32 {
+            value,
+            quality: nt(quality),
+        },
+        E::Normalized { value, quality } => E::Normalized {
+            value,
+            quality: nt(quality),
+        },
+        E::Scaled { value, quality } => E::Scaled {
+            value,
+            quality: nt(quality),
+        },
+        E::Float { value, quality } => E::Float {
+            value,
+            quality: nt(quality),
+        },
+        other => other,
+    };
+    Point { element, ..*point }
+}
+
 impl CommandSpec {
     /// The `out` (engineering) value of a received command element.
     pub fn out_value(&self, element: &InformationElement) -> Result<Value, CommandValueError> {
@@ -369,6 +413,22 @@ mod tests {
                 quality: Quality::IV
             }
         );
+    }
+
+    #[test]
+    fn not_topical_keeps_value_and_time() {
+        let p = spec(TypeId::M_ME_TF_1).point(&tv(2.5, "sb"));
+        let nt = not_topical(&p);
+        assert_eq!(
+            nt.element,
+            InformationElement::Float {
+                value: 2.5,
+                quality: Quality::SB | Quality::NT
+            }
+        );
+        assert_eq!(nt.time, p.time);
+        let it = spec(TypeId::M_IT_NA_1).point(&tv(7, ""));
+        assert_eq!(not_topical(&it), it);
     }
 
     #[test]
