@@ -660,19 +660,14 @@ fn redundancy_group_switch_over_loses_nothing() {
     assert_all_delivered(&streamed, &received, "switch-over");
 }
 
-/// The quality bits of the spontaneous `ioa` objects received from `from` on.
+/// The quality bits of the spontaneous `ioa` objects received.
 fn spontaneous_quality(frames: &[Rx], ioa: u32) -> Vec<iec60870::Quality> {
     frames
         .iter()
         .filter(|f| f.asdu.cot.cause == Cause::SPONTANEOUS)
         .flat_map(|f| f.asdu.objects.iter())
         .filter(|o| o.ioa.0 == ioa)
-        .filter_map(|o| match o.element {
-            InformationElement::Scaled { quality, .. }
-            | InformationElement::Float { quality, .. }
-            | InformationElement::SinglePoint { quality, .. } => Some(quality),
-            _ => None,
-        })
+        .map(|o| o.element.quality())
         .collect()
 }
 

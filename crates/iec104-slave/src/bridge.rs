@@ -18,22 +18,20 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tagbus::feed::{self, FeedItem, FeedSetup, FeedState, SnapshotKeys};
+use tagbus::feed::{self, FeedItem, FeedSetup, GroupState, SnapshotKeys};
 use tagbus::{
-    CommandOutcome, CommandResult, ConsumerGroup, EntryBody, EntryId, StreamAcker, TagKey,
-    TagValue, TrimCounter,
+    CommandOutcome, CommandResult, ConsumerGroup, EntryBody, EntryId, StreamAcker, TagKey, TagValue,
 };
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
 use crate::map::{CommandSpec, PointSpec};
 use crate::station::{
-    self, Action, CommandPoint, CommandToken, EventToken, GroupId, StationConfig, StationHandle,
-    StationStatus,
+    self, Action, CommandPoint, CommandToken, EventToken, GroupId, StationConfig, StationError,
+    StationHandle, StationStatus,
 };
 use iec60870::{InformationElement, Ioa, Point, PointDb};
 use tagbus::stats::{MasterState, SlaveStats, StatsWriter};
@@ -244,26 +242,29 @@ impl<T: Copy> PendingCommands<T> {
     }
 }
 
-/// A redundancy group's feed state: the trim counter and where a missing group is created.
-#[derive(Clone, Default)]
-struct GroupFeedState {
-    trimmed: Arc<TrimCounter>,
-    ready: Arc<AtomicBool>,
+/// The events of one redundancy group as they are offered to the station: a point is queued
+/// only when its value or quality differs from the last one queued, with the group's next
+/// token.
+struct GroupEvents {
+    group: GroupId,
+    station: StationHandle,
+    next_token: u64,
+    /// The element last queued per point.
+    sent: HashMap<Ioa, InformationElement>,
 }
 
-impl FeedState for GroupFeedState {
-    fn trimmed(&self) -> Arc<TrimCounter> {
-        self.trimmed.clone()
-    }
-    fn group_start(&self) -> &'static str {
-        if self.ready.load(Ordering::Relaxed) {
-            "0"
-        } else {
-            "$"
+impl GroupEvents {
+    /// Queues `point` unless it repeats the last one queued: its token, or `None` for a
+    /// repeat. Waits while the group's queue is full; fails only when the station is gone.
+    async fn offer(&mut self, point: Point) -> Result<Option<EventToken>, StationError> {
+        if self.sent.get(&point.ioa) == Some(&point.element) {
+            return Ok(None);
         }
-    }
-    fn set_group_ready(&self) {
-        self.ready.store(true, Ordering::Relaxed);
+        self.sent.insert(point.ioa, point.element);
+        let token = EventToken(self.next_token);
+        self.next_token = self.next_token.wrapping_add(1);
+        self.station.queue_event(self.group, token, point).await?;
+        Ok(Some(token))
     }
 }
 
@@ -287,7 +288,7 @@ async fn initial_points(redis_url: &str, monitors: &[MonitorRoute]) -> Result<Po
 /// Feeds one redundancy group from its consumer group until the station ends.
 async fn pump_group(
     group: GroupId,
-    setup: FeedSetup<GroupFeedState, PointIndex>,
+    setup: FeedSetup<PointIndex>,
     station: StationHandle,
     mut acked: watch::Receiver<Option<EventToken>>,
     initial: Arc<Vec<Point>>,
@@ -315,9 +316,12 @@ async fn pump_group(
     let reader = tokio::spawn(feed::run_feed(consumer, setup, tx));
     let _abort = AbortOnDrop(reader);
     let mut ledger = AckLedger::default();
-    let mut next_token: u64 = 0;
-    // the element last queued per point: repeats of an unchanged value are not events
-    let mut sent: HashMap<Ioa, InformationElement> = HashMap::new();
+    let mut events = GroupEvents {
+        group,
+        station: station.clone(),
+        next_token: 0,
+        sent: HashMap::new(),
+    };
     // the newest entry handled, as (ms, seq)
     let mut newest: Option<(u64, u64)> = None;
     // the latest point per IOA (queued or not), to mark them all when the tag bus is lost
@@ -334,14 +338,7 @@ async fn pump_group(
                 marked = true;
                 tracing::warn!(group = %label, after = ?BUS_LOSS_MARK_AFTER, "tag bus still lost: every point is sent not topical (NT) until it is back");
                 for point in known.values() {
-                    let nt = crate::map::not_topical(point);
-                    if sent.get(&nt.ioa) == Some(&nt.element) {
-                        continue;
-                    }
-                    sent.insert(nt.ioa, nt.element);
-                    let token = EventToken(next_token);
-                    next_token = next_token.wrapping_add(1);
-                    if station.queue_event(group, token, nt).await.is_err() {
+                    if events.offer(crate::map::not_topical(point)).await.is_err() {
                         return;
                     }
                 }
@@ -380,17 +377,10 @@ async fn pump_group(
                         for spec in index.points_of(key) {
                             let point = spec.point(value);
                             known.insert(point.ioa, point);
-                            // an event only when value or quality changed
-                            if sent.get(&spec.ioa) == Some(&point.element) {
-                                continue;
+                            match events.offer(point).await {
+                                Ok(token) => last = token.or(last),
+                                Err(_) => return,
                             }
-                            sent.insert(spec.ioa, point.element);
-                            let token = EventToken(next_token);
-                            next_token = next_token.wrapping_add(1);
-                            if station.queue_event(group, token, point).await.is_err() {
-                                return;
-                            }
-                            last = Some(token);
                         }
                         match last {
                             Some(token) => ledger.record(entry.id, token),
@@ -412,13 +402,7 @@ async fn pump_group(
                             }
                             // the points were sent NT while the bus was lost: their current
                             // values go out as events
-                            if sent.get(&point.ioa) == Some(&point.element) {
-                                continue;
-                            }
-                            sent.insert(point.ioa, point.element);
-                            let token = EventToken(next_token);
-                            next_token = next_token.wrapping_add(1);
-                            if station.queue_event(group, token, point).await.is_err() {
+                            if events.offer(point).await.is_err() {
                                 return;
                             }
                         }
@@ -502,7 +486,7 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
     let index = Arc::new(PointIndex::new(&settings.monitors));
     let mut ack_senders = Vec::with_capacity(groups);
     let mut pumps = Vec::with_capacity(groups);
-    let feed_states: Vec<GroupFeedState> = (0..groups).map(|_| GroupFeedState::default()).collect();
+    let feed_states: Vec<GroupState> = (0..groups).map(|_| GroupState::default()).collect();
     for (g, state) in feed_states.iter().enumerate() {
         let (ack_tx, ack_rx) = watch::channel(None);
         ack_senders.push(ack_tx);
@@ -542,7 +526,7 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
         tokio::select! {
             _ = stats_tick.tick() => {
                 let status = station.status().await.map_err(|_| SlaveError::StationGone)?;
-                let dropped = feed_states.iter().map(|s| s.trimmed.get()).fold(0u64, u64::saturating_add);
+                let dropped = feed_states.iter().map(|s| s.trimmed().get()).fold(0u64, u64::saturating_add);
                 let s = slave_stats(&status, dropped, commands_received);
                 if let Err(e) = stats.write_slave(&device, &s).await {
                     tracing::debug!(device = %device, error = %e, "cannot write the slave's stats");

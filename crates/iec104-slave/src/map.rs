@@ -209,45 +209,11 @@ impl PointSpec {
 /// The same point not topical (NT set), as sent when the gateway lost the tag bus; the value
 /// and time are kept. Integrated totals have no NT bit and are returned unchanged.
 pub fn not_topical(point: &Point) -> Point {
-    use InformationElement as E;
-    let nt = |q: Quality| q | Quality::NT;
-    let element = match point.element {
-        E::SinglePoint { value, quality } => E::SinglePoint {
-            value,
-            quality: nt(quality),
-        },
-        E::DoublePoint { value, quality } => E::DoublePoint {
-            value,
-            quality: nt(quality),
-        },
-        E::StepPosition {
-            value,
-            transient,
-            quality,
-        } => E::StepPosition {
-            value,
-            transient,
-            quality: nt(quality),
-        },
-        E::Bitstring32 { value, quality } => E::Bitstring32 {
-            value,
-            quality: nt(quality),
-        },
-        E::Normalized { value, quality } => E::Normalized {
-            value,
-            quality: nt(quality),
-        },
-        E::Scaled { value, quality } => E::Scaled {
-            value,
-            quality: nt(quality),
-        },
-        E::Float { value, quality } => E::Float {
-            value,
-            quality: nt(quality),
-        },
-        other => other,
-    };
-    Point { element, ..*point }
+    let mut nt = *point;
+    if let Some(q) = nt.element.quality_mut() {
+        *q = *q | Quality::NT;
+    }
+    nt
 }
 
 impl CommandSpec {

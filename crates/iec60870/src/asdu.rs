@@ -272,6 +272,26 @@ impl InformationElement {
             _ => Quality::GOOD,
         }
     }
+
+    /// The quality descriptor of an element that carries one, to change it; `None` for
+    /// integrated totals (their IV is a bit of the counter reading) and elements without.
+    pub fn quality_mut(&mut self) -> Option<&mut Quality> {
+        use InformationElement as E;
+        match self {
+            E::SinglePoint { quality, .. }
+            | E::DoublePoint { quality, .. }
+            | E::StepPosition { quality, .. }
+            | E::Bitstring32 { quality, .. }
+            | E::Normalized { quality, .. }
+            | E::Scaled { quality, .. }
+            | E::Float { quality, .. }
+            | E::ProtectionEvent { quality, .. }
+            | E::ProtectionStartEvents { quality, .. }
+            | E::ProtectionOutputCircuits { quality, .. }
+            | E::PackedSinglePoints { quality, .. } => Some(quality),
+            _ => None,
+        }
+    }
 }
 
 /// An information object: address, element and (for time-tagged types) the time tag.

@@ -472,25 +472,11 @@ struct StatsInner {
     dropped_threshold: AtomicU64,
     rejected: AtomicU64,
     connects: AtomicU64,
-    trimmed: Arc<tagbus::TrimCounter>,
-    /// The consumer group existed or was created once in this process.
-    group_ready: std::sync::atomic::AtomicBool,
+    /// The trim counter and where a missing consumer group is created.
+    group: tagbus::feed::GroupState,
 }
 
 impl Stats {
-    /// Where a missing consumer group is created: `$` the first time in this process (no
-    /// old backlog on a first start), `0` afterwards (the group vanished with a Redis that
-    /// restarted without persistence: every entry of the new stream is new and must go out).
-    pub(crate) fn group_start(&self) -> &'static str {
-        if self.0.group_ready.load(Ordering::Relaxed) {
-            "0"
-        } else {
-            "$"
-        }
-    }
-    pub(crate) fn set_group_ready(&self) {
-        self.0.group_ready.store(true, Ordering::Relaxed);
-    }
     /// Publishes handed to the broker (snapshot included).
     pub fn published(&self) -> u64 {
         self.0.published.load(Ordering::Relaxed)
@@ -513,7 +499,7 @@ impl Stats {
     }
     /// Stream entries the cap trimmed before this publisher read or acknowledged them.
     pub fn trimmed(&self) -> u64 {
-        self.0.trimmed.get()
+        self.0.group.trimmed().get()
     }
     /// Every counter at once, as the stats hash carries them (`tagbus::stats`: written by
     /// the applet, read by `fieldbridge status`).
@@ -527,8 +513,9 @@ impl Stats {
             connects: self.connects(),
         }
     }
-    pub(crate) fn trimmed_counter(&self) -> Arc<tagbus::TrimCounter> {
-        self.0.trimmed.clone()
+    /// The consumer group's feed state, shared by the publisher's reconnects.
+    pub(crate) fn group_state(&self) -> &tagbus::feed::GroupState {
+        &self.0.group
     }
     pub(crate) fn add_published(&self, n: u64) {
         self.0.published.fetch_add(n, Ordering::Relaxed);

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tagbus::feed::{self, print_line, FeedItem, FeedSetup, FeedState, SnapshotKeys};
+use tagbus::feed::{self, print_line, FeedItem, FeedSetup, SnapshotKeys};
 use tagbus::{EntryBody, EntryId, TagKey, TagValue};
 use tokio::sync::mpsc;
 
@@ -217,7 +217,7 @@ impl Publisher {
             &self.opts.redis_url,
             &self.plan.group(),
             CONSUMER_NAME,
-            &self.stats,
+            self.stats.group_state(),
         )
         .await
         {
@@ -243,7 +243,7 @@ impl Publisher {
                 redis_url: self.opts.redis_url.clone(),
                 group: self.plan.group(),
                 consumer: CONSUMER_NAME,
-                state: self.stats.clone(),
+                state: self.stats.group_state().clone(),
                 keys: self.plan.clone(),
                 read_batch: READ_BATCH,
                 trace: self.opts.trace_redis,
@@ -590,18 +590,6 @@ async fn acker(redis_url: String, group: String, mut rx: mpsc::Receiver<Vec<Entr
                 tokio::time::sleep(delay).await;
             }
         }
-    }
-}
-
-impl FeedState for Stats {
-    fn trimmed(&self) -> Arc<tagbus::TrimCounter> {
-        self.trimmed_counter()
-    }
-    fn group_start(&self) -> &'static str {
-        Stats::group_start(self)
-    }
-    fn set_group_ready(&self) {
-        Stats::set_group_ready(self);
     }
 }
 

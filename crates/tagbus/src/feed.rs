@@ -15,6 +15,7 @@
 //! values are delivered; whatever it has not acknowledged is read again in step 1.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,17 +37,31 @@ pub enum FeedItem {
     Restarted(TagBusError),
 }
 
-/// What a feed keeps across reconnects: the trim counter of its group and where a missing
-/// group is created.
-pub trait FeedState: Clone + Send + Sync + 'static {
+/// What a feed keeps across reconnects (cheap to clone, shared by its reconnects): the trim
+/// counter of its group and where a missing group is created.
+#[derive(Debug, Clone, Default)]
+pub struct GroupState {
+    trimmed: Arc<TrimCounter>,
+    /// The consumer group existed or was created once in this process.
+    ready: Arc<AtomicBool>,
+}
+
+impl GroupState {
     /// The group's count of entries the cap trimmed unread.
-    fn trimmed(&self) -> Arc<TrimCounter>;
+    pub fn trimmed(&self) -> Arc<TrimCounter> {
+        self.trimmed.clone()
+    }
+
     /// Where a missing consumer group is created: `$` the first time in this process (no
     /// old backlog on a first start), `0` afterwards (the group vanished with a Redis that
     /// restarted without persistence: every entry of the new stream is new and must go out).
-    fn group_start(&self) -> &'static str;
-    /// The group exists now.
-    fn set_group_ready(&self);
+    fn group_start(&self) -> &'static str {
+        if self.ready.load(Ordering::Relaxed) {
+            "0"
+        } else {
+            "$"
+        }
+    }
 }
 
 /// The keys whose current values make the snapshot (shared, not copied: they are thousands).
@@ -55,12 +70,12 @@ pub trait SnapshotKeys: Send + Sync + 'static {
 }
 
 /// What the feed needs to reconnect.
-pub struct FeedSetup<S, K> {
+pub struct FeedSetup<K> {
     pub redis_url: String,
     pub group: String,
     /// Stable across restarts, so a restarted process reads what it left pending.
     pub consumer: &'static str,
-    pub state: S,
+    pub state: GroupState,
     pub keys: Arc<K>,
     /// Entries per read.
     pub read_batch: usize,
@@ -69,12 +84,12 @@ pub struct FeedSetup<S, K> {
 }
 
 /// Connects a stream consumer of the group and makes sure the group exists (created at
-/// [`FeedState::group_start`]).
-pub async fn open_consumer<S: FeedState>(
+/// [`GroupState`]'s rule).
+pub async fn open_consumer(
     redis_url: &str,
     group: &str,
     consumer: &str,
-    state: &S,
+    state: &GroupState,
 ) -> Result<StreamConsumer, TagBusError> {
     let mut c = StreamConsumer::connect(redis_url, group, consumer, state.trimmed()).await?;
     let start = state.group_start();
@@ -85,16 +100,16 @@ pub async fn open_consumer<S: FeedState>(
             tracing::warn!(group = %group, "the stream consumer group was gone (Redis restarted without persistence?): re-created at the start of the stream; values not forwarded before the restart are lost");
         }
     }
-    state.set_group_ready();
+    state.ready.store(true, Ordering::Relaxed);
     Ok(c)
 }
 
 /// Runs the feed on `consumer` (opened with [`open_consumer`]) until the receiver is gone.
 /// When Redis fails it says so ([`FeedItem::Restarted`]), reconnects with backoff and starts
 /// over.
-pub async fn run_feed<S: FeedState, K: SnapshotKeys>(
+pub async fn run_feed<K: SnapshotKeys>(
     mut consumer: StreamConsumer,
-    setup: FeedSetup<S, K>,
+    setup: FeedSetup<K>,
     tx: mpsc::Sender<FeedItem>,
 ) {
     let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -124,9 +139,9 @@ pub async fn run_feed<S: FeedState, K: SnapshotKeys>(
     }
 }
 
-async fn read_all<S, K: SnapshotKeys>(
+async fn read_all<K: SnapshotKeys>(
     consumer: &mut StreamConsumer,
-    setup: &FeedSetup<S, K>,
+    setup: &FeedSetup<K>,
     tx: &mpsc::Sender<FeedItem>,
 ) -> Result<(), TagBusError> {
     let batch_len = setup.read_batch.max(1);
