@@ -30,6 +30,7 @@ mod model;
 pub mod mqtt;
 mod raw;
 mod row;
+pub mod tls104;
 mod validate;
 
 pub use cell::{

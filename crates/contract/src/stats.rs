@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use crate::Alias;
 
 mod slave;
+mod tls;
 pub use slave::{
     MasterState, SlaveCounter, SlaveStats, SlaveStatsKey, MASTER_FIELD_PREFIX,
     SLAVE_STATS_KEY_PREFIX,
 };
+pub use tls::{SecurityEvent, SecurityEventKind, TlsStats, TlsStatsKey, TLS_STATS_KEY_PREFIX};
 
 /// The Redis hash of the MQTT publisher's counters.
 pub const PUBLISHER_STATS_KEY: &str = "fieldbridge:stats:mqtt-client";
