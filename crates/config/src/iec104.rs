@@ -72,6 +72,8 @@ pub struct Iec104Device {
     pub command_timeout: Duration,
     /// A command whose `out` value is older than this is refused, never sent late.
     pub command_max_age: Duration,
+    /// `tls: 1` and its columns: the link is TLS (IEC 62351-3), never plaintext.
+    pub tls: Option<crate::tls104::Iec104Tls>,
 }
 
 /// The period of a periodic request: 1 s to 31 days (a cell of 0 is "off").
@@ -306,6 +308,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
         counter_interrogation_interval: counter_interrogation_interval?,
         command_timeout: command_timeout?,
         command_max_age: command_max_age?,
+        tls: None,
     })
 }
 

@@ -169,6 +169,8 @@ pub struct Iec104SlaveDevice {
     /// `command_timeout_s` (default 10): how long the slave waits for the field driver's
     /// result before it answers ACT_CON negative.
     pub command_timeout: Duration,
+    /// `tls: 1` and its columns: masters connect with TLS (IEC 62351-3), never plaintext.
+    pub tls: Option<crate::tls104::Iec104Tls>,
 }
 
 impl Iec104SlaveDevice {
@@ -387,6 +389,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104SlaveDevice> {
         command_max_age: command_max_age?,
         select_timeout: select_timeout?,
         command_timeout: command_timeout?,
+        tls: None,
     })
 }
 
