@@ -56,3 +56,18 @@ pub struct Iec104Tls {
     /// Warn when an own or peer certificate expires within this many days.
     pub expiry_warning_days: u32,
 }
+
+/// Why a private key file is refused: it cannot be read, or others may read it (any of the
+/// mode bits `0o077`; a key belongs to its owner alone).
+pub fn check_private_key_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{}: mode {mode:03o} lets others read the private key; chmod 600 it",
+            path.display()
+        ));
+    }
+    Ok(())
+}
