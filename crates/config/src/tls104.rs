@@ -57,15 +57,15 @@ pub struct Iec104Tls {
     pub expiry_warning_days: u32,
 }
 
-/// Why a private key file is refused: it cannot be read, or others may read it (any of the
-/// mode bits `0o077`; a key belongs to its owner alone).
+/// Why a private key file is refused: it cannot be read, or it is world-accessible (any of
+/// the mode bits `0o007`; group access, as in `640 root:ssl-cert`, is allowed).
 pub fn check_private_key_file(path: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & 0o007 != 0 {
         return Err(format!(
-            "{}: mode {mode:03o} lets others read the private key; chmod 600 it",
+            "{}: mode {mode:03o} makes the private key world-accessible; chmod 600 (or 640) it",
             path.display()
         ));
     }
