@@ -701,3 +701,35 @@ fn rtu_inter_frame_delay_is_kept() {
         "inter-frame delay not kept: {requests} requests"
     );
 }
+
+/// The tag bus keeps nothing on disk: after redis-server restarts empty, the driver writes
+/// its current values again as soon as a write gets through (`restore`), not only when a
+/// value changes or its 60 s refresh is due.
+#[test]
+fn values_are_written_again_after_redis_restarts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start();
+    let mut bus = Bus::new(&redis);
+    let port = testrig::free_port();
+    let _peer = Peer::start(&["--tcp", &port.to_string()]);
+    let config = json!({
+        "devices": [{"name": "Inverter", "device_alias": "t1", "protocol": "modbus-tcp",
+            "ip": "127.0.0.1", "port": port, "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
+        "signals": [sig("t1", "ctr", 3, 30, json!({})), sig("t1", "u16", 3, 0, json!({}))],
+    });
+    let applet = start_applet(dir.path(), &config, &redis.url());
+    let t = Duration::from_secs(20);
+    let before = bus.wait("tag/t1/u16/in", t, good);
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    redis.restart();
+    let restarted = Instant::now();
+    let mut bus = Bus::new(&redis);
+    // u16 holds 1234 on every poll: unchanged, so only the restore writes it before the
+    // refresh (60 s after its last write).
+    let back = bus.wait("tag/t1/u16/in", t, good);
+    println!("u16 back {:?} after the restart", restarted.elapsed());
+    assert_eq!(back.value, before.value);
+    let log = applet.log();
+    assert!(log.contains("current values written again"), "{log}");
+}

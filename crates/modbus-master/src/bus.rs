@@ -203,6 +203,23 @@ async fn publish(s: &mut SignalState, raw: Value, t_ms: u64, now: Instant, out: 
     s.last = Some((value, raw));
 }
 
+/// Writes every signal's last value (and raw twin) again as it was, time and flags kept:
+/// after Redis restarted empty ([`TagWriterHandle::recoveries`]) the tag bus shows what the
+/// driver knows again at once, a link-loss mark included, not after [`REFRESH_INTERVAL`].
+async fn restore(bus: &mut Bus, out: &Outputs) {
+    let mut n = 0usize;
+    for s in bus.devices.iter_mut().flat_map(|d| d.signals.iter_mut()) {
+        if let Some((value, raw)) = &s.last {
+            out.write(&s.in_key, value.clone()).await;
+            out.write(&s.rin_key, raw.clone()).await;
+            n = n.saturating_add(1);
+        }
+    }
+    if n > 0 {
+        tracing::info!(bus = %bus.endpoint, signals = n, "the tag bus is back: current values written again");
+    }
+}
+
 /// Re-writes the last value with `code` added, unless it already has it. [`Flag::NOLINK`] is
 /// the gateway's link-loss mark ([`TagValue::marked_no_link`]: `nt nolink`, the timestamp
 /// kept: it is the time the value was read); `iv` after an exception is stamped `t_ms` (the
@@ -537,6 +554,7 @@ async fn next_command(rx: &mut Option<mpsc::Receiver<Command>>) -> Command {
 /// writes between transactions.
 pub async fn run_bus(mut bus: Bus, out: Outputs, commands: mpsc::Receiver<Command>) {
     let mut commands = Some(commands);
+    let mut recoveries = out.values.recoveries();
     let mut link: Option<Link> = None;
     let mut link_backoff = backoff::Backoff::new(LINK_BACKOFF_MIN, LINK_BACKOFF_MAX);
     let mut pending: VecDeque<Command> = VecDeque::new();
@@ -548,6 +566,10 @@ pub async fn run_bus(mut bus: Bus, out: Outputs, commands: mpsc::Receiver<Comman
         .unwrap_or(Duration::from_secs(1))
         .max(Duration::from_secs(1));
     loop {
+        if recoveries.has_changed().unwrap_or(false) {
+            recoveries.borrow_and_update();
+            restore(&mut bus, &out).await;
+        }
         let Some(l) = link.as_mut() else {
             match Link::open(&bus.endpoint, bus.inter_frame, connect_timeout).await {
                 Ok(l) => {

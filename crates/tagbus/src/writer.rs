@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{TagBusError, TagKey, TagValue, STREAM_KEY};
 
@@ -138,9 +138,18 @@ enum Request {
 #[derive(Clone)]
 pub struct TagWriterHandle {
     tx: mpsc::Sender<Request>,
+    recoveries: watch::Receiver<u64>,
 }
 
 impl TagWriterHandle {
+    /// Counts the times the writer got through to Redis again after a failed write. The tag
+    /// bus keeps nothing on disk, so a Redis that restarted has lost every tag: a driver
+    /// watching this writes its current values again at once, instead of leaving the keys
+    /// empty until each value changes or is refreshed.
+    pub fn recoveries(&self) -> watch::Receiver<u64> {
+        self.recoveries.clone()
+    }
+
     /// Queues a value; waits while the queue is full. Fails only when the task has ended.
     pub async fn write(&self, key: TagKey, value: TagValue) -> Result<(), TagBusError> {
         self.tx
@@ -169,7 +178,9 @@ pub const MAX_BATCH: usize = 512;
 pub fn spawn_writer(config: WriterConfig, capacity: usize) -> Result<TagWriterHandle, TagBusError> {
     let mut writer = TagWriter::new(&config)?;
     let (tx, mut rx) = mpsc::channel::<Request>(capacity.max(1));
+    let (recovered, recoveries) = watch::channel(0u64);
     tokio::spawn(async move {
+        let mut failing = false;
         let mut batch: Vec<(TagKey, TagValue)> = Vec::with_capacity(MAX_BATCH);
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -190,11 +201,15 @@ pub fn spawn_writer(config: WriterConfig, capacity: usize) -> Result<TagWriterHa
                 Ok(()) => {
                     backoff.reset();
                     batch.clear();
+                    if std::mem::take(&mut failing) {
+                        recovered.send_modify(|n| *n = n.wrapping_add(1));
+                    }
                     for f in flushes.drain(..) {
                         let _ = f.send(());
                     }
                 }
                 Err(e) => {
+                    failing = true;
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, pending = batch.len(), retry_in_ms = delay.as_millis() as u64, "tag bus write failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -203,7 +218,7 @@ pub fn spawn_writer(config: WriterConfig, capacity: usize) -> Result<TagWriterHa
         }
         tracing::debug!("tag writer stopped");
     });
-    Ok(TagWriterHandle { tx })
+    Ok(TagWriterHandle { tx, recoveries })
 }
 
 fn push(req: Request, batch: &mut Vec<(TagKey, TagValue)>, flushes: &mut Vec<oneshot::Sender<()>>) {
