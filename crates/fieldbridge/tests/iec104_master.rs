@@ -363,3 +363,28 @@ fn config_errors_are_all_printed() {
     assert!(err.contains("t2"), "{err}");
     assert!(err.contains("M_NOPE"), "{err}");
 }
+
+/// After redis-server restarts empty the master writes what it knows again at once and
+/// interrogates the station, instead of leaving the keys empty until each point changes.
+#[test]
+fn values_are_back_after_redis_restarts_empty() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cmd_log = dir.path().join("commands.log");
+    let _peer = Peer::start(port, &cmd_log);
+    let cfg = config(dir.path(), &redis, port, free_port());
+    let mut bus = Bus::new(&redis);
+    let applet = start_applet(&cfg, &redis, dir.path());
+    let t = Duration::from_secs(15);
+    let good = |v: &str| !has_flag(v, "nt");
+    bus.wait("tag/rtu1/f/in", t, &applet, good);
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    redis.restart();
+    let restarted = Instant::now();
+    let mut bus = Bus::new(&redis);
+    let f = bus.wait("tag/rtu1/f/in", t, &applet, good);
+    println!("f back {:?} after the restart: {f}", restarted.elapsed());
+    applet.wait_log("the tag bus is back: general interrogation", 1, t);
+}

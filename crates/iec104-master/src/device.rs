@@ -177,6 +177,7 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
             spec.alias.clone(),
             spec.device.clone(),
             link_rx,
+            writer.recoveries(),
         )
         .in_current_span(),
     );
@@ -188,7 +189,26 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
 
     let mut generation = 0u64;
     let mut last_stats = Instant::now();
-    while let Some(ev) = events.recv().await {
+    let mut recoveries = Some(writer.recoveries());
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            r = changed(&mut recoveries) => {
+                if r {
+                    // Redis restarted empty: what this driver knows goes back at once; the
+                    // schedule interrogates the station too.
+                    mapper.current(&mut out);
+                    tracing::info!(device = %alias, values = out.len(), "the tag bus is back: current values written again");
+                    flush(&writer, &mut out).await;
+                } else {
+                    recoveries = None;
+                }
+                continue;
+            }
+        };
         let now = now_ms();
         match ev {
             MasterEvent::Connected(addr) => {
@@ -271,6 +291,14 @@ fn log_notice(alias: &Alias, notice: &Notice) {
 }
 
 /// `d` from now (`None` only if that is beyond what the clock represents: never).
+/// The next recovery of the tag writer (`false`: the writer is gone); never with `None`.
+async fn changed(recoveries: &mut Option<watch::Receiver<u64>>) -> bool {
+    match recoveries {
+        Some(r) => r.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 fn from_now(d: Duration) -> Option<Instant> {
     Instant::now().checked_add(d)
 }
@@ -282,7 +310,9 @@ async fn schedule(
     alias: Alias,
     device: config::iec104::Iec104Device,
     mut link: watch::Receiver<LinkState>,
+    recoveries: watch::Receiver<u64>,
 ) {
+    let mut recoveries = Some(recoveries);
     let ca = device.common_address;
     let period = |i: Option<config::iec104::Interval>| i.map(config::iec104::Interval::duration);
     let gi_interval = period(device.gi_interval);
@@ -316,6 +346,15 @@ async fn schedule(
                     if r.is_err() { return; }
                     let s = *link.borrow();
                     if !s.active || s.generation != state.generation { break; }
+                    continue;
+                }
+                r = changed(&mut recoveries) => {
+                    if r {
+                        tracing::info!(device = %alias, "the tag bus is back: general interrogation");
+                        next_gi = Some(Instant::now());
+                    } else {
+                        recoveries = None;
+                    }
                     continue;
                 }
                 _ = sleep => {}

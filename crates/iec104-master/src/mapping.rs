@@ -205,6 +205,18 @@ impl Mapper {
         }
     }
 
+    /// Every last value (and raw twin) as it is, marks included: what the tag bus showed
+    /// before Redis restarted empty.
+    pub fn current(&self, out: &mut Vec<(TagKey, TagValue)>) {
+        for s in &self.signals {
+            for (key, last) in [(&s.in_key, &s.last_in), (&s.rin_key, &s.last_rin)] {
+                if let Some(v) = last {
+                    out.push((key.clone(), v.clone()));
+                }
+            }
+        }
+    }
+
     /// How many signals are marked `nt` by the gateway and not refreshed yet.
     pub fn stale_count(&self) -> usize {
         self.signals.iter().filter(|s| s.stale).count()

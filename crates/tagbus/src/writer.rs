@@ -56,6 +56,13 @@ impl TagWriter {
         self.conn.as_mut().ok_or(TagBusError::Timeout)
     }
 
+    /// One `PING`: whether Redis answers (the connection is dropped if not).
+    pub async fn ping(&mut self) -> Result<(), TagBusError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("PING").ignore();
+        self.execute(&pipe).await
+    }
+
     /// Writes one value (SET, PUBLISH, XADD in one MULTI).
     pub async fn write(&mut self, key: &TagKey, value: &TagValue) -> Result<(), TagBusError> {
         self.write_batch(std::slice::from_ref(&(key.clone(), value.clone())))
@@ -100,6 +107,8 @@ pub fn packed_batch(batch: &[(TagKey, TagValue)], stream_max_len: u64) -> Vec<u8
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle writer waits before it PINGs Redis.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn build_pipeline(batch: &[(TagKey, TagValue)], stream_max_len: u64) -> redis::Pipeline {
@@ -186,9 +195,28 @@ pub fn spawn_writer(config: WriterConfig, capacity: usize) -> Result<TagWriterHa
         let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             if batch.is_empty() && flushes.is_empty() {
-                match rx.recv().await {
-                    Some(req) => push(req, &mut batch, &mut flushes),
-                    None => break,
+                // Idle: a PING now and then, so a Redis that restarted is noticed (and
+                // reported) even when no value changes.
+                let wait = if failing {
+                    backoff.next_delay()
+                } else {
+                    IDLE_CHECK
+                };
+                match tokio::time::timeout(wait, rx.recv()).await {
+                    Ok(Some(req)) => push(req, &mut batch, &mut flushes),
+                    Ok(None) => break,
+                    Err(_) => {
+                        match writer.ping().await {
+                            Ok(()) => {
+                                backoff.reset();
+                                if std::mem::take(&mut failing) {
+                                    recovered.send_modify(|n| *n = n.wrapping_add(1));
+                                }
+                            }
+                            Err(_) => failing = true,
+                        }
+                        continue;
+                    }
                 }
             }
             while batch.len() < MAX_BATCH {
