@@ -497,7 +497,7 @@ impl Publisher {
             Some(ConnEvent::Closed(f)) => {
                 if let Some(lower) = window.qos2_window_after_close(connected_at.elapsed()) {
                     tracing::warn!(device = %alias, window = window.size(), lower,
-                            "the broker closed the connection with the QoS 2 window full; lowering the in-flight window (check max_inflight against the broker's limit)");
+                            "the broker closed the connection soon with several QoS 2 publishes in flight; lowering the in-flight window (check max_inflight against the broker's limit)");
                     self.qos2_window = lower;
                 }
                 return Err(End::Mqtt(f));

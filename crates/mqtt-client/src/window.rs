@@ -311,16 +311,21 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
     }
 
     /// The broker closed the connection after `up_for`: a broker that drops a QoS 2 client
-    /// right after it filled its window enforces a smaller in-flight limit (mosquitto:
-    /// `max_inflight_messages`), so the next connections use half the window instead of
-    /// looping forever. `None`: keep the window.
+    /// soon after connecting, with several publishes in flight, may enforce a smaller
+    /// in-flight limit (mosquitto: `max_inflight_messages`) than the window. The next
+    /// connections use at most half the window, and fewer than were in flight at the close,
+    /// instead of looping forever. The window need not have been full: under load rumqttc may
+    /// not have written all of it when the broker's limit was crossed. `None`: keep the window
+    /// (one in flight at most, or the connection lasted).
     pub(crate) fn qos2_window_after_close(&self, up_for: Duration) -> Option<u16> {
-        let full = self.inflight_count >= self.window;
-        if self.qos == Qos::ExactlyOnce && self.window > 1 && full && up_for < QOS2_PROBE_TIME {
-            Some(u16::try_from(self.window / 2).unwrap_or(1).max(1))
-        } else {
-            None
+        if self.qos != Qos::ExactlyOnce || self.window <= 1 || up_for >= QOS2_PROBE_TIME {
+            return None;
         }
+        if self.inflight_count <= 1 {
+            return None;
+        }
+        let lower = (self.window / 2).min(self.inflight_count.saturating_sub(1));
+        Some(u16::try_from(lower).unwrap_or(u16::MAX).max(1))
     }
 
     /// The connection ended: what to `XACK` still, and what stays pending in the stream.
@@ -597,11 +602,15 @@ mod tests {
     }
 
     #[test]
-    fn the_qos2_window_is_lowered_only_for_a_full_qos2_window() {
+    fn the_qos2_window_is_lowered_when_several_were_in_flight() {
         let a = [route("plant/a")];
         for (qos, window, in_flight, lower) in [
             (Qos::ExactlyOnce, 4, 4, Some(2)),
-            (Qos::ExactlyOnce, 4, 3, None),
+            // not full (under load rumqttc had not written it all): lowered all the same
+            (Qos::ExactlyOnce, 4, 3, Some(2)),
+            (Qos::ExactlyOnce, 100, 25, Some(24)),
+            (Qos::ExactlyOnce, 100, 100, Some(50)),
+            (Qos::ExactlyOnce, 4, 1, None),
             (Qos::ExactlyOnce, 1, 1, None),
             (Qos::ExactlyOnce, 3, 3, Some(1)),
             (Qos::AtLeastOnce, 4, 4, None),
