@@ -207,8 +207,9 @@ pub struct Route {
     pub topic: Topic,
     /// The signal's `log` column: its values are logged at info as they are published.
     pub log: bool,
-    /// The signal's report-by-exception settings (`report.rs` applies them).
-    pub report: config::report::Reporting,
+    /// The signal's report-by-exception settings (`report.rs` applies them); None when all
+    /// are off (most signals: a pointer, not the settings, per route).
+    pub report: Option<Box<config::report::Reporting>>,
 }
 
 /// What one publisher task needs: the broker and its routes (source tag -> topics).
@@ -298,7 +299,7 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
             routes.entry(s.source.clone()).or_default().push(Route {
                 topic: s.topic.clone(),
                 log: signal.log,
-                report: s.report,
+                report: s.report.is_on().then(|| Box::new(s.report)),
             });
         }
         let commands = command_plan(config, &device.alias, mqtt);

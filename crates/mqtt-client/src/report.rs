@@ -87,7 +87,7 @@ impl Report {
     }
 
     fn tracks(&self, route: &Route) -> bool {
-        self.threshold || route.report.is_on()
+        self.threshold || route.report.is_some()
     }
 
     /// A stream entry's value for `route`: whether it goes out now. A value that goes out is
@@ -108,7 +108,8 @@ impl Report {
                     Verdict::Repeat
                 } else if route
                     .report
-                    .deadband
+                    .as_ref()
+                    .and_then(|r| r.deadband)
                     .is_some_and(|d| d.holds_back(as_f64(last.value), as_f64(value.value)))
                 {
                     Verdict::Deadband
@@ -130,7 +131,11 @@ impl Report {
         if !self.tracks(route) {
             return;
         }
-        let due = route.report.max_interval.and_then(|i| now.checked_add(i));
+        let due = route
+            .report
+            .as_ref()
+            .and_then(|r| r.max_interval)
+            .and_then(|i| now.checked_add(i));
         let old_due = match self.last.get_mut(&route.topic) {
             Some(last) => {
                 last.value = value.value;
@@ -224,10 +229,11 @@ mod tests {
         Route {
             topic: Topic::new(topic).unwrap(),
             log: false,
-            report: Reporting {
+            report: Some(Box::new(Reporting {
                 deadband,
                 max_interval: max_interval_s.map(Duration::from_secs),
-            },
+            }))
+            .filter(|r| r.is_on()),
         }
     }
 
