@@ -197,9 +197,9 @@ pub const MQTT31_MAX_CLIENT_ID: usize = 23;
 /// The broker must answer with the one asked for.
 ///
 /// Pairs: the default follows `mqtt_version` (`mqttv3.1` with 3.1, else `mqtt`). Mixing 3.1
-/// with `mqtt` or 3.1.1 with `mqttv3.1` is accepted (mosquitto and Paho-based brokers take
-/// either name for either version; a proxy may only know one); MQTT 5 with `mqttv3.1` is
-/// refused (no MQTT 5 broker expects a 3.1 name).
+/// with `mqtt` or 3.1.1 with `mqttv3.1` is accepted (mosquitto takes either name for either
+/// version, and a proxy in front of a broker may know only one); MQTT 5 with `mqttv3.1` is
+/// refused (a 3.1 name for a protocol that did not exist then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WsSubprotocol {
     Mqtt,

@@ -151,7 +151,7 @@
 //!
 //! # The MQTT library
 //! rumqttc 0.25.1 (`default-features = false`, `use-rustls-no-provider` + `websocket`), vendored
-//! in `vendor/rumqttc` with one patch (see its FIELDBRIDGE.md): it
+//! in `vendor/rumqttc` with two small patches (see its FIELDBRIDGE.md): it
 //! reports `Outgoing::Publish(pkid)` in the order of publish calls and
 //! `Incoming::PubAck/PubComp(pkid)`, which is how broker acknowledgements are mapped back to
 //! stream entry ids. Its limits, and what we do about them:
