@@ -9,6 +9,8 @@
 //!   magnitude, `deadband_percent / 100 * |last|`. At a last value of 0 the band is 0: any
 //!   change is sent. MQTT signal rows carry no engineering range, so the band is relative to
 //!   the value, never to a span. Setting both columns is an error (one band per signal).
+//!   A deadband whose source is a state (IEC 104 single, double, packed single points,
+//!   bitstrings; a Modbus bool) is an error: a state change is never held back.
 //! - `max_interval_s` (1..=86400): a topic with nothing sent for this long gets its latest
 //!   value again (a heartbeat), unchanged: the value, timestamp and flags as received.
 //!
@@ -17,9 +19,14 @@
 //! the first value of a topic on every connection (the snapshot after each connect).
 //! Non-finite values (NaN, infinities) are always sent.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use iec60870::TypeId;
+
 use crate::cell::RowReader;
+use crate::error::{ConfigError, ConfigPath, Section};
+use crate::model::{Protocol, Signal, SignalKind};
 
 /// How far a value must move from the last value sent to be sent again.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +108,59 @@ pub(crate) fn read(r: &mut RowReader<'_>) -> Option<Reporting> {
         deadband,
         max_interval,
     })
+}
+
+/// Whether a field signal carries a state, not a measurement: IEC 104 single, double and
+/// packed single points and bitstrings, a Modbus bool.
+fn is_state(kind: &SignalKind) -> Option<&'static str> {
+    match kind {
+        SignalKind::Iec104(s) => s.type_id.map(TypeId::without_time).and_then(|t| {
+            matches!(
+                t,
+                TypeId::M_SP_NA_1 | TypeId::M_DP_NA_1 | TypeId::M_PS_NA_1 | TypeId::M_BO_NA_1
+            )
+            .then(|| t.name())
+        }),
+        SignalKind::Modbus(m) if m.data_type == crate::modbus::DataType::Bool => Some("a bool"),
+        _ => None,
+    }
+}
+
+/// A deadband whose source is a state is an error at its cell: a state change (a breaker
+/// opening: 0 -> 1) must never be held back, and a band below 1 would hold back nothing.
+pub(crate) fn check_state_sources(signals: &[Signal], errors: &mut Vec<ConfigError>) {
+    let banded = |s: &&Signal| match &s.kind {
+        SignalKind::Mqtt(m) => m.report.deadband.is_some(),
+        _ => false,
+    };
+    if !signals.iter().any(|s| banded(&s)) {
+        return;
+    }
+    let sources: HashMap<(&str, &str), &SignalKind> = signals
+        .iter()
+        .map(|s| ((s.device.as_str(), s.alias.as_str()), &s.kind))
+        .collect();
+    for s in signals.iter().filter(banded) {
+        let SignalKind::Mqtt(m) = &s.kind else {
+            continue;
+        };
+        let key = (m.source.device.as_str(), m.source.signal.as_str());
+        let Some(state) = sources.get(&key).and_then(|k| is_state(k)) else {
+            continue;
+        };
+        let column = match m.report.deadband {
+            Some(Deadband::Percent(_)) => "deadband_percent",
+            _ => "deadband",
+        };
+        errors.push(ConfigError {
+            path: ConfigPath::row(Section::Signals, s.index, Some(column)),
+            protocol: Some(Protocol::Mqtt),
+            message: format!(
+                "its source {}/{} is a state ({state}): state changes are never held back, remove the deadband",
+                m.source.device, m.source.signal
+            ),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -221,5 +281,47 @@ mod tests {
         ]
         .map(|(i, c, m)| (i, c.to_owned(), m.to_owned()));
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_deadband_on_a_state_is_refused() {
+        let text = r#"{"devices": [
+            {"name": "R", "device_alias": "r", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
+            {"name": "M", "device_alias": "m", "protocol": "modbus-tcp", "ip": "h"},
+            {"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b"}
+        ], "signals": [
+            {"signal_name": "c1", "device_alias": "c", "signal_alias": "a", "source_device_alias": "r", "source_signal_alias": "sp", "deadband": 1},
+            {"signal_name": "c2", "device_alias": "c", "signal_alias": "b", "source_device_alias": "r", "source_signal_alias": "dp", "deadband_percent": 5},
+            {"signal_name": "c3", "device_alias": "c", "signal_alias": "c", "source_device_alias": "m", "source_signal_alias": "coil", "deadband": 0.5},
+            {"signal_name": "c4", "device_alias": "c", "signal_alias": "d", "source_device_alias": "r", "source_signal_alias": "me", "deadband": 1},
+            {"signal_name": "c5", "device_alias": "c", "signal_alias": "e", "source_device_alias": "r", "source_signal_alias": "sp", "max_interval_s": 60},
+            {"signal_name": "sp", "device_alias": "r", "signal_alias": "sp", "info_address": 1, "type_id": "M_SP_TB_1"},
+            {"signal_name": "dp", "device_alias": "r", "signal_alias": "dp", "info_address": 2, "type_id": 3},
+            {"signal_name": "me", "device_alias": "r", "signal_alias": "me", "info_address": 3, "type_id": "M_ME_NC_1"},
+            {"signal_name": "coil", "device_alias": "m", "signal_alias": "coil", "function": 1, "address": 0}
+        ]}"#;
+        let v = validate(&RawConfig::parse(text).unwrap());
+        let got: Vec<(usize, String, String)> = v
+            .errors_for(Applet::MqttClient)
+            .iter()
+            .map(|e| {
+                (
+                    e.path.index.unwrap(),
+                    e.path.column.clone().unwrap_or_default(),
+                    e.message.clone(),
+                )
+            })
+            .collect();
+        let msg = |src: &str, state: &str| {
+            format!("its source {src} is a state ({state}): state changes are never held back, remove the deadband")
+        };
+        assert_eq!(
+            got,
+            [
+                (0, "deadband".to_owned(), msg("r/sp", "M_SP_NA_1")),
+                (1, "deadband_percent".to_owned(), msg("r/dp", "M_DP_NA_1")),
+                (2, "deadband".to_owned(), msg("m/coil", "a bool")),
+            ]
+        );
     }
 }
