@@ -191,6 +191,21 @@ mod tests {
         )
     }
 
+    /// The MQTT errors of a config: (signal row, column, message).
+    fn cell_errors(text: &str) -> Vec<(usize, String, String)> {
+        let v = validate(&RawConfig::parse(text).unwrap());
+        v.errors_for(Applet::MqttClient)
+            .iter()
+            .map(|e| {
+                (
+                    e.path.index.unwrap(),
+                    e.path.column.clone().unwrap_or_default(),
+                    e.message.clone(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn columns_are_read_and_bands_follow_their_definition() {
         let text = rows(&[
@@ -256,18 +271,7 @@ mod tests {
             r#", "max_interval_s": 0"#,
             r#", "deadband": "much""#,
         ]);
-        let v = validate(&RawConfig::parse(&text).unwrap());
-        let errors = v.errors_for(Applet::MqttClient);
-        let got: Vec<(usize, String, String)> = errors
-            .iter()
-            .map(|e| {
-                (
-                    e.path.index.unwrap(),
-                    e.path.column.clone().unwrap_or_default(),
-                    e.message.clone(),
-                )
-            })
-            .collect();
+        let got = cell_errors(&text);
         let expected = [
             (1, "deadband", "-1 is out of range >= 0"),
             (2, "deadband_percent", "101 is out of range 0..=100"),
@@ -300,18 +304,7 @@ mod tests {
             {"signal_name": "me", "device_alias": "r", "signal_alias": "me", "info_address": 3, "type_id": "M_ME_NC_1"},
             {"signal_name": "coil", "device_alias": "m", "signal_alias": "coil", "function": 1, "address": 0}
         ]}"#;
-        let v = validate(&RawConfig::parse(text).unwrap());
-        let got: Vec<(usize, String, String)> = v
-            .errors_for(Applet::MqttClient)
-            .iter()
-            .map(|e| {
-                (
-                    e.path.index.unwrap(),
-                    e.path.column.clone().unwrap_or_default(),
-                    e.message.clone(),
-                )
-            })
-            .collect();
+        let got = cell_errors(text);
         let msg = |src: &str, state: &str| {
             format!("its source {src} is a state ({state}): state changes are never held back, remove the deadband")
         };
