@@ -254,6 +254,39 @@ impl<'a> RowReader<'a> {
         }
     }
 
+    /// An optional finite number within `min..=max` (`max` infinite: no upper bound);
+    /// `Ok(None)` when absent, `Err(())` when wrong (the error is recorded).
+    pub fn opt_float(
+        &mut self,
+        column: &'static str,
+        min: f64,
+        max: f64,
+    ) -> Result<Option<f64>, ()> {
+        let range = if max.is_infinite() {
+            format!(">= {min}")
+        } else {
+            format!("{min}..={max}")
+        };
+        self.record(column, || (Some(range.clone()), Some(String::new())));
+        let Some(v) = self.cell(column) else {
+            return Ok(None);
+        };
+        match cell_float(v) {
+            Some(f) if f.is_finite() && f >= min && f <= max => Ok(Some(f)),
+            Some(f) if f.is_finite() => {
+                self.error(Some(column), format!("{f} is out of range {range}"));
+                Err(())
+            }
+            _ => {
+                self.error(
+                    Some(column),
+                    format!("expected a number, got {}", self.shown(column, v)),
+                );
+                Err(())
+            }
+        }
+    }
+
     /// A boolean with a default.
     pub fn bool_or(&mut self, column: &'static str, default: bool) -> Option<bool> {
         self.record(column, || {

@@ -178,6 +178,8 @@ pub fn unit_of(column: &str) -> &'static str {
             "baudrate" => "bit/s",
             "max_gap" => "registers or bits",
             "data_bits" | "stop_bits" | "bit" => "bits",
+            "deadband" => "the value's unit",
+            "deadband_percent" => "%",
             _ => "",
         }
     }

@@ -29,6 +29,7 @@ pub mod modbus;
 mod model;
 pub mod mqtt;
 mod raw;
+pub mod report;
 mod row;
 pub mod tls104;
 mod validate;

@@ -19,6 +19,7 @@ use contract::{Direction, TagKey};
 use crate::cell::{IntColumn, RowReader};
 use crate::columns::COMMAND_MAX_AGE_MS;
 use crate::model::Secret;
+use crate::report::Reporting;
 
 /// Device columns of the MQTT protocol.
 pub const DEVICE_COLUMNS: &[&str] = &[
@@ -60,6 +61,9 @@ pub const SIGNAL_COLUMNS: &[&str] = &[
     "topic",
     "writable",
     "command_topic",
+    "deadband",
+    "deadband_percent",
+    "max_interval_s",
 ];
 
 /// An MQTT QoS level.
@@ -163,9 +167,12 @@ impl FromStr for Transport {
     }
 }
 
-/// The MQTT protocol version (`mqtt_version`: 3.1.1, or 5).
+/// The MQTT protocol version (`mqtt_version`: 3.1, 3.1.1, or 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MqttVersion {
+    /// MQTT 3.1 (IBM's, before OASIS): CONNECT names the protocol `MQIsdp`, level 3; client
+    /// ids are 1 to [`MQTT31_MAX_CLIENT_ID`] bytes. The other packets are 3.1.1's.
+    V31,
     V311,
     V5,
 }
@@ -174,8 +181,55 @@ impl FromStr for MqttVersion {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
         match s.to_ascii_lowercase().as_str() {
+            "3.1" | "31" | "v3.1" | "v31" | "mqisdp" => Ok(MqttVersion::V31),
             "3.1.1" | "311" | "3" | "4" | "v3.1.1" | "v311" => Ok(MqttVersion::V311),
             "5" | "5.0" | "v5" => Ok(MqttVersion::V5),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The longest client id MQTT 3.1 allows (its spec: 1 to 23 characters).
+pub const MQTT31_MAX_CLIENT_ID: usize = 23;
+
+/// The WebSocket subprotocol asked for (`ws_subprotocol`), the names of Paho's
+/// MQTT-over-WebSocket interop page: `mqtt` (MQTT 3.1.1 and 5) and `mqttv3.1` (MQTT 3.1).
+/// The broker must answer with the one asked for.
+///
+/// Pairs: the default follows `mqtt_version` (`mqttv3.1` with 3.1, else `mqtt`). Mixing 3.1
+/// with `mqtt` or 3.1.1 with `mqttv3.1` is accepted (mosquitto takes either name for either
+/// version, and a proxy in front of a broker may know only one); MQTT 5 with `mqttv3.1` is
+/// refused (a 3.1 name for a protocol that did not exist then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsSubprotocol {
+    Mqtt,
+    MqttV31,
+}
+
+impl WsSubprotocol {
+    /// The `Sec-WebSocket-Protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WsSubprotocol::Mqtt => "mqtt",
+            WsSubprotocol::MqttV31 => "mqttv3.1",
+        }
+    }
+
+    /// The natural pair of a protocol version.
+    pub fn of(version: MqttVersion) -> Self {
+        match version {
+            MqttVersion::V31 => WsSubprotocol::MqttV31,
+            MqttVersion::V311 | MqttVersion::V5 => WsSubprotocol::Mqtt,
+        }
+    }
+}
+
+impl FromStr for WsSubprotocol {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "mqtt" => Ok(WsSubprotocol::Mqtt),
+            "mqttv3.1" => Ok(WsSubprotocol::MqttV31),
             _ => Err(()),
         }
     }
@@ -239,7 +293,7 @@ pub struct MqttDevice {
     pub last_will: Option<LastWill>,
     pub transport: Transport,
     pub ws_path: String,
-    pub ws_subprotocol: String,
+    pub ws_subprotocol: WsSubprotocol,
     pub version: MqttVersion,
     pub keepalive: Duration,
     pub clean_session: bool,
@@ -348,6 +402,8 @@ pub struct MqttSignal {
     /// `command_topic`: the topic commands arrive on; None: the device's
     /// `command_topic_template` applied (the mqtt-client resolves it).
     pub command_topic: Option<Topic>,
+    /// `deadband` / `deadband_percent` / `max_interval_s` (see [`crate::report`]).
+    pub report: Reporting,
 }
 
 /// The MQTT columns of a signal row, before the source reference is checked.
@@ -356,6 +412,7 @@ pub(crate) struct SignalColumns {
     topic: Option<Topic>,
     writable: bool,
     command_topic: Option<Topic>,
+    report: Reporting,
 }
 
 fn qos_from(r: &mut RowReader<'_>, column: &'static str) -> Option<Qos> {
@@ -411,8 +468,36 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
             format!("{ws_path:?} does not start with '/'"),
         );
     }
-    let ws_subprotocol = r.string_or("ws_subprotocol", "mqtt");
-    let version = r.parse_or("mqtt_version", MqttVersion::V311, "3.1.1 or 5");
+    let version = r.parse_or("mqtt_version", MqttVersion::V311, "3.1, 3.1.1 or 5");
+    let explicit = r.has("ws_subprotocol");
+    let ws_subprotocol = r.parse_or("ws_subprotocol", WsSubprotocol::Mqtt, "mqtt or mqttv3.1");
+    let ws_subprotocol = match (explicit, version) {
+        (false, Some(v)) => Some(WsSubprotocol::of(v)),
+        _ => ws_subprotocol,
+    };
+    r.computed_default(
+        "ws_subprotocol",
+        "mqttv3.1 with mqtt_version 3.1, else mqtt",
+    );
+    if version == Some(MqttVersion::V5) && ws_subprotocol == Some(WsSubprotocol::MqttV31) {
+        r.error(
+            Some("ws_subprotocol"),
+            "mqttv3.1 names MQTT 3.1; MQTT 5 over WebSocket uses mqtt",
+        );
+    }
+    if version == Some(MqttVersion::V31) {
+        match client_id.as_deref().filter(|c| !c.is_empty()) {
+            None => r.error(
+                Some("client_id"),
+                format!("required with mqtt_version 3.1: its client ids are 1 to {MQTT31_MAX_CLIENT_ID} bytes, shorter than the default fieldbridge-<hostname>-<device_alias>"),
+            ),
+            Some(c) if c.len() > MQTT31_MAX_CLIENT_ID => r.error(
+                Some("client_id"),
+                format!("{} bytes; MQTT 3.1 allows at most {MQTT31_MAX_CLIENT_ID}", c.len()),
+            ),
+            Some(_) => {}
+        }
+    }
     let keepalive = r.int_or("keepalive_s", 60, 5, 65_535);
     let clean_session = r.bool_or("clean_session", true);
     let payload_format = r.parse_or("payload_format", PayloadFormat::Csv, "csv or json");
@@ -503,7 +588,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         last_will,
         transport: transport?,
         ws_path,
-        ws_subprotocol,
+        ws_subprotocol: ws_subprotocol?,
         version: version?,
         keepalive: Duration::from_secs(u64::try_from(keepalive?).ok()?),
         clean_session: clean_session?,
@@ -530,6 +615,7 @@ pub(crate) fn read_signal(
     r.computed_default("topic", "the source tag's key");
     let writable = r.bool_or("writable", false);
     let command_topic = topic_from(r, "command_topic");
+    let report = crate::report::read(r);
     Some((
         dev?,
         sig?,
@@ -537,6 +623,7 @@ pub(crate) fn read_signal(
             topic: topic?,
             writable: writable?,
             command_topic: command_topic?,
+            report: report?,
         },
     ))
 }
@@ -554,6 +641,7 @@ pub(crate) fn make_signal(
         topic,
         writable: columns.writable,
         command_topic: columns.command_topic,
+        report: columns.report,
     }
 }
 
@@ -626,5 +714,75 @@ mod tests {
             ["command_topic_template", "writable", "command_topic"],
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn mqtt31_and_websocket_subprotocol_pairs() {
+        let device = |cells: &str| {
+            format!(
+                r#"{{"devices": [{{"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b", "transport": "ws"{cells}}}], "signals": []}}"#
+            )
+        };
+        let ok = |cells: &str| {
+            let v = validate(&RawConfig::parse(&device(cells)).unwrap());
+            assert!(v.errors.is_empty(), "{cells}: {:?}", v.errors);
+            match &v.config.devices[0].kind {
+                crate::DeviceKind::Mqtt(m) => (m.version, m.ws_subprotocol),
+                _ => unreachable!(),
+            }
+        };
+        use MqttVersion::*;
+        use WsSubprotocol::*;
+        assert_eq!(ok(""), (V311, Mqtt));
+        assert_eq!(
+            ok(r#", "mqtt_version": "3.1", "client_id": "gw1""#),
+            (V31, MqttV31)
+        );
+        assert_eq!(
+            ok(r#", "mqtt_version": 3.1, "client_id": "12345678901234567890123""#),
+            (V31, MqttV31),
+            "a number cell, and 23 bytes"
+        );
+        // Mixing is accepted (mosquitto takes either name for either version).
+        assert_eq!(
+            ok(r#", "mqtt_version": "3.1", "client_id": "gw1", "ws_subprotocol": "mqtt""#),
+            (V31, Mqtt)
+        );
+        assert_eq!(ok(r#", "ws_subprotocol": "mqttv3.1""#), (V311, MqttV31));
+        assert_eq!(ok(r#", "mqtt_version": 5"#), (V5, Mqtt));
+
+        for (cells, column, message) in [
+            (
+                r#", "mqtt_version": 5, "ws_subprotocol": "mqttv3.1""#,
+                "ws_subprotocol",
+                "mqttv3.1 names MQTT 3.1; MQTT 5 over WebSocket uses mqtt",
+            ),
+            (
+                r#", "ws_subprotocol": "mqttv5""#,
+                "ws_subprotocol",
+                "expected mqtt or mqttv3.1, got \"mqttv5\"",
+            ),
+            (
+                r#", "mqtt_version": "3.1""#,
+                "client_id",
+                "required with mqtt_version 3.1",
+            ),
+            (
+                r#", "mqtt_version": "3.1", "client_id": "123456789012345678901234""#,
+                "client_id",
+                "24 bytes; MQTT 3.1 allows at most 23",
+            ),
+            (
+                r#", "mqtt_version": "3.2""#,
+                "mqtt_version",
+                "expected 3.1, 3.1.1 or 5",
+            ),
+        ] {
+            let v = validate(&RawConfig::parse(&device(cells)).unwrap());
+            assert_eq!(v.errors.len(), 1, "{cells}: {:?}", v.errors);
+            let e = &v.errors[0];
+            assert_eq!(e.path.column.as_deref(), Some(column), "{cells}");
+            assert!(e.message.contains(message), "{cells}: {}", e.message);
+        }
     }
 }

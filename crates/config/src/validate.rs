@@ -428,6 +428,7 @@ fn validate_rows<R: std::borrow::Borrow<crate::Row>>(
     if !slave_signals.is_empty() {
         fit_slave_signals(&mut signals, slave_signals, &mut errors, &mut warnings);
     }
+    crate::report::check_state_sources(&signals, &mut errors);
 
     Validated {
         config: Config {

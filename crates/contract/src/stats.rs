@@ -37,19 +37,22 @@ pub enum Counter {
     Rejected,
     /// Values dropped by `enable_threshold`.
     DroppedThreshold,
+    /// Values held back by a signal's `deadband` / `deadband_percent`.
+    SuppressedDeadband,
     /// Successful connections (CONNACK accepted).
     Connects,
 }
 
 impl Counter {
     /// Every counter, in the order `fieldbridge status` shows them.
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 7] = [
         Counter::Published,
         Counter::Acked,
         Counter::Trimmed,
         Counter::Rejected,
         Counter::Connects,
         Counter::DroppedThreshold,
+        Counter::SuppressedDeadband,
     ];
 
     /// The counter's name in the hash field `<device>.<name>`.
@@ -60,6 +63,7 @@ impl Counter {
             Counter::Trimmed => "trimmed",
             Counter::Rejected => "rejected",
             Counter::DroppedThreshold => "dropped_threshold",
+            Counter::SuppressedDeadband => "suppressed_deadband",
             Counter::Connects => "connects",
         }
     }
@@ -72,6 +76,7 @@ impl Counter {
             Counter::Trimmed => "dropped by the stream cap",
             Counter::Rejected => "refused by the broker",
             Counter::DroppedThreshold => "repeats dropped by enable_threshold",
+            Counter::SuppressedDeadband => "held back by a deadband",
             Counter::Connects => "connects",
         }
     }
@@ -90,6 +95,7 @@ pub struct Counters {
     pub trimmed: u64,
     pub rejected: u64,
     pub dropped_threshold: u64,
+    pub suppressed_deadband: u64,
     pub connects: u64,
 }
 
@@ -107,6 +113,7 @@ impl Counters {
             Counter::Trimmed => &mut self.trimmed,
             Counter::Rejected => &mut self.rejected,
             Counter::DroppedThreshold => &mut self.dropped_threshold,
+            Counter::SuppressedDeadband => &mut self.suppressed_deadband,
             Counter::Connects => &mut self.connects,
         }
     }
@@ -176,6 +183,7 @@ mod tests {
             trimmed: 1,
             rejected: 2,
             dropped_threshold: 3,
+            suppressed_deadband: 5,
             connects: 4,
         };
         stats
@@ -187,7 +195,7 @@ mod tests {
             &("updated_ms".to_owned(), "1732280000000".to_owned())
         );
         assert!(fields.contains(&("site.cloud.dropped_threshold".to_owned(), "3".to_owned())));
-        assert_eq!(fields.len(), 7);
+        assert_eq!(fields.len(), 8);
         let back =
             PublisherStats::from_fields(fields.iter().map(|(f, v)| (f.as_str(), v.as_str())));
         assert_eq!(back, stats);

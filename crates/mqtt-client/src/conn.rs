@@ -1,4 +1,4 @@
-//! One MQTT connection over rumqttc (3.1.1 or 5): options from the device row, and an event
+//! One MQTT connection over rumqttc (3.1, 3.1.1 or 5): options from the device row, and an event
 //! task that reduces rumqttc's events to what the publisher needs.
 
 use std::io::Write;
@@ -230,9 +230,11 @@ pub(crate) fn connect(
     let trace = s.trace;
     let label = s.label.clone();
     match d.version {
-        MqttVersion::V311 => {
+        MqttVersion::V31 | MqttVersion::V311 => {
             let mut o = rumqttc::MqttOptions::new(s.client_id.clone(), broker, d.port);
-            o.set_keep_alive(d.keepalive)
+            o.set_protocol(protocol4(d.version))
+                .set_websocket_subprotocol(d.ws_subprotocol.as_str())
+                .set_keep_alive(d.keepalive)
                 .set_clean_session(d.clean_session)
                 .set_inflight(s.inflight.max(1))
                 .set_max_request_batch(REQUEST_BATCH)
@@ -290,6 +292,14 @@ pub(crate) fn connect(
                 task,
             })
         }
+    }
+}
+
+/// The CONNECT of a 3.x connection: MQTT 3.1 (`MQIsdp`, level 3) or 3.1.1 (`MQTT`, 4).
+fn protocol4(version: MqttVersion) -> rumqttc::Protocol {
+    match version {
+        MqttVersion::V31 => rumqttc::Protocol::V3,
+        MqttVersion::V311 | MqttVersion::V5 => rumqttc::Protocol::V4,
     }
 }
 
@@ -428,3 +438,69 @@ fn fail5(e: rumqttc::v5::ConnectionError) -> ConnFailure {
 
 /// Time after which a connection attempt that produced nothing is abandoned.
 pub(crate) const CONNECT_DEADLINE: Duration = Duration::from_secs(CONNECT_TIMEOUT_S + 5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    fn decode(bytes: &BytesMut) -> Result<rumqttc::Connect, String> {
+        match rumqttc::Packet::read(&mut bytes.clone(), 1024) {
+            Ok(rumqttc::Packet::Connect(c)) => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    /// The CONNECT rumqttc writes for `mqtt_version: 3.1`: protocol name `MQIsdp`, level 3,
+    /// the rest as 3.1.1.
+    #[test]
+    fn mqtt31_connect_bytes() {
+        let mut connect = rumqttc::Connect::new("gw1");
+        connect.protocol = protocol4(MqttVersion::V31);
+        connect.keep_alive = 60;
+        let mut buf = BytesMut::new();
+        assert_eq!(connect.write(&mut buf).unwrap(), 19);
+        let expected: &[u8] = &[
+            0x10, 17, // CONNECT, remaining length
+            0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', // protocol name
+            0x03, // protocol level
+            0x02, // connect flags: clean session
+            0x00, 0x3c, // keep alive 60 s
+            0x00, 0x03, b'g', b'w', b'1', // client id
+        ];
+        assert_eq!(&buf[..], expected);
+        assert_eq!(connect.size(), expected.len());
+        assert_eq!(decode(&buf), Ok(connect.clone()));
+
+        // 3.1.1 is unchanged: `MQTT`, level 4; with a Will and a login the flags still land
+        // in their byte (its index follows the protocol name's length).
+        connect.protocol = protocol4(MqttVersion::V311);
+        let mut buf = BytesMut::new();
+        connect.write(&mut buf).unwrap();
+        assert_eq!(&buf[2..9], &[0, 4, b'M', b'Q', b'T', b'T', 4]);
+        connect.protocol = protocol4(MqttVersion::V31);
+        connect.last_will = Some(rumqttc::LastWill::new(
+            "w",
+            "x",
+            rumqttc::QoS::AtLeastOnce,
+            true,
+        ));
+        connect.set_login("u", "p");
+        let mut buf = BytesMut::new();
+        connect.write(&mut buf).unwrap();
+        assert_eq!(
+            buf[11], 0b1110_1110,
+            "user, password, will retain, will QoS 1, will, clean"
+        );
+        assert_eq!(decode(&buf), Ok(connect.clone()));
+
+        // A name and level that do not belong together are refused.
+        for (name, level) in [(&b"MQTT"[..], 3u8), (&b"MQIsdp"[..], 4u8)] {
+            let mut bad = vec![0x10, 0, 0, u8::try_from(name.len()).unwrap()];
+            bad.extend_from_slice(name);
+            bad.extend_from_slice(&[level, 0x02, 0, 60, 0, 1, b'x']);
+            bad[1] = u8::try_from(bad.len() - 2).unwrap();
+            assert!(decode(&bad[..].into()).is_err(), "{name:?} {level}");
+        }
+    }
+}

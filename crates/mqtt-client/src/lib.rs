@@ -50,6 +50,13 @@
 //!   flags, not the timestamp (a quality change is always sent). The memory is cleared on
 //!   every connect and when the stream reader restarts, so the snapshot and re-read pending
 //!   entries always go out.
+//! - **Report by exception** (signal columns `deadband`, `deadband_percent`,
+//!   `max_interval_s`): a value within the deadband around the last value sent is held back
+//!   (its entry acknowledged, counted as `suppressed_deadband`); a flag change and the first
+//!   value of each connection always go out; a topic quiet for `max_interval_s` gets its
+//!   latest value again (a heartbeat, standing for no stream entry, like a snapshot value).
+//!   The rules, with `enable_threshold`, live in `report.rs` (sans-IO), owned by the window;
+//!   what the broker's retained value can show is stated there.
 //! - **Default client id**: `fieldbridge-<hostname>-<device_alias>` when `client_id` is
 //!   empty (hostname from `/proc/sys/kernel/hostname`, then `$HOSTNAME`, then `gateway`).
 //! - **Broker refusals**: a CONNACK refusal (wrong password, not authorised) is logged at
@@ -144,12 +151,13 @@
 //!
 //! # The MQTT library
 //! rumqttc 0.25.1 (`default-features = false`, `use-rustls-no-provider` + `websocket`), vendored
-//! in `vendor/rumqttc` with one patch (see its FIELDBRIDGE.md): it
+//! in `vendor/rumqttc` with two small patches (see its FIELDBRIDGE.md): it
 //! reports `Outgoing::Publish(pkid)` in the order of publish calls and
 //! `Incoming::PubAck/PubComp(pkid)`, which is how broker acknowledgements are mapped back to
 //! stream entry ids. Its limits, and what we do about them:
-//! - it accepts a WebSocket only when the broker answers the subprotocol `mqtt`;
-//!   `ws_subprotocol` values other than `mqtt` are refused by [`plan`] with a clear error;
+//! - it knew only MQTT 3.1.1 and the WebSocket subprotocol `mqtt`; the patch adds MQTT 3.1's
+//!   CONNECT (`MQIsdp`, level 3) and asks for `ws_subprotocol` (`mqtt` or `mqttv3.1`, the
+//!   names of Paho's MQTT-over-WebSocket interop page), which the broker must answer;
 //! - upstream writes and flushes one packet per request; the patch writes the requests
 //!   already queued (64 at most, within the in-flight limit) and flushes once (`conn.rs`,
 //!   `REQUEST_BATCH`); `examples/bench.rs` measures it against a raw, unpatched-behaviour
@@ -159,6 +167,7 @@ pub mod commands;
 mod conn;
 mod payload;
 mod publisher;
+mod report;
 mod tls;
 mod window;
 
@@ -167,7 +176,7 @@ use std::sync::Arc;
 
 use portable_atomic::AtomicU64;
 
-use config::mqtt::{MqttDevice, Topic, Transport};
+use config::mqtt::{MqttDevice, Topic};
 use config::{Config, DeviceKind, Signal, SignalKind};
 use tagbus::{Alias, TagKey};
 
@@ -198,6 +207,9 @@ pub struct Route {
     pub topic: Topic,
     /// The signal's `log` column: its values are logged at info as they are published.
     pub log: bool,
+    /// The signal's report-by-exception settings (`report.rs` applies them); None when all
+    /// are off (most signals: a pointer, not the settings, per route).
+    pub report: Option<Box<config::report::Reporting>>,
 }
 
 /// What one publisher task needs: the broker and its routes (source tag -> topics).
@@ -267,22 +279,13 @@ pub fn retain_used_signals(config: &mut Config) {
 /// The plans of the enabled MQTT devices, or the errors of settings this build cannot do.
 pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
     let mut plans = Vec::new();
-    let mut errors = Vec::new();
+    // None today: every setting validation accepts is one this build can do.
+    let errors: Vec<MqttClientError> = Vec::new();
     for device in &config.devices {
         let DeviceKind::Mqtt(mqtt) = &device.kind else {
             continue;
         };
         if !device.enabled {
-            continue;
-        }
-        if mqtt.transport == Transport::WebSocket && mqtt.ws_subprotocol != "mqtt" {
-            errors.push(MqttClientError::Unsupported {
-                device: device.alias.to_string(),
-                message: format!(
-                    "ws_subprotocol {:?} is not supported (only \"mqtt\")",
-                    mqtt.ws_subprotocol
-                ),
-            });
             continue;
         }
         let mut routes: std::collections::HashMap<TagKey, Vec<Route>> = Default::default();
@@ -296,6 +299,7 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
             routes.entry(s.source.clone()).or_default().push(Route {
                 topic: s.topic.clone(),
                 log: signal.log,
+                report: s.report.is_on().then(|| Box::new(s.report)),
             });
         }
         let commands = command_plan(config, &device.alias, mqtt);
@@ -470,6 +474,7 @@ struct StatsInner {
     published: AtomicU64,
     acked: AtomicU64,
     dropped_threshold: AtomicU64,
+    suppressed_deadband: AtomicU64,
     rejected: AtomicU64,
     connects: AtomicU64,
     /// The trim counter and where a missing consumer group is created.
@@ -488,6 +493,10 @@ impl Stats {
     /// Values dropped by `enable_threshold`.
     pub fn dropped_threshold(&self) -> u64 {
         self.0.dropped_threshold.load(Ordering::Relaxed)
+    }
+    /// Values held back by a signal's deadband.
+    pub fn suppressed_deadband(&self) -> u64 {
+        self.0.suppressed_deadband.load(Ordering::Relaxed)
     }
     /// Publishes the broker refused (MQTT 5 failure reason codes).
     pub fn rejected(&self) -> u64 {
@@ -510,6 +519,7 @@ impl Stats {
             trimmed: self.trimmed(),
             rejected: self.rejected(),
             dropped_threshold: self.dropped_threshold(),
+            suppressed_deadband: self.suppressed_deadband(),
             connects: self.connects(),
         }
     }
@@ -525,6 +535,9 @@ impl Stats {
     }
     pub(crate) fn add_dropped(&self, n: u64) {
         self.0.dropped_threshold.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_suppressed(&self, n: u64) {
+        self.0.suppressed_deadband.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn add_rejected(&self) {
         self.0.rejected.fetch_add(1, Ordering::Relaxed);
@@ -640,13 +653,5 @@ mod tests {
         }
         assert_eq!((c.max_age.as_secs(), c.timeout.as_secs()), (10, 30));
         assert!(!c.persistent_session);
-    }
-
-    #[test]
-    fn plan_refuses_an_unsupported_ws_subprotocol() {
-        let extra = r#", {"name": "Old", "device_alias": "old", "protocol": "mqtt", "ip": "b", "transport": "ws", "ws_subprotocol": "mqttv3.1"}"#;
-        let errors = plan(&config(extra)).unwrap_err();
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].to_string().contains("mqttv3.1"));
     }
 }

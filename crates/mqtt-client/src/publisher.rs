@@ -204,6 +204,8 @@ const ACK_CHUNK: usize = 256;
 enum Queued {
     Entry(tagbus::StreamEntry),
     Snapshot(TagKey, TagValue),
+    /// A heartbeat due on this route (`max_interval_s`).
+    Heartbeat(Route),
 }
 
 impl Publisher {
@@ -361,6 +363,9 @@ impl Publisher {
                     }
                     None => break End::Redis(tagbus::TagBusError::ConnectionLost),
                 },
+                () = heartbeat_at(window.next_heartbeat()), if queue.is_empty() && room => {
+                    queue.extend(window.due_heartbeats(Instant::now()).into_iter().map(Queued::Heartbeat));
+                }
                 answer = next_answer(&mut self.commands) => {
                     let d = &self.plan.device;
                     if self.opts.trace_mqtt {
@@ -396,8 +401,15 @@ impl Publisher {
         window: &mut Window<EntryId>,
         next: Queued,
     ) -> Result<(), End> {
+        let now = Instant::now();
         let (key, value, id) = match next {
             Queued::Snapshot(key, value) => (key, value, None),
+            Queued::Heartbeat(route) => {
+                return match window.heartbeat(&route, now) {
+                    Some(value) => self.send(client, &route, &value),
+                    None => Ok(()),
+                };
+            }
             Queued::Entry(entry) => match entry.body {
                 EntryBody::Tag { key, value } => (key, value, Some(entry.id)),
                 EntryBody::Malformed(why) => {
@@ -419,12 +431,14 @@ impl Publisher {
         };
         let routes = match id {
             Some(id) => {
-                let fanout = window.entry(id, &value, routes);
+                let fanout = window.entry(id, &value, routes, now);
                 self.stats
                     .add_dropped(u64::try_from(fanout.dropped).unwrap_or(u64::MAX));
+                self.stats
+                    .add_suppressed(u64::try_from(fanout.suppressed).unwrap_or(u64::MAX));
                 fanout.routes
             }
-            None => window.snapshot(&value, routes).iter().collect(),
+            None => window.snapshot(&value, routes, now).iter().collect(),
         };
         for route in routes {
             self.send(client, route, &value)?;
@@ -516,6 +530,14 @@ fn queue_full() -> End {
     End::Mqtt(ConnFailure::Other(
         "the MQTT request queue is full or closed".into(),
     ))
+}
+
+/// Ready when the next heartbeat is due; never without one.
+async fn heartbeat_at(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next command answer to publish; never ready without a command path.

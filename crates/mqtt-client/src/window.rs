@@ -28,11 +28,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use config::mqtt::{Qos, Topic};
-use tagbus::{Flags, TagValue, Value};
+use config::mqtt::Qos;
+use tagbus::TagValue;
 
+use crate::report::{Report, Verdict};
 use crate::{Route, QOS0_WINDOW};
 
 /// QoS 1/2 publishes handed to rumqttc beyond its in-flight window (they wait in its request
@@ -106,6 +107,8 @@ pub(crate) struct Fanout<'r> {
     pub routes: Vec<&'r Route>,
     /// Topics skipped by `enable_threshold` (the same value and flags as last published).
     pub dropped: usize,
+    /// Topics where the value was held back by the signal's deadband.
+    pub suppressed: usize,
 }
 
 /// How a connection's window ended, from [`Window::close`].
@@ -133,8 +136,8 @@ pub(crate) struct Window<Id> {
     window: usize,
     /// Publishes handed over and not yet acknowledged at a time ([`Window::has_room`]).
     handover: usize,
-    /// `enable_threshold`: drop a value equal to the last one published on its topic.
-    threshold: bool,
+    /// Whether a value goes out on a topic (`enable_threshold`, deadbands, heartbeats).
+    report: Report,
     /// Publishes handed to rumqttc, not yet written (their packet id is not known yet).
     unwritten: VecDeque<Token<Id>>,
     /// Written QoS 1/2 publishes by packet id (oldest first), awaiting PUBACK/PUBCOMP.
@@ -143,8 +146,6 @@ pub(crate) struct Window<Id> {
     inflight_count: usize,
     /// Entries published on several topics: acknowledgements still missing.
     remaining: HashMap<Id, u32>,
-    /// `enable_threshold`: the last value and flags published per topic on this connection.
-    last: HashMap<Topic, (Value, Flags)>,
     /// Entries whose publishes are all acknowledged, not yet taken.
     acked: Vec<Id>,
 }
@@ -161,12 +162,11 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
             qos,
             window,
             handover,
-            threshold,
+            report: Report::new(threshold),
             unwritten: VecDeque::with_capacity(window),
             inflight: HashMap::with_capacity(window),
             inflight_count: 0,
             remaining: HashMap::new(),
-            last: HashMap::new(),
             acked: Vec::new(),
         }
     }
@@ -186,31 +186,24 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
         self.outstanding() < self.handover
     }
 
-    /// A stream entry with a value for `routes` (its key's topics): the routes to publish it
-    /// on now. An entry with no route left (every topic dropped by the threshold, or none)
-    /// is acknowledged at once.
+    /// A stream entry with a value for `routes` (its key's topics), at `now`: the routes to
+    /// publish it on now. An entry with no route left (every topic dropped by the threshold
+    /// or held back by its deadband, or none) is acknowledged at once.
     pub(crate) fn entry<'r>(
         &mut self,
         id: Id,
         value: &TagValue,
         routes: &'r [Route],
+        now: Instant,
     ) -> Fanout<'r> {
         let mut to_send = Vec::with_capacity(routes.len());
-        let mut dropped = 0usize;
+        let (mut dropped, mut suppressed) = (0usize, 0usize);
         for route in routes {
-            if self.threshold {
-                let same = self
-                    .last
-                    .get(&route.topic)
-                    .is_some_and(|(v, f)| *v == value.value && *f == value.flags);
-                if same {
-                    dropped = dropped.saturating_add(1);
-                    continue;
-                }
-                self.last
-                    .insert(route.topic.clone(), (value.value, value.flags.clone()));
+            match self.report.verdict(route, value, now) {
+                Verdict::Send => to_send.push(route),
+                Verdict::Repeat => dropped = dropped.saturating_add(1),
+                Verdict::Deadband => suppressed = suppressed.saturating_add(1),
             }
-            to_send.push(route);
         }
         match to_send.len() {
             0 => self.done(Some(id)),
@@ -224,6 +217,7 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
         Fanout {
             routes: to_send,
             dropped,
+            suppressed,
         }
     }
 
@@ -234,16 +228,37 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
     }
 
     /// A snapshot value (it stands for no stream entry): published on every route of its key
-    /// (returned as given); the threshold remembers it.
-    pub(crate) fn snapshot<'r>(&mut self, value: &TagValue, routes: &'r [Route]) -> &'r [Route] {
+    /// (returned as given); the report remembers it as sent.
+    pub(crate) fn snapshot<'r>(
+        &mut self,
+        value: &TagValue,
+        routes: &'r [Route],
+        now: Instant,
+    ) -> &'r [Route] {
         for route in routes {
-            if self.threshold {
-                self.last
-                    .insert(route.topic.clone(), (value.value, value.flags.clone()));
-            }
+            self.report.sent(route, value, now);
             self.unwritten.push_back(None);
         }
         routes
+    }
+
+    /// When the next heartbeat (`max_interval_s`) is due.
+    pub(crate) fn next_heartbeat(&self) -> Option<Instant> {
+        self.report.next_heartbeat()
+    }
+
+    /// The routes whose heartbeat is due at `now`: queue them behind the values waiting and
+    /// offer each to [`Window::heartbeat`] in turn.
+    pub(crate) fn due_heartbeats(&mut self, now: Instant) -> Vec<Route> {
+        self.report.due(now)
+    }
+
+    /// A due heartbeat's value to publish on `route` now (it stands for no stream entry);
+    /// None when the topic published a value since.
+    pub(crate) fn heartbeat(&mut self, route: &Route, now: Instant) -> Option<TagValue> {
+        let value = self.report.heartbeat(route, now)?;
+        self.unwritten.push_back(None);
+        Some(value)
     }
 
     /// A command answer was handed over: its packet is reported like any publish, and
@@ -307,7 +322,7 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
     /// The stream reader starts over from the pending entries: none may be dropped as a
     /// repeat of a value published before.
     pub(crate) fn reader_restarted(&mut self) {
-        self.last.clear();
+        self.report.clear();
     }
 
     /// The broker closed the connection after `up_for`: a broker that drops a QoS 2 client
@@ -368,22 +383,23 @@ mod tests {
 
     fn route(topic: &str) -> Route {
         Route {
-            topic: Topic::new(topic).unwrap(),
+            topic: config::mqtt::Topic::new(topic).unwrap(),
             log: false,
+            report: Default::default(),
         }
     }
 
     fn value(v: i64) -> TagValue {
         TagValue {
-            value: Value::Int(v),
+            value: tagbus::Value::Int(v),
             timestamp_ms: 1_700_000_000_000,
-            flags: Flags::empty(),
+            flags: tagbus::Flags::empty(),
         }
     }
 
     /// Hands entry `id` over on `routes` and returns how many publishes it became.
     fn hand(w: &mut Window<u32>, id: u32, v: i64, routes: &[Route]) -> usize {
-        w.entry(id, &value(v), routes).routes.len()
+        w.entry(id, &value(v), routes, Instant::now()).routes.len()
     }
 
     #[test]
@@ -459,7 +475,7 @@ mod tests {
         let two = [route("plant/a"), route("plant/b")];
         let three = [route("site/x"), route("site/y"), route("site/z")];
         let mut w = Window::new(Qos::AtLeastOnce, 10, false);
-        let fanout = w.entry(1, &value(5), &two);
+        let fanout = w.entry(1, &value(5), &two, Instant::now());
         assert_eq!(fanout.routes, vec![&two[0], &two[1]]);
         assert_eq!(fanout.dropped, 0);
         assert_eq!(hand(&mut w, 2, 6, &three), 3);
@@ -485,19 +501,19 @@ mod tests {
         let mut w = Window::new(Qos::AtLeastOnce, 10, true);
         assert_eq!(hand(&mut w, 1, 5, &two), 2);
         // The same value on both topics: nothing to publish, acknowledged at once.
-        let fanout = w.entry(2, &value(5), &two);
+        let fanout = w.entry(2, &value(5), &two, Instant::now());
         assert!(fanout.routes.is_empty());
         assert_eq!(fanout.dropped, 2);
         assert_eq!(w.take_acks(), vec![2]);
         // A new value on topic a only, then the old one on both: b is a repeat.
         assert_eq!(hand(&mut w, 3, 6, &a_only), 1);
-        let fanout = w.entry(4, &value(5), &two);
+        let fanout = w.entry(4, &value(5), &two, Instant::now());
         assert_eq!(fanout.routes, vec![&two[0]]);
         assert_eq!(fanout.dropped, 1);
         // A quality change is never a repeat.
         let mut bad = value(5);
         bad.flags = "nt".parse().unwrap();
-        assert_eq!(w.entry(5, &bad, &two).routes.len(), 2);
+        assert_eq!(w.entry(5, &bad, &two, Instant::now()).routes.len(), 2);
         // After the reader restarted, pending entries go out again.
         w.reader_restarted();
         assert_eq!(hand(&mut w, 1, 5, &two), 2);
@@ -507,7 +523,7 @@ mod tests {
     fn snapshot_values_and_answers_take_packets_but_acknowledge_no_entry() {
         let two = [route("plant/a"), route("plant/b")];
         let mut w = Window::new(Qos::AtLeastOnce, 10, true);
-        assert_eq!(w.snapshot(&value(1), &two).len(), 2);
+        assert_eq!(w.snapshot(&value(1), &two, Instant::now()).len(), 2);
         w.answer();
         hand(&mut w, 8, 2, &two[..1]);
         for pkid in 1..=4 {
@@ -520,7 +536,10 @@ mod tests {
         assert!(w.acked(4));
         assert_eq!(w.take_acks(), vec![8]);
         // The snapshot is remembered: the same value on b is a repeat.
-        assert_eq!(w.entry(9, &value(1), &two).routes, vec![&two[0]]);
+        assert_eq!(
+            w.entry(9, &value(1), &two, Instant::now()).routes,
+            vec![&two[0]]
+        );
     }
 
     #[test]

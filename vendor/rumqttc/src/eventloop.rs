@@ -64,6 +64,9 @@ pub enum ConnectionError {
     #[error("Proxy Connect: {0}")]
     Proxy(#[from] ProxyError),
     #[cfg(feature = "websocket")]
+    #[error("Websocket subprotocol is not a valid header value")]
+    BadWebsocketSubprotocol,
+    #[cfg(feature = "websocket")]
     #[error("Websocket response validation error: ")]
     ResponseValidation(#[from] crate::websockets::ValidationError),
 }
@@ -446,9 +449,13 @@ async fn network_connect(
         #[cfg(feature = "websocket")]
         Transport::Ws => {
             let mut request = options.broker_addr.as_str().into_client_request()?;
-            request
-                .headers_mut()
-                .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                options
+                    .websocket_subprotocol()
+                    .parse()
+                    .map_err(|_| ConnectionError::BadWebsocketSubprotocol)?,
+            );
 
             if let Some(request_modifier) = options.request_modifier() {
                 request = request_modifier(request).await;
@@ -456,7 +463,7 @@ async fn network_connect(
 
             let (socket, response) =
                 async_tungstenite::tokio::client_async(request, tcp_stream).await?;
-            validate_response_headers(response)?;
+            validate_response_headers(response, options.websocket_subprotocol())?;
 
             Network::new(
                 WsStream::new(socket),
@@ -467,9 +474,13 @@ async fn network_connect(
         #[cfg(all(feature = "use-rustls-no-provider", feature = "websocket"))]
         Transport::Wss(tls_config) => {
             let mut request = options.broker_addr.as_str().into_client_request()?;
-            request
-                .headers_mut()
-                .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                options
+                    .websocket_subprotocol()
+                    .parse()
+                    .map_err(|_| ConnectionError::BadWebsocketSubprotocol)?,
+            );
 
             if let Some(request_modifier) = options.request_modifier() {
                 request = request_modifier(request).await;
@@ -483,7 +494,7 @@ async fn network_connect(
                 Some(connector),
             )
             .await?;
-            validate_response_headers(response)?;
+            validate_response_headers(response, options.websocket_subprotocol())?;
 
             Network::new(
                 WsStream::new(socket),
@@ -501,6 +512,7 @@ async fn mqtt_connect(
     network: &mut Network,
 ) -> Result<ConnAck, ConnectionError> {
     let mut connect = Connect::new(options.client_id());
+    connect.protocol = options.protocol();
     connect.keep_alive = options.keep_alive().as_secs() as u16;
     connect.clean_session = options.clean_session();
     connect.last_will = options.last_will();

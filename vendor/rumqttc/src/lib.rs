@@ -492,6 +492,11 @@ pub struct MqttOptions {
     proxy: Option<Proxy>,
     #[cfg(feature = "websocket")]
     request_modifier: Option<RequestModifierFn>,
+    /// fieldbridge: the protocol the CONNECT names (V4, or V3 for MQTT 3.1).
+    protocol: Protocol,
+    /// fieldbridge: the WebSocket subprotocol asked for, and required in the answer.
+    #[cfg(feature = "websocket")]
+    websocket_subprotocol: String,
 }
 
 impl MqttOptions {
@@ -525,6 +530,9 @@ impl MqttOptions {
             proxy: None,
             #[cfg(feature = "websocket")]
             request_modifier: None,
+            protocol: Protocol::V4,
+            #[cfg(feature = "websocket")]
+            websocket_subprotocol: "mqtt".to_owned(),
         }
     }
 
@@ -697,6 +705,32 @@ impl MqttOptions {
     pub fn set_max_request_batch(&mut self, max: usize) -> &mut Self {
         self.max_request_batch = max;
         self
+    }
+
+    /// fieldbridge: the protocol of the CONNECT: [`Protocol::V4`] (3.1.1, the default) or
+    /// [`Protocol::V3`] (MQTT 3.1: `MQIsdp`, level 3; the other packets are the same).
+    pub fn set_protocol(&mut self, protocol: Protocol) -> &mut Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// fieldbridge: the protocol of the CONNECT.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// fieldbridge: the WebSocket subprotocol (`Sec-WebSocket-Protocol`) asked for; the
+    /// broker must answer with the same (default `mqtt`; Paho names `mqttv3.1` for 3.1).
+    #[cfg(feature = "websocket")]
+    pub fn set_websocket_subprotocol(&mut self, subprotocol: impl Into<String>) -> &mut Self {
+        self.websocket_subprotocol = subprotocol.into();
+        self
+    }
+
+    /// fieldbridge: the WebSocket subprotocol asked for.
+    #[cfg(feature = "websocket")]
+    pub fn websocket_subprotocol(&self) -> &str {
+        &self.websocket_subprotocol
     }
 
     /// Set number of concurrent in flight messages

@@ -20,8 +20,10 @@ pub enum ValidationError {
     HeaderToStr(#[from] ToStrError),
 }
 
+/// fieldbridge: the answer must name the subprotocol asked for (`mqtt`, or `mqttv3.1`).
 pub(crate) fn validate_response_headers(
     response: Response<Option<Vec<u8>>>,
+    asked: &str,
 ) -> Result<(), ValidationError> {
     let subprotocol = response
         .headers()
@@ -31,7 +33,7 @@ pub(crate) fn validate_response_headers(
 
     // Server must respond with Sec-WebSocket-Protocol header value of "mqtt"
     // https://http.dev/ws#sec-websocket-protocol
-    if subprotocol.trim() != "mqtt" {
+    if subprotocol.trim() != asked {
         return Err(ValidationError::SubprotocolMqttMissing(
             subprotocol.to_owned(),
         ));

@@ -84,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
                 trimmed = s.trimmed(),
                 rejected = s.rejected(),
                 dropped_threshold = s.dropped_threshold(),
+                suppressed_deadband = s.suppressed_deadband(),
                 connects = s.connects(),
                 "mqtt-client stopping"
             );

@@ -89,8 +89,21 @@ pub enum PacketType {
 /// Protocol type
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// fieldbridge: MQTT 3.1 (protocol name `MQIsdp`, level 3).
+    V3,
     V4,
     V5,
+}
+
+impl Protocol {
+    /// fieldbridge: the protocol name and level a CONNECT carries.
+    pub fn name_and_level(self) -> (&'static str, u8) {
+        match self {
+            Protocol::V3 => ("MQIsdp", 3),
+            Protocol::V4 => ("MQTT", 4),
+            Protocol::V5 => ("MQTT", 5),
+        }
+    }
 }
 
 /// Quality of service

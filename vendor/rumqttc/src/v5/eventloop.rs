@@ -376,7 +376,7 @@ async fn network_connect(options: &MqttOptions) -> Result<Network, ConnectionErr
 
             let (socket, response) =
                 async_tungstenite::tokio::client_async(request, tcp_stream).await?;
-            validate_response_headers(response)?;
+            validate_response_headers(response, "mqtt")?;
 
             Network::new(WsStream::new(socket), max_incoming_pkt_size)
         }
@@ -399,7 +399,7 @@ async fn network_connect(options: &MqttOptions) -> Result<Network, ConnectionErr
                 Some(connector),
             )
             .await?;
-            validate_response_headers(response)?;
+            validate_response_headers(response, "mqtt")?;
 
             Network::new(WsStream::new(socket), max_incoming_pkt_size)
         }
