@@ -1,6 +1,6 @@
 //! End-to-end tests of `fieldbridge mqtt-client`: the real binary against a real
 //! redis-server and a real broker, with a rumqttc subscriber in the test. Each publisher
-//! test runs once per broker (mosquitto, rmqtt, aedes: `<test>::<broker>`); a broker that
+//! test runs once per broker (mosquitto, rmqtt, aedes, amqtt: `<test>::<broker>`); a broker that
 //! lacks a feature the test needs skips it with a `skipped: <broker> has no <feature>` line.
 #![allow(
     clippy::arithmetic_side_effects,
@@ -210,7 +210,7 @@ fn write_s0_sequence(redis_url: &str, n: u64) {
     write(redis_url, &refs);
 }
 
-/// Makes `$name::mosquitto`, `$name::rmqtt` and `$name::aedes`, each calling the function
+/// Makes `$name::mosquitto`, `$name::rmqtt`, `$name::aedes` and `$name::amqtt`, each calling the function
 /// `$name(BrokerKind)` when that broker has every feature in `[...]` (else a named skip).
 macro_rules! on_every_broker {
     ($name:ident, [$($need:ident),*]) => {
@@ -232,6 +232,10 @@ macro_rules! on_every_broker {
             #[test]
             fn aedes() {
                 case(BrokerKind::Aedes)
+            }
+            #[test]
+            fn amqtt() {
+                case(BrokerKind::Amqtt)
             }
         }
     };
@@ -560,7 +564,14 @@ fn qos_retain_threshold_and_last_will(kind: BrokerKind) {
                 .any(|m| m.topic == "q2/s1" && m.payload.starts_with("3,"))
     });
     let q = |t: &str| msgs.iter().find(|m| m.topic == t).unwrap().qos;
-    assert_eq!((q("q0/s0"), q("q1/s0"), q("q2/s1")), (0, 1, 2));
+    if kind == BrokerKind::Amqtt {
+        // amqtt delivers at the subscription's QoS, not at the lower QoS of the publish.
+        testrig::skip_note(
+            "qos_retain_threshold_and_last_will: QoS per device not checked on amqtt: it delivers at the subscription's QoS",
+        );
+    } else {
+        assert_eq!((q("q0/s0"), q("q1/s0"), q("q2/s1")), (0, 1, 2));
+    }
     assert!(
         msgs.iter().all(|m| !m.retain),
         "live deliveries carry no retain flag"
@@ -587,13 +598,19 @@ fn qos_retain_threshold_and_last_will(kind: BrokerKind) {
     std::thread::sleep(Duration::from_millis(300));
     let retained_all = late.msgs();
     assert!(retained.iter().all(|m| m.retain));
-    assert_eq!(
-        retained_all
-            .iter()
-            .map(|m| (m.topic.as_str(), m.payload.as_str()))
-            .collect::<Vec<_>>(),
-        vec![("q2/s1", "3,1005,1")]
-    );
+    let mut retained_all: Vec<(&str, &str)> = retained_all
+        .iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_str()))
+        .collect();
+    if kind == BrokerKind::Amqtt && retained_all.len() > 1 {
+        // amqtt may send a retained message twice to a new subscriber.
+        testrig::skip_note(&format!(
+            "qos_retain_threshold_and_last_will: amqtt sent the retained message {} times; counted once",
+            retained_all.len()
+        ));
+        retained_all.dedup();
+    }
+    assert_eq!(retained_all, vec![("q2/s1", "3,1005,1")]);
     // Last Will on SIGKILL.
     p.kill();
     let msgs = sub.wait_for("last will", Duration::from_secs(30), |m| {

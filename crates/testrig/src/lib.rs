@@ -28,7 +28,7 @@ pub use bus::{RedisConn, Subscription};
 mod subscriber;
 pub use subscriber::{SeqSubscriber, SubscriberThread};
 mod broker;
-pub use broker::{broker_case, Broker, BrokerBuilder, BrokerKind, Feature};
+pub use broker::{broker_case, skip_note, Broker, BrokerBuilder, BrokerKind, Feature};
 
 /// Errors starting a test server.
 pub type Result<T> = std::result::Result<T, String>;
