@@ -80,6 +80,20 @@ pub enum Feature {
 }
 
 impl Feature {
+    /// Every feature.
+    pub const ALL: [Feature; 10] = [
+        Feature::Mqtt5,
+        Feature::ReceiveMaximum,
+        Feature::WebSocket,
+        Feature::Tls,
+        Feature::PasswordAuth,
+        Feature::Retain,
+        Feature::LastWill,
+        Feature::Qos2,
+        Feature::Qos2InflightLimit,
+        Feature::PersistentSessions,
+    ];
+
     /// How the skip message names it.
     pub fn describe(self) -> &'static str {
         match self {
@@ -131,32 +145,9 @@ impl BrokerKind {
     pub fn features(self) -> &'static [Feature] {
         use Feature::*;
         match self {
-            BrokerKind::Mosquitto => &[
-                Mqtt5,
-                ReceiveMaximum,
-                WebSocket,
-                Tls,
-                PasswordAuth,
-                Retain,
-                LastWill,
-                Qos2,
-                Qos2InflightLimit,
-                PersistentSessions,
-            ],
-            // rmqtt-acl's users carry a password too; retained messages need the
+            // rmqtt: rmqtt-acl's users carry a password; retained messages need the
             // rmqtt-retainer plugin, sessions across restarts rmqtt-session-storage (sled).
-            BrokerKind::Rmqtt => &[
-                Mqtt5,
-                ReceiveMaximum,
-                WebSocket,
-                Tls,
-                PasswordAuth,
-                Retain,
-                LastWill,
-                Qos2,
-                Qos2InflightLimit,
-                PersistentSessions,
-            ],
+            BrokerKind::Mosquitto | BrokerKind::Rmqtt => &Feature::ALL,
             // aedes speaks MQTT 3.1/3.1.1 only; its default persistence is in memory.
             BrokerKind::Aedes => &[
                 WebSocket,
