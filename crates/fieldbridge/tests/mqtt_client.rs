@@ -1,7 +1,8 @@
 //! End-to-end tests of `fieldbridge mqtt-client`: the real binary against a real
 //! redis-server and a real broker, with a rumqttc subscriber in the test. Each publisher
-//! test runs once per broker (mosquitto, rmqtt, aedes, amqtt: `<test>::<broker>`); a broker that
-//! lacks a feature the test needs skips it with a `skipped: <broker> has no <feature>` line.
+//! test runs once per broker (mosquitto, rmqtt, aedes, amqtt: `<test>::<broker>`); a broker
+//! that lacks a feature the test needs skips it with a `skipped: <broker> has no <feature>`
+//! line (testrig's `broker` module lists the features and the differences found).
 #![allow(
     clippy::arithmetic_side_effects,
     clippy::print_stdout,
@@ -210,8 +211,9 @@ fn write_s0_sequence(redis_url: &str, n: u64) {
     write(redis_url, &refs);
 }
 
-/// Makes `$name::mosquitto`, `$name::rmqtt`, `$name::aedes` and `$name::amqtt`, each calling the function
-/// `$name(BrokerKind)` when that broker has every feature in `[...]` (else a named skip).
+/// Makes `$name::mosquitto`, `$name::rmqtt`, `$name::aedes` and `$name::amqtt`, each calling
+/// the function `$name(BrokerKind)` when that broker has every feature in `[...]` (else a
+/// named skip).
 macro_rules! on_every_broker {
     ($name:ident, [$($need:ident),*]) => {
         mod $name {
