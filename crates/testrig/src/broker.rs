@@ -15,12 +15,14 @@
 //! one is a broken setup.
 //!
 //! rmqttd is opt-in (`FIELDBRIDGE_SETUP_RMQTT=1 tests/setup`, or `FIELDBRIDGE_RMQTTD`): it is
-//! only distributed as source, ~700 crates (Kafka, Pulsar, NATS bridges, raft cluster, C
-//! builds of librdkafka and aws-lc); its release build ran for more than 40 minutes here
-//! beside the other builds of the machine, and on a free 2-core CI box it would be ~15-20
-//! minutes against a CI budget of 30 (the run without it takes ~10). aedes and amqtt install
-//! in seconds, so they are the two independent brokers CI runs; the rmqtt cases skip by name
-//! when it is absent, also under CI.
+//! only distributed as source, ~690 crates (Kafka, Pulsar, NATS bridges, a raft cluster, C
+//! builds of librdkafka and aws-lc). Measured: its niced release build had compiled 201 of
+//! them (the light ones) in 63 minutes and 580 s of CPU when it was stopped; extrapolated,
+//! at least 33 CPU-minutes, 17 minutes or more on a free 2-core CI box, against a CI budget
+//! of 30 minutes for a run that takes ~10 without it. aedes (npm ci: 5-23 s) and amqtt (a
+//! venv: 17 s of CPU, 30-95 s with the download) are the two independent brokers CI runs;
+//! the rmqtt cases skip by name when it is absent, also under CI. Its configuration here is
+//! written from rmqtt's source and documentation, not yet run.
 //!
 //! What the other brokers do differently (found by these tests, or read in rmqtt's source):
 //! - aedes 1.2 sends PUBRELs of packet ids its subscriber does not hold; rumqttc closed the
