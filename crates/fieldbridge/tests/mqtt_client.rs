@@ -1,5 +1,8 @@
 //! End-to-end tests of `fieldbridge mqtt-client`: the real binary against a real
-//! redis-server and mosquitto, with a rumqttc subscriber in the test.
+//! redis-server and a real broker, with a rumqttc subscriber in the test. Each publisher
+//! test runs once per broker (mosquitto, rmqtt, aedes, amqtt: `<test>::<broker>`); a broker
+//! that lacks a feature the test needs skips it with a `skipped: <broker> has no <feature>`
+//! line (testrig's `broker` module lists the features and the differences found).
 #![allow(
     clippy::arithmetic_side_effects,
     clippy::print_stdout,
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
 use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
-use testrig::{KillOnDrop, Listener, MosquittoBuilder, RedisServer, TestCerts};
+use testrig::{Broker, BrokerKind, Feature, KillOnDrop, Listener, RedisServer, TestCerts};
 
 // ---------------------------------------------------------------- helpers
 
@@ -48,17 +51,35 @@ impl Sub {
         client_id: &str,
         creds: Option<(&str, &str)>,
     ) -> Self {
+        Self::start_session(port, filter, qos, client_id, creds, false)
+    }
+
+    fn start_session(
+        port: u16,
+        filter: &str,
+        qos: u8,
+        client_id: &str,
+        creds: Option<(&str, &str)>,
+        clean_session: bool,
+    ) -> Self {
         let msgs = Arc::new(Mutex::new(Vec::new()));
         let m = msgs.clone();
-        let thread =
-            testrig::SubscriberThread::start(port, filter, qos, client_id, creds, move |p| {
+        let thread = testrig::SubscriberThread::start_session(
+            port,
+            filter,
+            qos,
+            client_id,
+            creds,
+            clean_session,
+            move |p| {
                 m.lock().unwrap().push(Msg {
                     topic: p.topic.clone(),
                     payload: String::from_utf8_lossy(&p.payload).into_owned(),
                     qos: p.qos as u8,
                     retain: p.retain,
                 });
-            });
+            },
+        );
         Self {
             msgs,
             _thread: thread,
@@ -190,6 +211,38 @@ fn write_s0_sequence(redis_url: &str, n: u64) {
     write(redis_url, &refs);
 }
 
+/// Makes `$name::mosquitto`, `$name::rmqtt`, `$name::aedes` and `$name::amqtt`, each calling
+/// the function `$name(BrokerKind)` when that broker has every feature in `[...]` (else a
+/// named skip).
+macro_rules! on_every_broker {
+    ($name:ident, [$($need:ident),*]) => {
+        mod $name {
+            use super::*;
+            fn case(broker: BrokerKind) {
+                if testrig::broker_case(stringify!($name), broker, &[$(Feature::$need),*]) {
+                    super::$name(broker);
+                }
+            }
+            #[test]
+            fn mosquitto() {
+                case(BrokerKind::Mosquitto)
+            }
+            #[test]
+            fn rmqtt() {
+                case(BrokerKind::Rmqtt)
+            }
+            #[test]
+            fn aedes() {
+                case(BrokerKind::Aedes)
+            }
+            #[test]
+            fn amqtt() {
+                case(BrokerKind::Amqtt)
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------- tests
 
 #[test]
@@ -219,10 +272,10 @@ fn config_errors_are_printed_and_nothing_starts() {
     );
 }
 
-#[test]
-fn tcp_csv_topic_override_quality_and_json() {
+on_every_broker!(tcp_csv_topic_override_quality_and_json, []);
+fn tcp_csv_topic_override_quality_and_json(kind: BrokerKind) {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new().start();
+    let broker = Broker::start(kind);
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
@@ -286,10 +339,14 @@ fn tcp_csv_topic_override_quality_and_json() {
     );
 }
 
-#[test]
-fn password_auth_and_wrong_password_is_logged_and_retried() {
+on_every_broker!(
+    password_auth_and_wrong_password_is_logged_and_retried,
+    [PasswordAuth]
+);
+fn password_auth_and_wrong_password_is_logged_and_retried(kind: BrokerKind) {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new()
+    let broker = kind
+        .builder()
         .user("gw1", "s3cret")
         .user("sub", "subpw")
         .start();
@@ -342,16 +399,17 @@ fn password_auth_and_wrong_password_is_logged_and_retried() {
 
 impl Sub {
     fn start_auth(port: u16, user: &str, pw: &str) -> Self {
-        // The same subscriber, with credentials (mosquitto has allow_anonymous false).
+        // The same subscriber, with credentials (the broker refuses anonymous clients).
         Self::start_with(port, "#", 1, "sub-auth", Some((user, pw)))
     }
 }
 
-#[test]
-fn tls_with_ca_with_client_certificate_and_wrong_ca() {
+on_every_broker!(tls_with_ca_with_client_certificate_and_wrong_ca, [Tls]);
+fn tls_with_ca_with_client_certificate_and_wrong_ca(kind: BrokerKind) {
     let certs = TestCerts::generate();
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new()
+    let broker = kind
+        .builder()
         .listener(Listener::Tcp)
         .listener(Listener::Tls(certs.server_files(false)))
         .listener(Listener::Tls(certs.server_files(true)))
@@ -421,11 +479,12 @@ fn tls_with_ca_with_client_certificate_and_wrong_ca() {
     assert!(!p.log().contains("device=off"), "{}", p.log());
 }
 
-#[test]
-fn websocket_and_websocket_tls() {
+on_every_broker!(websocket_and_websocket_tls, [WebSocket, Tls, Qos2]);
+fn websocket_and_websocket_tls(kind: BrokerKind) {
     let certs = TestCerts::generate();
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new()
+    let broker = kind
+        .builder()
         .listener(Listener::Tcp)
         .listener(Listener::WebSocket)
         .listener(Listener::WebSocketTls(certs.server_files(false)))
@@ -460,10 +519,10 @@ fn websocket_and_websocket_tls() {
     }
 }
 
-#[test]
-fn qos_retain_threshold_and_last_will() {
+on_every_broker!(qos_retain_threshold_and_last_will, [Retain, LastWill, Qos2]);
+fn qos_retain_threshold_and_last_will(kind: BrokerKind) {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new().start();
+    let broker = Broker::start(kind);
     let dir = tempfile::tempdir().unwrap();
     let will = json!({"use_last_will": 1, "last_will_topic": "gw/status", "last_will_message": "offline",
         "last_will_qos": 1, "last_will_retain": 0});
@@ -507,7 +566,14 @@ fn qos_retain_threshold_and_last_will() {
                 .any(|m| m.topic == "q2/s1" && m.payload.starts_with("3,"))
     });
     let q = |t: &str| msgs.iter().find(|m| m.topic == t).unwrap().qos;
-    assert_eq!((q("q0/s0"), q("q1/s0"), q("q2/s1")), (0, 1, 2));
+    if kind == BrokerKind::Amqtt {
+        // amqtt delivers at the subscription's QoS, not at the lower QoS of the publish.
+        testrig::skip_note(
+            "qos_retain_threshold_and_last_will: QoS per device not checked on amqtt: it delivers at the subscription's QoS",
+        );
+    } else {
+        assert_eq!((q("q0/s0"), q("q1/s0"), q("q2/s1")), (0, 1, 2));
+    }
     assert!(
         msgs.iter().all(|m| !m.retain),
         "live deliveries carry no retain flag"
@@ -520,18 +586,33 @@ fn qos_retain_threshold_and_last_will() {
         .collect();
     assert_eq!(q2, vec!["1,1000,1", "2,1002,1", "2,1004,0", "3,1005,1"]);
     // retain: a new subscriber gets the last value with the retain flag; q1 did not retain.
-    let late = Sub::start(broker.port(), "#", 1, "sub-late");
+    // aedes closes the connection of a persistent session on its PUBREC of a retained QoS 2
+    // message (aedes issue 1003): its late subscriber has a clean session.
+    let late = Sub::start_session(
+        broker.port(),
+        "#",
+        1,
+        "sub-late",
+        None,
+        kind == BrokerKind::Aedes,
+    );
     let retained = late.wait_for("retained", Duration::from_secs(5), |m| !m.is_empty());
     std::thread::sleep(Duration::from_millis(300));
     let retained_all = late.msgs();
     assert!(retained.iter().all(|m| m.retain));
-    assert_eq!(
-        retained_all
-            .iter()
-            .map(|m| (m.topic.as_str(), m.payload.as_str()))
-            .collect::<Vec<_>>(),
-        vec![("q2/s1", "3,1005,1")]
-    );
+    let mut retained_all: Vec<(&str, &str)> = retained_all
+        .iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_str()))
+        .collect();
+    if kind == BrokerKind::Amqtt && retained_all.len() > 1 {
+        // amqtt may send a retained message twice to a new subscriber.
+        testrig::skip_note(&format!(
+            "qos_retain_threshold_and_last_will: amqtt sent the retained message {} times; counted once",
+            retained_all.len()
+        ));
+        retained_all.dedup();
+    }
+    assert_eq!(retained_all, vec![("q2/s1", "3,1005,1")]);
     // Last Will on SIGKILL.
     p.kill();
     let msgs = sub.wait_for("last will", Duration::from_secs(30), |m| {
@@ -610,19 +691,13 @@ fn outage_setup(dir: &Path, redis: &RedisServer, port: u16) -> PathBuf {
     )
 }
 
-#[test]
-fn broker_outage_of_30s_loses_nothing_at_qos1() {
+on_every_broker!(
+    broker_outage_of_30s_loses_nothing_at_qos1,
+    [PersistentSessions]
+);
+fn broker_outage_of_30s_loses_nothing_at_qos1(kind: BrokerKind) {
     let redis = RedisServer::start();
-    let persist = tempfile::tempdir().unwrap();
-    let mut broker = MosquittoBuilder::new()
-        .config_line("persistence true")
-        .config_line(&format!(
-            "persistence_location {}/",
-            persist.path().display()
-        ))
-        .config_line("autosave_interval 1")
-        .config_line("max_queued_messages 0")
-        .start();
+    let mut broker = kind.builder().persistent().start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = outage_setup(dir.path(), &redis, broker.port());
     let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-outage");
@@ -638,12 +713,10 @@ fn broker_outage_of_30s_loses_nothing_at_qos1() {
     wait_all_outage_values(&sub);
 }
 
-#[test]
-fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
+on_every_broker!(publisher_sigkill_and_restart_loses_nothing_at_qos1, []);
+fn publisher_sigkill_and_restart_loses_nothing_at_qos1(kind: BrokerKind) {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new()
-        .config_line("max_queued_messages 0")
-        .start();
+    let broker = Broker::start(kind);
     let dir = tempfile::tempdir().unwrap();
     let cfg = outage_setup(dir.path(), &redis, broker.port());
     let sub = Sub::start(broker.port(), "tag/rtu1/#", 1, "sub-kill");
@@ -660,14 +733,14 @@ fn publisher_sigkill_and_restart_loses_nothing_at_qos1() {
     wait_all_outage_values(&sub);
 }
 
-#[test]
-fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window() {
+on_every_broker!(
+    mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window,
+    [Mqtt5, ReceiveMaximum, Qos2]
+);
+fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window(kind: BrokerKind) {
     let redis = RedisServer::start();
-    // Receive Maximum 5 for MQTT 5 clients; 3.1.1 clients get max_inflight (default 20).
-    let broker = MosquittoBuilder::new()
-        .config_line("max_inflight_messages 5")
-        .config_line("max_queued_messages 0")
-        .start();
+    // Receive Maximum 5 for MQTT 5 clients; the 3.1.1 client keeps within it (max_inflight).
+    let broker = kind.builder().inflight(5).start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
@@ -733,10 +806,10 @@ fn mqtt5_qos2_respects_the_brokers_receive_maximum_and_v311_qos2_window() {
     );
 }
 
-#[test]
-fn redis_restart_keeps_the_mqtt_connection_and_resumes() {
+on_every_broker!(redis_restart_keeps_the_mqtt_connection_and_resumes, []);
+fn redis_restart_keeps_the_mqtt_connection_and_resumes(kind: BrokerKind) {
     let mut redis = RedisServer::start();
-    let broker = MosquittoBuilder::new().start();
+    let broker = Broker::start(kind);
     let dir = tempfile::tempdir().unwrap();
     let cfg = cloud_s0_config(dir.path(), &redis.url(), broker.port(), "r/s0");
     let sub = Sub::start(broker.port(), "r/#", 1, "sub-redis");
@@ -756,12 +829,13 @@ fn redis_restart_keeps_the_mqtt_connection_and_resumes() {
     );
 }
 
-#[test]
-fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
+on_every_broker!(
+    qos2_window_above_the_brokers_limit_is_lowered_not_stuck,
+    [Qos2, Qos2InflightLimit]
+);
+fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck(kind: BrokerKind) {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new()
-        .config_line("max_queued_messages 0")
-        .start(); // max_inflight_messages 20
+    let broker = kind.builder().inflight(20).start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
@@ -788,10 +862,10 @@ fn qos2_window_above_the_brokers_limit_is_lowered_not_stuck() {
     p.wait_log("lowering the in-flight window", 1, Duration::from_secs(1));
 }
 
-#[test]
-fn trace_flags_print_redis_and_mqtt_traffic() {
+on_every_broker!(trace_flags_print_redis_and_mqtt_traffic, []);
+fn trace_flags_print_redis_and_mqtt_traffic(kind: BrokerKind) {
     let redis = RedisServer::start();
-    let broker = MosquittoBuilder::new().start();
+    let broker = Broker::start(kind);
     let dir = tempfile::tempdir().unwrap();
     let cfg = cloud_s0_config(dir.path(), &redis.url(), broker.port(), "t/s0");
     let out_path = dir.path().join("stdout");

@@ -35,6 +35,7 @@ pub struct MosquittoBuilder {
     listeners: Vec<Listener>,
     users: Vec<(String, String)>,
     extra: Vec<String>,
+    persistent: bool,
 }
 
 impl MosquittoBuilder {
@@ -58,6 +59,12 @@ impl MosquittoBuilder {
         self
     }
 
+    /// Saves sessions in the broker's directory every second (they survive a restart).
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+
     /// Starts the broker and waits until every listener accepts connections.
     pub fn start(self) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -66,12 +73,20 @@ impl MosquittoBuilder {
         } else {
             self.listeners
         };
-        let mut conf = String::from("per_listener_settings false\npersistence false\n");
+        let mut conf = String::from("per_listener_settings false\n");
         conf.push_str(&format!(
             "log_dest file {}\n",
             dir.path().join("mosquitto.log").display()
         ));
         conf.push_str("log_type all\nconnection_messages true\n");
+        if self.persistent {
+            conf.push_str(&format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+                dir.path().display()
+            ));
+        } else {
+            conf.push_str("persistence false\n");
+        }
         if self.users.is_empty() {
             conf.push_str("allow_anonymous true\n");
         } else {

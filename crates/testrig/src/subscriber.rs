@@ -25,14 +25,28 @@ impl SubscriberThread {
         qos: u8,
         client_id: &str,
         credentials: Option<(&str, &str)>,
+        on_publish: impl FnMut(rumqttc::Publish) + Send + 'static,
+    ) -> Self {
+        Self::start_session(port, filter, qos, client_id, credentials, false, on_publish)
+    }
+
+    /// [`SubscriberThread::start`] with a clean session when `clean_session` is true.
+    pub fn start_session(
+        port: u16,
+        filter: &str,
+        qos: u8,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        clean_session: bool,
         mut on_publish: impl FnMut(rumqttc::Publish) + Send + 'static,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let subscribed = Arc::new(AtomicBool::new(false));
         let (st, sub_ok) = (stop.clone(), subscribed.clone());
         let filter = filter.to_owned();
+        let id = client_id.to_owned();
         let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_clean_session(false)
+        opts.set_clean_session(clean_session)
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(1 << 20, 1 << 20)
             .set_inflight(100);
@@ -56,7 +70,11 @@ impl SubscriberThread {
                     }
                     Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => on_publish(p),
                     Ok(Ok(_)) => {}
-                    Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
+                    Ok(Err(e)) => {
+                        // Shown with a failing test's output: why the subscriber reconnected.
+                        eprintln!("subscriber {id}: {e}; reconnecting");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                     Err(_) => {}
                 }
             }

@@ -268,9 +268,11 @@ impl MqttState {
     }
 
     fn handle_incoming_pubrel(&mut self, pubrel: &PubRel) -> Result<Option<Packet>, StateError> {
+        // fieldbridge: a PUBREL of an unknown packet id is answered with PUBCOMP, as MQTT
+        // 3.1.1 (4.3.3) requires: `clean` forgets the ids on reconnect, and a broker resumes
+        // a persistent session by sending the PUBRELs again.
         if !self.incoming_pub.contains(pubrel.pkid as usize) {
-            error!("Unsolicited pubrel packet: {:?}", pubrel.pkid);
-            return Err(StateError::Unsolicited(pubrel.pkid));
+            warn!("PUBREL of an unknown packet id {:?}; answered with PUBCOMP", pubrel.pkid);
         }
 
         self.incoming_pub.set(pubrel.pkid as usize, false);

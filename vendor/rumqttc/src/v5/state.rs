@@ -416,9 +416,13 @@ impl MqttState {
     }
 
     fn handle_incoming_pubrel(&mut self, pubrel: &PubRel) -> Result<Option<Packet>, StateError> {
+        // fieldbridge: a PUBREL of an unknown packet id is answered with PUBCOMP "Packet
+        // Identifier not found" (MQTT 5, 4.3.3) instead of closing the connection.
         if !self.incoming_pub.contains(pubrel.pkid as usize) {
-            error!("Unsolicited pubrel packet: {:?}", pubrel.pkid);
-            return Err(StateError::Unsolicited(pubrel.pkid));
+            warn!("PUBREL of an unknown packet id {:?}; answered with PUBCOMP", pubrel.pkid);
+            let mut pubcomp = PubComp::new(pubrel.pkid, None);
+            pubcomp.reason = PubCompReason::PacketIdentifierNotFound;
+            return Ok(Some(Packet::PubComp(pubcomp)));
         }
         self.incoming_pub.set(pubrel.pkid as usize, false);
 
