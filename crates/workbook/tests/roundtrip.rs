@@ -25,6 +25,19 @@ fn round_trip(raw: &RawConfig) -> workbook::Imported {
     read_workbook_bytes(bytes, "export.xlsx").unwrap()
 }
 
+/// A valid config round-trips: the same rows back, valid without warnings, the same typed
+/// config.
+fn round_trips_valid(raw: &RawConfig) {
+    let direct = config::validate(raw);
+    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
+    let imported = round_trip(raw);
+    assert_eq!(imported.raw, canonical(raw));
+    let report = imported.check();
+    assert!(report.is_valid(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.validated.config, direct.config);
+}
+
 #[test]
 fn the_example_round_trips() {
     let raw = example();
@@ -78,14 +91,7 @@ fn iec104_slave_columns_round_trip() {
         ]}"#,
     )
     .unwrap();
-    let direct = config::validate(&raw);
-    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
-    let imported = round_trip(&raw);
-    assert_eq!(imported.raw, canonical(&raw));
-    let report = imported.check();
-    assert!(report.is_valid(), "{:?}", report.errors);
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    assert_eq!(report.validated.config, direct.config);
+    round_trips_valid(&raw);
     let h = workbook::device_header(&raw.devices);
     assert!(h.iter().any(|c| c == "redundancy_groups"), "{h:?}");
     let s = workbook::signal_header(&raw.signals);
@@ -131,14 +137,7 @@ fn iec104_tls_columns_round_trip() {
     }
     let raw =
         RawConfig::parse(&json!({"devices": [master, slave], "signals": []}).to_string()).unwrap();
-    let direct = config::validate(&raw);
-    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
-    let imported = round_trip(&raw);
-    assert_eq!(imported.raw, canonical(&raw));
-    let report = imported.check();
-    assert!(report.is_valid(), "{:?}", report.errors);
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    assert_eq!(report.validated.config, direct.config);
+    round_trips_valid(&raw);
     let h = workbook::device_header(&raw.devices);
     for c in config::tls104::COLUMNS {
         assert!(h.iter().any(|x| x == c), "{c} not in {h:?}");
