@@ -354,10 +354,14 @@ pub(crate) fn read(r: &mut RowReader<'_>) -> Option<Option<Iec104Tls>> {
         ("crl_file", "absolute path: CRL, PEM or DER", "none"),
         ("tls_version_min", "1.2 or 1.3", "1.2"),
         ("tls_version_max", "1.2 or 1.3", "1.3"),
-        ("tls_renewal_s", "0 (never) or 60..=2678400", "3600"),
     ] {
         r.document(column, accepted, default);
     }
+    r.document(
+        "tls_renewal_s",
+        &format!("0 (never) or {MIN_RENEWAL_S}..={}", TLS_RENEWAL_S.max),
+        "3600",
+    );
 
     if !on? {
         let mut ok = true;
