@@ -44,7 +44,7 @@ fn tls_mistakes_each_at_its_cell() {
         "tls_version_max",
     ];
     let devices = vec![
-        header.iter().map(|h| S(*h)).collect(),
+        header.iter().map(|h| S(h)).collect(),
         // B..L: C protocol, F tls, G ca_certificate, H certificate, I private_key,
         // J peer_certificates, K tls_version_min, L tls_version_max.
         vec![
