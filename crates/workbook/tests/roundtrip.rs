@@ -100,27 +100,11 @@ fn iec104_slave_columns_round_trip() {
 
 #[test]
 fn iec104_tls_columns_round_trip() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, text: &str, mode: u32| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        path.display().to_string()
-    };
-    let cert = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
-    let ca = file("ca.pem", cert, 0o644);
-    let own = file("own.pem", cert, 0o644);
-    let key = file(
-        "own.key",
-        "-----BEGIN PRIVATE KEY-----\nMIIBAA==\n-----END PRIVATE KEY-----\n",
-        0o600,
-    );
-    let crl = file(
-        "crl.pem",
-        "-----BEGIN X509 CRL-----\nMIIBAA==\n-----END X509 CRL-----\n",
-        0o644,
-    );
+    let ca = common::pem_file(dir.path(), "ca.pem", "CERTIFICATE", 0o644);
+    let own = common::pem_file(dir.path(), "own.pem", "CERTIFICATE", 0o644);
+    let key = common::pem_file(dir.path(), "own.key", "PRIVATE KEY", 0o600);
+    let crl = common::pem_file(dir.path(), "crl.pem", "X509 CRL", 0o644);
     let peers = format!("{own}; {}", "AB:".repeat(31) + "CD");
     let tls = json!({"tls": 1, "ca_certificate": ca, "certificate": own, "private_key": key,
         "peer_certificates": peers, "crl_file": crl, "tls_version_min": 1.2,

@@ -4,31 +4,18 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-
 use common::*;
 use workbook::read_workbook_bytes;
 
 #[test]
 fn tls_mistakes_each_at_its_cell() {
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, text: &str, mode: u32| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        // The cell helpers take static text.
-        &*Box::leak(path.display().to_string().into_boxed_str())
+    // The cell helpers take static text.
+    let file = |name: &str, label: &str, mode: u32| -> &'static str {
+        Box::leak(pem_file(dir.path(), name, label, mode).into_boxed_str())
     };
-    let ca = file(
-        "ca.pem",
-        "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n",
-        0o644,
-    );
-    let open_key = file(
-        "open.key",
-        "-----BEGIN PRIVATE KEY-----\nMIIBAA==\n-----END PRIVATE KEY-----\n",
-        0o644,
-    );
+    let ca = file("ca.pem", "CERTIFICATE", 0o644);
+    let open_key = file("open.key", "PRIVATE KEY", 0o644);
     let header = [
         "name",
         "device_alias",
