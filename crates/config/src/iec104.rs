@@ -1,6 +1,7 @@
 //! The IEC 60870-5-104 master part: outstations (`protocol: iec104-master`) and their points.
 //! Times are in the unit their column names end in (`t0_s`-`t3_s`, the `_interval_s`
-//! columns, `command_timeout_s`, `command_max_age_ms`); an interval of 0 is off.
+//! columns, `command_timeout_s`, `command_max_age_ms`); an interval of 0 is off. `tls` 1 and
+//! its columns make the link TLS ([`crate::tls104`], default port 19998).
 
 use std::num::NonZeroU16;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use iec60870::{AsduSizes, CaSize, CommonAddress, CotSize, Ioa, IoaSize, LinkConf
 
 use crate::cell::RowReader;
 
-/// Device columns of the IEC 104 master.
-pub const DEVICE_COLUMNS: &[&str] = &[
+/// The IEC 104 master's own device columns (without the TLS ones).
+const OWN_DEVICE_COLUMNS: &[&str] = &[
     "ip",
     "port",
     "asdu_address",
@@ -31,6 +32,11 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "command_timeout_s",
     "command_max_age_ms",
 ];
+
+/// Device columns of the IEC 104 master: its own, then the TLS ones ([`crate::tls104::COLUMNS`]).
+pub const DEVICE_COLUMNS: &[&str] = &crate::columns::concat::<
+    { OWN_DEVICE_COLUMNS.len() + crate::tls104::COLUMNS.len() },
+>(OWN_DEVICE_COLUMNS, crate::tls104::COLUMNS);
 
 /// Signal columns of the IEC 104 master.
 pub const SIGNAL_COLUMNS: &[&str] = &[
@@ -279,7 +285,8 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     if hosts.as_ref().is_some_and(Vec::is_empty) {
         r.error(Some("ip"), "no address");
     }
-    let port = r.int_or("port", 2404, 1, 65_535);
+    let tls = crate::tls104::read(r);
+    let port = crate::tls104::read_port(r, matches!(tls, Some(Some(_))));
     let sizes = read_sizes(r);
     let common_address = read_common_address(r, sizes);
     let originator_address = octets(r, "originator_address", 0);
@@ -298,7 +305,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     let originator_address = originator_address.filter(|o| sizes.check_originator(*o).is_ok())?;
     Some(Iec104Device {
         hosts: hosts.filter(|h| !h.is_empty())?,
-        port: u16::try_from(port?).ok().and_then(NonZeroU16::new)?,
+        port: port?,
         common_address: common_address?,
         originator_address,
         sizes,
@@ -308,7 +315,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
         counter_interrogation_interval: counter_interrogation_interval?,
         command_timeout: command_timeout?,
         command_max_age: command_max_age?,
-        tls: None,
+        tls: tls?,
     })
 }
 

@@ -2,16 +2,17 @@
 //! iec104-slave`) that SCADA masters connect to, and the points it serves.
 //!
 //! # Device row
-//! The station listens on `ip`:`port` (one IP address, default `0.0.0.0`, port 2404) with its
-//! common address `asdu_address`, the ASDU field sizes and the link parameters (`k`, `w`,
-//! `t0_s`-`t3_s`), read and checked exactly as the IEC 104 master's columns (one reader,
-//! the stack's own rules). `allowed_masters` lists the masters' IP addresses (comma or space
-//! separated; empty: any master). `redundancy_groups` splits masters into groups (IEC
-//! 60870-5-104 Ed.2 clause 10): groups separated by `;`, each a list of IP addresses
-//! (`10.0.0.1 10.0.0.2; 10.0.0.3`); every master of a group may connect, one of them is
-//! started at a time. Empty: one group of `allowed_masters` (or of any master). An address
-//! is in at most one group; at most [`MAX_REDUNDANCY_GROUPS`] groups; when both columns are
-//! set they list the same masters. [`Iec104SlaveDevice::groups`] is the resolved list.
+//! The station listens on `ip`:`port` (one IP address, default `0.0.0.0`, port 2404, or 19998
+//! with `tls` 1: see [`crate::tls104`]) with its common address `asdu_address`, the ASDU field
+//! sizes and the link parameters (`k`, `w`, `t0_s`-`t3_s`), read and checked exactly as the
+//! IEC 104 master's columns (one reader, the stack's own rules). `allowed_masters` lists the
+//! masters' IP addresses (comma or space separated; empty: any master).
+//! `redundancy_groups` splits masters into groups (IEC 60870-5-104 Ed.2 clause 10): groups
+//! separated by `;`, each a list of IP addresses (`10.0.0.1 10.0.0.2; 10.0.0.3`); every
+//! master of a group may connect, one of them is started at a time. Empty: one group of
+//! `allowed_masters` (or of any master). An address is in at most one group; at most
+//! [`MAX_REDUNDANCY_GROUPS`] groups; when both columns are set they list the same masters.
+//! [`Iec104SlaveDevice::groups`] is the resolved list.
 //!
 //! # Signal rows
 //! A signal row of a slave device maps a source signal (`source_device_alias`,
@@ -70,8 +71,8 @@ regulating step command onto an iec104-master command is passed on as the value 
 master sends, so its row keeps `multiplier` 1 and `offset` 0.
 "#;
 
-/// Device columns of the IEC 104 slave.
-pub const DEVICE_COLUMNS: &[&str] = &[
+/// The IEC 104 slave's own device columns (without the TLS ones).
+const OWN_DEVICE_COLUMNS: &[&str] = &[
     "ip",
     "port",
     "asdu_address",
@@ -91,6 +92,11 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "select_timeout_s",
     "command_timeout_s",
 ];
+
+/// Device columns of the IEC 104 slave: its own, then the TLS ones ([`crate::tls104::COLUMNS`]).
+pub const DEVICE_COLUMNS: &[&str] = &crate::columns::concat::<
+    { OWN_DEVICE_COLUMNS.len() + crate::tls104::COLUMNS.len() },
+>(OWN_DEVICE_COLUMNS, crate::tls104::COLUMNS);
 
 /// Signal columns of the IEC 104 slave.
 pub const SIGNAL_COLUMNS: &[&str] = &[
@@ -362,7 +368,8 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104SlaveDevice> {
             None
         }
     };
-    let port = r.int_or("port", 2404, 1, 65_535);
+    let tls = crate::tls104::read(r);
+    let port = crate::tls104::read_port(r, matches!(tls, Some(Some(_))));
     let sizes = iec104::read_sizes(r);
     let common_address = iec104::read_common_address(r, sizes);
     let link = iec104::read_link(r);
@@ -379,7 +386,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104SlaveDevice> {
     let command_timeout = iec104::read_command_timeout(r, "command_timeout_s");
     Some(Iec104SlaveDevice {
         bind: bind?,
-        port: u16::try_from(port?).ok().and_then(NonZeroU16::new)?,
+        port: port?,
         common_address: common_address?,
         sizes: sizes?,
         link: link?,
@@ -389,7 +396,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104SlaveDevice> {
         command_max_age: command_max_age?,
         select_timeout: select_timeout?,
         command_timeout: command_timeout?,
-        tls: None,
+        tls: tls?,
     })
 }
 

@@ -25,6 +25,19 @@ fn round_trip(raw: &RawConfig) -> workbook::Imported {
     read_workbook_bytes(bytes, "export.xlsx").unwrap()
 }
 
+/// A valid config round-trips: the same rows back, valid without warnings, the same typed
+/// config.
+fn round_trips_valid(raw: &RawConfig) {
+    let direct = config::validate(raw);
+    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
+    let imported = round_trip(raw);
+    assert_eq!(imported.raw, canonical(raw));
+    let report = imported.check();
+    assert!(report.is_valid(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.validated.config, direct.config);
+}
+
 #[test]
 fn the_example_round_trips() {
     let raw = example();
@@ -78,18 +91,41 @@ fn iec104_slave_columns_round_trip() {
         ]}"#,
     )
     .unwrap();
-    let direct = config::validate(&raw);
-    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
-    let imported = round_trip(&raw);
-    assert_eq!(imported.raw, canonical(&raw));
-    let report = imported.check();
-    assert!(report.is_valid(), "{:?}", report.errors);
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    assert_eq!(report.validated.config, direct.config);
+    round_trips_valid(&raw);
     let h = workbook::device_header(&raw.devices);
     assert!(h.iter().any(|c| c == "redundancy_groups"), "{h:?}");
     let s = workbook::signal_header(&raw.signals);
     assert!(s.iter().any(|c| c == "source_signal_alias"), "{s:?}");
+}
+
+#[test]
+fn iec104_tls_columns_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::pem_file(dir.path(), "ca.pem", "CERTIFICATE", 0o644);
+    let own = common::pem_file(dir.path(), "own.pem", "CERTIFICATE", 0o644);
+    let key = common::pem_file(dir.path(), "own.key", "PRIVATE KEY", 0o600);
+    let crl = common::pem_file(dir.path(), "crl.pem", "X509 CRL", 0o644);
+    let peers = format!("{own}; {}", "AB:".repeat(31) + "CD");
+    let tls = json!({"tls": 1, "ca_certificate": ca, "certificate": own, "private_key": key,
+        "peer_certificates": peers, "crl_file": crl, "tls_version_min": 1.2,
+        "tls_version_max": "1.3", "tls_renewal_s": 900, "tls_expiry_warning_days": 45});
+    let mut master = json!({"name": "R", "device_alias": "rtu", "protocol": "iec104-master",
+        "ip": "127.0.0.1", "asdu_address": 1});
+    let mut slave = json!({"name": "S", "device_alias": "scada", "protocol": "iec104-slave",
+        "asdu_address": 2, "tls": "1"});
+    for (k, v) in tls.as_object().unwrap() {
+        master[k] = v.clone();
+        if k != "tls" {
+            slave[k] = v.clone();
+        }
+    }
+    let raw =
+        RawConfig::parse(&json!({"devices": [master, slave], "signals": []}).to_string()).unwrap();
+    round_trips_valid(&raw);
+    let h = workbook::device_header(&raw.devices);
+    for c in config::tls104::COLUMNS {
+        assert!(h.iter().any(|x| x == c), "{c} not in {h:?}");
+    }
 }
 
 #[test]
