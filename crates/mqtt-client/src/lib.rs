@@ -155,11 +155,14 @@
 //!   `REQUEST_BATCH`); `examples/bench.rs` measures it against a raw, unpatched-behaviour
 //!   rumqttc client.
 
+mod alias;
+mod batch;
 pub mod commands;
 mod conn;
 mod payload;
 mod publisher;
 mod tls;
+mod uplink;
 mod window;
 
 use std::sync::atomic::Ordering;
@@ -211,6 +214,8 @@ pub struct DevicePlan {
     pub routes: std::collections::HashMap<TagKey, Vec<Route>>,
     /// The command path: routes of the writable signals only.
     pub commands: CommandPlan,
+    /// The topic of the batches with a batch payload format (`batch_topic`).
+    pub batch_topic: Option<Topic>,
 }
 
 impl DevicePlan {
@@ -299,11 +304,22 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
             });
         }
         let commands = command_plan(config, &device.alias, mqtt);
+        let batch_topic = match uplink::batch_topic(&device.alias, mqtt, &routes) {
+            Ok(t) => t,
+            Err(message) => {
+                errors.push(MqttClientError::Unsupported {
+                    device: device.alias.to_string(),
+                    message,
+                });
+                continue;
+            }
+        };
         plans.push(DevicePlan {
             alias: device.alias.clone(),
             device: mqtt.clone(),
             routes,
             commands,
+            batch_topic,
         });
     }
     if errors.is_empty() {

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::commands::{Answer, CommandsIo, ToCommands};
 use crate::conn::{self, ConnEvent, ConnFailure, ConnSettings};
+use crate::uplink::Uplink;
 use crate::window::{Sizing, Window};
 use crate::{format_payload, DevicePlan, MqttClientError, Route, Stats, READ_BATCH};
 
@@ -229,12 +230,20 @@ impl Publisher {
                 "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
         }
         let sizing = Sizing::new(d.qos, d.max_inflight, self.qos2_window);
-        let (conn, receive_max) = match self.connect(&sizing).await {
+        let (conn, receive_max, topic_alias_max) = match self.connect(&sizing).await {
             Ok(c) => c,
             Err(end) => return end,
         };
         let connected_at = Instant::now();
-        let window = Window::new(d.qos, sizing.window(receive_max), d.enable_threshold);
+        let mut window = Window::new(d.qos, sizing.window(receive_max), d.enable_threshold);
+        let mut uplink = Uplink::new(d, plan.batch_topic.as_ref(), topic_alias_max);
+        if uplink.batching() {
+            window = window.gather_batches();
+        }
+        if d.topic_alias {
+            tracing::info!(device = %self.plan.alias, aliases = uplink.alias_max(),
+                "topic aliases: up to the broker's Topic Alias Maximum");
+        }
 
         let (item_tx, items) = mpsc::channel::<FeedItem>(ITEM_BATCHES);
         let reader = tokio::spawn(feed::run_feed(
@@ -251,7 +260,9 @@ impl Publisher {
             item_tx,
         ));
         let _abort_reader = AbortOnDrop(reader);
-        let (end, window) = self.serve(conn, window, items, connected_at).await;
+        let (end, window) = self
+            .serve(conn, window, &mut uplink, items, connected_at)
+            .await;
         // Entries acknowledged by the broker before the end are XACKed (not published again);
         // the others stay pending and come again on the next connection.
         let closed = window.close();
@@ -264,8 +275,11 @@ impl Publisher {
     }
 
     /// Connects to the broker and waits for its CONNACK: the connection and the broker's
-    /// Receive Maximum (MQTT 5).
-    async fn connect(&mut self, sizing: &Sizing) -> Result<(conn::Conn, Option<u16>), End> {
+    /// Receive Maximum and Topic Alias Maximum (MQTT 5).
+    async fn connect(
+        &mut self,
+        sizing: &Sizing,
+    ) -> Result<(conn::Conn, Option<u16>, Option<u16>), End> {
         let alias = &self.plan.alias;
         let settings = ConnSettings {
             device: &self.plan.device,
@@ -277,13 +291,14 @@ impl Publisher {
         };
         let mut conn = conn::connect(&settings, self.tls.clone()).map_err(End::Setup)?;
         let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
-        let (session_present, receive_max) = match first {
+        let (session_present, receive_max, topic_alias_max) = match first {
             Ok(Some(ConnEvent::Connected {
                 session_present,
                 receive_max,
+                topic_alias_max,
             })) => {
-                tracing::info!(device = %alias, session_present, ?receive_max, "connected to the broker");
-                (session_present, receive_max)
+                tracing::info!(device = %alias, session_present, ?receive_max, ?topic_alias_max, "connected to the broker");
+                (session_present, receive_max, topic_alias_max)
             }
             Ok(Some(ConnEvent::Closed(f))) => return Err(End::Mqtt(f)),
             Ok(Some(other)) => {
@@ -305,7 +320,7 @@ impl Publisher {
                 return Err(queue_full());
             }
         }
-        Ok((conn, receive_max))
+        Ok((conn, receive_max, topic_alias_max))
     }
 
     /// The connected loop: hands the reader's items to rumqttc as far as the window allows,
@@ -315,6 +330,7 @@ impl Publisher {
         &mut self,
         mut conn: conn::Conn,
         mut window: Window<EntryId>,
+        uplink: &mut Uplink,
         mut items: mpsc::Receiver<FeedItem>,
         connected_at: Instant,
     ) -> (End, Window<EntryId>) {
@@ -329,11 +345,12 @@ impl Publisher {
             // Publish what the reader handed over, as far as the window allows.
             while window.has_room() {
                 let Some(next) = queue.pop_front() else { break };
-                if let Err(e) = self.publish(&conn.client, &mut window, next) {
+                if let Err(e) = self.publish(&conn.client, &mut window, uplink, next) {
                     break 'conn e;
                 }
             }
             let room = window.has_room();
+            let batch_due = uplink.batch_deadline();
             tokio::select! {
                 ev = conn.events.recv() => {
                     // Handle every event already waiting in one go (under load they come in
@@ -361,6 +378,11 @@ impl Publisher {
                     }
                     None => break End::Redis(tagbus::TagBusError::ConnectionLost),
                 },
+                () = sleep_until(batch_due) => {
+                    if let Err(e) = self.publish_batch(&conn.client, &mut window, uplink) {
+                        break e;
+                    }
+                }
                 answer = next_answer(&mut self.commands) => {
                     let d = &self.plan.device;
                     if self.opts.trace_mqtt {
@@ -394,6 +416,7 @@ impl Publisher {
         &self,
         client: &conn::Client,
         window: &mut Window<EntryId>,
+        uplink: &mut Uplink,
         next: Queued,
     ) -> Result<(), End> {
         let (key, value, id) = match next {
@@ -427,16 +450,64 @@ impl Publisher {
             None => window.snapshot(&value, routes).iter().collect(),
         };
         for route in routes {
-            self.send(client, route, &value)?;
+            self.send(client, uplink, route, &value)?;
+        }
+        // A batch holds every route of an entry: it is due only after the entry.
+        if uplink.batch_full() {
+            self.publish_batch(client, window, uplink)?;
         }
         Ok(())
     }
 
-    /// One PUBLISH of `value` on `route` to rumqttc's request queue.
-    fn send(&self, client: &conn::Client, route: &Route, value: &TagValue) -> Result<(), End> {
+    /// The batch gathered (if any) as one PUBLISH on the batch topic; its entries are
+    /// acknowledged with it.
+    fn publish_batch(
+        &self,
+        client: &conn::Client,
+        window: &mut Window<EntryId>,
+        uplink: &mut Uplink,
+    ) -> Result<(), End> {
+        let Some((topic, payload, values)) = uplink.take_batch() else {
+            return Ok(());
+        };
+        let d = &self.plan.device;
+        if self.opts.trace_mqtt {
+            print_line(&format!(
+                "mqtt {} PUBLISH {topic} qos={} retain={} values={values} {}\n",
+                self.plan.alias,
+                d.qos.as_u8(),
+                u8::from(d.retain),
+                String::from_utf8_lossy(&payload)
+            ));
+        }
+        let (name, alias) = uplink.name(&topic).apply(topic.as_str());
+        window.seal();
+        if !client.try_publish_aliased(name, alias, d.qos, d.retain, payload) {
+            return Err(queue_full());
+        }
+        Ok(())
+    }
+
+    /// One PUBLISH of `value` on `route` to rumqttc's request queue, or the value into the
+    /// batch being gathered.
+    fn send(
+        &self,
+        client: &conn::Client,
+        uplink: &mut Uplink,
+        route: &Route,
+        value: &TagValue,
+    ) -> Result<(), End> {
         let d = &self.plan.device;
         let topic = &route.topic;
-        let payload = format_payload(d.payload_format, value);
+        if uplink.batching() {
+            if route.log {
+                tracing::info!(device = %self.plan.alias, topic = %topic, value = %value.to_wcc_payload(), "publish (batched)");
+            }
+            uplink.gather(topic, value, Instant::now());
+            self.stats.add_published(1);
+            return Ok(());
+        }
+        let payload = format_payload(d.payload_format, topic, value);
         if route.log {
             tracing::info!(device = %self.plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
         }
@@ -449,7 +520,8 @@ impl Publisher {
                 String::from_utf8_lossy(&payload)
             ));
         }
-        if !client.try_publish(topic.as_str(), d.qos, d.retain, payload) {
+        let (name, alias) = uplink.name(topic).apply(topic.as_str());
+        if !client.try_publish_aliased(name, alias, d.qos, d.retain, payload) {
             return Err(queue_full());
         }
         self.stats.add_published(1);
@@ -516,6 +588,14 @@ fn queue_full() -> End {
     End::Mqtt(ConnFailure::Other(
         "the MQTT request queue is full or closed".into(),
     ))
+}
+
+/// Sleeps until `at`; never ready without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next command answer to publish; never ready without a command path.
