@@ -27,6 +27,8 @@ mod bus;
 pub use bus::{RedisConn, Subscription};
 mod subscriber;
 pub use subscriber::{SeqSubscriber, SubscriberThread};
+mod proxy;
+pub use proxy::CountingProxy;
 
 /// Errors starting a test server.
 pub type Result<T> = std::result::Result<T, String>;

@@ -35,6 +35,8 @@ pub struct MosquittoBuilder {
     listeners: Vec<Listener>,
     users: Vec<(String, String)>,
     extra: Vec<String>,
+    /// Lines for every listener's section (listener-scoped options).
+    per_listener: Vec<String>,
 }
 
 impl MosquittoBuilder {
@@ -55,6 +57,13 @@ impl MosquittoBuilder {
     /// Adds a raw line to mosquitto.conf (e.g. `max_inflight_messages 20`).
     pub fn config_line(mut self, line: &str) -> Self {
         self.extra.push(line.into());
+        self
+    }
+
+    /// Adds a raw line to every listener's section of mosquitto.conf, for the options that
+    /// apply per listener (e.g. `max_topic_alias 4`).
+    pub fn listener_line(mut self, line: &str) -> Self {
+        self.per_listener.push(line.into());
         self
     }
 
@@ -101,6 +110,10 @@ impl MosquittoBuilder {
             let port = free_port();
             ports.push((l.clone(), port));
             conf.push_str(&format!("listener {port} 127.0.0.1\n"));
+            for line in &self.per_listener {
+                conf.push_str(line);
+                conf.push('\n');
+            }
             let tls = match l {
                 Listener::Tcp => None,
                 Listener::Tls(t) => Some(t),
