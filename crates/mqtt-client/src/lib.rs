@@ -74,6 +74,11 @@
 //! - **TLS**: rustls with ring; the broker's certificate is always verified against
 //!   `ca_certificate` (the name checked is `ip`). `tls_insecure: 1` disables that check and is
 //!   logged at warn on every connect.
+//! - **Fewer bytes on the uplink** (docs/payloads.md): `payload_format: json_batch` /
+//!   `csv_batch` gather values into one message on the device's batch topic (`batch.rs`, the
+//!   batch's entries held by the window until its PUBACK/PUBCOMP); `topic_alias: 1` names a
+//!   topic in full once per connection, up to the broker's Topic Alias Maximum (`alias.rs`).
+//!   `uplink.rs` holds both for one connection.
 //! - **QoS 2 with a persistent session**: after a reconnect with `clean_session: 0`, pending
 //!   entries get new packet ids. A broker that still holds an unreleased QoS 2 packet id from
 //!   the old connection and sees it reused may take the new message for a duplicate. Use QoS 1
