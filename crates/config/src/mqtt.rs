@@ -649,6 +649,20 @@ mod tests {
     use super::*;
     use crate::{validate, Applet, RawConfig, SignalKind};
 
+    /// The MQTT device `alias` of a validated config.
+    fn mqtt_device(config: &crate::Config, alias: &str) -> MqttDevice {
+        match &config
+            .devices
+            .iter()
+            .find(|d| d.alias.as_str() == alias)
+            .unwrap()
+            .kind
+        {
+            crate::DeviceKind::Mqtt(m) => m.clone(),
+            _ => unreachable!(),
+        }
+    }
+
     #[test]
     fn command_columns() {
         let text = r#"{"devices": [
@@ -663,17 +677,7 @@ mod tests {
         ]}"#;
         let v = validate(&RawConfig::parse(text).unwrap());
         assert!(v.errors.is_empty() && v.warnings.is_empty(), "{v:?}");
-        let dev = |a: &str| match &v
-            .config
-            .devices
-            .iter()
-            .find(|d| d.alias.as_str() == a)
-            .unwrap()
-            .kind
-        {
-            crate::DeviceKind::Mqtt(m) => m.clone(),
-            _ => unreachable!(),
-        };
+        let dev = |a: &str| mqtt_device(&v.config, a);
         let c = dev("c").commands;
         assert_eq!(c.topic_template.as_str(), "cmd/<signal_alias>");
         assert_eq!((c.max_age.as_secs(), c.timeout.as_secs()), (5, 3));
@@ -725,17 +729,7 @@ mod tests {
         ], "signals": []}"#;
         let v = validate(&RawConfig::parse(text).unwrap());
         assert!(v.errors.is_empty(), "{v:?}");
-        let dev = |a: &str| match &v
-            .config
-            .devices
-            .iter()
-            .find(|d| d.alias.as_str() == a)
-            .unwrap()
-            .kind
-        {
-            crate::DeviceKind::Mqtt(m) => m.clone(),
-            _ => unreachable!(),
-        };
+        let dev = |a: &str| mqtt_device(&v.config, a);
         let c = dev("c");
         assert!(c.topic_alias && c.payload_format == PayloadFormat::CsvBatch);
         assert_eq!((c.batch.linger.as_millis(), c.batch.max_values), (250, 50));

@@ -383,15 +383,7 @@ fn json_and_csv_batches_carry_every_value_on_the_batch_topic() {
 fn a_broker_outage_with_batching_loses_nothing_and_keeps_each_signals_order() {
     let redis = RedisServer::start();
     let persist = tempfile::tempdir().unwrap();
-    let mut broker = MosquittoBuilder::new()
-        .config_line("persistence true")
-        .config_line(&format!(
-            "persistence_location {}/",
-            persist.path().display()
-        ))
-        .config_line("autosave_interval 1")
-        .config_line("max_queued_messages 0")
-        .start();
+    let mut broker = MosquittoBuilder::new().persistent(persist.path()).start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),

@@ -77,10 +77,15 @@ const SIGNALS: usize = 10_000;
 const BACKLOG: usize = 200_000;
 /// The in-flight window of both clients: `max_inflight` (default 20, env `BENCH_WINDOW`).
 fn window() -> u16 {
-    std::env::var("BENCH_WINDOW")
+    env_or("BENCH_WINDOW", 20)
+}
+
+/// A number from the environment, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|w| w.parse().ok())
-        .unwrap_or(20)
+        .unwrap_or(default)
 }
 const RATE: usize = 10_000;
 const LATENCY_SECS: u64 = 5;

@@ -60,6 +60,15 @@ impl MosquittoBuilder {
         self
     }
 
+    /// Keeps sessions and queued messages in `dir` across a kill and restart (saved every
+    /// second), and queues any number of messages per client.
+    pub fn persistent(self, dir: &std::path::Path) -> Self {
+        self.config_line("persistence true")
+            .config_line(&format!("persistence_location {}/", dir.display()))
+            .config_line("autosave_interval 1")
+            .config_line("max_queued_messages 0")
+    }
+
     /// Adds a raw line to every listener's section of mosquitto.conf, for the options that
     /// apply per listener (e.g. `max_topic_alias 4`).
     pub fn listener_line(mut self, line: &str) -> Self {

@@ -24,16 +24,13 @@ use serde_json::{json, Value as J};
 use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
 use testrig::{CountingProxy, Listener, MosquittoBuilder, RedisServer, TestCerts};
 
-use super::{cpu_ticks, start_publisher, wait_log};
+use super::{cpu_ticks, env_or, start_publisher, wait_log};
 
 /// Signals of the live case, each changing once per second.
 const LIVE_SIGNALS: usize = 100;
 /// Seconds of the live case (`BENCH_UPLINK_SECS`, default 10).
 fn live_secs() -> u64 {
-    std::env::var("BENCH_UPLINK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+    env_or("BENCH_UPLINK_SECS", 10)
 }
 /// The backlog of the drain case, over `DRAIN_SIGNALS` signals.
 const DRAIN_VALUES: usize = 200_000;
@@ -239,15 +236,18 @@ struct Link<'a> {
     broker_port: u16,
 }
 
-fn write_config(
+/// One case's device `alias` with `signals` signals, connected through a new counting
+/// proxy: the proxy and the config file.
+fn setup(
     dir: &Path,
     redis_url: &str,
     alias: &str,
-    port: u16,
     signals: usize,
     opt: &UplinkOption,
     link: &Link<'_>,
-) -> std::path::PathBuf {
+) -> (CountingProxy, std::path::PathBuf) {
+    let proxy = CountingProxy::start(link.broker_port);
+    let port = proxy.port();
     let mut device = json!({"name": alias, "device_alias": alias, "protocol": "mqtt", "ip": "127.0.0.1",
         "port": port, "mqtt_qos": 1, "enable_threshold": 0, "client_id": alias});
     let d = device.as_object_mut().unwrap();
@@ -271,7 +271,7 @@ fn write_config(
         json!({"redis_url": redis_url, "devices": [rtu, device], "signals": rows}).to_string(),
     )
     .unwrap();
-    path
+    (proxy, path)
 }
 
 /// 100 signals at 1 change/s each for `live_secs`: one value every 10 ms, round robin.
@@ -284,16 +284,7 @@ async fn live_case(
     link: &Link<'_>,
     alias: &str,
 ) -> Bytes {
-    let proxy = CountingProxy::start(link.broker_port);
-    let cfg = write_config(
-        dir,
-        &redis.url(),
-        alias,
-        proxy.port(),
-        LIVE_SIGNALS,
-        opt,
-        link,
-    );
+    let (proxy, cfg) = setup(dir, &redis.url(), alias, LIVE_SIGNALS, opt, link);
     let counter = Counter::start(plain_port, opt.count);
     let log = dir.join(format!("{alias}.log"));
     let p = start_publisher(bin, &cfg, &redis.url(), &log);
@@ -312,26 +303,42 @@ async fn live_case(
             .await
             .unwrap();
     }
-    let ok = counter.wait(got0 + n, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // the last PUBACKs
-    if !ok {
-        println!(
-            "  uplink {}: only {} of {n} live values arrived",
-            opt.name,
-            counter.values() - got0
-        );
+    let (b, _) = collect(&counter, &proxy, (up0, down0, got0), n, opt.name).await;
+    drop(p);
+    b
+}
+
+/// Waits until `n` more values than `got0` arrived (30 s at most after the last one), then
+/// for the last PUBACKs: the bytes through `proxy` since `(up0, down0)` and the arrival rate.
+async fn collect(
+    counter: &Counter,
+    proxy: &CountingProxy,
+    (up0, down0, got0): (u64, u64, usize),
+    n: usize,
+    what: &str,
+) -> (Bytes, f64) {
+    let mut seen = counter.values();
+    while !counter.wait(got0 + n, Duration::from_secs(30)).await {
+        if counter.values() == seen {
+            println!(
+                "  uplink {what}: only {} of {n} values arrived",
+                counter.values() - got0
+            );
+            break;
+        }
+        seen = counter.values();
     }
+    let rate = counter.rate();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the last PUBACKs
     let b = Bytes {
         up: proxy.up() - up0,
         down: proxy.down() - down0,
         values: counter.values() - got0,
     };
-    drop(p);
-    b
+    (b, rate)
 }
 
 /// The drain of a 200,000-value backlog over 10,000 signals: bytes, arrival rate, CPU.
-#[allow(clippy::too_many_arguments)]
 async fn drain_case(
     bin: &Path,
     dir: &Path,
@@ -341,16 +348,7 @@ async fn drain_case(
     link: &Link<'_>,
     alias: &str,
 ) -> (Bytes, f64, f64) {
-    let proxy = CountingProxy::start(link.broker_port);
-    let cfg = write_config(
-        dir,
-        &redis.url(),
-        alias,
-        proxy.port(),
-        DRAIN_SIGNALS,
-        opt,
-        link,
-    );
+    let (proxy, cfg) = setup(dir, &redis.url(), alias, DRAIN_SIGNALS, opt, link);
     // The first start creates the consumer group; its CPU up to "live" is the cost of
     // loading the config, subtracted below. Then the backlog is written while it is down.
     let log = dir.join(format!("{alias}.log"));
@@ -370,23 +368,9 @@ async fn drain_case(
     let (up0, down0) = (proxy.up(), proxy.down());
     let log2 = dir.join(format!("{alias}-2.log"));
     let p = start_publisher(bin, &cfg, &redis.url(), &log2);
-    let ok = counter.wait(DRAIN_VALUES, Duration::from_secs(180)).await;
+    let (b, rate) = collect(&counter, &proxy, (up0, down0, 0), DRAIN_VALUES, opt.name).await;
     let ticks = cpu_ticks(p.pid()).saturating_sub(startup_ticks);
-    tokio::time::sleep(Duration::from_millis(300)).await; // the last PUBACKs
-    if !ok {
-        println!(
-            "  uplink {}: only {} of {DRAIN_VALUES} backlog values arrived",
-            opt.name,
-            counter.values()
-        );
-    }
-    let b = Bytes {
-        up: proxy.up() - up0,
-        down: proxy.down() - down0,
-        values: counter.values(),
-    };
     let cpu_us = ticks as f64 * 10_000.0 / DRAIN_VALUES as f64;
-    let rate = counter.rate();
     drop(p);
     (b, rate, cpu_us)
 }
