@@ -663,6 +663,17 @@ mod tests {
         }
     }
 
+    /// The columns of the mqtt-client's errors of a config, and the errors printed.
+    fn error_columns(text: &str) -> (Vec<String>, String) {
+        let v = validate(&RawConfig::parse(text).unwrap());
+        let errors = v.errors_for(Applet::MqttClient);
+        let cols = errors
+            .iter()
+            .map(|e| e.path.column.clone().unwrap_or_default())
+            .collect();
+        (cols, format!("{errors:?}"))
+    }
+
     #[test]
     fn command_columns() {
         let text = r#"{"devices": [
@@ -705,16 +716,11 @@ mod tests {
             .replace("cmd/<signal_alias>", "cmd/fixed")
             .replace(r#""writable": 1"#, r#""writable": 7"#)
             .replace(r#""command_topic": "a/b""#, r#""command_topic": "a/+""#);
-        let v = validate(&RawConfig::parse(&bad).unwrap());
-        let errors = v.errors_for(Applet::MqttClient);
-        let cols: Vec<_> = errors
-            .iter()
-            .map(|e| e.path.column.clone().unwrap_or_default())
-            .collect();
+        let (cols, errors) = error_columns(&bad);
         assert_eq!(
             cols,
             ["command_topic_template", "writable", "command_topic"],
-            "{errors:?}"
+            "{errors}"
         );
     }
 
@@ -754,16 +760,11 @@ mod tests {
             .replace(r#""batch_ms": 250"#, r#""batch_ms": 0"#)
             .replace(r#""batch_max": 50"#, r#""batch_max": 10001"#)
             .replace("site/7/values", "site/+/values");
-        let v = validate(&RawConfig::parse(&bad).unwrap());
-        let errors = v.errors_for(Applet::MqttClient);
-        let cols: Vec<_> = errors
-            .iter()
-            .map(|e| e.path.column.clone().unwrap_or_default())
-            .collect();
+        let (cols, errors) = error_columns(&bad);
         assert_eq!(
             cols,
             ["topic_alias", "batch_ms", "batch_max", "batch_topic"],
-            "{errors:?}"
+            "{errors}"
         );
     }
 }

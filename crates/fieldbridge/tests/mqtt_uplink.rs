@@ -72,7 +72,7 @@ fn start_publisher(cfg: &Path, redis_url: &str, dir: &Path) -> testrig::AppletPr
 fn write_values(redis_url: &str, range: std::ops::Range<usize>) {
     let batch: Vec<(TagKey, TagValue)> = range
         .map(|i| {
-            let flags = if i % 7 == 0 { "iv" } else { "" };
+            let flags = if i.is_multiple_of(7) { "iv" } else { "" };
             (
                 format!("tag/rtu1/s{}/in", i % SIGNALS).parse().unwrap(),
                 format!("{i},{},{flags}", 1_700_000_000_000u64 + i as u64)
@@ -109,7 +109,7 @@ impl Got {
             topic: format!("{prefix}/s{}", i % SIGNALS),
             value: i,
             ts: 1_700_000_000_000 + i as u64,
-            quality: u8::from(i % 7 != 0),
+            quality: u8::from(!i.is_multiple_of(7)),
         }
     }
 }
@@ -156,10 +156,13 @@ fn decode(topic: &str, payload: &[u8]) -> Vec<Got> {
     }]
 }
 
+/// Messages as (topic, payload).
+type Messages = Vec<(String, Vec<u8>)>;
+
 /// An MQTT 5 subscriber in a thread (rumqttc v5, reconnecting, re-subscribing on every
 /// CONNACK), keeping every message as (topic, payload).
 struct Sub5 {
-    msgs: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    msgs: Arc<Mutex<Messages>>,
     subacks: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -216,7 +219,7 @@ impl Sub5 {
     }
 
     /// Waits until the messages decode to at least `n` values; returns every message.
-    fn wait_values(&self, n: usize, timeout: Duration) -> Vec<(String, Vec<u8>)> {
+    fn wait_values(&self, n: usize, timeout: Duration) -> Messages {
         let deadline = Instant::now() + timeout;
         loop {
             let msgs = self.msgs.lock().unwrap().clone();
