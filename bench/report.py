@@ -58,6 +58,54 @@ def mqtt_table(w, qs, g, arrived):
         w("| " + " | ".join(cells) + " |")
 
 
+# The payload options of the uplink table, as bench.rs's `uplink::options` names them
+# (`uplink.<id>.<figure>`: the name without spaces and `+`); a new option is one more entry.
+UPLINK_OPTIONS = [
+    ("csv", "CSV (today's)"),
+    ("csvtopicaliases", "CSV + MQTT 5 topic aliases"),
+    ("json_batch", "json_batch"),
+    ("csv_batch", "csv_batch"),
+    ("sparkplug", "Sparkplug B"),
+]
+UPLINK_BATCHED = ("json_batch", "csv_batch")
+
+
+def uplink_table(w, kv, targets):
+    """Bytes per value per payload option (bench.rs, `BENCH_UPLINK`), and its targets."""
+    u = lambda o, k: num(kv, f"uplink.{o}.{k}")  # noqa: E731
+    opts = [(o, name) for o, name in UPLINK_OPTIONS if u(o, "live_up") is not None]
+    if not opts:
+        return
+    w("## The cellular uplink: bytes per value by payload option")
+    w("")
+    w("QoS 1, one run, one mosquitto (`max_topic_alias 65535`). The publisher connects through a "
+      "counting TCP proxy on loopback; over plain TCP its bytes are the MQTT packets (up: gateway "
+      "to broker, what `$SYS/broker/bytes/received` counts; both: PUBACKs and the rest down "
+      "too), over TLS the TLS records. 100 signals: 100 signals at 1 change/s each for 10 s "
+      "(batch_ms 1000, batch_max 1000: the defaults). Drain: 200,000 values over 10,000 signals "
+      "already in the stream; values/s is the arrival rate, first value to last; CPU as in the "
+      "table above (the plain-TCP drain).")
+    w("")
+    w("| option | 100 signals: MQTT up B/value | MQTT both | TLS both | drain: MQTT up | MQTT both | TLS both | drain values/s | TLS values/s | CPU us/value |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for o, name in opts:
+        cells = [name] + [f(u(o, k), "{:.1f}") for k in (
+            "live_up", "live_both", "live_tls_both", "drain_up", "drain_both", "drain_tls_both")]
+        cells += [f(u(o, "drain_rate")), f(u(o, "drain_tls_rate")), f(u(o, "cpu_us"), "{:.2f}")]
+        w("| " + " | ".join(cells) + " |")
+    w("")
+    best = min((u(o, "live_up"), name) for o, name in opts)
+    targets.append((f"<= 12 B/value at the MQTT layer, 100 signals, best option ({best[1]})",
+                    f(best[0], "{:.1f} B"), best[0] <= 12))
+    today = u("csv", "drain_rate")
+    for o in UPLINK_BATCHED:
+        r, c = u(o, "drain_rate"), u(o, "cpu_us")
+        if r is not None and today is not None:
+            targets.append((f"drain with {o} >= today's CSV ({today:.0f}/s)", f(r), r >= today))
+        if c is not None:
+            targets.append((f"CPU <= 5 us/value at QoS 1 with {o}", f(c, "{:.2f} us"), c <= 5))
+
+
 def main():
     kv = load(sys.argv[1])
     pkg_readme = open(sys.argv[2], encoding="utf-8").read() if len(sys.argv) > 2 else ""
@@ -138,6 +186,8 @@ def main():
         w("")
         mqtt_table(w, qs, gp, arrived=False)
         w("")
+
+    uplink_table(w, kv, targets)
 
     w("## The Python alternative (`bench/python_bridge.py`: redis-py + paho-mqtt 2)")
     w("")

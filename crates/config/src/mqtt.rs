@@ -1,7 +1,8 @@
 //! The MQTT part: broker devices (`protocol: mqtt`) and the signals they forward. Column
 //! names and defaults are the WCC Lite MQTT tables', plus fieldbridge's additions
 //! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive_s`, `clean_session`,
-//! `payload_format`, `tls_insecure`, `max_inflight`, and the command path: device
+//! `payload_format`, `tls_insecure`, `max_inflight`, the uplink's `topic_alias`, `batch_ms`,
+//! `batch_max`, `batch_topic`, and the command path: device
 //! `command_topic_template`, `command_max_age_ms`, `command_result_timeout_s`; signal
 //! `writable`, `command_topic`).
 //!
@@ -52,6 +53,10 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "command_topic_template",
     "command_max_age_ms",
     "command_result_timeout_s",
+    "topic_alias",
+    "batch_ms",
+    "batch_max",
+    "batch_topic",
 ];
 
 /// Signal columns of the MQTT protocol.
@@ -235,13 +240,25 @@ impl FromStr for WsSubprotocol {
     }
 }
 
-/// The payload format (`payload_format`).
+/// The payload format (`payload_format`; the formats: docs/payloads.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadFormat {
     /// `value,timestamp,quality` (the WCC Lite format, the default).
     Csv,
     /// `{"value":..,"ts":..,"quality":..,"flags":[..]}`.
     Json,
+    /// Batches on the device's batch topic: a JSON array of `{topic, value, ts, quality}`.
+    JsonBatch,
+    /// Batches on the device's batch topic: one `topic,value,timestamp,quality` line per value.
+    CsvBatch,
+}
+
+impl PayloadFormat {
+    /// Whether values are gathered into batches ([`BatchSettings`]) rather than published
+    /// one per signal topic.
+    pub fn is_batch(self) -> bool {
+        matches!(self, PayloadFormat::JsonBatch | PayloadFormat::CsvBatch)
+    }
 }
 
 impl FromStr for PayloadFormat {
@@ -250,7 +267,50 @@ impl FromStr for PayloadFormat {
         match s.to_ascii_lowercase().as_str() {
             "csv" => Ok(PayloadFormat::Csv),
             "json" => Ok(PayloadFormat::Json),
+            "json_batch" => Ok(PayloadFormat::JsonBatch),
+            "csv_batch" => Ok(PayloadFormat::CsvBatch),
             _ => Err(()),
+        }
+    }
+}
+
+/// `batch_ms`: the longest a value waits in a batch before the batch is published.
+pub const BATCH_MS: IntColumn = IntColumn {
+    name: "batch_ms",
+    min: 1,
+    max: 60_000,
+    default: Some(1_000),
+};
+
+/// `batch_max`: the most values in one batch.
+pub const BATCH_MAX: IntColumn = IntColumn {
+    name: "batch_max",
+    min: 1,
+    max: 10_000,
+    default: Some(1_000),
+};
+
+/// How a batch payload format gathers values (`batch_ms`, `batch_max`, `batch_topic`); read
+/// for every device, used with [`PayloadFormat::is_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// A batch is published at the latest this long after its first value.
+    pub linger: Duration,
+    /// A batch is published when it holds this many values.
+    pub max_values: u16,
+    /// `batch_topic`; None: [`BatchSettings::DEFAULT_TOPIC`] with the device alias.
+    pub topic: Option<Topic>,
+}
+
+impl BatchSettings {
+    /// The default batch topic; `<device_alias>` is the MQTT device's alias.
+    pub const DEFAULT_TOPIC: &'static str = "fieldbridge/<device_alias>/batch";
+
+    /// The topic the batches of device `alias` are published on.
+    pub fn topic_for(&self, alias: &contract::Alias) -> Result<Topic, String> {
+        match &self.topic {
+            Some(t) => Ok(t.clone()),
+            None => Topic::new(&Self::DEFAULT_TOPIC.replace("<device_alias>", alias.as_str())),
         }
     }
 }
@@ -298,6 +358,11 @@ pub struct MqttDevice {
     pub keepalive: Duration,
     pub clean_session: bool,
     pub payload_format: PayloadFormat,
+    /// `topic_alias` (MQTT 5 only): publish with Topic Aliases, up to the broker's Topic
+    /// Alias Maximum.
+    pub topic_alias: bool,
+    /// The batch payload formats' settings.
+    pub batch: BatchSettings,
     /// `max_inflight` (default 20, mosquitto's `max_inflight_messages`): the most QoS 1/2
     /// publishes awaiting the broker's acknowledgement; with MQTT 5 the broker's Receive
     /// Maximum lowers it further.
@@ -500,7 +565,22 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     }
     let keepalive = r.int_or("keepalive_s", 60, 5, 65_535);
     let clean_session = r.bool_or("clean_session", true);
-    let payload_format = r.parse_or("payload_format", PayloadFormat::Csv, "csv or json");
+    let payload_format = r.parse_or(
+        "payload_format",
+        PayloadFormat::Csv,
+        "csv, json, json_batch or csv_batch",
+    );
+    let topic_alias = r.bool_or("topic_alias", false);
+    if topic_alias == Some(true) && version.is_some_and(|v| v != MqttVersion::V5) {
+        r.error(
+            Some("topic_alias"),
+            "topic aliases are an MQTT 5 feature: set mqtt_version to 5",
+        );
+    }
+    let batch_ms = r.int(&BATCH_MS);
+    let batch_max = r.int(&BATCH_MAX);
+    r.computed_default("batch_topic", BatchSettings::DEFAULT_TOPIC);
+    let batch_topic = topic_from(r, "batch_topic");
     let insecure = r.bool_or("tls_insecure", false);
     let max_inflight = r
         .int_or("max_inflight", i64::from(DEFAULT_MAX_INFLIGHT), 1, 65_535)
@@ -593,6 +673,12 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         keepalive: Duration::from_secs(u64::try_from(keepalive?).ok()?),
         clean_session: clean_session?,
         payload_format: payload_format?,
+        topic_alias: topic_alias?,
+        batch: BatchSettings {
+            linger: Duration::from_millis(u64::try_from(batch_ms?).ok()?),
+            max_values: u16::try_from(batch_max?).ok()?,
+            topic: batch_topic?,
+        },
         max_inflight: max_inflight?,
         commands: CommandSettings {
             topic_template: template?,
@@ -651,6 +737,31 @@ mod tests {
     use super::*;
     use crate::{validate, Applet, RawConfig, SignalKind};
 
+    /// The MQTT device `alias` of a validated config.
+    fn mqtt_device(config: &crate::Config, alias: &str) -> MqttDevice {
+        match &config
+            .devices
+            .iter()
+            .find(|d| d.alias.as_str() == alias)
+            .unwrap()
+            .kind
+        {
+            crate::DeviceKind::Mqtt(m) => m.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The columns of the mqtt-client's errors of a config, and the errors printed.
+    fn error_columns(text: &str) -> (Vec<String>, String) {
+        let v = validate(&RawConfig::parse(text).unwrap());
+        let errors = v.errors_for(Applet::MqttClient);
+        let cols = errors
+            .iter()
+            .map(|e| e.path.column.clone().unwrap_or_default())
+            .collect();
+        (cols, format!("{errors:?}"))
+    }
+
     #[test]
     fn command_columns() {
         let text = r#"{"devices": [
@@ -665,17 +776,7 @@ mod tests {
         ]}"#;
         let v = validate(&RawConfig::parse(text).unwrap());
         assert!(v.errors.is_empty() && v.warnings.is_empty(), "{v:?}");
-        let dev = |a: &str| match &v
-            .config
-            .devices
-            .iter()
-            .find(|d| d.alias.as_str() == a)
-            .unwrap()
-            .kind
-        {
-            crate::DeviceKind::Mqtt(m) => m.clone(),
-            _ => unreachable!(),
-        };
+        let dev = |a: &str| mqtt_device(&v.config, a);
         let c = dev("c").commands;
         assert_eq!(c.topic_template.as_str(), "cmd/<signal_alias>");
         assert_eq!((c.max_age.as_secs(), c.timeout.as_secs()), (5, 3));
@@ -703,16 +804,55 @@ mod tests {
             .replace("cmd/<signal_alias>", "cmd/fixed")
             .replace(r#""writable": 1"#, r#""writable": 7"#)
             .replace(r#""command_topic": "a/b""#, r#""command_topic": "a/+""#);
-        let v = validate(&RawConfig::parse(&bad).unwrap());
-        let errors = v.errors_for(Applet::MqttClient);
-        let cols: Vec<_> = errors
-            .iter()
-            .map(|e| e.path.column.clone().unwrap_or_default())
-            .collect();
+        let (cols, errors) = error_columns(&bad);
         assert_eq!(
             cols,
             ["command_topic_template", "writable", "command_topic"],
-            "{errors:?}"
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn uplink_columns() {
+        let text = r#"{"devices": [
+            {"name": "R", "device_alias": "r", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
+            {"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b", "mqtt_version": "5",
+             "topic_alias": 1, "payload_format": "csv_batch", "batch_ms": 250, "batch_max": 50},
+            {"name": "D", "device_alias": "d", "protocol": "mqtt", "ip": "b", "payload_format": "json_batch",
+             "batch_topic": "site/7/values"}
+        ], "signals": []}"#;
+        let v = validate(&RawConfig::parse(text).unwrap());
+        assert!(v.errors.is_empty(), "{v:?}");
+        let dev = |a: &str| mqtt_device(&v.config, a);
+        let c = dev("c");
+        assert!(c.topic_alias && c.payload_format == PayloadFormat::CsvBatch);
+        assert_eq!((c.batch.linger.as_millis(), c.batch.max_values), (250, 50));
+        assert_eq!(
+            c.batch.topic_for(&"c".parse().unwrap()).unwrap().as_str(),
+            "fieldbridge/c/batch"
+        );
+        let d = dev("d");
+        assert!(!d.topic_alias && d.payload_format.is_batch());
+        assert_eq!(
+            (d.batch.linger.as_millis(), d.batch.max_values),
+            (1000, 1000)
+        );
+        assert_eq!(
+            d.batch.topic_for(&"d".parse().unwrap()).unwrap().as_str(),
+            "site/7/values"
+        );
+
+        // topic aliases need MQTT 5; the batch ranges are checked
+        let bad = text
+            .replace(r#""mqtt_version": "5","#, "")
+            .replace(r#""batch_ms": 250"#, r#""batch_ms": 0"#)
+            .replace(r#""batch_max": 50"#, r#""batch_max": 10001"#)
+            .replace("site/7/values", "site/+/values");
+        let (cols, errors) = error_columns(&bad);
+        assert_eq!(
+            cols,
+            ["topic_alias", "batch_ms", "batch_max", "batch_topic"],
+            "{errors}"
         );
     }
 

@@ -43,6 +43,12 @@
 //! rumqttc (vendor/rumqttc) writes the requests already queued together (64 at most).
 //! `BENCH_RAW_BATCH=64` gives the raw client the same.
 //!
+//! Then the uplink figures ([`uplink`]): bytes per value of each payload option (CSV, CSV with
+//! MQTT 5 topic aliases, `json_batch`, `csv_batch`) at the MQTT layer and as TCP payload
+//! both ways, plain and TLS, for 100 signals at 1 change/s and for a 200,000-value backlog
+//! drain, with the drain rate and CPU per value at QoS 1. `BENCH_UPLINK=only` runs only
+//! these, `BENCH_UPLINK=0` leaves them out.
+//!
 //! `BENCH_OUT=FILE` also writes every figure as `key value` lines (read by `bench/run`);
 //! `BENCH_SKIP_PYTHON=1` leaves the Python bridge out; `BENCH_QOS=0` (or `1,2`) runs only these
 //! QoS levels.
@@ -65,14 +71,21 @@ use serde_json::json;
 use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
 use testrig::{KillOnDrop, MosquittoBuilder, RedisServer};
 
+mod uplink;
+
 const SIGNALS: usize = 10_000;
 const BACKLOG: usize = 200_000;
 /// The in-flight window of both clients: `max_inflight` (default 20, env `BENCH_WINDOW`).
 fn window() -> u16 {
-    std::env::var("BENCH_WINDOW")
+    env_or("BENCH_WINDOW", 20)
+}
+
+/// A number from the environment, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|w| w.parse().ok())
-        .unwrap_or(20)
+        .unwrap_or(default)
 }
 const RATE: usize = 10_000;
 const LATENCY_SECS: u64 = 5;
@@ -918,10 +931,14 @@ async fn main() {
     kv.push_str(&format!("window {}\n", window()));
     let mut rows = Vec::new();
     // BENCH_QOS=0,1 runs only these levels (profiling one level); default all three.
+    let uplink_only = std::env::var("BENCH_UPLINK").as_deref() == Ok("only");
     let levels: Vec<u8> = std::env::var("BENCH_QOS")
         .ok()
         .map(|v| v.split(',').filter_map(|q| q.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![0, 1, 2]);
+        .unwrap_or_else(|| vec![0, 1, 2])
+        .into_iter()
+        .filter(|_| !uplink_only)
+        .collect();
     for (qos, l) in layouts
         .iter()
         .flat_map(|l| levels.iter().map(move |q| (*q, *l)))
@@ -1034,22 +1051,30 @@ async fn main() {
         }
         rows.push(row);
     }
-    println!("\n| layout | QoS | raw client msg/s | publisher msg/s | ratio | CPU us/value | p50 ms @10k/s | p99 ms @10k/s | p99.9 ms @10k/s | peak RSS MB | RSS at end MB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        println!(
-            "| {:?} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
-            r.layout,
-            r.qos,
-            r.raw,
-            r.publisher,
-            r.publisher / r.raw,
-            r.cpu_us,
-            r.lat.p50,
-            r.lat.p99,
-            r.lat.p999,
-            r.rss_kb as f64 / 1024.0,
-            r.rss_now_kb as f64 / 1024.0
-        );
+    if !rows.is_empty() {
+        println!("\n| layout | QoS | raw client msg/s | publisher msg/s | ratio | CPU us/value | p50 ms @10k/s | p99 ms @10k/s | p99.9 ms @10k/s | peak RSS MB | RSS at end MB |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for r in rows {
+            println!(
+                "| {:?} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
+                r.layout,
+                r.qos,
+                r.raw,
+                r.publisher,
+                r.publisher / r.raw,
+                r.cpu_us,
+                r.lat.p50,
+                r.lat.p99,
+                r.lat.p999,
+                r.rss_kb as f64 / 1024.0,
+                r.rss_now_kb as f64 / 1024.0
+            );
+        }
+    }
+    if std::env::var("BENCH_UPLINK").as_deref() != Ok("0") && layouts[0] == Layout::Shared {
+        kv.push_str(&uplink::run(&bin, dir.path(), &redis).await);
+        if let Some(out) = &out {
+            std::fs::write(out, &kv).unwrap();
+        }
     }
 }

@@ -51,10 +51,12 @@ const CONNECT_TIMEOUT_S: u64 = 10;
 /// What the publisher learns from a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConnEvent {
-    /// CONNACK accepted; MQTT 5 brokers may announce a Receive Maximum.
+    /// CONNACK accepted; MQTT 5 brokers may announce a Receive Maximum and a Topic Alias
+    /// Maximum.
     Connected {
         session_present: bool,
         receive_max: Option<u16>,
+        topic_alias_max: Option<u16>,
     },
     /// A PUBLISH was written (packet id; 0 at QoS 0), in the order of publish calls.
     Sent(u16),
@@ -112,6 +114,29 @@ impl Client {
         match self {
             Client::V4(c) => c.try_publish(topic, qos4(qos), retain, payload).is_ok(),
             Client::V5(c) => c.try_publish(topic, qos5(qos), retain, payload).is_ok(),
+        }
+    }
+
+    /// [`Client::try_publish`] with an MQTT 5 Topic Alias (`crate::alias`): `topic` is empty
+    /// when the alias stands for it. Without an alias, or with MQTT 3.1.1, a plain publish.
+    pub(crate) fn try_publish_aliased(
+        &self,
+        topic: &str,
+        alias: Option<u16>,
+        qos: Qos,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> bool {
+        match (self, alias) {
+            (Client::V5(c), Some(a)) => {
+                let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                    topic_alias: Some(a),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos5(qos), retain, payload, props)
+                    .is_ok()
+            }
+            _ => self.try_publish(topic, qos, retain, payload),
         }
     }
 }
@@ -326,6 +351,7 @@ fn map4(e: rumqttc::Event) -> Option<ConnEvent> {
         Event::Incoming(Packet::ConnAck(c)) => Some(ConnEvent::Connected {
             session_present: c.session_present,
             receive_max: None,
+            topic_alias_max: None,
         }),
         Event::Incoming(Packet::PubAck(a)) => Some(ConnEvent::Acked {
             pkid: a.pkid,
@@ -374,7 +400,8 @@ fn map5(e: rumqttc::v5::Event) -> Option<ConnEvent> {
     match e {
         Event::Incoming(Packet::ConnAck(c)) => Some(ConnEvent::Connected {
             session_present: c.session_present,
-            receive_max: c.properties.and_then(|p| p.receive_max),
+            receive_max: c.properties.as_ref().and_then(|p| p.receive_max),
+            topic_alias_max: c.properties.and_then(|p| p.topic_alias_max),
         }),
         Event::Incoming(Packet::PubAck(a)) => Some(ConnEvent::Acked {
             pkid: a.pkid,

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::commands::{Answer, CommandsIo, ToCommands};
 use crate::conn::{self, ConnEvent, ConnFailure, ConnSettings};
+use crate::uplink::Uplink;
 use crate::window::{Sizing, Window};
 use crate::{format_payload, DevicePlan, MqttClientError, Route, Stats, READ_BATCH};
 
@@ -231,12 +232,20 @@ impl Publisher {
                 "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
         }
         let sizing = Sizing::new(d.qos, d.max_inflight, self.qos2_window);
-        let (conn, receive_max) = match self.connect(&sizing).await {
+        let (conn, receive_max, topic_alias_max) = match self.connect(&sizing).await {
             Ok(c) => c,
             Err(end) => return end,
         };
         let connected_at = Instant::now();
-        let window = Window::new(d.qos, sizing.window(receive_max), d.enable_threshold);
+        let mut window = Window::new(d.qos, sizing.window(receive_max), d.enable_threshold);
+        let mut uplink = Uplink::new(d, plan.batch_topic.as_ref(), topic_alias_max);
+        if uplink.batching() {
+            window = window.gather_batches();
+        }
+        if d.topic_alias {
+            tracing::info!(device = %self.plan.alias, aliases = uplink.alias_max(),
+                "topic aliases: up to the broker's Topic Alias Maximum");
+        }
 
         let (item_tx, items) = mpsc::channel::<FeedItem>(ITEM_BATCHES);
         let reader = tokio::spawn(feed::run_feed(
@@ -253,7 +262,9 @@ impl Publisher {
             item_tx,
         ));
         let _abort_reader = AbortOnDrop(reader);
-        let (end, window) = self.serve(conn, window, items, connected_at).await;
+        let (end, window) = self
+            .serve(conn, window, &mut uplink, items, connected_at)
+            .await;
         // Entries acknowledged by the broker before the end are XACKed (not published again);
         // the others stay pending and come again on the next connection.
         let closed = window.close();
@@ -266,8 +277,11 @@ impl Publisher {
     }
 
     /// Connects to the broker and waits for its CONNACK: the connection and the broker's
-    /// Receive Maximum (MQTT 5).
-    async fn connect(&mut self, sizing: &Sizing) -> Result<(conn::Conn, Option<u16>), End> {
+    /// Receive Maximum and Topic Alias Maximum (MQTT 5).
+    async fn connect(
+        &mut self,
+        sizing: &Sizing,
+    ) -> Result<(conn::Conn, Option<u16>, Option<u16>), End> {
         let alias = &self.plan.alias;
         let settings = ConnSettings {
             device: &self.plan.device,
@@ -279,13 +293,14 @@ impl Publisher {
         };
         let mut conn = conn::connect(&settings, self.tls.clone()).map_err(End::Setup)?;
         let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
-        let (session_present, receive_max) = match first {
+        let (session_present, receive_max, topic_alias_max) = match first {
             Ok(Some(ConnEvent::Connected {
                 session_present,
                 receive_max,
+                topic_alias_max,
             })) => {
-                tracing::info!(device = %alias, session_present, ?receive_max, "connected to the broker");
-                (session_present, receive_max)
+                tracing::info!(device = %alias, session_present, ?receive_max, ?topic_alias_max, "connected to the broker");
+                (session_present, receive_max, topic_alias_max)
             }
             Ok(Some(ConnEvent::Closed(f))) => return Err(End::Mqtt(f)),
             Ok(Some(other)) => {
@@ -307,7 +322,7 @@ impl Publisher {
                 return Err(queue_full());
             }
         }
-        Ok((conn, receive_max))
+        Ok((conn, receive_max, topic_alias_max))
     }
 
     /// The connected loop: hands the reader's items to rumqttc as far as the window allows,
@@ -317,6 +332,7 @@ impl Publisher {
         &mut self,
         mut conn: conn::Conn,
         mut window: Window<EntryId>,
+        uplink: &mut Uplink,
         mut items: mpsc::Receiver<FeedItem>,
         connected_at: Instant,
     ) -> (End, Window<EntryId>) {
@@ -331,11 +347,12 @@ impl Publisher {
             // Publish what the reader handed over, as far as the window allows.
             while window.has_room() {
                 let Some(next) = queue.pop_front() else { break };
-                if let Err(e) = self.publish(&conn.client, &mut window, next) {
+                if let Err(e) = self.publish(&conn.client, &mut window, uplink, next) {
                     break 'conn e;
                 }
             }
             let room = window.has_room();
+            let batch_due = uplink.batch_deadline();
             tokio::select! {
                 ev = conn.events.recv() => {
                     // Handle every event already waiting in one go (under load they come in
@@ -363,8 +380,13 @@ impl Publisher {
                     }
                     None => break End::Redis(tagbus::TagBusError::ConnectionLost),
                 },
-                () = heartbeat_at(window.next_heartbeat()), if queue.is_empty() && room => {
+                () = sleep_until(window.next_heartbeat()), if queue.is_empty() && room => {
                     queue.extend(window.due_heartbeats(Instant::now()).into_iter().map(Queued::Heartbeat));
+                }
+                () = sleep_until(batch_due) => {
+                    if let Err(e) = self.publish_batch(&conn.client, &mut window, uplink) {
+                        break e;
+                    }
                 }
                 answer = next_answer(&mut self.commands) => {
                     let d = &self.plan.device;
@@ -399,16 +421,20 @@ impl Publisher {
         &self,
         client: &conn::Client,
         window: &mut Window<EntryId>,
+        uplink: &mut Uplink,
         next: Queued,
     ) -> Result<(), End> {
         let now = Instant::now();
         let (key, value, id) = match next {
             Queued::Snapshot(key, value) => (key, value, None),
             Queued::Heartbeat(route) => {
-                return match window.heartbeat(&route, now) {
-                    Some(value) => self.send(client, &route, &value),
-                    None => Ok(()),
-                };
+                if let Some(value) = window.heartbeat(&route, now) {
+                    self.send(client, uplink, &route, &value)?;
+                    if uplink.batch_full() {
+                        self.publish_batch(client, window, uplink)?;
+                    }
+                }
+                return Ok(());
             }
             Queued::Entry(entry) => match entry.body {
                 EntryBody::Tag { key, value } => (key, value, Some(entry.id)),
@@ -441,16 +467,64 @@ impl Publisher {
             None => window.snapshot(&value, routes, now).iter().collect(),
         };
         for route in routes {
-            self.send(client, route, &value)?;
+            self.send(client, uplink, route, &value)?;
+        }
+        // A batch holds every route of an entry: it is due only after the entry.
+        if uplink.batch_full() {
+            self.publish_batch(client, window, uplink)?;
         }
         Ok(())
     }
 
-    /// One PUBLISH of `value` on `route` to rumqttc's request queue.
-    fn send(&self, client: &conn::Client, route: &Route, value: &TagValue) -> Result<(), End> {
+    /// The batch gathered (if any) as one PUBLISH on the batch topic; its entries are
+    /// acknowledged with it.
+    fn publish_batch(
+        &self,
+        client: &conn::Client,
+        window: &mut Window<EntryId>,
+        uplink: &mut Uplink,
+    ) -> Result<(), End> {
+        let Some((topic, payload, values)) = uplink.take_batch() else {
+            return Ok(());
+        };
+        let d = &self.plan.device;
+        if self.opts.trace_mqtt {
+            print_line(&format!(
+                "mqtt {} PUBLISH {topic} qos={} retain={} values={values} {}\n",
+                self.plan.alias,
+                d.qos.as_u8(),
+                u8::from(d.retain),
+                String::from_utf8_lossy(&payload)
+            ));
+        }
+        let (name, alias) = uplink.name(&topic).apply(topic.as_str());
+        window.seal();
+        if !client.try_publish_aliased(name, alias, d.qos, d.retain, payload) {
+            return Err(queue_full());
+        }
+        Ok(())
+    }
+
+    /// One PUBLISH of `value` on `route` to rumqttc's request queue, or the value into the
+    /// batch being gathered.
+    fn send(
+        &self,
+        client: &conn::Client,
+        uplink: &mut Uplink,
+        route: &Route,
+        value: &TagValue,
+    ) -> Result<(), End> {
         let d = &self.plan.device;
         let topic = &route.topic;
-        let payload = format_payload(d.payload_format, value);
+        if uplink.batching() {
+            if route.log {
+                tracing::info!(device = %self.plan.alias, topic = %topic, value = %value.to_wcc_payload(), "publish (batched)");
+            }
+            uplink.gather(topic, value, Instant::now());
+            self.stats.add_published(1);
+            return Ok(());
+        }
+        let payload = format_payload(d.payload_format, topic, value);
         if route.log {
             tracing::info!(device = %self.plan.alias, topic = %topic, payload = %String::from_utf8_lossy(&payload), "publish");
         }
@@ -463,7 +537,8 @@ impl Publisher {
                 String::from_utf8_lossy(&payload)
             ));
         }
-        if !client.try_publish(topic.as_str(), d.qos, d.retain, payload) {
+        let (name, alias) = uplink.name(topic).apply(topic.as_str());
+        if !client.try_publish_aliased(name, alias, d.qos, d.retain, payload) {
             return Err(queue_full());
         }
         self.stats.add_published(1);
@@ -532,10 +607,10 @@ fn queue_full() -> End {
     ))
 }
 
-/// Ready when the next heartbeat is due; never without one.
-async fn heartbeat_at(due: Option<Instant>) {
-    match due {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+/// Sleeps until `at`; never ready without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }

@@ -17,6 +17,11 @@
 //!   window for the next connections;
 //! - the connection ended: [`Window::close`], the ids to `XACK` still and those left pending.
 //!
+//! With a batch payload format ([`Window::gather_batches`]) the entries handed over are
+//! gathered instead of being one publish each, until [`Window::seal`]: the batch is then one
+//! publish standing for all of them, and each is acknowledged by that publish's PUBACK or
+//! PUBCOMP (at QoS 0, once written), like a publish of its own.
+//!
 //! A reconnect starts a new window: the entries the old one left pending are still pending
 //! in the stream and its reader hands them over again (a value may be published twice, none
 //! is lost, and no entry is acknowledged before the broker acknowledged every publish of it).
@@ -95,9 +100,30 @@ impl Sizing {
     }
 }
 
-/// What a publish stands for: a stream entry, or nothing to acknowledge (a snapshot value,
-/// a command answer).
-type Token<Id> = Option<Id>;
+/// What a publish stands for: a stream entry, the entries of a batch, or nothing to
+/// acknowledge (a snapshot value, a command answer).
+#[derive(Debug)]
+enum Token<Id> {
+    Nothing,
+    Entry(Id),
+    Batch(Vec<Id>),
+}
+
+impl<Id> Token<Id> {
+    fn into_ids(self) -> Vec<Id> {
+        match self {
+            Token::Nothing => Vec::new(),
+            Token::Entry(id) => vec![id],
+            Token::Batch(ids) => ids,
+        }
+    }
+}
+
+/// Batches handed to rumqttc beyond the in-flight window: a batch holds many entries, so
+/// few are queued ahead (the stream is the buffer, not RAM).
+const BATCHES_AHEAD: usize = 2;
+/// QoS 0: batches handed to rumqttc and not yet written (a batch is up to 128 KiB).
+const QOS0_BATCHES: usize = 4;
 
 /// An entry's publishes, from [`Window::entry`].
 #[derive(Debug, PartialEq, Eq)]
@@ -148,6 +174,10 @@ pub(crate) struct Window<Id> {
     remaining: HashMap<Id, u32>,
     /// Entries whose publishes are all acknowledged, not yet taken.
     acked: Vec<Id>,
+    /// A batch payload format: entries handed over wait in `gathered` for [`Window::seal`].
+    batching: bool,
+    /// The entries (once per route) of the batch being gathered.
+    gathered: Vec<Id>,
 }
 
 impl<Id: Clone + Eq + Hash> Window<Id> {
@@ -168,6 +198,35 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
             inflight_count: 0,
             remaining: HashMap::new(),
             acked: Vec::new(),
+            batching: false,
+            gathered: Vec::new(),
+        }
+    }
+
+    /// A batch payload format: the entries and snapshot values handed over are gathered into
+    /// one publish each time [`Window::seal`] is called; the window counts batches.
+    pub(crate) fn gather_batches(mut self) -> Self {
+        self.batching = true;
+        self.handover = match self.qos {
+            Qos::AtMostOnce => QOS0_BATCHES,
+            _ => self.window.saturating_add(BATCHES_AHEAD),
+        };
+        self
+    }
+
+    /// The batch gathered so far was handed over as one publish (it may be empty of entries:
+    /// snapshot values only); its entries are acknowledged with it.
+    pub(crate) fn seal(&mut self) {
+        let ids = std::mem::take(&mut self.gathered);
+        self.unwritten.push_back(Token::Batch(ids));
+    }
+
+    /// One publish of `id` handed over: now, or into the batch being gathered.
+    fn hand_over(&mut self, token: Token<Id>) {
+        match token {
+            Token::Entry(id) if self.batching => self.gathered.push(id),
+            Token::Nothing if self.batching => {}
+            token => self.unwritten.push_back(token),
         }
     }
 
@@ -206,12 +265,14 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
             }
         }
         match to_send.len() {
-            0 => self.done(Some(id)),
-            1 => self.unwritten.push_back(Some(id)),
+            0 => self.done(Token::Entry(id)),
+            1 => self.hand_over(Token::Entry(id)),
             n => {
                 self.remaining
                     .insert(id.clone(), u32::try_from(n).unwrap_or(u32::MAX));
-                self.unwritten.extend(std::iter::repeat_n(Some(id), n));
+                for _ in 0..n {
+                    self.hand_over(Token::Entry(id.clone()));
+                }
             }
         }
         Fanout {
@@ -224,7 +285,7 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
     /// An entry with nothing to publish (malformed, trimmed, or its key unmapped):
     /// acknowledged at once.
     pub(crate) fn skip(&mut self, id: Id) {
-        self.done(Some(id));
+        self.done(Token::Entry(id));
     }
 
     /// A snapshot value (it stands for no stream entry): published on every route of its key
@@ -237,7 +298,7 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
     ) -> &'r [Route] {
         for route in routes {
             self.report.sent(route, value, now);
-            self.unwritten.push_back(None);
+            self.hand_over(Token::Nothing);
         }
         routes
     }
@@ -257,14 +318,14 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
     /// None when the topic published a value since.
     pub(crate) fn heartbeat(&mut self, route: &Route, now: Instant) -> Option<TagValue> {
         let value = self.report.heartbeat(route, now)?;
-        self.unwritten.push_back(None);
+        self.hand_over(Token::Nothing);
         Some(value)
     }
 
     /// A command answer was handed over: its packet is reported like any publish, and
     /// stands for no stream entry.
     pub(crate) fn answer(&mut self) {
-        self.unwritten.push_back(None);
+        self.unwritten.push_back(Token::Nothing);
     }
 
     /// rumqttc wrote the oldest publish handed over, with packet id `pkid` (0 at QoS 0:
@@ -350,7 +411,8 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
             .unwritten
             .drain(..)
             .chain(self.inflight.into_values().flatten())
-            .flatten()
+            .flat_map(Token::into_ids)
+            .chain(self.gathered)
             .filter(|id| seen.insert(id.clone()))
             .collect();
         Closed {
@@ -359,9 +421,21 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
         }
     }
 
-    /// One publish of `token` is acknowledged; the entry is ready to `XACK` when all of its are.
+    /// One publish of `token` is acknowledged; an entry is ready to `XACK` when all of its are.
     fn done(&mut self, token: Token<Id>) {
-        let Some(id) = token else { return };
+        match token {
+            Token::Nothing => {}
+            Token::Entry(id) => self.done_entry(id),
+            Token::Batch(ids) => {
+                for id in ids {
+                    self.done_entry(id);
+                }
+            }
+        }
+    }
+
+    /// One publish of entry `id` is acknowledged.
+    fn done_entry(&mut self, id: Id) {
         let left = match self.remaining.get_mut(&id) {
             Some(n) => {
                 *n = n.saturating_sub(1);
@@ -789,5 +863,82 @@ mod tests {
         assert_eq!(Sizing::new(Qos::ExactlyOnce, 20, 0).inflight_limit, 1);
         assert_eq!(Sizing::new(Qos::ExactlyOnce, 8, 20).inflight_limit, 8);
         assert_eq!(Sizing::new(Qos::AtLeastOnce, 0, 20).inflight_limit, 1);
+    }
+
+    #[test]
+    fn a_batch_is_one_publish_and_its_entries_are_acknowledged_by_its_puback() {
+        let (a, b) = ([route("plant/a")], [route("plant/b"), route("plant/c")]);
+        let mut w = Window::new(Qos::AtLeastOnce, 2, false).gather_batches();
+        assert_eq!(hand(&mut w, 1, 10, &a), 1);
+        assert_eq!(hand(&mut w, 2, 11, &b), 2, "one entry on two topics");
+        w.snapshot(&value(5), &a, Instant::now());
+        assert_eq!(w.outstanding(), 0, "gathered, not handed over yet");
+        w.seal();
+        assert_eq!(hand(&mut w, 3, 12, &a), 1);
+        w.seal();
+        w.seal(); // a batch of snapshot values only
+        assert_eq!(w.outstanding(), 3);
+        for pkid in 1..=3 {
+            w.written(pkid).unwrap();
+        }
+        assert!(w.acked(2));
+        assert_eq!(w.take_acks(), vec![3]);
+        assert!(w.acked(3));
+        assert!(w.take_acks().is_empty());
+        assert!(w.acked(1));
+        assert_eq!(
+            w.take_acks(),
+            vec![1, 2],
+            "entry 2 after its batch's PUBACK"
+        );
+        assert_eq!(w.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_close_leaves_the_entries_of_unacknowledged_and_unsent_batches_pending() {
+        let a = [route("plant/a")];
+        let mut w = Window::new(Qos::AtLeastOnce, 4, false).gather_batches();
+        hand(&mut w, 1, 1, &a);
+        hand(&mut w, 2, 2, &a);
+        w.seal();
+        w.written(1).unwrap();
+        hand(&mut w, 3, 3, &a);
+        w.seal();
+        hand(&mut w, 4, 4, &a); // gathered, never sealed
+        assert_eq!(
+            w.close(),
+            Closed {
+                acks: vec![],
+                pending: vec![3, 1, 2, 4]
+            }
+        );
+    }
+
+    #[test]
+    fn a_qos0_batch_is_done_when_written_and_the_handover_counts_batches() {
+        let a = [route("plant/a")];
+        let mut w = Window::new(Qos::AtMostOnce, QOS0_WINDOW, false).gather_batches();
+        for id in 1..=100 {
+            hand(&mut w, id, 1, &a);
+        }
+        for _ in 0..QOS0_BATCHES {
+            assert!(w.has_room());
+            w.seal();
+        }
+        assert!(
+            !w.has_room(),
+            "a few QoS 0 batches at a time, not QOS0_WINDOW"
+        );
+        w.written(0).unwrap();
+        assert_eq!(w.take_acks(), (1..=100).collect::<Vec<_>>());
+        let mut q1 = Window::<u32>::new(Qos::AtLeastOnce, 2, false).gather_batches();
+        for _ in 0..2 + BATCHES_AHEAD {
+            assert!(q1.has_room());
+            q1.seal();
+        }
+        assert!(
+            !q1.has_room(),
+            "a QoS 1 window queues only a few batches ahead"
+        );
     }
 }

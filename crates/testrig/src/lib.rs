@@ -29,6 +29,8 @@ mod subscriber;
 pub use subscriber::{SeqSubscriber, SubscriberThread};
 mod broker;
 pub use broker::{broker_case, skip_note, Broker, BrokerBuilder, BrokerKind, Feature};
+mod proxy;
+pub use proxy::CountingProxy;
 
 /// Errors starting a test server.
 pub type Result<T> = std::result::Result<T, String>;

@@ -36,6 +36,8 @@ pub struct MosquittoBuilder {
     users: Vec<(String, String)>,
     extra: Vec<String>,
     persistent: bool,
+    /// Lines for every listener's section (listener-scoped options).
+    per_listener: Vec<String>,
 }
 
 impl MosquittoBuilder {
@@ -62,6 +64,13 @@ impl MosquittoBuilder {
     /// Saves sessions in the broker's directory every second (they survive a restart).
     pub fn persistent(mut self) -> Self {
         self.persistent = true;
+        self
+    }
+
+    /// Adds a raw line to every listener's section of mosquitto.conf, for the options that
+    /// apply per listener (e.g. `max_topic_alias 4`).
+    pub fn listener_line(mut self, line: &str) -> Self {
+        self.per_listener.push(line.into());
         self
     }
 
@@ -116,6 +125,10 @@ impl MosquittoBuilder {
             let port = free_port();
             ports.push((l.clone(), port));
             conf.push_str(&format!("listener {port} 127.0.0.1\n"));
+            for line in &self.per_listener {
+                conf.push_str(line);
+                conf.push('\n');
+            }
             let tls = match l {
                 Listener::Tcp => None,
                 Listener::Tls(t) => Some(t),

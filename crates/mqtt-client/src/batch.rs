@@ -1,0 +1,226 @@
+//! Batched payloads (`payload_format: json_batch` or `csv_batch`), without I/O: the values of
+//! up to `batch_ms` / `batch_max` gathered into one message on the device's batch topic.
+//!
+//! [`BatchPayload`] writes one batch; [`Batcher`] decides when a batch is published: when it
+//! holds `batch_max` values (or [`MAX_BATCH_BYTES`]), or `batch_ms` after its first value.
+//! Which stream entries a batch stands for is the window's part (`Window::gather_batches`,
+//! `Window::seal`): each is acknowledged only after the PUBACK/PUBCOMP of its batch.
+//!
+//! The formats (docs/payloads.md):
+//! - `json_batch`: `[{"topic":"tag/rtu1/ua12/in","value":231.123,"ts":1796118651026,"quality":1},..]`
+//!   (keys in this order; `value` `null` for `nan` and the infinities);
+//! - `csv_batch`: one `topic,value,timestamp,quality` line per value, each ended by `\n`; the
+//!   topic is everything before the last three commas (a topic may hold commas, never a line
+//!   break: such a topic is refused by the plan).
+
+use std::time::{Duration, Instant};
+
+use config::mqtt::{BatchSettings, PayloadFormat, Topic};
+use tagbus::TagValue;
+
+use crate::payload::json_number;
+
+/// A batch is published before it grows beyond this many bytes (whatever `batch_max` says),
+/// well below the largest packet (`conn::MAX_PACKET`, 256 KiB) and brokers' usual limits.
+pub(crate) const MAX_BATCH_BYTES: usize = 128 * 1024;
+
+/// One batch payload being written.
+#[derive(Debug)]
+pub(crate) struct BatchPayload {
+    json: bool,
+    buf: Vec<u8>,
+    values: usize,
+}
+
+impl BatchPayload {
+    /// An empty batch of `format` (`json_batch`; anything else writes CSV lines).
+    pub(crate) fn new(format: PayloadFormat) -> Self {
+        Self {
+            json: format == PayloadFormat::JsonBatch,
+            buf: Vec::new(),
+            values: 0,
+        }
+    }
+
+    /// Values in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.values
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Adds the value of `topic`.
+    pub(crate) fn push(&mut self, topic: &Topic, value: &TagValue) {
+        use std::io::Write;
+        let b = &mut self.buf;
+        if self.json {
+            b.push(if self.values == 0 { b'[' } else { b',' });
+            b.extend_from_slice(b"{\"topic\":");
+            // A topic is UTF-8 without NUL; serde_json escapes quotes, backslashes and
+            // control characters.
+            let _ = serde_json::to_writer(&mut *b, topic.as_str());
+            let _ = write!(
+                b,
+                ",\"value\":{},\"ts\":{},\"quality\":{}}}",
+                json_number(value.value),
+                value.timestamp_ms,
+                value.quality()
+            );
+        } else {
+            b.extend_from_slice(topic.as_str().as_bytes());
+            b.push(b',');
+            b.extend_from_slice(value.to_wcc_payload().as_bytes());
+            b.push(b'\n');
+        }
+        self.values = self.values.saturating_add(1);
+    }
+
+    /// The payload (`[]` for an empty JSON batch).
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.json {
+            if self.values == 0 {
+                self.buf.push(b'[');
+            }
+            self.buf.push(b']');
+        }
+        self.buf
+    }
+}
+
+/// When the batch of one connection is published.
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    format: PayloadFormat,
+    linger: Duration,
+    max_values: usize,
+    batch: BatchPayload,
+    /// When the first value of the batch came.
+    opened: Option<Instant>,
+}
+
+impl Batcher {
+    /// An empty batcher of a batch `format`.
+    pub(crate) fn new(format: PayloadFormat, settings: &BatchSettings) -> Self {
+        Self {
+            format,
+            linger: settings.linger,
+            max_values: usize::from(settings.max_values.max(1)),
+            batch: BatchPayload::new(format),
+            opened: None,
+        }
+    }
+
+    /// Adds a value at `now`.
+    pub(crate) fn push(&mut self, topic: &Topic, value: &TagValue, now: Instant) {
+        self.opened.get_or_insert(now);
+        self.batch.push(topic, value);
+    }
+
+    /// Whether the batch is due now: full (`batch_max` values or [`MAX_BATCH_BYTES`]).
+    /// An entry's values all go into one batch, so the publisher asks after each entry.
+    pub(crate) fn is_full(&self) -> bool {
+        self.batch.len() >= self.max_values || self.batch.bytes() >= MAX_BATCH_BYTES
+    }
+
+    /// When the batch is due at the latest (`batch_ms` after its first value); None when
+    /// it is empty.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.opened.and_then(|o| o.checked_add(self.linger))
+    }
+
+    /// Takes the batch to publish (None when empty) and starts a new one.
+    pub(crate) fn take(&mut self) -> Option<(Vec<u8>, usize)> {
+        self.opened.take()?;
+        let batch = std::mem::replace(&mut self.batch, BatchPayload::new(self.format));
+        let n = batch.len();
+        Some((batch.finish(), n))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Topic {
+        Topic::new(s).unwrap()
+    }
+
+    fn v(s: &str) -> TagValue {
+        s.parse().unwrap()
+    }
+
+    fn settings(ms: u64, max: u16) -> BatchSettings {
+        BatchSettings {
+            linger: Duration::from_millis(ms),
+            max_values: max,
+            topic: None,
+        }
+    }
+
+    #[test]
+    fn json_batch_is_an_array_of_topic_value_ts_quality() {
+        let mut b = BatchPayload::new(PayloadFormat::JsonBatch);
+        b.push(&t("tag/rtu1/ua12/in"), &v("231.123,1796118651026,"));
+        b.push(&t("tag/rtu1/cb1/in"), &v("1,1796118651030,iv"));
+        b.push(&t("we\"ird\\topic"), &v("nan,1,"));
+        assert_eq!(
+            String::from_utf8(b.finish()).unwrap(),
+            r#"[{"topic":"tag/rtu1/ua12/in","value":231.123,"ts":1796118651026,"quality":1},{"topic":"tag/rtu1/cb1/in","value":1,"ts":1796118651030,"quality":0},{"topic":"we\"ird\\topic","value":null,"ts":1,"quality":1}]"#
+        );
+        assert_eq!(BatchPayload::new(PayloadFormat::JsonBatch).finish(), b"[]");
+    }
+
+    #[test]
+    fn csv_batch_is_one_line_per_value() {
+        let mut b = BatchPayload::new(PayloadFormat::CsvBatch);
+        b.push(&t("tag/rtu1/ua12/in"), &v("231.123,1796118651026,"));
+        b.push(&t("a,b"), &v("1,1796118651030,iv"));
+        assert_eq!(
+            String::from_utf8(b.finish()).unwrap(),
+            "tag/rtu1/ua12/in,231.123,1796118651026,1\na,b,1,1796118651030,0\n"
+        );
+    }
+
+    #[test]
+    fn a_batch_is_due_when_full_or_batch_ms_after_its_first_value() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(PayloadFormat::CsvBatch, &settings(100, 3));
+        assert_eq!((b.deadline(), b.take()), (None, None));
+        b.push(&t("a"), &v("1,1,"), t0);
+        b.push(&t("b"), &v("2,1,"), t0 + Duration::from_millis(50));
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_millis(100)));
+        assert!(!b.is_full());
+        b.push(&t("c"), &v("3,1,"), t0 + Duration::from_millis(60));
+        assert!(b.is_full());
+        let (payload, n) = b.take().unwrap();
+        assert_eq!(
+            (payload.as_slice(), n),
+            (&b"a,1,1,1\nb,2,1,1\nc,3,1,1\n"[..], 3)
+        );
+        assert_eq!(b.deadline(), None, "a new batch starts empty");
+        let later = t0 + Duration::from_millis(500);
+        b.push(&t("a"), &v("4,1,"), later);
+        assert_eq!(b.deadline(), Some(later + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_batch_is_also_due_at_the_byte_limit() {
+        let mut b = Batcher::new(PayloadFormat::JsonBatch, &settings(1000, 10_000));
+        let topic = t(&"x".repeat(1000));
+        let mut n = 0;
+        while !b.is_full() {
+            b.push(&topic, &v("1,1,"), Instant::now());
+            n += 1;
+        }
+        assert!(n < 200 && n > 100, "{n}");
+        let (payload, count) = b.take().unwrap();
+        assert_eq!(count, n);
+        assert!(payload.len() >= MAX_BATCH_BYTES);
+        let parsed: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(parsed.as_array().unwrap().len(), n);
+    }
+}
