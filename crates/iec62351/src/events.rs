@@ -48,6 +48,14 @@ pub(crate) fn classify_io(error: &std::io::Error) -> (SecurityEventKind, String)
             SecurityEventKind::HandshakeFailed,
             format!("not a TLS peer (plaintext?): {m:?}"),
         ),
+        Some(TlsError::InvalidCertificate(CertificateError::Other(o)))
+            if o.0.downcast_ref::<NotOnAllowList>().is_some() =>
+        {
+            (
+                SecurityEventKind::CertificateUnknown,
+                NotOnAllowList.to_string(),
+            )
+        }
         Some(e) => (classify(e), e.to_string()),
         None if error.kind() == std::io::ErrorKind::UnexpectedEof => (
             SecurityEventKind::HandshakeFailed,
