@@ -102,13 +102,6 @@ impl WarnOncePerDay {
     }
 }
 
-/// Adds an event to the stats: its kind's counter and the last event.
-pub(crate) fn count(stats: &mut TlsStats, event: SecurityEvent) {
-    let n = stats.events.entry(event.kind).or_insert(0);
-    *n = n.saturating_add(1);
-    stats.last = Some(event);
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -195,16 +188,16 @@ impl SecurityLog {
         let peer_text = peer.map(|p| p.to_string()).unwrap_or_default();
         let what = match kind {
             SecurityEventKind::HandshakeFailed => "TLS handshake failed",
-            SecurityEventKind::CertificateExpired => "TLS certificate expired",
-            SecurityEventKind::CertificateNotYetValid => "TLS certificate not yet valid",
-            SecurityEventKind::CertificateRevoked => "TLS certificate revoked",
-            SecurityEventKind::CertificateUnknown => "TLS certificate unknown",
+            SecurityEventKind::CertificateExpired => "TLS refused: certificate expired",
+            SecurityEventKind::CertificateNotYetValid => "TLS refused: certificate not yet valid",
+            SecurityEventKind::CertificateRevoked => "TLS refused: certificate revoked",
+            SecurityEventKind::CertificateUnknown => "TLS refused: certificate unknown",
             SecurityEventKind::CertificateExpiresSoon => "TLS certificate expires soon",
         };
         if kind == SecurityEventKind::CertificateExpiresSoon {
-            tracing::warn!(device = %self.device, peer = %peer_text, subject, ?kind, %detail, "{what}");
+            tracing::warn!(device = %self.device, peer = %peer_text, subject, %kind, %detail, "{what}");
         } else {
-            tracing::error!(device = %self.device, peer = %peer_text, subject, ?kind, %detail, "{what}");
+            tracing::error!(device = %self.device, peer = %peer_text, subject, %kind, %detail, "{what}");
         }
         let event = SecurityEvent {
             kind,
@@ -213,7 +206,7 @@ impl SecurityLog {
             detail,
             at_ms: now_ms(),
         };
-        self.with_state(|st| count(&mut st.stats, event));
+        self.with_state(|st| st.stats.record(event));
     }
 
     /// A failed handshake with `peer`; `presented` is the end-entity certificate it showed,

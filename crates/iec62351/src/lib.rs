@@ -28,8 +28,8 @@
 //! - Sessions are never resumed: every connection does a full handshake, so every
 //!   certificate is verified again (and checked for expiry) on each connect.
 //! - Files are read once, when the applet starts; a changed CRL or certificate takes effect
-//!   at the next start. The private key file must not be world-accessible
-//!   ([`config::tls104::check_private_key_file`]); its contents are never logged.
+//!   at the next start, read by [`config::tls104`]'s loaders (the rules validation uses). The
+//!   private key file must not be world-accessible; its contents are never logged.
 //!
 //! # Session renewal (`tls_renewal_s`)
 //! - TLS 1.3: a KeyUpdate (requesting the peer's update too) on the interval, by the master

@@ -1,15 +1,14 @@
 //! Reading a device row's TLS files and building the rustls configurations.
 
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use config::tls104::{Iec104Tls, PeerCertificate, TlsVersion};
+use config::tls104::{
+    load_certificates, load_crls, load_private_key, Iec104Tls, PeerCertificate, TlsFileError,
+    TlsVersion,
+};
 use tokio_rustls::rustls::client::{Resumption, WebPkiServerVerifier};
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
-use tokio_rustls::rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer,
-};
+use tokio_rustls::rustls::pki_types::CertificateRevocationListDer;
 use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use tokio_rustls::rustls::sign::{CertifiedKey, SingleCertAndKey};
@@ -20,23 +19,23 @@ use tokio_rustls::rustls::{
 use crate::der::{summarize, CertSummary};
 use crate::verify::{AllowList, MasterVerifier, OutstationVerifier, Presented};
 
-/// Why a device's TLS cannot be set up (the applet does not start the device).
+/// Why a device's TLS cannot be set up (the applet does not start).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// A file cannot be read or holds nothing usable.
-    #[error("{column}: {}: {reason}", path.display())]
+    /// A file is refused (unreadable, empty, a world-accessible private key).
+    #[error("{column}: {source}")]
     File {
         /// The workbook column naming the file.
         column: &'static str,
-        path: PathBuf,
-        reason: String,
+        source: TlsFileError,
     },
-    /// The private key file is refused (world-accessible, unreadable, no key in it).
-    #[error("private_key: {0}")]
-    PrivateKey(String),
     /// The settings do not make a usable TLS configuration.
     #[error("{0}")]
     Profile(String),
+}
+
+fn file(column: &'static str) -> impl FnOnce(TlsFileError) -> LoadError {
+    move |source| LoadError::File { column, source }
 }
 
 /// The cipher suites of the IEC 62351-3 profile (AEAD only).
@@ -81,73 +80,13 @@ fn versions(tls: &Iec104Tls) -> Result<Vec<&'static SupportedProtocolVersion>, L
     Ok(v)
 }
 
-fn read(column: &'static str, path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|e| LoadError::File {
-        column,
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn certs(column: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
-    let bad = |reason: String| LoadError::File {
-        column,
-        path: path.to_owned(),
-        reason,
-    };
-    let bytes = read(column, path)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate in it".to_owned()));
-    }
-    Ok(certs)
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, LoadError> {
-    config::tls104::check_private_key_file(path).map_err(LoadError::PrivateKey)?;
-    // the key's bytes never reach an error message or a log line
-    let bytes = std::fs::read(path)
-        .map_err(|e| LoadError::PrivateKey(format!("{}: {e}", path.display())))?;
-    match rustls_pemfile::private_key(&mut BufReader::new(bytes.as_slice())) {
-        Ok(Some(key)) => Ok(key),
-        Ok(None) | Err(_) => Err(LoadError::PrivateKey(format!(
-            "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it",
-            path.display()
-        ))),
-    }
-}
-
-fn crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, LoadError> {
-    let bytes = read("crl_file", path)?;
-    let bad = |reason: &str| LoadError::File {
-        column: "crl_file",
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if bytes.starts_with(b"-----BEGIN") {
-        let crls: Vec<_> = rustls_pemfile::crls(&mut BufReader::new(bytes.as_slice()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad(&e.to_string()))?;
-        if crls.is_empty() {
-            return Err(bad("no PEM X509 CRL in it"));
-        }
-        Ok(crls)
-    } else if bytes.first() == Some(&0x30) {
-        Ok(vec![CertificateRevocationListDer::from(bytes)])
-    } else {
-        Err(bad("neither a PEM nor a DER CRL"))
-    }
-}
-
 fn allow_list(tls: &Iec104Tls) -> Result<AllowList, LoadError> {
     let mut out = Vec::new();
     for p in &tls.peer_certificates {
         match p {
             PeerCertificate::Sha256(h) => out.push(*h),
             PeerCertificate::File(path) => {
-                for c in certs("peer_certificates", path)? {
+                for c in load_certificates(path).map_err(file("peer_certificates"))? {
                     out.push(crate::fingerprint(c.as_ref()));
                 }
             }
@@ -174,22 +113,24 @@ impl Material {
         let provider = Arc::new(provider());
         let versions = versions(tls)?;
         let mut roots = RootCertStore::empty();
-        for c in certs("ca_certificate", &tls.ca_certificate)? {
-            roots.add(c).map_err(|e| LoadError::File {
-                column: "ca_certificate",
-                path: tls.ca_certificate.clone(),
-                reason: e.to_string(),
+        for c in load_certificates(&tls.ca_certificate).map_err(file("ca_certificate"))? {
+            roots.add(c).map_err(|e| {
+                LoadError::Profile(format!(
+                    "ca_certificate: {}: {e}",
+                    tls.ca_certificate.display()
+                ))
             })?;
         }
         let crls = match &tls.crl_file {
-            Some(p) => crls(p)?,
+            Some(p) => load_crls(p).map_err(file("crl_file"))?,
             None => Vec::new(),
         };
-        let chain = certs("certificate", &tls.certificate)?;
+        let chain = load_certificates(&tls.certificate).map_err(file("certificate"))?;
         let own_summary = chain
             .first()
             .and_then(|c| Some((summarize(c.as_ref())?, crate::fingerprint(c.as_ref()))));
-        let key = private_key(&tls.private_key)?;
+        // refused when world-accessible; the key's bytes never reach a message or a log line
+        let key = load_private_key(&tls.private_key).map_err(file("private_key"))?;
         let own = CertifiedKey::from_der(chain, key, &provider)
             .map_err(|e| LoadError::Profile(format!("certificate and private_key: {e}")))?;
         Ok(Self {

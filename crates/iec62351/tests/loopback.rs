@@ -316,7 +316,16 @@ async fn load_errors_name_the_column() {
     let mut c = tls(&pki, &pki.client);
     c.private_key = key.clone();
     let e = TlsConnector::load("m", &c).unwrap_err();
-    assert!(matches!(e, LoadError::PrivateKey(_)), "{e}");
+    assert!(
+        matches!(
+            e,
+            LoadError::File {
+                column: "private_key",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("world-accessible"), "{e}");
     // the key is never in the message
     let pem = std::fs::read_to_string(&key).unwrap();
