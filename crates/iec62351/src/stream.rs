@@ -20,27 +20,34 @@ use crate::verify::Presented;
 
 /// A TLS stream of an IEC 104 link (either side).
 #[derive(Debug)]
-pub enum TlsLink {
-    /// The master's end.
+pub struct TlsLink {
+    stream: Inner,
+    /// Until the first plaintext arrives: where a refusal by the peer is recorded. In TLS 1.3
+    /// the client's handshake ends before the server has verified the client's certificate;
+    /// a server refusing it answers with an alert on the first read.
+    verdict: Option<(SecurityLog, SocketAddr)>,
+}
+
+#[derive(Debug)]
+enum Inner {
     Client(tokio_rustls::client::TlsStream<TcpStream>),
-    /// The slave's end.
     Server(tokio_rustls::server::TlsStream<TcpStream>),
 }
 
 impl TlsLink {
     /// The negotiated version.
     pub fn protocol_version(&self) -> Option<ProtocolVersion> {
-        match self {
-            Self::Client(s) => s.get_ref().1.protocol_version(),
-            Self::Server(s) => s.get_ref().1.protocol_version(),
+        match &self.stream {
+            Inner::Client(s) => s.get_ref().1.protocol_version(),
+            Inner::Server(s) => s.get_ref().1.protocol_version(),
         }
     }
 
     /// The DER of the peer's end-entity certificate.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
-        let certs = match self {
-            Self::Client(s) => s.get_ref().1.peer_certificates(),
-            Self::Server(s) => s.get_ref().1.peer_certificates(),
+        let certs = match &self.stream {
+            Inner::Client(s) => s.get_ref().1.peer_certificates(),
+            Inner::Server(s) => s.get_ref().1.peer_certificates(),
         };
         certs.and_then(|c| c.first()).map(|c| c.as_ref())
     }
@@ -52,9 +59,9 @@ impl LinkStream for TlsLink {
         if self.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
             return false;
         }
-        let r = match self {
-            Self::Client(s) => s.get_mut().1.refresh_traffic_keys(),
-            Self::Server(s) => s.get_mut().1.refresh_traffic_keys(),
+        let r = match &mut self.stream {
+            Inner::Client(s) => s.get_mut().1.refresh_traffic_keys(),
+            Inner::Server(s) => s.get_mut().1.refresh_traffic_keys(),
         };
         r.is_ok()
     }
@@ -66,10 +73,24 @@ impl AsyncRead for TlsLink {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Client(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Server(s) => Pin::new(s).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = match &mut this.stream {
+            Inner::Client(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Server(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if let Poll::Ready(ref result) = r {
+            match result {
+                Err(e) => {
+                    if let Some((log, peer)) = this.verdict.take() {
+                        log.refused_after_handshake(peer, e);
+                    }
+                }
+                Ok(()) if buf.filled().len() > before => this.verdict = None,
+                Ok(()) => {}
+            }
         }
+        r
     }
 }
 
@@ -79,23 +100,23 @@ impl AsyncWrite for TlsLink {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Client(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Server(s) => Pin::new(s).poll_write(cx, buf),
+        match &mut self.get_mut().stream {
+            Inner::Client(s) => Pin::new(s).poll_write(cx, buf),
+            Inner::Server(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Client(s) => Pin::new(s).poll_flush(cx),
-            Self::Server(s) => Pin::new(s).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            Inner::Client(s) => Pin::new(s).poll_flush(cx),
+            Inner::Server(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Client(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Server(s) => Pin::new(s).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            Inner::Client(s) => Pin::new(s).poll_shutdown(cx),
+            Inner::Server(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -157,7 +178,10 @@ impl TlsConnector {
             .await
         {
             Ok(s) => {
-                let link = TlsLink::Client(s);
+                let link = TlsLink {
+                    stream: Inner::Client(s),
+                    verdict: Some((self.0.log.clone(), peer)),
+                };
                 self.0.log.handshake_ok(peer, link.peer_certificate());
                 Ok(link)
             }
@@ -234,7 +258,10 @@ impl TlsAcceptor {
             .await
         {
             Ok(s) => {
-                let link = TlsLink::Server(s);
+                let link = TlsLink {
+                    stream: Inner::Server(s),
+                    verdict: None,
+                };
                 self.0.log.handshake_ok(peer, link.peer_certificate());
                 Ok(link)
             }
