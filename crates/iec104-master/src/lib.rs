@@ -249,8 +249,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Marks every `in`/`rin` value of the devices with the gateway's link-loss mark as the
-/// driver stops: nothing refreshes them any more (see `tagbus::mark_no_link`).
 /// Reads each TLS device's files (certificates, key, CRL) into its connector.
 pub fn load_tls(mut devices: Vec<DeviceSpec>) -> Result<Vec<DeviceSpec>, Error> {
     for d in &mut devices {
@@ -268,6 +266,8 @@ pub fn load_tls(mut devices: Vec<DeviceSpec>) -> Result<Vec<DeviceSpec>, Error> 
     Ok(devices)
 }
 
+/// Marks every `in`/`rin` value of the devices with the gateway's link-loss mark as the
+/// driver stops: nothing refreshes them any more (see `tagbus::mark_no_link`).
 async fn mark_stopped(opts: &Options, devices: &[tagbus::Alias]) {
     match tagbus::mark_no_link(&opts.redis_url, opts.stream_max_len, devices).await {
         Ok(n) => tracing::info!(
