@@ -96,7 +96,6 @@ fn allow_list(tls: &Iec104Tls) -> Result<AllowList, LoadError> {
 }
 
 /// What every connection of a device shares: the files, read and checked once.
-#[derive(Debug)]
 pub(crate) struct Material {
     pub(crate) provider: Arc<CryptoProvider>,
     pub(crate) versions: Vec<&'static SupportedProtocolVersion>,
@@ -106,6 +105,22 @@ pub(crate) struct Material {
     pub(crate) own: Arc<CertifiedKey>,
     /// The own certificate's subject and validity, and its fingerprint.
     pub(crate) own_summary: Option<(CertSummary, [u8; 32])>,
+}
+
+/// Names what is loaded, never the key (not even rustls' description of it).
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Material")
+            .field("versions", &self.versions)
+            .field("roots", &self.roots.len())
+            .field("crls", &self.crls.len())
+            .field("allow_list", &self.allow.0.len())
+            .field(
+                "own_subject",
+                &self.own_summary.as_ref().map(|(s, _)| &s.subject),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Material {
@@ -193,11 +208,16 @@ impl Material {
 }
 
 /// The master's configuration, cloned per connection with its own verifier.
-#[derive(Debug)]
 pub(crate) struct ClientMaterial {
     material: Material,
     base: ClientConfig,
     inner: Arc<WebPkiServerVerifier>,
+}
+
+impl std::fmt::Debug for ClientMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.material.fmt(f)
+    }
 }
 
 impl AsRef<Material> for ClientMaterial {
@@ -220,10 +240,15 @@ impl ClientMaterial {
 }
 
 /// The slave's configuration, built per connection with its own verifier.
-#[derive(Debug)]
 pub(crate) struct ServerMaterial {
     material: Material,
     inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for ServerMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.material.fmt(f)
+    }
 }
 
 impl AsRef<Material> for ServerMaterial {

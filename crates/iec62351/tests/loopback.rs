@@ -338,6 +338,15 @@ async fn load_errors_name_the_column() {
     let body = pem.lines().nth(1).unwrap();
     assert!(!e.to_string().contains(body));
 
+    // nor in the Debug of a loaded connector (a DeviceSpec may be logged with `?`)
+    let loaded = TlsConnector::load("m", &tls(&pki, &pki.client)).unwrap();
+    let client_pem = std::fs::read_to_string(&pki.client.key).unwrap();
+    let debug = format!("{loaded:?}");
+    assert!(debug.contains("CN=fieldbridge client"), "{debug}");
+    for line in client_pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!debug.contains(line));
+    }
+
     let mut c = tls(&pki, &pki.client);
     c.private_key = pki.server.key.clone();
     let e = TlsConnector::load("m", &c).unwrap_err();
