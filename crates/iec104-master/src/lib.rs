@@ -17,6 +17,15 @@
 //! (`gi_interval_s` 0 = only after a connect). A failed GI is retried after 30 s (or the
 //! shorter `gi_interval_s`). Devices are independent tasks: an unreachable one never delays another.
 //!
+//! # TLS
+//! A row with `tls: 1` connects only with IEC 62351-3 TLS (the `iec62351` crate: mutual
+//! authentication, no plaintext fallback); its files are read when the applet starts and a
+//! refused file stops the applet ([`Error::Tls`]). A failed handshake is a security event and
+//! counts as a failed connect (next address, backoff). `tls_renewal_s` renews the session:
+//! a TLS 1.3 KeyUpdate, or on TLS 1.2 a planned reconnect through STOPDT (the new activation
+//! interrogates again; values are not marked `nt` for it). The device's TLS stats hash is
+//! written every [`device::TLS_STATS_INTERVAL`].
+//!
 //! # Values
 //! Every monitor-direction object of the device's common address whose IOA a signal maps is
 //! written to `tag/<dev>/<sig>/in` (engineering value) and `rin` (raw value), in one batch per
@@ -137,6 +146,12 @@ pub enum Error {
     /// Nothing to do.
     #[error("no enabled iec104-master device")]
     NoDevices,
+    /// A device's TLS files are refused (the applet does not start).
+    #[error("device {device}: TLS: {error}")]
+    Tls {
+        device: tagbus::Alias,
+        error: iec62351::LoadError,
+    },
 }
 
 /// The enabled IEC 104 devices of a validated config, with their enabled signals.
@@ -182,6 +197,7 @@ pub fn device_specs(config: &config::Config) -> Vec<DeviceSpec> {
             device: d.clone(),
             monitors,
             commands,
+            tls: None,
         });
     }
     out
@@ -200,6 +216,7 @@ pub async fn run(
     if devices.is_empty() {
         return Err(Error::NoDevices);
     }
+    let devices = load_tls(devices)?;
     let writer = spawn_writer(
         WriterConfig {
             redis_url: opts.redis_url.clone(),
@@ -230,6 +247,23 @@ pub async fn run(
     }
     mark_stopped(&opts, &aliases).await;
     Ok(())
+}
+
+/// Reads each TLS device's files (certificates, key, CRL) into its connector.
+pub fn load_tls(mut devices: Vec<DeviceSpec>) -> Result<Vec<DeviceSpec>, Error> {
+    for d in &mut devices {
+        if let Some(tls) = &d.device.tls {
+            let connector =
+                iec62351::TlsConnector::load(d.alias.as_str(), tls).map_err(|error| {
+                    Error::Tls {
+                        device: d.alias.clone(),
+                        error,
+                    }
+                })?;
+            d.tls = Some(connector);
+        }
+    }
+    Ok(devices)
 }
 
 /// Marks every `in`/`rin` value of the devices with the gateway's link-loss mark as the

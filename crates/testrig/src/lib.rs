@@ -23,6 +23,8 @@ mod mosquitto;
 pub use mosquitto::{Listener, Mosquitto, MosquittoBuilder, TlsFiles};
 mod certs;
 pub use certs::TestCerts;
+mod pki;
+pub use pki::{PkiLeaf, TestPki};
 mod bus;
 pub use bus::{RedisConn, Subscription};
 mod subscriber;
