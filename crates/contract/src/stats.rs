@@ -1,5 +1,6 @@
 //! The stats hashes: the MQTT publisher's counters, for `fieldbridge status`, and each
-//! `iec104-slave` device's masters and counters ([`slave`]), for the supervisor's status file.
+//! `iec104-slave` device's masters and counters ([`slave`]) and each TLS IEC 104 device's
+//! security events ([`tls`]), for the supervisor's status file.
 //!
 //! The supervisor's status file is the supervisor's own; a child's figures travel through the
 //! tag bus Redis instead. `mqtt-client` writes the hash [`PUBLISHER_STATS_KEY`] every few
@@ -17,7 +18,9 @@ pub use slave::{
     MasterState, SlaveCounter, SlaveStats, SlaveStatsKey, MASTER_FIELD_PREFIX,
     SLAVE_STATS_KEY_PREFIX,
 };
-pub use tls::{SecurityEvent, SecurityEventKind, TlsStats, TlsStatsKey, TLS_STATS_KEY_PREFIX};
+pub use tls::{
+    SecurityEvent, SecurityEventKind, TlsStats, TlsStatsKey, HANDSHAKES_FIELD, TLS_STATS_KEY_PREFIX,
+};
 
 /// The Redis hash of the MQTT publisher's counters.
 pub const PUBLISHER_STATS_KEY: &str = "fieldbridge:stats:mqtt-client";

@@ -74,6 +74,8 @@ pub mod outstation;
 #[cfg(feature = "tokio")]
 mod session;
 pub mod time;
+#[cfg(feature = "tokio")]
+pub mod transport;
 pub mod types;
 
 pub use apci::{

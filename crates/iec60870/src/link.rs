@@ -13,7 +13,8 @@
 //! - Nothing is sent as data before STARTDT con. I or S frames received while the data transfer
 //!   is stopped (before STARTDT, after STOPDT con) close the link; while a stop is pending
 //!   they are still handled (the controlled station waits for acknowledgement of its sent
-//!   I frames before it answers STOPDT con).
+//!   I frames before it answers STOPDT con; the controlling station acknowledges each at once
+//!   while its STOPDT act is pending).
 
 use crate::apci::{Frame, SeqNum, UFunction};
 use std::collections::VecDeque;
@@ -469,7 +470,11 @@ impl Link {
                 if self.t2_deadline.is_none() {
                     self.t2_deadline = Some(after(now, self.config.t2));
                 }
-                if self.recv_unacked >= self.config.w {
+                // while our STOPDT act is pending every I frame is acknowledged at once:
+                // the controlled station answers STOPDT con only when all are
+                let stopping =
+                    self.role == Role::Controlling && self.state == LinkState::PendingStop;
+                if stopping || self.recv_unacked >= self.config.w {
                     self.send_ack_if_needed();
                 }
                 self.events.push_back(LinkEvent::Asdu(asdu));

@@ -15,6 +15,19 @@
 //!
 //! Command confirmations are matched by type, common address and IOA (never by originator
 //! address). COT 44-47 are failures whatever the P/N bit says.
+//!
+//! With a [`Connector`] in [`MasterConfig::transport`] every connection is secured by it right
+//! after the TCP connect (a failed handshake counts as a failed connect: next address, then
+//! backoff; there is no plaintext fallback). When the connector sets a renewal interval the
+//! session's keys are renewed on it while the link is active: in place when the stream can
+//! ([`crate::transport::LinkStream::renew_keys`], the TLS 1.3 KeyUpdate), otherwise by a planned reconnect:
+//! STOPDT act (acknowledging everything received), STOPDT con (the outstation answers it only
+//! once all its I frames are acknowledged, and sends none after it), close, connect again at
+//! once, STARTDT. Nothing is lost or duplicated: every I frame of the old connection was
+//! delivered and acknowledged. The planned reconnect waits while commands are pending; the
+//! application sees no [`MasterEvent::Disconnected`] for it, only [`MasterEvent::Connected`]
+//! and [`MasterEvent::Active`] again (a new activation: it interrogates again). Requests made
+//! during the few round trips of the renewal fail with [`MasterError::LinkDown`].
 
 use crate::asdu::{Asdu, AsduError, InformationElement, InformationObject};
 use crate::command::{
@@ -24,9 +37,11 @@ use crate::decode::DecodeLevel;
 use crate::link::{ConfigError, Link, LinkConfig, LinkEvent, Role};
 use crate::session::{now, read_some, Session, SessionError, READ_CHUNK};
 use crate::time::Cp56Time2a;
+use crate::transport::{BoxLinkStream, Connector};
 use crate::types::{AsduSizes, Cause, CommonAddress, Cot, Ioa, TypeId};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -58,6 +73,8 @@ pub struct MasterConfig {
     pub reconnect_max: Duration,
     /// Capacity of the request and event channels and of the send queue; default 256.
     pub queue_size: usize,
+    /// Secures each connection (TLS); `None`: plain TCP.
+    pub transport: Option<Arc<dyn Connector>>,
 }
 
 impl MasterConfig {
@@ -90,6 +107,7 @@ impl MasterConfig {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
             queue_size: 256,
+            transport: None,
         }
     }
 }
@@ -490,9 +508,16 @@ async fn run(
     events: mpsc::Sender<MasterEvent>,
 ) {
     let mut delay = config.reconnect_min;
+    // the address of a planned reconnect (key renewal), tried first and without delay
+    let mut renew_at: Option<SocketAddr> = None;
     loop {
         let mut connected = None;
-        for addr in &config.addrs {
+        let order: Vec<SocketAddr> = renew_at
+            .take()
+            .into_iter()
+            .chain(config.addrs.iter().copied())
+            .collect();
+        for addr in &order {
             tracing::debug!(%addr, "connecting");
             let attempt = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr));
             tokio::pin!(attempt);
@@ -502,19 +527,31 @@ async fn run(
                     req = rx.recv() => if let Offline::Shutdown = reject(req) { break None },
                 }
             };
-            match res {
+            let tcp = match res {
                 None => return,
-                Some(Ok(Ok(stream))) => {
+                Some(Ok(Ok(stream))) => stream,
+                Some(Ok(Err(e))) => {
+                    tracing::info!(%addr, error = %e, "connect failed");
+                    continue;
+                }
+                Some(Err(_)) => {
+                    tracing::info!(%addr, "connect timed out");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            match secure(&config, tcp, *addr, &mut rx).await {
+                Secured::Stream(stream) => {
                     connected = Some((*addr, stream));
                     break;
                 }
-                Some(Ok(Err(e))) => tracing::info!(%addr, error = %e, "connect failed"),
-                Some(Err(_)) => tracing::info!(%addr, "connect timed out"),
+                // the transport logged and counted why
+                Secured::Failed => {}
+                Secured::Shutdown => return,
             }
         }
         let reason = match connected {
             Some((addr, stream)) => {
-                let _ = stream.set_nodelay(true);
                 tracing::info!(%addr, "connected");
                 let _ = events.send(MasterEvent::Connected(addr)).await;
                 let outcome = run_session(&config, stream, &mut rx, &events).await;
@@ -523,6 +560,11 @@ async fn run(
                 }
                 if outcome.shutdown {
                     return;
+                }
+                if outcome.renew {
+                    tracing::info!(%addr, "session renewed by a planned reconnect");
+                    renew_at = Some(addr);
+                    continue;
                 }
                 tracing::info!(%addr, reason = %outcome.reason, "disconnected");
                 outcome.reason
@@ -542,10 +584,56 @@ async fn run(
     }
 }
 
+enum Secured {
+    Stream(BoxLinkStream),
+    Failed,
+    Shutdown,
+}
+
+/// Runs the transport's handshake (within `connect_timeout`) while answering requests.
+async fn secure(
+    config: &MasterConfig,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    rx: &mut mpsc::Receiver<Request>,
+) -> Secured {
+    let Some(connector) = &config.transport else {
+        return Secured::Stream(Box::new(tcp));
+    };
+    let handshake = tokio::time::timeout(config.connect_timeout, connector.connect(tcp, addr));
+    tokio::pin!(handshake);
+    loop {
+        tokio::select! {
+            r = &mut handshake => return match r {
+                Ok(Ok(stream)) => Secured::Stream(stream),
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "handshake failed");
+                    Secured::Failed
+                }
+                Err(_) => {
+                    tracing::warn!(%addr, "handshake timed out");
+                    Secured::Failed
+                }
+            },
+            req = rx.recv() => if let Offline::Shutdown = reject(req) { return Secured::Shutdown },
+        }
+    }
+}
+
 struct SessionOutcome {
     reason: String,
     was_active: bool,
     shutdown: bool,
+    /// Ended by a planned reconnect (key renewal): connect again at once.
+    renew: bool,
+}
+
+/// Retry delay of a renewal put off while commands are pending.
+const RENEWAL_RETRY: Duration = Duration::from_secs(1);
+
+/// The next renewal instant `every` from now, if any.
+fn renewal_due(every: Option<Duration>) -> Option<tokio::time::Instant> {
+    every.and_then(|d| tokio::time::Instant::now().checked_add(d))
 }
 
 struct MasterSession<'a> {
@@ -664,7 +752,7 @@ impl MasterSession<'_> {
 
 async fn run_session(
     config: &MasterConfig,
-    stream: TcpStream,
+    stream: BoxLinkStream,
     rx: &mut mpsc::Receiver<Request>,
     events: &mpsc::Sender<MasterEvent>,
 ) -> SessionOutcome {
@@ -683,14 +771,23 @@ async fn run_session(
     };
     let mut buf = [0u8; READ_CHUNK];
     let mut shutdown = false;
+    let renewal = config.transport.as_ref().and_then(|t| t.renewal());
+    let mut next_renewal: Option<tokio::time::Instant> = None;
+    let mut renewing = false;
     let result: Result<(), SessionError> = async {
         loop {
             while let Some(ev) = session.link.poll_event() {
                 match ev {
                     LinkEvent::Started => {
                         ms.was_active = true;
+                        next_renewal = renewal_due(renewal);
                         tracing::info!("data transfer started");
                         let _ = events.send(MasterEvent::Active).await;
+                    }
+                    LinkEvent::Stopped if renewing => {
+                        tracing::debug!("data transfer stopped for the renewal");
+                        session.flush().await?;
+                        return Ok(());
                     }
                     LinkEvent::Stopped => tracing::info!("data transfer stopped"),
                     LinkEvent::Acknowledged(_) => {}
@@ -712,6 +809,22 @@ async fn run_session(
                     session.on_read(buf.get(..n).unwrap_or_default())?;
                 }
                 _ = tokio::time::sleep_until(deadline) => session.on_timeout()?,
+                _ = sleep_until_some(next_renewal) => {
+                    next_renewal = None;
+                    if !session.link.is_started() {
+                        // renewed on the next activation
+                    } else if session.stream.renew_keys() {
+                        tracing::debug!("session keys renewed (key update)");
+                        next_renewal = renewal_due(renewal);
+                    } else if !ms.pending.is_empty() || !ms.queue.is_empty() {
+                        next_renewal = renewal_due(Some(RENEWAL_RETRY));
+                    } else {
+                        tracing::debug!("renewing the session: STOPDT");
+                        renewing = true;
+                        session.link.stop(now());
+                    }
+                    session.flush().await?;
+                }
                 req = rx.recv() => match req {
                     Some(req) => if !ms.on_request(req, &mut session.link) {
                         shutdown = true;
@@ -727,12 +840,27 @@ async fn run_session(
     }
     .await;
     ms.fail_all();
+    let renew = renewing && !shutdown && result.is_ok();
+    if renew {
+        // close_notify for TLS; the peer sees an orderly close
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut session.stream).await;
+    }
     SessionOutcome {
         reason: match result {
+            Ok(()) if renew => "renewal".to_string(),
             Ok(()) => "shutdown".to_string(),
             Err(e) => e.to_string(),
         },
         was_active: ms.was_active,
         shutdown,
+        renew,
+    }
+}
+
+/// Sleeps until `at`; for ever when `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }

@@ -651,7 +651,7 @@ async fn run(
 
 fn new_session(config: &OutstationConfig, stream: TcpStream) -> Session {
     Session::new(
-        stream,
+        Box::new(stream),
         Link::new(Role::Controlled, config.link, now()),
         config.sizes,
         config.decode_level,

@@ -4,11 +4,11 @@ use crate::apci::{parse_frame, FrameError};
 use crate::asdu::AsduError;
 use crate::decode::{log_frame, DecodeLevel};
 use crate::link::{Link, LinkError};
+use crate::transport::BoxLinkStream;
 use crate::types::AsduSizes;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Why a connection ended.
 #[derive(Debug, Error)]
@@ -26,7 +26,7 @@ pub(crate) enum SessionError {
 pub(crate) const READ_CHUNK: usize = 1024;
 
 pub(crate) struct Session {
-    pub stream: TcpStream,
+    pub stream: BoxLinkStream,
     pub link: Link,
     rx: Vec<u8>,
     sizes: AsduSizes,
@@ -67,7 +67,7 @@ pub(crate) fn now() -> std::time::Instant {
 }
 
 impl Session {
-    pub fn new(stream: TcpStream, link: Link, sizes: AsduSizes, level: DecodeLevel) -> Self {
+    pub fn new(stream: BoxLinkStream, link: Link, sizes: AsduSizes, level: DecodeLevel) -> Self {
         Self {
             stream,
             link,
@@ -104,6 +104,8 @@ impl Session {
             log_frame(self.level, true, &bytes, &self.sizes);
             self.stream.write_all(&bytes).await?;
         }
+        // a TLS stream holds records until flushed; a TCP stream's flush does nothing
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -132,7 +134,7 @@ impl Session {
 
 /// Reads once from the stream (cancel-safe).
 pub(crate) async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin + ?Sized),
     buf: &mut [u8; READ_CHUNK],
 ) -> std::io::Result<usize> {
     stream.read(buf).await

@@ -350,6 +350,22 @@ fn controlling_stop_and_restart() {
 }
 
 #[test]
+fn controlling_acknowledges_each_i_frame_while_stopping() {
+    // the controlled station answers STOPDT con only when all its I frames are acknowledged:
+    // the master must not wait for w frames or t2 then
+    let t0 = Instant::now();
+    let mut l = started_master(t0);
+    l.stop(t0);
+    assert_eq!(drain(&mut l), vec![Frame::U(UFunction::StopDtAct)]);
+    l.handle_frame(i_frame(0, 0), t0).unwrap();
+    assert_eq!(drain(&mut l), vec![Frame::S { nr: s(1) }]);
+    l.handle_frame(i_frame(1, 0), t0).unwrap();
+    assert_eq!(drain(&mut l), vec![Frame::S { nr: s(2) }]);
+    l.handle_frame(Frame::U(UFunction::StopDtCon), t0).unwrap();
+    assert_eq!(l.state(), LinkState::Stopped);
+}
+
+#[test]
 fn config_validation() {
     assert!(LinkConfig::default().validate().is_ok());
     let bad = LinkConfig {

@@ -1,6 +1,6 @@
 //! The stats hashes in Redis (the contract: [`contract::stats`]): the MQTT publisher's,
-//! read by `fieldbridge status`, and each IEC 104 slave device's, read by the supervisor for
-//! its status file.
+//! read by `fieldbridge status`, and each IEC 104 slave device's and each TLS IEC 104
+//! device's, read by the supervisor for its status file.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,8 +12,8 @@ pub use contract::stats::*;
 use crate::reader::timed;
 use crate::TagBusError;
 
-/// Writes [`PublisherStats`] to [`PUBLISHER_STATS_KEY`] and [`SlaveStats`] to each device's
-/// [`SlaveStatsKey`], keeping one connection and reconnecting on the next write after a
+/// Writes [`PublisherStats`] to [`PUBLISHER_STATS_KEY`], [`SlaveStats`] to each device's
+/// [`SlaveStatsKey`] and [`TlsStats`] to each device's [`TlsStatsKey`], keeping one connection and reconnecting on the next write after a
 /// failure.
 pub struct StatsWriter {
     client: redis::Client,
@@ -48,11 +48,21 @@ impl StatsWriter {
         device: &Alias,
         stats: &SlaveStats,
     ) -> Result<(), TagBusError> {
-        let key = SlaveStatsKey::new(device);
+        self.replace(SlaveStatsKey::new(device).as_str(), &stats.to_fields())
+            .await
+    }
+
+    /// Replaces `device`'s TLS hash, as [`StatsWriter::write_slave`] does.
+    pub async fn write_tls(&mut self, device: &Alias, stats: &TlsStats) -> Result<(), TagBusError> {
+        self.replace(TlsStatsKey::new(device).as_str(), &stats.to_fields())
+            .await
+    }
+
+    /// `DEL` and one `HSET` of `fields` in one `MULTI`/`EXEC`.
+    async fn replace(&mut self, key: &str, fields: &[(String, String)]) -> Result<(), TagBusError> {
         let mut pipe = redis::pipe();
-        pipe.atomic().del(key.as_str()).ignore();
-        pipe.hset_multiple(key.as_str(), &stats.to_fields())
-            .ignore();
+        pipe.atomic().del(key).ignore();
+        pipe.hset_multiple(key, fields).ignore();
         let mut conn = self.connection().await?;
         let written = timed(pipe.query_async::<()>(&mut conn)).await;
         self.settle(written)
@@ -83,6 +93,37 @@ pub async fn read_slave_stats(
     redis_url: &str,
     devices: &[Alias],
 ) -> Result<BTreeMap<Alias, SlaveStats>, TagBusError> {
+    read_hashes(
+        redis_url,
+        devices,
+        |device| SlaveStatsKey::new(device).as_str().to_owned(),
+        |fields| SlaveStats::from_fields(pairs(fields)),
+    )
+    .await
+}
+
+/// Reads the TLS hash of each of `devices`, as [`read_slave_stats`] does.
+pub async fn read_tls_stats(
+    redis_url: &str,
+    devices: &[Alias],
+) -> Result<BTreeMap<Alias, TlsStats>, TagBusError> {
+    read_hashes(
+        redis_url,
+        devices,
+        |device| TlsStatsKey::new(device).as_str().to_owned(),
+        |fields| TlsStats::from_fields(pairs(fields)),
+    )
+    .await
+}
+
+/// One `HGETALL` per device in one pipeline, each hash decoded by `decode`; empty hashes
+/// (never written) are left out.
+async fn read_hashes<T>(
+    redis_url: &str,
+    devices: &[Alias],
+    key: impl Fn(&Alias) -> String,
+    decode: impl Fn(&[(String, String)]) -> T,
+) -> Result<BTreeMap<Alias, T>, TagBusError> {
     if devices.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -90,19 +131,20 @@ pub async fn read_slave_stats(
     let mut conn = timed(client.get_multiplexed_async_connection()).await?;
     let mut pipe = redis::pipe();
     for device in devices {
-        pipe.hgetall(SlaveStatsKey::new(device).as_str());
+        pipe.hgetall(key(device));
     }
     let hashes: Vec<Vec<(String, String)>> = timed(pipe.query_async(&mut conn)).await?;
     Ok(devices
         .iter()
         .zip(hashes)
         .filter(|(_, fields)| !fields.is_empty())
-        .map(|(device, fields)| {
-            let stats =
-                SlaveStats::from_fields(fields.iter().map(|(f, v)| (f.as_str(), v.as_str())));
-            (device.clone(), stats)
-        })
+        .map(|(device, fields)| (device.clone(), decode(&fields)))
         .collect())
+}
+
+/// The `(field, value)` pairs of a hash as the contract's decoders take them.
+fn pairs(fields: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    fields.iter().map(|(f, v)| (f.as_str(), v.as_str()))
 }
 
 /// Reads the stats hash (blocking, for a command-line tool without a runtime), each step

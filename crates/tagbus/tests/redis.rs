@@ -423,3 +423,63 @@ fn slave_stats_replace_their_hash_and_read_back_per_device() {
     rt.block_on(writer.write_slave(&scada, &stats)).unwrap();
     assert_eq!(read().get(&scada), Some(&stats));
 }
+
+#[test]
+fn tls_stats_replace_their_hash_and_read_back_per_device() {
+    use tagbus::stats::{
+        read_tls_stats, SecurityEvent, SecurityEventKind, StatsWriter, TlsStats, TlsStatsKey,
+    };
+    let mut redis = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rtu: tagbus::Alias = "rtu".parse().unwrap();
+    let scada: tagbus::Alias = "scada.tls".parse().unwrap();
+    let devices = [rtu.clone(), scada.clone()];
+    let url = redis.url();
+    let read = || rt.block_on(read_tls_stats(&url, &devices)).unwrap();
+    assert!(read().is_empty());
+    let mut stats = TlsStats {
+        updated_ms: 1_732_280_005_000,
+        handshakes: 3,
+        ..Default::default()
+    };
+    stats.record(SecurityEvent {
+        kind: SecurityEventKind::CertificateExpired,
+        peer: "127.0.0.1:19998".into(),
+        subject: "CN=rtu, O=Utility".into(),
+        detail: "expired 2026-11-30T00:00:00Z".into(),
+        at_ms: 1_732_280_004_000,
+    });
+    let mut writer = StatsWriter::new(&redis.url()).unwrap();
+    rt.block_on(writer.write_tls(&rtu, &stats)).unwrap();
+    let key = TlsStatsKey::new(&rtu);
+    assert_eq!(
+        redis.cli(&["HGET", key.as_str(), "last_subject"]).trim(),
+        "CN=rtu, O=Utility"
+    );
+    assert_eq!(read().len(), 1);
+    assert_eq!(read().get(&rtu), Some(&stats));
+
+    // A rewrite without a last event leaves none behind.
+    let fresh = TlsStats {
+        updated_ms: 1_732_280_006_000,
+        handshakes: 4,
+        ..Default::default()
+    };
+    rt.block_on(writer.write_tls(&rtu, &fresh)).unwrap();
+    rt.block_on(writer.write_tls(&scada, &stats)).unwrap();
+    assert_eq!(
+        redis.cli(&["HEXISTS", key.as_str(), "last_kind"]).trim(),
+        "0"
+    );
+    assert_eq!(read().get(&rtu), Some(&fresh));
+    assert_eq!(read().get(&scada), Some(&stats));
+
+    // Redis restarts: the writer reconnects on the next write after a failure.
+    redis.restart();
+    let _ = rt.block_on(writer.write_tls(&rtu, &stats));
+    rt.block_on(writer.write_tls(&rtu, &stats)).unwrap();
+    assert_eq!(read().get(&rtu), Some(&stats));
+}
