@@ -13,8 +13,9 @@ Each received command is printed and appended to COMMAND_LOG as
   `CMD <ioa> <type> <value> select=<bool>`; clock syncs as `CLOCK <iso time>`.
 Stdin lines: `float <value>` sets 201 to value with the current time as its time tag and
 sends it spontaneously (prints `SENT <unix ms>`); `count N PERIOD_MS` sends 202 M_ME_TF_1
-with the values 1..N spontaneously, one every PERIOD_MS, then prints `COUNTED <N> failed=<n>`
-(n: transmits c104 refused); EOF stops the server. Exits after 300 s.
+with the values 1..N spontaneously, one every PERIOD_MS, then prints `COUNTED <N> failed=<values>`
+(the values c104 refused to transmit, comma separated, `-` for none: it refuses while no
+connection is active); EOF stops the server. Exits after 300 s.
 """
 import datetime
 import os
@@ -96,15 +97,15 @@ def main() -> int:
             print(f"SENT {int(now.timestamp() * 1000)}", flush=True)
         elif len(parts) == 3 and parts[0] == "count":
             n, period = int(parts[1]), float(parts[2]) / 1000
-            failed = 0
+            failed = []
             start = time.monotonic()
             for i in range(1, n + 1):
                 counted.info = c104.ShortInfo(actual=float(i),
                                               recorded_at=datetime.datetime.now(datetime.timezone.utc))
                 if not counted.transmit(cause=c104.Cot.SPONTANEOUS):
-                    failed += 1
+                    failed.append(str(i))
                 time.sleep(max(0.0, start + i * period - time.monotonic()))
-            print(f"COUNTED {n} failed={failed}", flush=True)
+            print(f"COUNTED {n} failed={','.join(failed) or '-'}", flush=True)
     server.stop()
     return 0
 
