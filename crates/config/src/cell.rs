@@ -137,6 +137,14 @@ impl<'a> RowReader<'a> {
         self.record(column, || (None, Some(default.to_owned())));
     }
 
+    /// States what a column accepts and its default in words, for the column reference
+    /// (nothing else).
+    pub fn document(&self, column: &'static str, accepted: &str, default: &str) {
+        self.record(column, || {
+            (Some(accepted.to_owned()), Some(default.to_owned()))
+        });
+    }
+
     pub fn req_string(&mut self, column: &'static str) -> Option<String> {
         let s = self.opt_string(column);
         self.record(column, || (None, Some("required".into())));

@@ -178,6 +178,7 @@ pub fn unit_of(column: &str) -> &'static str {
             "baudrate" => "bit/s",
             "max_gap" => "registers or bits",
             "data_bits" | "stop_bits" | "bit" => "bits",
+            "tls_expiry_warning_days" => "days",
             _ => "",
         }
     }

@@ -1,6 +1,7 @@
 //! The IEC 60870-5-104 master part: outstations (`protocol: iec104-master`) and their points.
 //! Times are in the unit their column names end in (`t0_s`-`t3_s`, the `_interval_s`
-//! columns, `command_timeout_s`, `command_max_age_ms`); an interval of 0 is off.
+//! columns, `command_timeout_s`, `command_max_age_ms`); an interval of 0 is off. `tls` 1 and
+//! its columns make the link TLS ([`crate::tls104`], default port 19998).
 
 use std::num::NonZeroU16;
 use std::time::Duration;
@@ -30,6 +31,17 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "counter_interrogation_interval_s",
     "command_timeout_s",
     "command_max_age_ms",
+    // tls104::COLUMNS
+    "tls",
+    "ca_certificate",
+    "certificate",
+    "private_key",
+    "peer_certificates",
+    "crl_file",
+    "tls_version_min",
+    "tls_version_max",
+    "tls_renewal_s",
+    "tls_expiry_warning_days",
 ];
 
 /// Signal columns of the IEC 104 master.
@@ -279,7 +291,8 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     if hosts.as_ref().is_some_and(Vec::is_empty) {
         r.error(Some("ip"), "no address");
     }
-    let port = r.int_or("port", 2404, 1, 65_535);
+    let tls = crate::tls104::read(r);
+    let port = crate::tls104::read_port(r, matches!(tls, Some(Some(_))));
     let sizes = read_sizes(r);
     let common_address = read_common_address(r, sizes);
     let originator_address = octets(r, "originator_address", 0);
@@ -298,7 +311,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
     let originator_address = originator_address.filter(|o| sizes.check_originator(*o).is_ok())?;
     Some(Iec104Device {
         hosts: hosts.filter(|h| !h.is_empty())?,
-        port: u16::try_from(port?).ok().and_then(NonZeroU16::new)?,
+        port: port?,
         common_address: common_address?,
         originator_address,
         sizes,
@@ -308,7 +321,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104Device> {
         counter_interrogation_interval: counter_interrogation_interval?,
         command_timeout: command_timeout?,
         command_max_age: command_max_age?,
-        tls: None,
+        tls: tls?,
     })
 }
 

@@ -2,16 +2,17 @@
 //! iec104-slave`) that SCADA masters connect to, and the points it serves.
 //!
 //! # Device row
-//! The station listens on `ip`:`port` (one IP address, default `0.0.0.0`, port 2404) with its
-//! common address `asdu_address`, the ASDU field sizes and the link parameters (`k`, `w`,
-//! `t0_s`-`t3_s`), read and checked exactly as the IEC 104 master's columns (one reader,
-//! the stack's own rules). `allowed_masters` lists the masters' IP addresses (comma or space
-//! separated; empty: any master). `redundancy_groups` splits masters into groups (IEC
-//! 60870-5-104 Ed.2 clause 10): groups separated by `;`, each a list of IP addresses
-//! (`10.0.0.1 10.0.0.2; 10.0.0.3`); every master of a group may connect, one of them is
-//! started at a time. Empty: one group of `allowed_masters` (or of any master). An address
-//! is in at most one group; at most [`MAX_REDUNDANCY_GROUPS`] groups; when both columns are
-//! set they list the same masters. [`Iec104SlaveDevice::groups`] is the resolved list.
+//! The station listens on `ip`:`port` (one IP address, default `0.0.0.0`, port 2404, or 19998
+//! with `tls` 1: see [`crate::tls104`]) with its common address `asdu_address`, the ASDU field
+//! sizes and the link parameters (`k`, `w`, `t0_s`-`t3_s`), read and checked exactly as the
+//! IEC 104 master's columns (one reader, the stack's own rules). `allowed_masters` lists the
+//! masters' IP addresses (comma or space separated; empty: any master).
+//! `redundancy_groups` splits masters into groups (IEC 60870-5-104 Ed.2 clause 10): groups
+//! separated by `;`, each a list of IP addresses (`10.0.0.1 10.0.0.2; 10.0.0.3`); every
+//! master of a group may connect, one of them is started at a time. Empty: one group of
+//! `allowed_masters` (or of any master). An address is in at most one group; at most
+//! [`MAX_REDUNDANCY_GROUPS`] groups; when both columns are set they list the same masters.
+//! [`Iec104SlaveDevice::groups`] is the resolved list.
 //!
 //! # Signal rows
 //! A signal row of a slave device maps a source signal (`source_device_alias`,
@@ -90,6 +91,17 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "command_max_age_ms",
     "select_timeout_s",
     "command_timeout_s",
+    // tls104::COLUMNS
+    "tls",
+    "ca_certificate",
+    "certificate",
+    "private_key",
+    "peer_certificates",
+    "crl_file",
+    "tls_version_min",
+    "tls_version_max",
+    "tls_renewal_s",
+    "tls_expiry_warning_days",
 ];
 
 /// Signal columns of the IEC 104 slave.
@@ -362,7 +374,8 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104SlaveDevice> {
             None
         }
     };
-    let port = r.int_or("port", 2404, 1, 65_535);
+    let tls = crate::tls104::read(r);
+    let port = crate::tls104::read_port(r, matches!(tls, Some(Some(_))));
     let sizes = iec104::read_sizes(r);
     let common_address = iec104::read_common_address(r, sizes);
     let link = iec104::read_link(r);
@@ -379,7 +392,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104SlaveDevice> {
     let command_timeout = iec104::read_command_timeout(r, "command_timeout_s");
     Some(Iec104SlaveDevice {
         bind: bind?,
-        port: u16::try_from(port?).ok().and_then(NonZeroU16::new)?,
+        port: port?,
         common_address: common_address?,
         sizes: sizes?,
         link: link?,
@@ -389,7 +402,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<Iec104SlaveDevice> {
         command_max_age: command_max_age?,
         select_timeout: select_timeout?,
         command_timeout: command_timeout?,
-        tls: None,
+        tls: tls?,
     })
 }
 

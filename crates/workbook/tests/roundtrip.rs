@@ -93,6 +93,59 @@ fn iec104_slave_columns_round_trip() {
 }
 
 #[test]
+fn iec104_tls_columns_round_trip() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    };
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+    let ca = file("ca.pem", cert, 0o644);
+    let own = file("own.pem", cert, 0o644);
+    let key = file(
+        "own.key",
+        "-----BEGIN PRIVATE KEY-----\nMIIBAA==\n-----END PRIVATE KEY-----\n",
+        0o600,
+    );
+    let crl = file(
+        "crl.pem",
+        "-----BEGIN X509 CRL-----\nMIIBAA==\n-----END X509 CRL-----\n",
+        0o644,
+    );
+    let peers = format!("{own}; {}", "AB:".repeat(31) + "CD");
+    let tls = json!({"tls": 1, "ca_certificate": ca, "certificate": own, "private_key": key,
+        "peer_certificates": peers, "crl_file": crl, "tls_version_min": 1.2,
+        "tls_version_max": "1.3", "tls_renewal_s": 900, "tls_expiry_warning_days": 45});
+    let mut master = json!({"name": "R", "device_alias": "rtu", "protocol": "iec104-master",
+        "ip": "127.0.0.1", "asdu_address": 1});
+    let mut slave = json!({"name": "S", "device_alias": "scada", "protocol": "iec104-slave",
+        "asdu_address": 2, "tls": "1"});
+    for (k, v) in tls.as_object().unwrap() {
+        master[k] = v.clone();
+        if k != "tls" {
+            slave[k] = v.clone();
+        }
+    }
+    let raw =
+        RawConfig::parse(&json!({"devices": [master, slave], "signals": []}).to_string()).unwrap();
+    let direct = config::validate(&raw);
+    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
+    let imported = round_trip(&raw);
+    assert_eq!(imported.raw, canonical(&raw));
+    let report = imported.check();
+    assert!(report.is_valid(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.validated.config, direct.config);
+    let h = workbook::device_header(&raw.devices);
+    for c in config::tls104::COLUMNS {
+        assert!(h.iter().any(|x| x == c), "{c} not in {h:?}");
+    }
+}
+
+#[test]
 fn the_committed_example_workbook_is_the_example_json() {
     let imported = read_workbook(&common::repo_file("config/example.xlsx")).unwrap();
     assert_eq!(
