@@ -1,6 +1,6 @@
 """A c104 2.2.1 (lib60870) IEC 104 outstation for the iec104-master end-to-end tests.
 
-Usage: c104_outstation.py PORT [COMMAND_LOG] [--tls-... (see crates/testrig/peers/c104_tls.py)]
+Usage: c104_outstation.py PORT [COMMAND_LOG] [--tx-log] [--tls-... (see crates/testrig/peers/c104_tls.py)]
 
 Station CA 1, every monitor point time-tagged at T0 = 2025-01-02T03:04:05.678Z:
   100 M_SP_TB_1 on                 101 M_DP_TB_1 ON (2)
@@ -15,7 +15,7 @@ Stdin lines: `float <value>` sets 201 to value with the current time as its time
 sends it spontaneously (prints `SENT <unix ms>`); `count N PERIOD_MS` sends 202 M_ME_TF_1
 with the values 1..N spontaneously, one every PERIOD_MS, then prints `COUNTED <N> failed=<values>`
 (the values c104 refused to transmit, comma separated, `-` for none: it refuses while no
-connection is active); EOF stops the server. Exits after 300 s.
+connection is active). `--tx-log` prints every APDU sent as `TX <hex>` (the wire itself).; EOF stops the server. Exits after 300 s.
 """
 import datetime
 import os
@@ -27,7 +27,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 import c104_tls  # noqa: E402 (before c104)
 
 TLS, ARGS = c104_tls.from_argv(sys.argv[1:], client=False)
+TX_LOG = "--tx-log" in ARGS
+ARGS = [a for a in ARGS if a != "--tx-log"]
 import c104  # noqa: E402
+
+
+def on_tx(server, data: bytes) -> None:
+    # one write(2) per line: c104 calls back from its own threads
+    os.write(1, ("TX " + bytes(data).hex() + "\n").encode())
 
 T0 = datetime.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
 
@@ -77,6 +84,8 @@ def main() -> int:
         return c104.ResponseState.SUCCESS
 
     server.on_clock_sync(callable=on_clock_sync)
+    if TX_LOG:
+        server.on_send_raw(callable=on_tx)
     server.start()
     deadline = time.monotonic() + 300
     while not server.is_running and time.monotonic() < deadline:
