@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use iec60870::command::{check_command_max_age, deadline_for_age};
@@ -33,6 +34,8 @@ pub struct DeviceSpec {
     pub monitors: Vec<MonitorSpec>,
     /// Signals that take commands, by signal alias.
     pub commands: HashMap<Alias, CommandSpec>,
+    /// The TLS of a `tls: 1` row, its files loaded ([`crate::load_tls`]).
+    pub tls: Option<iec62351::TlsConnector>,
 }
 
 /// The link state the connection task tells the scheduler: `generation` counts activations.
@@ -82,6 +85,10 @@ pub fn master_config(
     mc.command_timeout = d.command_timeout;
     mc.reconnect_min = opts.reconnect_min;
     mc.reconnect_max = opts.reconnect_max;
+    mc.transport = spec
+        .tls
+        .clone()
+        .map(|c| Arc::new(c) as Arc<dyn iec60870::transport::Connector>);
     mc.validate()?;
     check_command_max_age(d.command_max_age)?;
     d.sizes.check_originator(d.originator_address)?;
@@ -185,6 +192,11 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
             commands(handle.clone(), spec.clone(), opts.redis_url.clone()).in_current_span(),
         );
     }
+    if let Some(tls) = &spec.tls {
+        tokio::spawn(
+            tls_stats(alias.clone(), tls.clone(), opts.redis_url.clone()).in_current_span(),
+        );
+    }
 
     let mut generation = 0u64;
     let mut last_stats = Instant::now();
@@ -233,6 +245,29 @@ pub async fn run_device(spec: DeviceSpec, writer: TagWriterHandle, opts: Options
         }
     }
     tracing::error!(device = %alias, "the master task ended");
+}
+
+/// How often a TLS device's security counters are written to its stats hash.
+pub const TLS_STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Writes the device's TLS stats every [`TLS_STATS_INTERVAL`] (and checks the own
+/// certificate's expiry, which warns at most once a day).
+async fn tls_stats(alias: Alias, tls: iec62351::TlsConnector, redis_url: String) {
+    let mut writer = match tagbus::stats::StatsWriter::new(&redis_url) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(device = %alias, error = %e, "cannot write the TLS stats");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(TLS_STATS_INTERVAL);
+    loop {
+        tick.tick().await;
+        tls.check_own_certificate();
+        if let Err(e) = writer.write_tls(&alias, &tls.log().stats()).await {
+            tracing::debug!(device = %alias, error = %e, "cannot write the TLS stats");
+        }
+    }
 }
 
 async fn flush(writer: &TagWriterHandle, out: &mut Vec<(TagKey, TagValue)>) {

@@ -137,6 +137,12 @@ pub enum Error {
     /// Nothing to do.
     #[error("no enabled iec104-master device")]
     NoDevices,
+    /// A device's TLS files are refused (the applet does not start).
+    #[error("device {device}: TLS: {error}")]
+    Tls {
+        device: tagbus::Alias,
+        error: iec62351::LoadError,
+    },
 }
 
 /// The enabled IEC 104 devices of a validated config, with their enabled signals.
@@ -182,6 +188,7 @@ pub fn device_specs(config: &config::Config) -> Vec<DeviceSpec> {
             device: d.clone(),
             monitors,
             commands,
+            tls: None,
         });
     }
     out
@@ -200,6 +207,7 @@ pub async fn run(
     if devices.is_empty() {
         return Err(Error::NoDevices);
     }
+    let devices = load_tls(devices)?;
     let writer = spawn_writer(
         WriterConfig {
             redis_url: opts.redis_url.clone(),
@@ -234,6 +242,23 @@ pub async fn run(
 
 /// Marks every `in`/`rin` value of the devices with the gateway's link-loss mark as the
 /// driver stops: nothing refreshes them any more (see `tagbus::mark_no_link`).
+/// Reads each TLS device's files (certificates, key, CRL) into its connector.
+pub fn load_tls(mut devices: Vec<DeviceSpec>) -> Result<Vec<DeviceSpec>, Error> {
+    for d in &mut devices {
+        if let Some(tls) = &d.device.tls {
+            let connector =
+                iec62351::TlsConnector::load(d.alias.as_str(), tls).map_err(|error| {
+                    Error::Tls {
+                        device: d.alias.clone(),
+                        error,
+                    }
+                })?;
+            d.tls = Some(connector);
+        }
+    }
+    Ok(devices)
+}
+
 async fn mark_stopped(opts: &Options, devices: &[tagbus::Alias]) {
     match tagbus::mark_no_link(&opts.redis_url, opts.stream_max_len, devices).await {
         Ok(n) => tracing::info!(

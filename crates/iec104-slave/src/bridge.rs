@@ -61,6 +61,12 @@ pub enum SlaveError {
     },
     #[error("the station task has ended")]
     StationGone,
+    /// The device's TLS files are refused (the applet does not start).
+    #[error("device {device}: TLS: {error}")]
+    Tls {
+        device: tagbus::Alias,
+        error: iec62351::LoadError,
+    },
 }
 
 /// A monitor point with its source tag (the `in` value).
@@ -89,6 +95,8 @@ pub struct SlaveSettings {
     pub accept_clock_sync: bool,
     pub command_timeout: Duration,
     pub redis_url: String,
+    /// IEC 62351-3 TLS of the listener (`tls: 1`); its files are read when the device starts.
+    pub tls: Option<config::tls104::Iec104Tls>,
 }
 
 /// The points by source tag (one tag may feed several points).
@@ -461,6 +469,16 @@ pub async fn run_all(
 /// Runs the slave device until the station fails.
 pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
     let device = settings.device.clone();
+    // the TLS files first: a refused key stops the device before anything else
+    let tls = match &settings.tls {
+        Some(t) => Some(
+            iec62351::TlsAcceptor::load(device.as_str(), t).map_err(|error| SlaveError::Tls {
+                device: device.clone(),
+                error,
+            })?,
+        ),
+        None => None,
+    };
     let db = initial_points(&settings.redis_url, &settings.monitors).await?;
     let initial: Arc<Vec<Point>> = Arc::new(db.iter().copied().collect());
     let commands: Vec<CommandPoint> = settings
@@ -473,13 +491,21 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
         })
         .collect();
     let groups = settings.station.groups.len();
-    let (station, mut actions) =
-        station::spawn_station(settings.bind, settings.station.clone(), db, commands)
-            .await
-            .map_err(|error| SlaveError::Listen {
-                addr: settings.bind,
-                error,
-            })?;
+    let acceptor = tls
+        .clone()
+        .map(|a| Arc::new(a) as Arc<dyn iec60870::transport::Acceptor>);
+    let (station, mut actions) = station::spawn_secured_station(
+        settings.bind,
+        settings.station.clone(),
+        db,
+        commands,
+        acceptor,
+    )
+    .await
+    .map_err(|error| SlaveError::Listen {
+        addr: settings.bind,
+        error,
+    })?;
     tracing::info!(device = %device, listen = %station.local_addr(), points = settings.monitors.len(),
         commands = settings.commands.len(), groups, "iec104-slave listening");
 
@@ -530,6 +556,13 @@ pub async fn run(settings: SlaveSettings) -> Result<(), SlaveError> {
                 let s = slave_stats(&status, dropped, commands_received);
                 if let Err(e) = stats.write_slave(&device, &s).await {
                     tracing::debug!(device = %device, error = %e, "cannot write the slave's stats");
+                }
+                if let Some(tls) = &tls {
+                    // warns at most once a day
+                    tls.check_own_certificate();
+                    if let Err(e) = stats.write_tls(&device, &tls.log().stats()).await {
+                        tracing::debug!(device = %device, error = %e, "cannot write the TLS stats");
+                    }
                 }
             }
             action = actions.recv() => {

@@ -81,6 +81,7 @@ pub fn slave_settings(config: &Config, redis_url: &str) -> Vec<SlaveSettings> {
                 accept_clock_sync: d.accept_clock_sync,
                 command_timeout: d.command_timeout,
                 redis_url: redis_url.to_owned(),
+                tls: d.tls.clone(),
             })
         })
         .collect()

@@ -71,7 +71,7 @@ mod net;
 #[cfg(test)]
 mod tests;
 
-pub use net::{spawn_station, StationError, StationHandle};
+pub use net::{spawn_secured_station, spawn_station, StationError, StationHandle};
 
 use iec60870::command::{is_select, with_select};
 use iec60870::{

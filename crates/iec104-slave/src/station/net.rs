@@ -1,7 +1,16 @@
 //! The tokio layer: one task owns the listener, the [`Station`] and the sockets; a small
 //! read task and write task per socket move bytes through bounded channels.
 //!
-//! A socket whose write channel is full (the master does not read) is closed. Actions go
+//! A socket whose write channel is full (the master does not read) is closed.
+//!
+//! With an [`Acceptor`] (IEC 62351-3 TLS) every accepted socket is secured first, in a task
+//! of its own (at most [`MAX_HANDSHAKES`] at a time, each within t0); only a secured socket
+//! becomes a connection of the station. A failed handshake closes that socket (the acceptor
+//! logged and counted it); the others are served on. A secured socket has one task for both
+//! directions, which also renews the session keys on the acceptor's interval (TLS 1.3
+//! KeyUpdate; on TLS 1.2 the slave never forces a renewal: a fieldbridge master renews by a
+//! planned reconnect, after which anything not acknowledged is requeued as for any
+//! reconnect). Actions go
 //! to the applet through a bounded channel; while the applet does not take them the task
 //! keeps serving its handle (acknowledgements of one group are merged) and stops reading
 //! the sockets once [`MAX_OUTBOX`] actions wait.
@@ -10,10 +19,12 @@ use super::{
     Action, CommandPoint, CommandToken, ConnId, EventToken, GroupId, QueueError, Station,
     StationConfig, StationStatus,
 };
+use iec60870::transport::{Acceptor, BoxLinkStream};
 use iec60870::{Point, PointDb};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,6 +45,10 @@ const READ_CHANNEL: usize = 256;
 /// `queue_event` calls waiting for queue space beyond which the handle is not served.
 const MAX_PARKED: usize = 1024;
 const READ_CHUNK: usize = 4096;
+/// TLS handshakes in progress at most; a socket accepted beyond them is closed at once.
+pub const MAX_HANDSHAKES: usize = 8;
+/// A secured socket whose write does not complete in this time is closed.
+const TLS_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors of the [`StationHandle`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -130,6 +145,17 @@ pub async fn spawn_station(
     points: PointDb,
     commands: Vec<CommandPoint>,
 ) -> io::Result<(StationHandle, mpsc::Receiver<Action>)> {
+    spawn_secured_station(bind, config, points, commands, None).await
+}
+
+/// [`spawn_station`] whose sockets `acceptor` secures (none: plain TCP).
+pub async fn spawn_secured_station(
+    bind: SocketAddr,
+    config: StationConfig,
+    points: PointDb,
+    commands: Vec<CommandPoint>,
+    acceptor: Option<Arc<dyn Acceptor>>,
+) -> io::Result<(StationHandle, mpsc::Receiver<Action>)> {
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -137,9 +163,15 @@ pub async fn spawn_station(
     let local_addr = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(REQUEST_CHANNEL);
     let (actions_tx, actions_rx) = mpsc::channel(ACTION_CHANNEL);
-    tracing::info!(%local_addr, "IEC 104 station listening");
+    tracing::info!(%local_addr, tls = acceptor.is_some(), "IEC 104 station listening");
+    let handshake_timeout = config.link.t0;
     let station = Station::new(config, points, commands);
-    tokio::spawn(run(station, listener, rx, actions_tx));
+    let secure = acceptor.map(|acceptor| Secure {
+        acceptor,
+        timeout: handshake_timeout,
+        in_progress: 0,
+    });
+    tokio::spawn(run(station, listener, secure, rx, actions_tx));
     Ok((StationHandle { tx, local_addr }, actions_rx))
 }
 
@@ -156,14 +188,30 @@ enum Input {
 struct Socket {
     peer: SocketAddr,
     write: mpsc::Sender<Vec<u8>>,
-    reader: JoinHandle<()>,
+    /// The read task of a plain socket (a secured socket's task ends by itself).
+    reader: Option<JoinHandle<()>>,
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
         // the writer ends when its channel closes (dropping the write half)
-        self.reader.abort();
+        if let Some(r) = &self.reader {
+            r.abort();
+        }
     }
+}
+
+/// The TLS side of the station.
+struct Secure {
+    acceptor: Arc<dyn Acceptor>,
+    timeout: Duration,
+    in_progress: usize,
+}
+
+/// The end of one handshake: the secured stream, or `None` when it failed.
+struct Handshaken {
+    peer: SocketAddr,
+    stream: Option<BoxLinkStream>,
 }
 
 struct Parked {
@@ -189,14 +237,98 @@ impl Task {
         Instant::now()
     }
 
-    fn add_socket(&mut self, stream: TcpStream, peer: SocketAddr) {
+    /// A new connection of the station, `None` when it refuses the master.
+    fn accept(&mut self, peer: SocketAddr) -> Option<ConnId> {
         let now = self.tick();
-        let conn = match self.station.accept(peer, now) {
-            Ok(c) => c,
+        match self.station.accept(peer, now) {
+            Ok(c) => Some(c),
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "master refused");
-                return;
+                None
             }
+        }
+    }
+
+    /// A secured socket: one task reads, writes and renews the session keys.
+    fn add_secured(
+        &mut self,
+        mut stream: BoxLinkStream,
+        peer: SocketAddr,
+        renewal: Option<Duration>,
+    ) {
+        let Some(conn) = self.accept(peer) else {
+            return;
+        };
+        let (write, mut write_rx) = mpsc::channel::<Vec<u8>>(WRITE_CHANNEL);
+        let input = self.input_tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut renew = renewal.and_then(|d| tokio::time::Instant::now().checked_add(d));
+            loop {
+                let due = async {
+                    match renew {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = stream.read(&mut buf) => match r {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let data = buf.get(..n).unwrap_or_default().to_vec();
+                            if input.send((conn, Input::Data(data))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(%peer, error = %e, "read failed");
+                            break;
+                        }
+                    },
+                    bytes = write_rx.recv() => {
+                        let Some(bytes) = bytes else {
+                            // the station closed the connection: close_notify, then go
+                            let _ = tokio::time::timeout(TLS_WRITE_TIMEOUT, stream.shutdown()).await;
+                            return;
+                        };
+                        let written = tokio::time::timeout(TLS_WRITE_TIMEOUT, async {
+                            stream.write_all(&bytes).await?;
+                            stream.flush().await
+                        })
+                        .await;
+                        if !matches!(written, Ok(Ok(()))) {
+                            tracing::debug!(%peer, "write failed");
+                            break;
+                        }
+                    }
+                    () = due => {
+                        renew = None;
+                        if stream.renew_keys() {
+                            if let Err(e) = stream.flush().await {
+                                tracing::debug!(%peer, error = %e, "write failed");
+                                break;
+                            }
+                            tracing::debug!(%peer, "session keys renewed (key update)");
+                            renew = renewal.and_then(|d| tokio::time::Instant::now().checked_add(d));
+                        }
+                    }
+                }
+            }
+            let _ = input.send((conn, Input::Closed)).await;
+        });
+        self.sockets.insert(
+            conn,
+            Socket {
+                peer,
+                write,
+                reader: None,
+            },
+        );
+    }
+
+    fn add_socket(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let Some(conn) = self.accept(peer) else {
+            return;
         };
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
@@ -235,7 +367,7 @@ impl Task {
             Socket {
                 peer,
                 write,
-                reader,
+                reader: Some(reader),
             },
         );
     }
@@ -336,13 +468,45 @@ impl Task {
     }
 }
 
+/// Starts the handshake of an accepted socket (closes it when too many are in progress).
+fn start_handshake(
+    secure: &mut Secure,
+    stream: TcpStream,
+    peer: SocketAddr,
+    done: &mpsc::Sender<Handshaken>,
+) {
+    if secure.in_progress >= MAX_HANDSHAKES {
+        tracing::warn!(%peer, "too many TLS handshakes in progress; connection closed");
+        return;
+    }
+    secure.in_progress = secure.in_progress.saturating_add(1);
+    let _ = stream.set_nodelay(true);
+    let handshake = secure.acceptor.accept(stream, peer);
+    let timeout = secure.timeout;
+    let done = done.clone();
+    tokio::spawn(async move {
+        let stream = match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok(s)) => Some(s),
+            // the acceptor logged and counted why
+            Ok(Err(_)) => None,
+            Err(_) => {
+                tracing::warn!(%peer, "TLS handshake timed out; connection closed");
+                None
+            }
+        };
+        let _ = done.send(Handshaken { peer, stream }).await;
+    });
+}
+
 async fn run(
     station: Station,
     listener: TcpListener,
+    mut secure: Option<Secure>,
     mut requests: mpsc::Receiver<Request>,
     actions: mpsc::Sender<Action>,
 ) {
     let (input_tx, mut inputs) = mpsc::channel(READ_CHANNEL);
+    let (handshaken_tx, mut handshaken) = mpsc::channel::<Handshaken>(MAX_HANDSHAKES);
     let mut t = Task {
         station,
         sockets: HashMap::new(),
@@ -364,11 +528,21 @@ async fn run(
         let serve_handle = t.parked.len() < MAX_PARKED;
         let has_action = !t.outbox.is_empty();
         tokio::select! {
-            acc = listener.accept() => match acc {
-                Ok((stream, peer)) => t.add_socket(stream, peer),
-                Err(e) => {
+            acc = listener.accept() => match (acc, secure.as_mut()) {
+                (Ok((stream, peer)), Some(sec)) => start_handshake(sec, stream, peer, &handshaken_tx),
+                (Ok((stream, peer)), None) => t.add_socket(stream, peer),
+                (Err(e), _) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(h) = handshaken.recv() => {
+                if let Some(sec) = secure.as_mut() {
+                    sec.in_progress = sec.in_progress.saturating_sub(1);
+                    if let Some(stream) = h.stream {
+                        let renewal = sec.acceptor.renewal();
+                        t.add_secured(stream, h.peer, renewal);
+                    }
                 }
             },
             Some((conn, input)) = inputs.recv(), if read_sockets => {
