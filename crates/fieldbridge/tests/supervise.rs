@@ -678,6 +678,111 @@ fn the_status_file_holds_the_running_slaves_stats() {
     assert!(sup.status().unwrap().slaves.is_empty());
 }
 
+/// While an IEC 104 applet runs, the status file holds the TLS stats its devices with `tls`
+/// 1 wrote (the test writes them, as the applets do), and `fieldbridge status` shows them; a
+/// killed applet's go with it, the other applet's stay.
+#[test]
+fn the_status_file_holds_the_running_tls_devices_stats() {
+    use tagbus::stats::{SecurityEvent, SecurityEventKind, StatsWriter, TlsStats};
+    let redis = testrig::RedisServer::start();
+    let pki = tempfile::tempdir().unwrap();
+    let file = |name: &str, label: &str, mode: u32| {
+        let path = pki.path().join(name);
+        std::fs::write(
+            &path,
+            format!("-----BEGIN {label}-----\nMIIBAA==\n-----END {label}-----\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    };
+    let tls = format!(
+        r#""tls": 1, "ca_certificate": "{}", "certificate": "{}", "private_key": "{}""#,
+        file("ca.pem", "CERTIFICATE", 0o644),
+        file("own.pem", "CERTIFICATE", 0o644),
+        file("own.key", "PRIVATE KEY", 0o600)
+    );
+    let config = format!(
+        r#"{{"redis_url": "{}", "devices": [
+            {{"name": "RTU", "device_alias": "rtu", "protocol": "iec104-master",
+              "ip": "127.0.0.1", "asdu_address": 1, {tls}}},
+            {{"name": "Plain", "device_alias": "plain", "protocol": "iec104-master",
+              "ip": "127.0.0.1", "asdu_address": 2}},
+            {{"name": "SCADA", "device_alias": "scada", "protocol": "iec104-slave",
+              "ip": "127.0.0.1", "asdu_address": 5, {tls}}}],
+          "signals": [
+            {{"device_alias": "rtu", "signal_alias": "sp", "info_address": 1, "type_id": 1}},
+            {{"device_alias": "plain", "signal_alias": "sp", "info_address": 1, "type_id": 1}},
+            {{"device_alias": "scada", "signal_alias": "sp", "source_device_alias": "rtu",
+              "source_signal_alias": "sp", "info_address": 1, "type_id": 1}}]}}"#,
+        redis.url()
+    );
+    let mut sup = Sup::start(&config, Some("exec sleep 120"), &[]);
+    let s = sup.wait_for("both IEC 104 applets running", |s| {
+        running_pid(s, "iec104-master").is_some() && running_pid(s, "iec104-slave").is_some()
+    });
+    assert!(s.tls.is_empty(), "{:?}", s.tls);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rtu = TlsStats {
+        updated_ms: tagbus::now_ms(),
+        handshakes: 2,
+        ..Default::default()
+    };
+    rtu.record(SecurityEvent {
+        kind: SecurityEventKind::CertificateRevoked,
+        peer: "127.0.0.1:19998".into(),
+        subject: "CN=rtu-old".into(),
+        detail: "revoked by the CRL".into(),
+        at_ms: tagbus::now_ms(),
+    });
+    let scada = TlsStats {
+        updated_ms: tagbus::now_ms(),
+        handshakes: 1,
+        ..Default::default()
+    };
+    let mut writer = StatsWriter::new(&redis.url()).unwrap();
+    let alias = |a: &str| -> tagbus::Alias { a.parse().unwrap() };
+    rt.block_on(writer.write_tls(&alias("rtu"), &rtu)).unwrap();
+    rt.block_on(writer.write_tls(&alias("scada"), &scada))
+        .unwrap();
+    // A plain device's hash (none should exist) is not read.
+    rt.block_on(writer.write_tls(&alias("plain"), &scada))
+        .unwrap();
+    let s = sup.wait_for("the TLS stats", |s| s.tls.len() == 2);
+    assert_eq!(s.tls.get("rtu"), Some(&rtu));
+    assert_eq!(s.tls.get("scada"), Some(&scada));
+    let (_, table) = status_table(&sup.path("run/status.json"));
+    for line in [
+        "\nIEC 104 TLS devices:\n  rtu (updated ",
+        "s ago): handshakes 2, certificates revoked 1\n",
+        "s ago: certificate_revoked, peer 127.0.0.1:19998, subject \"CN=rtu-old\": revoked by the CRL\n",
+        "s ago): handshakes 1\n    no security event\n",
+    ] {
+        assert!(table.contains(line), "{line:?} not in\n{table}");
+    }
+
+    // The master is killed: its device's stats go with it; the slave's stay.
+    let old = running_pid(&s, "iec104-master").unwrap();
+    kill(Pid::from_raw(old as i32), Signal::SIGKILL).unwrap();
+    let s = sup.wait_for("the master's TLS stats gone", |s| {
+        !s.tls.contains_key("rtu") && s.tls.contains_key("scada")
+    });
+    assert_eq!(s.tls.get("scada"), Some(&scada));
+    sup.wait_for("iec104-master back", |s| {
+        running_pid(s, "iec104-master").is_some_and(|p| p != old)
+    });
+    std::thread::sleep(supervisor::slaves::SLAVE_STATS_EVERY + Duration::from_secs(1));
+    assert!(
+        !sup.status().unwrap().tls.contains_key("rtu"),
+        "a previous run's stats"
+    );
+    assert_eq!(sup.stop(), Some(0));
+    assert!(sup.status().unwrap().tls.is_empty());
+}
+
 #[test]
 fn status_shows_the_slave_devices_masters_and_counters() {
     // A file as the supervisor writes it while the IEC 104 slave applet runs (the pid: this

@@ -37,7 +37,8 @@
 //!   after every change; the last write (on exit) says `"running": false` and every applet
 //!   `stopped`. `fieldbridge status` also notices a file whose supervisor pid is gone.
 //!   While the IEC 104 slave applet runs, the file also holds each of its devices' masters
-//!   and counters, read from the tag bus every 5 s ([`slaves`]).
+//!   and counters, read from the tag bus every 5 s ([`slaves`]), and while an IEC 104 applet
+//!   runs, the security events of each of its devices with `tls` 1 ([`tls`]).
 //!
 //! # Running it
 //!
@@ -62,6 +63,7 @@ pub mod plan;
 mod run;
 pub mod slaves;
 pub mod status;
+pub mod tls;
 
 pub use child::{on_start, Launcher, ENV_SUPERVISED, ENV_SUPERVISOR_PID};
 pub use plan::{Desired, Part, Plan};

@@ -55,6 +55,21 @@ impl Part {
             .filter_map(|a| tagbus::Alias::new(a.trim()).ok())
             .collect()
     }
+
+    /// The aliases of its enabled device rows with `tls` 1 (IEC 104 over TLS): the devices
+    /// whose TLS stats the applet writes.
+    pub fn tls_device_aliases(&self) -> Vec<tagbus::Alias> {
+        self.0
+            .get("devices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|row| row.get("tls").and_then(cell_bool) == Some(true))
+            .filter(|row| row.get("enable").and_then(cell_bool).unwrap_or(true))
+            .filter_map(|row| row.get("device_alias").and_then(cell_text))
+            .filter_map(|a| tagbus::Alias::new(a.trim()).ok())
+            .collect()
+    }
 }
 
 /// Where the tag bus is, for the supervisor's own writes (the marks of a dead applet's values).
@@ -225,6 +240,31 @@ mod tests {
             panic!("{:?}", p.get(Applet::ModbusMaster));
         };
         assert_eq!(part.device_aliases(), [tagbus::Alias::new("m1").unwrap()]);
+    }
+
+    #[test]
+    fn a_part_names_its_tls_devices() {
+        // As written (the part of an applet that runs has validated).
+        let raw = RawConfig::parse(
+            r#"{"devices": [
+                {"device_alias": "plain", "protocol": "iec104-master"},
+                {"device_alias": "secure", "protocol": "iec104-master", "tls": 1},
+                {"device_alias": "off", "protocol": "iec104-master", "tls": "1", "enable": 0},
+                {"device_alias": "zero", "protocol": "iec104-master", "tls": 0},
+                {"device_alias": "scada", "protocol": "iec104-slave", "tls": "yes"}
+            ], "signals": []}"#,
+        )
+        .unwrap();
+        let names = |applet| {
+            Part::of(&raw, applet)
+                .tls_device_aliases()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Applet::Iec104Master), ["secure"]);
+        assert_eq!(names(Applet::Iec104Slave), ["scada"]);
+        assert!(names(Applet::ModbusMaster).is_empty());
     }
 
     #[test]

@@ -15,12 +15,13 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::child::{signal_group, Launcher};
-use crate::plan::{Bus, Desired, Plan};
+use crate::plan::{Bus, Desired, Part, Plan};
 use crate::slaves::SLAVE_STATS_EVERY;
 use crate::status::{
     to_unix, to_unix_ms, unix_now, AppletStatus, ExitInfo, State, Status, SupervisorStatus,
     STATUS_VERSION,
 };
+use crate::tls::{TlsDevice, TlsRead};
 
 /// How the supervisor runs.
 #[derive(Debug, Clone)]
@@ -131,9 +132,14 @@ struct Supervisor {
     slaves: Option<(u64, BTreeMap<String, tagbus::stats::SlaveStats>)>,
     /// The read of them in flight, with the generation of the child it is for.
     slave_read: tokio::task::JoinSet<(u64, SlaveRead)>,
+    /// The TLS devices' stats by alias, each with the applet run that wrote them.
+    tls: BTreeMap<String, TlsRead>,
+    /// The read of them in flight.
+    tls_read: tokio::task::JoinSet<TlsStatsRead>,
 }
 
 type SlaveRead = Result<BTreeMap<String, tagbus::stats::SlaveStats>, tagbus::TagBusError>;
+type TlsStatsRead = Result<BTreeMap<String, TlsRead>, tagbus::TagBusError>;
 
 /// Runs the supervisor until SIGTERM or SIGINT; then stops every child and returns.
 /// Must run on a current-thread runtime (see [`crate::child`]: the parent-death signal is
@@ -180,6 +186,8 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
         marks: tokio::task::JoinSet::new(),
         slaves: None,
         slave_read: tokio::task::JoinSet::new(),
+        tls: BTreeMap::new(),
+        tls_read: tokio::task::JoinSet::new(),
     };
     info!(
         pid = std::process::id(),
@@ -211,10 +219,16 @@ pub async fn supervise(opts: Options) -> Result<(), SuperviseError> {
             _ = sleep_until_opt(deadline) => sup.on_timers(),
             _ = slave_stats_tick.tick() => {
                 sup.read_slave_stats();
+                sup.read_tls_stats();
                 continue;
             }
             Some(read) = sup.slave_read.join_next(), if !sup.slave_read.is_empty() => {
                 if !sup.on_slave_stats(read) {
+                    continue;
+                }
+            }
+            Some(read) = sup.tls_read.join_next(), if !sup.tls_read.is_empty() => {
+                if !sup.on_tls_stats(read) {
                     continue;
                 }
             }
@@ -546,21 +560,80 @@ impl Supervisor {
         });
     }
 
+    /// A running applet: its child's generation, its part and when it started (Unix ms).
+    fn running(&self, applet: Applet) -> Option<(u64, &Part, u64)> {
+        let slot = self.slots.get(&applet)?;
+        match (&slot.run, &slot.desired) {
+            (Run::Running(child), Desired::Run(part)) => {
+                Some((child.generation, part, to_unix_ms(slot.since)))
+            }
+            _ => None,
+        }
+    }
+
     /// The running slave applet: its child's generation, its devices and when it started
     /// (Unix ms).
     fn running_slave(&self) -> Option<(u64, Vec<tagbus::Alias>, u64)> {
-        let slot = self
-            .slots
-            .values()
-            .find(|slot| slot.applet == Applet::Iec104Slave)?;
-        match (&slot.run, &slot.desired) {
-            (Run::Running(child), Desired::Run(part)) => Some((
-                child.generation,
-                part.device_aliases(),
-                to_unix_ms(slot.since),
-            )),
-            _ => None,
+        self.running(Applet::Iec104Slave)
+            .map(|(generation, part, since)| (generation, part.device_aliases(), since))
+    }
+
+    /// The TLS devices of the running IEC 104 applets (master and slave).
+    fn running_tls_devices(&self) -> Vec<TlsDevice> {
+        [Applet::Iec104Master, Applet::Iec104Slave]
+            .into_iter()
+            .filter_map(|applet| Some((applet, self.running(applet)?)))
+            .flat_map(|(applet, (generation, part, started_ms))| {
+                part.tls_device_aliases()
+                    .into_iter()
+                    .map(move |alias| TlsDevice {
+                        alias,
+                        applet,
+                        generation,
+                        started_ms,
+                    })
+            })
+            .collect()
+    }
+
+    /// Starts a read of the TLS devices' stats (unless one is in flight or none runs).
+    fn read_tls_stats(&mut self) {
+        let devices = self.running_tls_devices();
+        if devices.is_empty() || !self.tls_read.is_empty() {
+            return;
         }
+        let url = self.bus.redis_url.clone();
+        self.tls_read
+            .spawn(async move { crate::tls::read_current(&url, &devices).await });
+    }
+
+    /// Keeps a finished read; true when the stats changed.
+    fn on_tls_stats(&mut self, read: Result<TlsStatsRead, tokio::task::JoinError>) -> bool {
+        match read {
+            Ok(Ok(stats)) => {
+                let changed = stats != self.tls;
+                self.tls = stats;
+                changed
+            }
+            Ok(Err(e)) => {
+                debug!(error = %e, "cannot read the TLS devices' stats");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The TLS stats written by applet runs that still run (a stopped or restarted run's
+    /// counters are gone with it).
+    fn current_tls(&self) -> BTreeMap<String, tagbus::stats::TlsStats> {
+        self.tls
+            .iter()
+            .filter(|(_, read)| {
+                self.running(read.applet)
+                    .is_some_and(|(generation, ..)| generation == read.generation)
+            })
+            .map(|(device, read)| (device.clone(), read.stats.clone()))
+            .collect()
     }
 
     /// Starts a read of the slave devices' stats (unless one is in flight or the slave
@@ -840,6 +913,11 @@ impl Supervisor {
                     stats.clone()
                 }
                 _ => BTreeMap::new(),
+            },
+            tls: if running {
+                self.current_tls()
+            } else {
+                BTreeMap::new()
             },
         }
     }

@@ -26,6 +26,13 @@
 //!               "masters": [{"address": "10.0.0.5:40001", "group": 0, "started": true,
 //!                            "since_ms": 1795358290010}],
 //!               "sent": 1200, "buffered": 0, "dropped": 0, "refused": 1, "commands": 3}
+//!   },
+//!   "tls": {
+//!     "rtu": {"updated_ms": 1795358300120, "handshakes": 4,
+//!             "events": {"certificate_revoked": 1},
+//!             "last": {"kind": "certificate_revoked", "peer": "10.0.0.9:19998",
+//!                      "subject": "CN=rtu-old", "detail": "revoked by the CRL",
+//!                      "at_ms": 1795358299000}}
 //!   }
 //! }
 //! ```
@@ -34,7 +41,9 @@
 //! `signal`. A `config_error` in `supervisor` says the file could not be read at all.
 //! `slaves` (left out when empty) holds, while the IEC 104 slave applet runs, each of its
 //! devices' [`SlaveStats`] as the applet last wrote them (see [`crate::slaves`]); its times
-//! are Unix milliseconds, as their names say.
+//! are Unix milliseconds, as their names say. `tls` (left out when empty) holds, while an IEC
+//! 104 applet runs, the [`TlsStats`] of each of its devices with `tls` 1 (see
+//! [`crate::tls`]): handshakes, security events by kind and the last event.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tagbus::stats::{SlaveCounter, SlaveStats};
+use tagbus::stats::{SecurityEventKind, SlaveCounter, SlaveStats, TlsStats};
 
 /// Where `fieldbridge supervise` writes its state by default.
 pub const DEFAULT_STATUS_PATH: &str = "/var/run/fieldbridge/status.json";
@@ -62,6 +71,9 @@ pub struct Status {
     /// Each IEC 104 slave device by alias: its masters and counters, while its applet runs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub slaves: BTreeMap<String, SlaveStats>,
+    /// Each IEC 104 device with `tls` 1 by alias: its security events, while its applet runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tls: BTreeMap<String, TlsStats>,
 }
 
 /// The supervisor itself.
@@ -308,8 +320,53 @@ impl Status {
         for (device, stats) in &self.slaves {
             render_slave(&mut out, device, stats, now);
         }
+        if !self.tls.is_empty() {
+            let _ = writeln!(out, "\nIEC 104 TLS devices:");
+        }
+        for (device, stats) in &self.tls {
+            render_tls(&mut out, device, stats, now);
+        }
         out
     }
+}
+
+/// A TLS device's lines: handshakes and events by kind, then the last event.
+fn render_tls(out: &mut String, device: &str, stats: &TlsStats, now: u64) {
+    let mut figures = vec![format!("handshakes {}", stats.handshakes)];
+    figures.extend(
+        SecurityEventKind::ALL
+            .iter()
+            .filter(|&&k| stats.count(k) > 0)
+            .map(|&k| format!("{} {}", k.label(), stats.count(k))),
+    );
+    let _ = writeln!(
+        out,
+        "  {device} (updated {} ago): {}",
+        human_duration(now.saturating_sub(stats.updated_ms / 1000)),
+        figures.join(", ")
+    );
+    let Some(last) = &stats.last else {
+        let _ = writeln!(out, "    no security event");
+        return;
+    };
+    let mut what = vec![last.kind.name().to_owned()];
+    if !last.peer.is_empty() {
+        what.push(format!("peer {}", last.peer));
+    }
+    if !last.subject.is_empty() {
+        what.push(format!("subject {:?}", last.subject));
+    }
+    let _ = writeln!(
+        out,
+        "    last event {} ago: {}{}",
+        human_duration(now.saturating_sub(last.at_ms / 1000)),
+        what.join(", "),
+        if last.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", last.detail)
+        }
+    );
 }
 
 /// A slave device's lines: its counters, then one line per master.
@@ -416,7 +473,40 @@ mod tests {
             },
             applets,
             slaves: BTreeMap::new(),
+            tls: BTreeMap::new(),
         }
+    }
+
+    fn with_tls() -> Status {
+        let mut s = sample();
+        let mut rtu = TlsStats {
+            updated_ms: 1_063_000,
+            handshakes: 4,
+            ..Default::default()
+        };
+        for (kind, at_ms) in [
+            (SecurityEventKind::CertificateUnknown, 1_000_000),
+            (SecurityEventKind::CertificateRevoked, 1_050_000),
+            (SecurityEventKind::CertificateRevoked, 1_060_000),
+        ] {
+            rtu.record(tagbus::stats::SecurityEvent {
+                kind,
+                peer: "10.0.0.9:19998".into(),
+                subject: "CN=rtu-old, O=Utility".into(),
+                detail: "revoked by the CRL".into(),
+                at_ms,
+            });
+        }
+        s.tls.insert("rtu".to_owned(), rtu);
+        s.tls.insert(
+            "scada".to_owned(),
+            TlsStats {
+                updated_ms: 1_064_000,
+                handshakes: 1,
+                ..Default::default()
+            },
+        );
+        s
     }
 
     fn with_slave() -> Status {
@@ -526,6 +616,50 @@ mod tests {
         assert!(t.contains("  spare (updated "), "{t}");
         assert!(t.contains("    no master connected\n"), "{t}");
         assert!(!sample().render(1065, true).contains("slave"));
+    }
+
+    #[test]
+    fn tls_round_trips_and_is_left_out_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let s = with_tls();
+        s.write_atomic(&path).unwrap();
+        assert_eq!(Status::read(&path).unwrap(), s);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v["tls"]["rtu"]["events"]["certificate_revoked"], 2);
+        assert_eq!(v["tls"]["rtu"]["last"]["kind"], "certificate_revoked");
+        assert_eq!(v["tls"]["rtu"]["last"]["peer"], "10.0.0.9:19998");
+        assert!(v["tls"]["scada"]["last"].is_null());
+        sample().write_atomic(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("tls"), "{text}");
+        assert_eq!(Status::read(&path).unwrap(), sample());
+    }
+
+    #[test]
+    fn renders_the_tls_devices() {
+        let t = with_tls().render(1065, true);
+        assert!(t.contains("\nIEC 104 TLS devices:\n"), "{t}");
+        assert!(
+            t.contains(
+                "  rtu (updated 2s ago): handshakes 4, certificates revoked 2, \
+                 certificates unknown 1\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "    last event 5s ago: certificate_revoked, peer 10.0.0.9:19998, \
+                 subject \"CN=rtu-old, O=Utility\": revoked by the CRL\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("  scada (updated 1s ago): handshakes 1\n    no security event\n"),
+            "{t}"
+        );
+        assert!(!sample().render(1065, true).contains("TLS"));
     }
 
     #[test]

@@ -162,6 +162,45 @@ const document = { getElementById: () => null };
 	statusText = JSON.stringify(slaveStatus);
 	assert.strictEqual(find(await v.render(await v.load()), 'table').length, 1); checks++;
 
+	// The TLS devices ("tls"): handshakes, events by kind, the last event; times in ms.
+	const tlsStatus = JSON.parse(JSON.stringify(slaveStatus));
+	delete tlsStatus.slaves;
+	tlsStatus.tls = {
+		rtu: { updated_ms: 1795358300120, handshakes: 4, events: { certificate_revoked: 2, certificate_unknown: 1 },
+			last: { kind: 'certificate_revoked', peer: '10.0.0.9:19998', subject: 'CN=rtu-old, O=Utility',
+				detail: 'revoked by the CRL', at_ms: 1795358299000 } },
+		scada: { updated_ms: 1795358300000, handshakes: 1, events: {} }
+	};
+	statusText = JSON.stringify(tlsStatus);
+	tree = await v.render(await v.load());
+	assert.strictEqual(find(tree, 'table').length, 2); checks++;
+	assert.match(text(tree), /IEC 104 TLS devices/); checks++;
+	rows = find(find(tree, 'table')[1], 'tr');
+	assert.strictEqual(rows.length, 3); checks++;
+	assert.strictEqual(text(rows[0]), 'TLS device handshakes security events last event updated'); checks++;
+	assert.strictEqual(text(rows[1]), 'rtu 4 certificate revoked: 2 certificate unknown: 1 certificate revoked, ' +
+		`peer 10.0.0.9:19998, subject CN=rtu-old, O=Utility: revoked by the CRL (${ms(1795358299000)}) ${ms(1795358300120)}`); checks++;
+	assert.strictEqual(find(rows[1], 'div').length, 2); checks++;
+	assert.strictEqual(text(rows[2]), `scada 1 none none ${ms(1795358300000)}`); checks++;
+	assert.ok(!/null|undefined|\[object/.test(text(tree))); checks++;
+	// With the slaves: both tables, slaves first.
+	tlsStatus.slaves = { scada: { masters: [] } };
+	statusText = JSON.stringify(tlsStatus);
+	tree = await v.render(await v.load());
+	assert.strictEqual(find(tree, 'table').length, 3); checks++;
+	assert.match(text(tree), /IEC 104 slave devices.*IEC 104 TLS devices/); checks++;
+	// Odd TLS entries are shown as they are, never thrown on.
+	delete tlsStatus.slaves;
+	tlsStatus.tls = { odd: { events: [ 1 ], last: 'x' }, odder: { events: { a: null }, last: { kind: 5 } }, bad: 5 };
+	statusText = JSON.stringify(tlsStatus);
+	rows = find(find(await v.render(await v.load()), 'table')[1], 'tr');
+	assert.strictEqual(rows.length, 3); checks++;
+	assert.strictEqual(text(rows[1]), 'odd - 1 x -'); checks++;
+	assert.strictEqual(text(rows[2]), 'odder - a: - 5 (-) -'); checks++;
+	tlsStatus.tls = [];
+	statusText = JSON.stringify(tlsStatus);
+	assert.strictEqual(find(await v.render(await v.load()), 'table').length, 1); checks++;
+
 	// Nested under a key, with other top-level fields.
 	statusText = JSON.stringify({ updated_ms: 1, applets: { 'iec104-master': { state: 'running', pid: 7, restarts: 0 } } });
 	rows = find(await v.render(await v.load()), 'tr');

@@ -20,6 +20,9 @@
  *   "slaves"): its connected masters (address, redundancy group, started or standby, since
  *   when), then its counters in the file's order (sent, buffered, dropped by the stream cap,
  *   ...) and when the applet wrote them. Times there are Unix milliseconds (`*_ms`).
+ * - Under it, while an IEC 104 applet runs, one row per device with TLS (the file's "tls"):
+ *   its successful handshakes, its security events by kind, and the last one (kind, peer,
+ *   certificate subject, detail, when).
  * - Upload of the Excel workbook: checked with `fieldbridge config import --dry-run`, then
  *   imported (`fieldbridge config import ... -o /etc/fieldbridge/config.json`) and the service
  *   reloaded. The rpcd ACL allows exactly these command lines and nothing else, which is why the
@@ -35,8 +38,8 @@ var INIT_SCRIPT = '/etc/init.d/fieldbridge';
 var KNOWN_COLUMNS = [ 'state', 'pid', 'restarts', 'since', 'message' ];
 /* Keys holding Unix times in seconds (the supervisor's status file format). */
 var TIME_KEYS = [ 'since', 'next_start', 'updated', 'started', 'config_loaded', 'at' ];
-/* Keys holding Unix times in milliseconds (a slave device's entry). */
-var MS_TIME_KEYS = [ 'updated_ms', 'since_ms' ];
+/* Keys holding Unix times in milliseconds (a slave or TLS device's entry). */
+var MS_TIME_KEYS = [ 'updated_ms', 'since_ms', 'at_ms' ];
 /* Column titles of the slave counters that need more than their key. */
 var SLAVE_COUNTER_TITLES = { dropped: _('dropped by the stream cap'), refused: _('masters refused') };
 
@@ -158,6 +161,55 @@ function renderSlaves(data) {
 	})));
 }
 
+/* Security events by kind ({"certificate_revoked": 2}): "certificate revoked: 2" each. */
+function tlsEvents(events) {
+	if (events == null || typeof(events) != 'object' || Array.isArray(events))
+		return cellText('', events);
+	var kinds = Object.keys(events).sort();
+	if (!kinds.length)
+		return _('none');
+	return kinds.map(function(k) {
+		return E('div', {}, '%s: %s'.format(k.replace(/_/g, ' '), cellText('', events[k])));
+	});
+}
+
+/* The last security event: "certificate revoked, peer 10.0.0.9:19998, subject CN=x: detail
+ * (<date>)". */
+function tlsLast(last) {
+	if (last == null)
+		return _('none');
+	if (typeof(last) != 'object' || Array.isArray(last))
+		return cellText('', last);
+	var parts = [ typeof(last.kind) == 'string' ? last.kind.replace(/_/g, ' ') : cellText('', last.kind) ];
+	if (last.peer) parts.push(_('peer %s').format(cellText('', last.peer)));
+	if (last.subject) parts.push(_('subject %s').format(cellText('', last.subject)));
+	var line = parts.join(', ');
+	if (last.detail) line += ': ' + cellText('', last.detail);
+	return line + ' (' + cellText('at_ms', last.at_ms) + ')';
+}
+
+/* The table of the TLS devices (the file's "tls"), or null when there is none. */
+function renderTls(data) {
+	var tls = (data != null && typeof(data) == 'object') ? data.tls : null;
+	if (tls == null || typeof(tls) != 'object' || Array.isArray(tls))
+		return null;
+	var rows = entries(tls);
+	if (!rows.length)
+		return null;
+
+	var titles = [ _('TLS device'), _('handshakes'), _('security events'), _('last event'), _('updated') ];
+	var head = E('tr', { 'class': 'tr table-titles' }, titles.map(function(t) { return E('th', { 'class': 'th' }, t); }));
+	return E('table', { 'class': 'table' }, [ head ].concat(rows.map(function(r) {
+		return E('tr', { 'class': 'tr' }, [
+			E('td', { 'class': 'td' }, E('strong', {}, r.name)),
+			E('td', { 'class': 'td' }, cellText('', r.entry.handshakes)),
+			E('td', { 'class': 'td' }, tlsEvents(r.entry.events)),
+			E('td', { 'class': 'td' }, tlsLast(r.entry.last)),
+			E('td', { 'class': 'td' }, cellText('updated_ms', r.entry.updated_ms))
+		]);
+	})));
+}
+
 function renderStatus(status) {
 	if (status.error)
 		return E('p', { 'class': 'cbi-value-description' }, status.error);
@@ -186,9 +238,11 @@ function renderStatus(status) {
 			columns.map(function(c) { return E('td', { 'class': 'td' }, cellText(c, r.entry[c])); })));
 	})));
 	var slaves = renderSlaves(status.data);
-	if (!sv && !slaves)
+	var tls = renderTls(status.data);
+	if (!sv && !slaves && !tls)
 		return table;
-	return E('div', {}, [ sv, table ].concat(slaves ? [ E('h4', _('IEC 104 slave devices')), slaves ] : []).filter(function(n) {
+	return E('div', {}, [ sv, table ].concat(slaves ? [ E('h4', _('IEC 104 slave devices')), slaves ] : [],
+		tls ? [ E('h4', _('IEC 104 TLS devices')), tls ] : []).filter(function(n) {
 		return n != null;
 	}));
 }
