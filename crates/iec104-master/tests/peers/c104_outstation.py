@@ -32,7 +32,7 @@ ARGS = [a for a in ARGS if a != "--tx-log"]
 import c104  # noqa: E402
 
 
-def on_tx(server, data: bytes) -> None:
+def on_tx(server: c104.Server, data: bytes) -> None:
     # one write(2) per line: c104 calls back from its own threads
     os.write(1, ("TX " + bytes(data).hex() + "\n").encode())
 
