@@ -839,7 +839,8 @@ fn c104_drops_a_tls13_key_update() {
 // ---------------------------------------------------------------- slave side
 
 /// The slave rig: `src` (a disabled Modbus device, fed by the test through the bus) and
-/// slave devices serving `src/p1` at IOA 1 and `src/p2` at IOA 2 (M_ME_TF_1).
+/// slave devices serving `src/p1` at IOA 1 and `src/p2` at IOA 2 (M_ME_TF_1). t1 is above
+/// c104's t2 (10 s): c104 acknowledges a slow stream only then.
 struct SlaveRig {
     _dir: tempfile::TempDir,
     redis: RedisServer,
@@ -863,8 +864,8 @@ impl SlaveRig {
         for (alias, port, tls) in slaves {
             devices.push(merge(
                 json!({"name": alias, "device_alias": alias, "protocol": "iec104-slave",
-                    "ip": "127.0.0.1", "port": port, "asdu_address": 1, "t1_s": 5, "t2_s": 1,
-                    "t3_s": 10}),
+                    "ip": "127.0.0.1", "port": port, "asdu_address": 1, "t1_s": 15, "t2_s": 1,
+                    "t3_s": 20}),
                 tls,
             ));
             for i in 1..=2 {
@@ -1125,14 +1126,22 @@ fn slave_tls13_key_update_loses_no_value() {
         "written to the bus, never received: {:?}",
         counted.peer_dropped
     );
+    let log = rig.slave.log();
+    let links: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            ["renew", "connect", "closed", "key"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    println!("slave: {links:#?}");
     let stats = tls_stats(&rig.redis, "scada");
     println!("TLS stats: {stats:?}");
     assert_eq!(
         stats.handshakes, before,
         "key updated in place, no reconnect: {stats:?}"
     );
-    let log = rig.slave.log();
     let renewed: Vec<&str> = log.lines().filter(|l| l.contains("renewed")).collect();
-    println!("slave: {renewed:#?}");
     assert!(!renewed.is_empty(), "no renewal in the slave's log:\n{log}");
 }
