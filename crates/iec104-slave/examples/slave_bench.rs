@@ -292,7 +292,7 @@ async fn applet_run(run: &Run<'_>, pki: Option<&TestPki>, prefix: &str) -> Vec<(
     for chunk in write_round(0.0).chunks(tagbus::MAX_BATCH) {
         w.write_batch(chunk).await.unwrap();
     }
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .args(["iec104-slave", "-c"])
         .arg(&cfg_path)
         .args(["--redis-url", &redis.url(), "-d", "warn"])
