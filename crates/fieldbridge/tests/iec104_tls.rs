@@ -8,7 +8,9 @@
 //! IEC 62351-3 TLS of `fieldbridge iec104-master` and `iec104-slave` end to end: the real
 //! binary, a real redis-server and c104 2.2.1 peers speaking TLS through
 //! `c104.TransportSecurity` (crates/testrig/peers/c104_tls.py), with the test PKI of
-//! `testrig::TestPki`.
+//! `testrig::TestPki`. A c104 2.2.1 TLS *client* fails every handshake as shipped (its mbedtls
+//! wants a host name lib60870 never sets); c104_tls.py compiles and preloads a small shim
+//! (c104_tls_hostname.c, needs `cc`) that sets "no host name", the rest is c104's own TLS.
 //!
 //! - the master against c104 TLS outstations, the slave against c104 TLS clients: mutual
 //!   authentication and GI values; and each bad peer refused, with a log line naming it and

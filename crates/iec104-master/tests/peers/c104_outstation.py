@@ -13,9 +13,10 @@ Each received command is printed and appended to COMMAND_LOG as
   `CMD <ioa> <type> <value> select=<bool>`; clock syncs as `CLOCK <iso time>`.
 Stdin lines: `float <value>` sets 201 to value with the current time as its time tag and
 sends it spontaneously (prints `SENT <unix ms>`); `count N PERIOD_MS` sends 202 M_ME_TF_1
-with the values 1..N spontaneously, one every PERIOD_MS, then prints `COUNTED <N> failed=<values>`
-(the values c104 refused to transmit, comma separated, `-` for none: it refuses while no
-connection is active). `--tx-log` prints every APDU sent as `TX <hex>` (the wire itself).; EOF stops the server. Exits after 300 s.
+with the values 1..N spontaneously, one every PERIOD_MS, then prints
+`COUNTED <N> failed=<values>` (the values c104 refused to transmit, comma separated, `-` for
+none: it refuses while no connection is active); EOF stops the server. Exits after 300 s.
+`--tx-log` prints every APDU sent as `TX <hex>` (the wire itself).
 """
 import datetime
 import os
