@@ -145,10 +145,9 @@ fn tls_settings(pki: &TestPki, own: &testrig::PkiLeaf) -> config::tls104::Iec104
     }
 }
 
-/// What one run of the applet needs.
+/// What one run of the applet needs (each run has a redis-server of its own).
 struct Run<'a> {
     bin: &'a Path,
-    redis: &'a RedisServer,
     dir: &'a Path,
     points: u32,
     rounds: u32,
@@ -174,7 +173,6 @@ fn main() {
         "{} missing: cargo build --release -p fieldbridge",
         bin.display()
     );
-    let redis = RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -184,7 +182,6 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let run = Run {
         bin: &bin,
-        redis: &redis,
         dir: &dir,
         points,
         rounds,
@@ -237,13 +234,13 @@ fn figure(out: &[(String, f64)], key: &str) -> f64 {
 async fn applet_run(run: &Run<'_>, pki: Option<&TestPki>, prefix: &str) -> Vec<(String, f64)> {
     let Run {
         bin,
-        redis,
         dir,
         points,
         rounds,
         rate,
         seconds,
     } = *run;
+    let redis = &RedisServer::start();
     let port = testrig::free_port();
     let mut signals: Vec<serde_json::Value> = (1..=points)
         .map(|i| {
