@@ -7,7 +7,10 @@
 //! (VmHWM), and the latency of a single spontaneous value (outstation send -> PUBLISH seen).
 //! Then the same again with the device on IEC 62351-3 TLS (a `testrig::TestPki`; the
 //! outstation's side is a TLS relay in this process, `iec62351::TlsAcceptor`, in front of the
-//! same plaintext outstation), and the ratio TLS / plain TCP (`--tls 0` skips it).
+//! same plaintext outstation), and the ratio TLS / plain TCP (`--tls 0` skips it). The relay
+//! re-packs the outstation's one-APDU segments into larger TLS records, so the applet reads
+//! fewer, larger chunks over TLS: the ratio can exceed 1 and is an upper bound of what an
+//! outstation sending one small record per APDU would give.
 //!
 //! ```sh
 //! cargo build --release -p fieldbridge
