@@ -17,6 +17,15 @@
 //! (`gi_interval_s` 0 = only after a connect). A failed GI is retried after 30 s (or the
 //! shorter `gi_interval_s`). Devices are independent tasks: an unreachable one never delays another.
 //!
+//! # TLS
+//! A row with `tls: 1` connects only with IEC 62351-3 TLS (the `iec62351` crate: mutual
+//! authentication, no plaintext fallback); its files are read when the applet starts and a
+//! refused file stops the applet ([`Error::Tls`]). A failed handshake is a security event and
+//! counts as a failed connect (next address, backoff). `tls_renewal_s` renews the session:
+//! a TLS 1.3 KeyUpdate, or on TLS 1.2 a planned reconnect through STOPDT (the new activation
+//! interrogates again; values are not marked `nt` for it). The device's TLS stats hash is
+//! written every [`device::TLS_STATS_INTERVAL`].
+//!
 //! # Values
 //! Every monitor-direction object of the device's common address whose IOA a signal maps is
 //! written to `tag/<dev>/<sig>/in` (engineering value) and `rin` (raw value), in one batch per
@@ -240,8 +249,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Marks every `in`/`rin` value of the devices with the gateway's link-loss mark as the
-/// driver stops: nothing refreshes them any more (see `tagbus::mark_no_link`).
 /// Reads each TLS device's files (certificates, key, CRL) into its connector.
 pub fn load_tls(mut devices: Vec<DeviceSpec>) -> Result<Vec<DeviceSpec>, Error> {
     for d in &mut devices {
@@ -259,6 +266,8 @@ pub fn load_tls(mut devices: Vec<DeviceSpec>) -> Result<Vec<DeviceSpec>, Error> 
     Ok(devices)
 }
 
+/// Marks every `in`/`rin` value of the devices with the gateway's link-loss mark as the
+/// driver stops: nothing refreshes them any more (see `tagbus::mark_no_link`).
 async fn mark_stopped(opts: &Options, devices: &[tagbus::Alias]) {
     match tagbus::mark_no_link(&opts.redis_url, opts.stream_max_len, devices).await {
         Ok(n) => tracing::info!(

@@ -26,6 +26,11 @@
 //!   field driver reported the write `confirmed`; a refusal, a timeout (`command_timeout_s`)
 //!   or a link down answers ACT_CON negative. The link to the master is never closed for it.
 //! - **Clock sync** is confirmed; it sets the system clock only with `accept_clock_sync`.
+//! - **TLS** (`tls: 1`, IEC 62351-3 through the `iec62351` crate): every master must present a
+//!   certificate the row accepts; a failed handshake closes only that socket, is logged and
+//!   counted in the device's TLS stats hash (written with the slave's stats). TLS 1.3
+//!   sessions get a KeyUpdate every `tls_renewal_s`; a TLS 1.2 session is renewed by the
+//!   master (a fieldbridge master reconnects through STOPDT), never forced by the slave.
 
 pub mod bridge;
 mod clock;

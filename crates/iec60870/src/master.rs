@@ -20,8 +20,8 @@
 //! after the TCP connect (a failed handshake counts as a failed connect: next address, then
 //! backoff; there is no plaintext fallback). When the connector sets a renewal interval the
 //! session's keys are renewed on it while the link is active: in place when the stream can
-//! ([`crate::transport::LinkStream::renew_keys`], the TLS 1.3 KeyUpdate), otherwise by a planned reconnect:
-//! STOPDT act (acknowledging everything received), STOPDT con (the outstation answers it only
+//! ([`crate::transport::LinkStream::renew_keys`], the TLS 1.3 KeyUpdate), otherwise by a
+//! planned reconnect to the same address: STOPDT act (acknowledging everything received), STOPDT con (the outstation answers it only
 //! once all its I frames are acknowledged, and sends none after it), close, connect again at
 //! once, STARTDT. Nothing is lost or duplicated: every I frame of the old connection was
 //! delivered and acknowledged. The planned reconnect waits while commands are pending; the

@@ -225,6 +225,17 @@ impl SecurityLog {
         self.record(kind, Some(peer), &subject, detail);
     }
 
+    /// The first read after a client's handshake failed: a TLS alert there is the server
+    /// refusing the handshake (our certificate, in TLS 1.3); other errors are no event.
+    pub(crate) fn refused_after_handshake(&self, peer: SocketAddr, error: &std::io::Error) {
+        if let Some(TlsError::AlertReceived(_)) =
+            error.get_ref().and_then(|e| e.downcast_ref::<TlsError>())
+        {
+            self.with_state(|st| st.stats.handshakes = st.stats.handshakes.saturating_sub(1));
+            self.handshake_failed(peer, error, None);
+        }
+    }
+
     /// A handshake with `peer` succeeded; its certificate is checked for expiry.
     pub(crate) fn handshake_ok(&self, peer: SocketAddr, end_entity: Option<&[u8]>) {
         self.with_state(|st| st.stats.handshakes = st.stats.handshakes.saturating_add(1));

@@ -49,7 +49,10 @@
 //! A failed handshake is classified ([`classify`]) as certificate expired, not yet valid,
 //! revoked, unknown (no chain to the CA, bad signature, not on the allow-list) or another
 //! handshake failure (protocol, version, cipher, a plaintext peer, the peer refusing ours),
-//! and logged with the device, the peer's address and the certificate's subject. The own
+//! and logged with the device, the peer's address and the certificate's subject. In TLS 1.3
+//! a client's handshake ends before the server has verified the client's certificate: the
+//! master counts a refusal of its certificate when the server's alert arrives, on the first
+//! read (the [`TlsLink`] does). The own
 //! certificate (at start and daily) and each peer's (after each handshake, once a day per
 //! certificate) are checked to expire within `tls_expiry_warning_days`.
 

@@ -195,9 +195,15 @@ impl Material {
 /// The master's configuration, cloned per connection with its own verifier.
 #[derive(Debug)]
 pub(crate) struct ClientMaterial {
-    pub(crate) material: Material,
+    material: Material,
     base: ClientConfig,
     inner: Arc<WebPkiServerVerifier>,
+}
+
+impl AsRef<Material> for ClientMaterial {
+    fn as_ref(&self) -> &Material {
+        &self.material
+    }
 }
 
 impl ClientMaterial {
@@ -216,8 +222,14 @@ impl ClientMaterial {
 /// The slave's configuration, built per connection with its own verifier.
 #[derive(Debug)]
 pub(crate) struct ServerMaterial {
-    pub(crate) material: Material,
+    material: Material,
     inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl AsRef<Material> for ServerMaterial {
+    fn as_ref(&self) -> &Material {
+        &self.material
+    }
 }
 
 impl ServerMaterial {

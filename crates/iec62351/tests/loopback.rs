@@ -149,6 +149,12 @@ async fn the_server_refuses_bad_client_certificates() {
         assert_eq!(last.subject, format!("CN={}", leaf.common_name));
         assert!(last.peer.starts_with("127.0.0.1:"));
         assert_eq!(stats.handshakes, 0);
+        // the client learns of it from the server's alert (after its TLS 1.3 handshake)
+        // (an expired own certificate is reported at load too)
+        assert_eq!(o.connector.log().stats().count(K::HandshakeFailed), 1);
+        assert_eq!(o.connector.log().stats().handshakes, 0);
+        let detail = o.connector.log().stats().last.unwrap().detail;
+        assert!(detail.contains("the peer refused"), "{detail}");
     }
 }
 

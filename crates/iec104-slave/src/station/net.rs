@@ -1,7 +1,10 @@
 //! The tokio layer: one task owns the listener, the [`Station`] and the sockets; a small
 //! read task and write task per socket move bytes through bounded channels.
 //!
-//! A socket whose write channel is full (the master does not read) is closed.
+//! A socket whose write channel is full (the master does not read) is closed. Actions go
+//! to the applet through a bounded channel; while the applet does not take them the task
+//! keeps serving its handle (acknowledgements of one group are merged) and stops reading
+//! the sockets once [`MAX_OUTBOX`] actions wait.
 //!
 //! With an [`Acceptor`] (IEC 62351-3 TLS) every accepted socket is secured first, in a task
 //! of its own (at most [`MAX_HANDSHAKES`] at a time, each within t0); only a secured socket
@@ -10,10 +13,7 @@
 //! directions, which also renews the session keys on the acceptor's interval (TLS 1.3
 //! KeyUpdate; on TLS 1.2 the slave never forces a renewal: a fieldbridge master renews by a
 //! planned reconnect, after which anything not acknowledged is requeued as for any
-//! reconnect). Actions go
-//! to the applet through a bounded channel; while the applet does not take them the task
-//! keeps serving its handle (acknowledgements of one group are merged) and stops reading
-//! the sockets once [`MAX_OUTBOX`] actions wait.
+//! reconnect).
 
 use super::{
     Action, CommandPoint, CommandToken, ConnId, EventToken, GroupId, QueueError, Station,
@@ -272,18 +272,10 @@ impl Task {
                     }
                 };
                 tokio::select! {
-                    r = stream.read(&mut buf) => match r {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            let data = buf.get(..n).unwrap_or_default().to_vec();
-                            if input.send((conn, Input::Data(data))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::info!(%peer, error = %e, "read failed");
-                            break;
-                        }
+                    r = stream.read(&mut buf) => match forward(r, &buf, conn, peer, &input).await {
+                        Read::More => {}
+                        Read::Closed => break,
+                        Read::StationGone => return,
                     },
                     bytes = write_rx.recv() => {
                         let Some(bytes) = bytes else {
@@ -346,18 +338,11 @@ impl Task {
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; READ_CHUNK];
             loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let data = buf.get(..n).unwrap_or_default().to_vec();
-                        if input.send((conn, Input::Data(data))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "read failed");
-                        break;
-                    }
+                let r = rd.read(&mut buf).await;
+                match forward(r, &buf, conn, peer, &input).await {
+                    Read::More => {}
+                    Read::Closed => break,
+                    Read::StationGone => return,
                 }
             }
             let _ = input.send((conn, Input::Closed)).await;
@@ -465,6 +450,40 @@ impl Task {
             Request::Shutdown => return false,
         }
         true
+    }
+}
+
+/// What a socket's read means for its task.
+enum Read {
+    /// Data went to the station (or nothing happened): read on.
+    More,
+    /// EOF or an error: the socket is done (the task reports it closed).
+    Closed,
+    /// The station task has ended.
+    StationGone,
+}
+
+/// Hands the result of one read of `buf` to the station.
+async fn forward(
+    r: io::Result<usize>,
+    buf: &[u8],
+    conn: ConnId,
+    peer: SocketAddr,
+    input: &mpsc::Sender<(ConnId, Input)>,
+) -> Read {
+    match r {
+        Ok(0) => Read::Closed,
+        Ok(n) => {
+            let data = buf.get(..n).unwrap_or_default().to_vec();
+            if input.send((conn, Input::Data(data))).await.is_err() {
+                return Read::StationGone;
+            }
+            Read::More
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "read failed");
+            Read::Closed
+        }
     }
 }
 
