@@ -26,6 +26,30 @@ pub const COMMAND_MAX_AGE_MS: IntColumn = IntColumn {
     default: Some(10_000),
 };
 
+/// Two column lists as one (`N` = the sum of their lengths), for a protocol whose columns
+/// include a list another module owns (the IEC 104 TLS columns).
+// Evaluated at compile time only (const items): an index out of bounds or an `N` that is not
+// the sum fails the build, never a run.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+pub(crate) const fn concat<const N: usize>(
+    a: &[&'static str],
+    b: &[&'static str],
+) -> [&'static str; N] {
+    assert!(a.len() + b.len() == N, "N must be the sum of the lengths");
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[i + j] = b[j];
+        j += 1;
+    }
+    out
+}
+
 /// A column renamed to carry its unit; the old name is still read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Renamed {

@@ -11,8 +11,8 @@ use iec60870::{AsduSizes, CaSize, CommonAddress, CotSize, Ioa, IoaSize, LinkConf
 
 use crate::cell::RowReader;
 
-/// Device columns of the IEC 104 master.
-pub const DEVICE_COLUMNS: &[&str] = &[
+/// The IEC 104 master's own device columns (without the TLS ones).
+const OWN_DEVICE_COLUMNS: &[&str] = &[
     "ip",
     "port",
     "asdu_address",
@@ -31,18 +31,12 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "counter_interrogation_interval_s",
     "command_timeout_s",
     "command_max_age_ms",
-    // tls104::COLUMNS
-    "tls",
-    "ca_certificate",
-    "certificate",
-    "private_key",
-    "peer_certificates",
-    "crl_file",
-    "tls_version_min",
-    "tls_version_max",
-    "tls_renewal_s",
-    "tls_expiry_warning_days",
 ];
+
+/// Device columns of the IEC 104 master: its own, then the TLS ones ([`crate::tls104::COLUMNS`]).
+pub const DEVICE_COLUMNS: &[&str] = &crate::columns::concat::<
+    { OWN_DEVICE_COLUMNS.len() + crate::tls104::COLUMNS.len() },
+>(OWN_DEVICE_COLUMNS, crate::tls104::COLUMNS);
 
 /// Signal columns of the IEC 104 master.
 pub const SIGNAL_COLUMNS: &[&str] = &[

@@ -71,8 +71,8 @@ regulating step command onto an iec104-master command is passed on as the value 
 master sends, so its row keeps `multiplier` 1 and `offset` 0.
 "#;
 
-/// Device columns of the IEC 104 slave.
-pub const DEVICE_COLUMNS: &[&str] = &[
+/// The IEC 104 slave's own device columns (without the TLS ones).
+const OWN_DEVICE_COLUMNS: &[&str] = &[
     "ip",
     "port",
     "asdu_address",
@@ -91,18 +91,12 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "command_max_age_ms",
     "select_timeout_s",
     "command_timeout_s",
-    // tls104::COLUMNS
-    "tls",
-    "ca_certificate",
-    "certificate",
-    "private_key",
-    "peer_certificates",
-    "crl_file",
-    "tls_version_min",
-    "tls_version_max",
-    "tls_renewal_s",
-    "tls_expiry_warning_days",
 ];
+
+/// Device columns of the IEC 104 slave: its own, then the TLS ones ([`crate::tls104::COLUMNS`]).
+pub const DEVICE_COLUMNS: &[&str] = &crate::columns::concat::<
+    { OWN_DEVICE_COLUMNS.len() + crate::tls104::COLUMNS.len() },
+>(OWN_DEVICE_COLUMNS, crate::tls104::COLUMNS);
 
 /// Signal columns of the IEC 104 slave.
 pub const SIGNAL_COLUMNS: &[&str] = &[

@@ -227,13 +227,20 @@ impl TlsFileError {
     }
 }
 
+/// Refuses a relative path.
+fn absolute(path: &Path) -> Result<(), TlsFileError> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(TlsFileError::NotAbsolute {
+            path: path.to_owned(),
+        })
+    }
+}
+
 /// The bytes of an absolute path.
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsFileError> {
-    if !path.is_absolute() {
-        return Err(TlsFileError::NotAbsolute {
-            path: path.to_owned(),
-        });
-    }
+    absolute(path)?;
     std::fs::read(path).map_err(TlsFileError::unreadable(path))
 }
 
@@ -252,11 +259,7 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
 /// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1), refused when the file is
 /// world-accessible ([`check_private_key_file`]).
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
-    if !path.is_absolute() {
-        return Err(TlsFileError::NotAbsolute {
-            path: path.to_owned(),
-        });
-    }
+    absolute(path)?;
     key_file_mode(path)?;
     let bytes = read_file(path)?;
     rustls_pemfile::private_key(&mut BufReader::new(bytes.as_slice()))
@@ -351,10 +354,14 @@ pub(crate) fn read(r: &mut RowReader<'_>) -> Option<Option<Iec104Tls>> {
         ("crl_file", "absolute path: CRL, PEM or DER", "none"),
         ("tls_version_min", "1.2 or 1.3", "1.2"),
         ("tls_version_max", "1.2 or 1.3", "1.3"),
-        ("tls_renewal_s", "0 (never) or 60..=2678400", "3600"),
     ] {
         r.document(column, accepted, default);
     }
+    r.document(
+        "tls_renewal_s",
+        &format!("0 (never) or {MIN_RENEWAL_S}..={}", TLS_RENEWAL_S.max),
+        "3600",
+    );
 
     if !on? {
         let mut ok = true;

@@ -25,6 +25,19 @@ fn round_trip(raw: &RawConfig) -> workbook::Imported {
     read_workbook_bytes(bytes, "export.xlsx").unwrap()
 }
 
+/// A valid config round-trips: the same rows back, valid without warnings, the same typed
+/// config.
+fn round_trips_valid(raw: &RawConfig) {
+    let direct = config::validate(raw);
+    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
+    let imported = round_trip(raw);
+    assert_eq!(imported.raw, canonical(raw));
+    let report = imported.check();
+    assert!(report.is_valid(), "{:?}", report.errors);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.validated.config, direct.config);
+}
+
 #[test]
 fn the_example_round_trips() {
     let raw = example();
@@ -78,14 +91,7 @@ fn iec104_slave_columns_round_trip() {
         ]}"#,
     )
     .unwrap();
-    let direct = config::validate(&raw);
-    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
-    let imported = round_trip(&raw);
-    assert_eq!(imported.raw, canonical(&raw));
-    let report = imported.check();
-    assert!(report.is_valid(), "{:?}", report.errors);
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    assert_eq!(report.validated.config, direct.config);
+    round_trips_valid(&raw);
     let h = workbook::device_header(&raw.devices);
     assert!(h.iter().any(|c| c == "redundancy_groups"), "{h:?}");
     let s = workbook::signal_header(&raw.signals);
@@ -94,27 +100,11 @@ fn iec104_slave_columns_round_trip() {
 
 #[test]
 fn iec104_tls_columns_round_trip() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, text: &str, mode: u32| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        path.display().to_string()
-    };
-    let cert = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
-    let ca = file("ca.pem", cert, 0o644);
-    let own = file("own.pem", cert, 0o644);
-    let key = file(
-        "own.key",
-        "-----BEGIN PRIVATE KEY-----\nMIIBAA==\n-----END PRIVATE KEY-----\n",
-        0o600,
-    );
-    let crl = file(
-        "crl.pem",
-        "-----BEGIN X509 CRL-----\nMIIBAA==\n-----END X509 CRL-----\n",
-        0o644,
-    );
+    let ca = common::pem_file(dir.path(), "ca.pem", "CERTIFICATE", 0o644);
+    let own = common::pem_file(dir.path(), "own.pem", "CERTIFICATE", 0o644);
+    let key = common::pem_file(dir.path(), "own.key", "PRIVATE KEY", 0o600);
+    let crl = common::pem_file(dir.path(), "crl.pem", "X509 CRL", 0o644);
     let peers = format!("{own}; {}", "AB:".repeat(31) + "CD");
     let tls = json!({"tls": 1, "ca_certificate": ca, "certificate": own, "private_key": key,
         "peer_certificates": peers, "crl_file": crl, "tls_version_min": 1.2,
@@ -131,14 +121,7 @@ fn iec104_tls_columns_round_trip() {
     }
     let raw =
         RawConfig::parse(&json!({"devices": [master, slave], "signals": []}).to_string()).unwrap();
-    let direct = config::validate(&raw);
-    assert!(direct.errors.is_empty(), "{:?}", direct.errors);
-    let imported = round_trip(&raw);
-    assert_eq!(imported.raw, canonical(&raw));
-    let report = imported.check();
-    assert!(report.is_valid(), "{:?}", report.errors);
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    assert_eq!(report.validated.config, direct.config);
+    round_trips_valid(&raw);
     let h = workbook::device_header(&raw.devices);
     for c in config::tls104::COLUMNS {
         assert!(h.iter().any(|x| x == c), "{c} not in {h:?}");

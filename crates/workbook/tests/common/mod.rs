@@ -217,3 +217,17 @@ pub const TEN_MISTAKES_ERRORS: &[&str] = &[
     "Signals!D5 (info_address): information object address does not fit the configured size (ioa_size: at most 16777215)",
     "Signals!F6 (source_device_alias): no device \"rtu9\" in Devices",
 ];
+
+/// Writes a PEM file of one `label` block (`CERTIFICATE`, `PRIVATE KEY`, `X509 CRL`) with
+/// `mode` into `dir`; its absolute path. Validation checks the block kinds, not the DER.
+pub fn pem_file(dir: &std::path::Path, name: &str, label: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("-----BEGIN {label}-----\nMIIBAA==\n-----END {label}-----\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
