@@ -213,6 +213,10 @@ def main():
     w("|---|---|---|")
     w(f"| iec60870's outstation (this repo), 1000 points, M_ME_TF_1 spontaneous | "
       f"{f(num(kv, 'iec104_objs'))} | {f(mb(num(kv, 'iec104_rss_kb')), '{:.1f}')} |")
+    if "iec104_tls_objs" in kv:
+        w(f"| the same over IEC 62351-3 TLS (a TLS relay in front of the outstation), "
+          f"ratio TLS / TCP {f(num(kv, 'iec104_tls_ratio'), '{:.2f}')} | "
+          f"{f(num(kv, 'iec104_tls_objs'))} | {f(mb(num(kv, 'iec104_tls_rss_kb')), '{:.1f}')} |")
     if "c104_objs" in kv:
         sent = kv.get("c104_sent", "? ?").split()
         w(f"| c104 2.2.1 server (lib60870), same points, open loop: {f(num(kv, 'c104_arrived'))} of "
@@ -236,6 +240,12 @@ def main():
       f"{f(num(kv, 'slave.values_per_s'))}/s | - |")
     w(f"| the stack's outstation fed directly | {f(num(kv, 'outstation.values_per_s'))}/s | - |")
     w(f"| ratio slave / outstation | {f(num(kv, 'slave.ratio'), '{:.2f}')} | - |")
+    if "slave_tls.values_per_s" in kv:
+        w(f"| spontaneous throughput over IEC 62351-3 TLS | "
+          f"{f(num(kv, 'slave_tls.values_per_s'))}/s | - |")
+        w(f"| ratio TLS / TCP | {f(num(kv, 'slave.tls_ratio'), '{:.2f}')} | - |")
+        w(f"| GI over TLS; latency p50 / p99 over TLS | {f(num(kv, 'slave_tls.gi_ms'))} ms; "
+          f"{f(num(kv, 'slave_tls.p50_ms'), '{:.1f}')} / {f(num(kv, 'slave_tls.p99_ms'), '{:.1f}')} ms | - |")
     w(f"| latency at 1,000 changes/s, p50 / p99 ({f(num(kv, 'slave.latency_values'))} values) | "
       f"{f(num(kv, 'slave.p50_ms'), '{:.1f}')} / {f(num(kv, 'slave.p99_ms'), '{:.1f}')} ms | - |")
     hwm = num(kv, "slave.hwm_kb")

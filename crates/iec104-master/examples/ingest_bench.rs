@@ -5,6 +5,12 @@
 //! release binary) turns them into tags on a real redis-server. Reported: information objects
 //! per second that became `in` tags (counted on the tag bus stream), the applet's peak RSS
 //! (VmHWM), and the latency of a single spontaneous value (outstation send -> PUBLISH seen).
+//! Then the same again with the device on IEC 62351-3 TLS (a `testrig::TestPki`; the
+//! outstation's side is a TLS relay in this process, `iec62351::TlsAcceptor`, in front of the
+//! same plaintext outstation), and the ratio TLS / plain TCP (`--tls 0` skips it). The relay
+//! re-packs the outstation's one-APDU segments into larger TLS records, so the applet reads
+//! fewer, larger chunks over TLS: the ratio can exceed 1 and is an upper bound of what an
+//! outstation sending one small record per APDU would give.
 //!
 //! ```sh
 //! cargo build --release -p fieldbridge
@@ -19,7 +25,8 @@
     clippy::cast_precision_loss
 )]
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,7 +35,7 @@ use iec60870::{
     InformationElement, Ioa, OutstationConfig, Point, PointDb, Quality, TimeTag, TypeId,
 };
 use testrig::bench::{arg, proc_status};
-use testrig::{KillOnDrop, RedisServer};
+use testrig::{KillOnDrop, RedisServer, TestPki};
 
 struct Refuse;
 impl CommandHandler for Refuse {
@@ -54,6 +61,7 @@ fn point(ioa: u32, value: f32) -> Point {
 fn main() {
     let points: u32 = arg("--points", "1000").parse().unwrap();
     let seconds: u64 = arg("--seconds", "10").parse().unwrap();
+    let with_tls = arg("--tls", "1") != "0";
     let bin = PathBuf::from(arg(
         "--bin",
         testrig::workspace_root()
@@ -66,14 +74,88 @@ fn main() {
         "{} missing: cargo build --release -p fieldbridge",
         bin.display()
     );
-    let redis = RedisServer::start();
     // the outstation must run while the main thread waits on Redis: a worker thread
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
+    let plain = run(&bin, &rt, points, seconds, None);
+    let tls = with_tls.then(|| {
+        let pki = TestPki::generate();
+        run(&bin, &rt, points, seconds, Some(&pki))
+    });
+    let failed = match (&plain, &tls) {
+        (Ok(p), Some(Ok(t))) => {
+            println!(
+                "ingest over TLS / plain TCP: {t:.0} / {p:.0} objects/s = {:.2}",
+                t / p
+            );
+            false
+        }
+        (Ok(_), None) => false,
+        _ => true,
+    };
+    for e in [plain.err(), tls.and_then(Result::err)]
+        .into_iter()
+        .flatten()
+    {
+        println!("benchmark failed: {e}");
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
 
+/// The TLS settings of a row presenting `own` of `pki`.
+fn tls_settings(pki: &TestPki, own: &testrig::PkiLeaf) -> config::tls104::Iec104Tls {
+    config::tls104::Iec104Tls {
+        ca_certificate: pki.ca_cert.clone(),
+        certificate: own.cert.clone(),
+        private_key: own.key.clone(),
+        peer_certificates: Vec::new(),
+        crl_file: None,
+        version_min: config::tls104::TlsVersion::V1_2,
+        version_max: config::tls104::TlsVersion::V1_3,
+        renewal: None,
+        expiry_warning_days: config::tls104::DEFAULT_EXPIRY_WARNING_DAYS,
+    }
+}
+
+/// The outstation's TLS: each connection accepted on `listener` secured with `acceptor` and
+/// relayed to the plaintext outstation at `to`.
+async fn tls_relay(
+    acceptor: iec62351::TlsAcceptor,
+    listener: tokio::net::TcpListener,
+    to: SocketAddr,
+) {
+    while let Ok((tcp, peer)) = listener.accept().await {
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(mut link) = acceptor.handshake(tcp, peer).await else {
+                return;
+            };
+            let Ok(mut out) = tokio::net::TcpStream::connect(to).await else {
+                return;
+            };
+            let _ = out.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut link, &mut out).await;
+        });
+    }
+}
+
+/// One run: a redis-server, the outstation (behind the TLS relay with `pki`), the applet;
+/// returns the objects/s that became tags.
+fn run(
+    bin: &Path,
+    rt: &tokio::runtime::Runtime,
+    points: u32,
+    seconds: u64,
+    pki: Option<&TestPki>,
+) -> Result<f64, String> {
+    let label = if pki.is_some() { " over TLS" } else { "" };
+    let redis = RedisServer::start();
     let mut db = PointDb::new();
     for ioa in 1..=points {
         db.insert(point(ioa, 0.0));
@@ -83,7 +165,25 @@ fn main() {
     let outstation = rt
         .block_on(spawn_outstation(oc, db, Refuse))
         .expect("bind the outstation");
-    let port = outstation.local_addr().port();
+    let mut port = outstation.local_addr().port();
+    let mut device = serde_json::json!({"name": "Bench", "device_alias": "bench",
+        "protocol": "iec104-master", "ip": "127.0.0.1", "asdu_address": 1});
+    let relay = pki.map(|pki| {
+        let acceptor =
+            iec62351::TlsAcceptor::load("bench-outstation", &tls_settings(pki, &pki.server))
+                .expect("the relay's TLS");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        port = listener.local_addr().unwrap().port();
+        let p = |p: &Path| p.to_string_lossy().into_owned();
+        device["tls"] = 1.into();
+        device["ca_certificate"] = p(&pki.ca_cert).into();
+        device["certificate"] = p(&pki.client.cert).into();
+        device["private_key"] = p(&pki.client.key).into();
+        rt.spawn(tls_relay(acceptor, listener, outstation.local_addr()))
+    });
+    device["port"] = port.into();
 
     let dir = tempfile_dir();
     let signals: Vec<serde_json::Value> = (1..=points)
@@ -95,13 +195,12 @@ fn main() {
     let cfg = serde_json::json!({
         "redis_url": redis.url(),
         "stream_max_len": 100_000_000,
-        "devices": [{"name": "Bench", "device_alias": "bench", "protocol": "iec104-master",
-            "ip": "127.0.0.1", "port": port, "asdu_address": 1}],
+        "devices": [device],
         "signals": signals,
     });
     let cfg_path = dir.join("bench.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .args(["iec104-master", "-c"])
         .arg(&cfg_path)
         .args(["--redis-url", &redis.url(), "-d", "warn"])
@@ -112,14 +211,15 @@ fn main() {
     let pid = applet.pid();
 
     // release builds abort on panic (no Drop): fail by returning, so the children are stopped
-    let result = measure(&redis.url(), &rt, &outstation, points, seconds, pid);
+    let result = measure(&redis.url(), rt, &outstation, points, seconds, pid, label);
     drop(applet);
+    if let Some(relay) = relay {
+        relay.abort();
+    }
+    rt.block_on(outstation.shutdown());
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = result {
-        println!("benchmark failed: {e}");
-        std::process::exit(1);
-    }
+    result
 }
 
 fn measure(
@@ -129,7 +229,8 @@ fn measure(
     points: u32,
     seconds: u64,
     pid: u32,
-) -> Result<(), String> {
+    label: &str,
+) -> Result<f64, String> {
     let mut conn = testrig::RedisConn::open(url);
     let mut xlen = move || -> Result<u64, String> { Ok(conn.stream_len(tagbus::STREAM_KEY)) };
     // the GI answer: every point once
@@ -140,7 +241,7 @@ fn measure(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("GI of {points} points on the bus; flooding for {seconds} s");
+    println!("GI of {points} points on the bus{label}; flooding for {seconds} s");
 
     let started = Instant::now();
     let cpu_before = cpu_ticks(pid);
@@ -202,7 +303,7 @@ fn measure(
         sent as f64 / flood.as_secs_f64()
     );
     println!(
-        "information objects -> in tags: {written} in {:.1} s = {:.0} objects/s",
+        "information objects -> in tags{label}: {written} in {:.1} s = {:.0} objects/s",
         total.as_secs_f64(),
         written as f64 / total.as_secs_f64()
     );
@@ -241,11 +342,11 @@ fn measure(
         lat[0], lat[10], lat[20]
     );
     println!(
-        "applet RSS: VmHWM {} (VmRSS {})",
+        "applet RSS{label}: VmHWM {} (VmRSS {})",
         proc_status(pid, "VmHWM:"),
         proc_status(pid, "VmRSS:")
     );
-    Ok(())
+    Ok(written as f64 / total.as_secs_f64())
 }
 
 /// The pid of the redis-server listening on the URL's port.
@@ -270,7 +371,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn tempfile_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("iec104-bench-{}", std::process::id()));
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("iec104-bench-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -1,6 +1,6 @@
 """A c104 (lib60870) IEC 104 client: the SCADA master of the iec104-slave tests.
 
-Usage: c104_master.py
+Usage: c104_master.py [--tls-... (see crates/testrig/peers/c104_tls.py)]
 
 Reads one command per line on stdin and answers on stdout; every frame received from the
 slave is printed as `RX <hex>` (the whole APDU), so the test checks the wire itself (c104
@@ -23,7 +23,11 @@ import sys
 import threading
 import time
 
-import c104
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../testrig/peers"))
+import c104_tls  # noqa: E402 (before c104: a TLS client loads its shim first)
+
+TLS, _ = c104_tls.from_argv(sys.argv[1:], client=True)
+import c104  # noqa: E402
 
 LOCK = threading.Lock()
 
@@ -49,7 +53,8 @@ def wait_state(conn, states, timeout=5.0) -> bool:
 
 class Master:
     def __init__(self) -> None:
-        self.client = c104.Client(tick_rate_ms=50, command_timeout_ms=8000)
+        tls = {"transport_security": TLS} if TLS is not None else {}
+        self.client = c104.Client(tick_rate_ms=50, command_timeout_ms=8000, **tls)
         self.conn = None
         self.stations = {}
         self.points = {}
