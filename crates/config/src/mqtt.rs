@@ -51,6 +51,9 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "command_topic_template",
     "command_max_age_ms",
     "command_result_timeout_s",
+    "sparkplug_group_id",
+    "sparkplug_edge_node_id",
+    "sparkplug_primary_host_id",
 ];
 
 /// Signal columns of the MQTT protocol.
@@ -188,6 +191,8 @@ pub enum PayloadFormat {
     Csv,
     /// `{"value":..,"ts":..,"quality":..,"flags":[..]}`.
     Json,
+    /// A Sparkplug B edge node (settings in [`MqttDevice::sparkplug`]).
+    Sparkplug,
 }
 
 impl FromStr for PayloadFormat {
@@ -196,9 +201,21 @@ impl FromStr for PayloadFormat {
         match s.to_ascii_lowercase().as_str() {
             "csv" => Ok(PayloadFormat::Csv),
             "json" => Ok(PayloadFormat::Json),
+            "sparkplug" => Ok(PayloadFormat::Sparkplug),
             _ => Err(()),
         }
     }
+}
+
+/// The Sparkplug B edge node of a device with `payload_format: sparkplug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparkplugSettings {
+    /// `sparkplug_group_id`.
+    pub group: sparkplug::Id,
+    /// `sparkplug_edge_node_id`.
+    pub edge_node: sparkplug::Id,
+    /// `sparkplug_primary_host_id`: births wait for this host's STATE online.
+    pub primary_host: Option<sparkplug::Id>,
 }
 
 /// TLS files of a broker connection (`auth: tls`).
@@ -244,6 +261,8 @@ pub struct MqttDevice {
     pub keepalive: Duration,
     pub clean_session: bool,
     pub payload_format: PayloadFormat,
+    /// Some exactly when `payload_format` is `sparkplug`.
+    pub sparkplug: Option<SparkplugSettings>,
     /// `max_inflight` (default 20, mosquitto's `max_inflight_messages`): the most QoS 1/2
     /// publishes awaiting the broker's acknowledgement; with MQTT 5 the broker's Receive
     /// Maximum lowers it further.
@@ -415,7 +434,11 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let version = r.parse_or("mqtt_version", MqttVersion::V311, "3.1.1 or 5");
     let keepalive = r.int_or("keepalive_s", 60, 5, 65_535);
     let clean_session = r.bool_or("clean_session", true);
-    let payload_format = r.parse_or("payload_format", PayloadFormat::Csv, "csv or json");
+    let payload_format = r.parse_or(
+        "payload_format",
+        PayloadFormat::Csv,
+        "csv, json or sparkplug",
+    );
     let insecure = r.bool_or("tls_insecure", false);
     let max_inflight = r
         .int_or("max_inflight", i64::from(DEFAULT_MAX_INFLIGHT), 1, 65_535)
@@ -485,6 +508,18 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         }
     }
 
+    let sparkplug = read_sparkplug(
+        r,
+        payload_format == Some(PayloadFormat::Sparkplug),
+        &SparkplugChecks {
+            version,
+            clean_session,
+            use_last_will,
+            qos,
+            retain,
+        },
+    );
+
     let (username, password) = match auth {
         Some(Auth::None) => (None, None),
         _ => (username, password),
@@ -508,6 +543,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         keepalive: Duration::from_secs(u64::try_from(keepalive?).ok()?),
         clean_session: clean_session?,
         payload_format: payload_format?,
+        sparkplug: sparkplug?,
         max_inflight: max_inflight?,
         commands: CommandSettings {
             topic_template: template?,
@@ -518,6 +554,100 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     .filter(|_| {
         lw_qos.is_some() && lw_retain.is_some() && use_last_will.is_some() && insecure.is_some()
     })
+}
+
+/// What a Sparkplug device row must also satisfy: the other columns it depends on.
+struct SparkplugChecks {
+    version: Option<MqttVersion>,
+    clean_session: Option<bool>,
+    use_last_will: Option<bool>,
+    qos: Option<Qos>,
+    retain: Option<bool>,
+}
+
+/// The Sparkplug columns: ids required and valid with `payload_format: sparkplug` (and the
+/// rules Sparkplug 3.0 puts on the connection), refused without it. `Some(None)`: not a
+/// Sparkplug device.
+fn read_sparkplug(
+    r: &mut RowReader<'_>,
+    enabled: bool,
+    c: &SparkplugChecks,
+) -> Option<Option<SparkplugSettings>> {
+    let id = |r: &mut RowReader<'_>, column: &'static str| -> Option<Option<sparkplug::Id>> {
+        let text = r.opt_string(column).map(|s| s.trim().to_owned());
+        match text.map(|t| sparkplug::Id::new(&t)) {
+            None => Some(None),
+            Some(_) if !enabled => {
+                r.error(Some(column), "only with payload_format: sparkplug");
+                None
+            }
+            Some(Ok(id)) => Some(Some(id)),
+            Some(Err(e)) => {
+                r.error(Some(column), e.to_string());
+                None
+            }
+        }
+    };
+    let group = id(r, "sparkplug_group_id");
+    let edge_node = id(r, "sparkplug_edge_node_id");
+    let primary_host = id(r, "sparkplug_primary_host_id");
+    if !enabled {
+        return group.and(edge_node).and(primary_host).map(|_| None);
+    }
+    let mut ok = true;
+    let mut refuse = |r: &mut RowReader<'_>, column: &str, why: &str| {
+        r.error(Some(column), format!("payload_format sparkplug: {why}"));
+        ok = false;
+    };
+    if c.version
+        .is_some_and(|v| !matches!(v, MqttVersion::V311 | MqttVersion::V5))
+    {
+        refuse(r, "mqtt_version", "needs MQTT 3.1.1 or 5");
+    }
+    if c.clean_session == Some(false) {
+        refuse(
+            r,
+            "clean_session",
+            "Sparkplug 3.0 requires a clean session (Clean Start with MQTT 5)",
+        );
+    }
+    if c.use_last_will == Some(true) {
+        refuse(
+            r,
+            "use_last_will",
+            "the Last Will is the NDEATH; leave use_last_will 0",
+        );
+    }
+    if c.qos.is_some_and(|q| q != Qos::AtMostOnce) {
+        refuse(
+            r,
+            "mqtt_qos",
+            "births and data are QoS 0 by the specification; leave mqtt_qos 0",
+        );
+    }
+    if c.retain == Some(true) {
+        refuse(
+            r,
+            "mqtt_retain",
+            "an edge node retains nothing; leave mqtt_retain 0",
+        );
+    }
+    for (column, value) in [
+        ("sparkplug_group_id", &group),
+        ("sparkplug_edge_node_id", &edge_node),
+    ] {
+        if matches!(value, Some(None)) {
+            refuse(r, column, "required");
+        }
+    }
+    match (group.flatten(), edge_node.flatten(), primary_host) {
+        (Some(group), Some(edge_node), Some(primary_host)) if ok => Some(Some(SparkplugSettings {
+            group,
+            edge_node,
+            primary_host,
+        })),
+        _ => None,
+    }
 }
 
 /// Reads the MQTT columns of a signal row; the source reference is checked by the caller.
@@ -626,5 +756,66 @@ mod tests {
             ["command_topic_template", "writable", "command_topic"],
             "{errors:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod sparkplug_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::{validate, Applet, RawConfig};
+
+    fn errors(device: &str) -> (Vec<String>, Option<MqttDevice>) {
+        let text = format!(
+            r#"{{"devices": [{{"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b" {device}}}], "signals": []}}"#
+        );
+        let v = validate(&RawConfig::parse(&text).unwrap());
+        let cols = v
+            .errors_for(Applet::MqttClient)
+            .iter()
+            .map(|e| e.path.column.clone().unwrap_or_default())
+            .collect();
+        let dev = v.config.devices.first().and_then(|d| match &d.kind {
+            crate::DeviceKind::Mqtt(m) => Some(m.clone()),
+            _ => None,
+        });
+        (cols, dev)
+    }
+
+    #[test]
+    fn sparkplug_columns() {
+        let (cols, dev) = errors(
+            r#", "payload_format": "sparkplug", "sparkplug_group_id": "plant", "sparkplug_edge_node_id": "gw 1", "sparkplug_primary_host_id": "scada""#,
+        );
+        assert!(cols.is_empty(), "{cols:?}");
+        let s = dev.unwrap().sparkplug.unwrap();
+        assert_eq!((s.group.as_str(), s.edge_node.as_str()), ("plant", "gw 1"));
+        assert_eq!(s.primary_host.unwrap().as_str(), "scada");
+
+        let (cols, _) = errors(
+            r#", "payload_format": "sparkplug", "sparkplug_group_id": "a/b", "sparkplug_primary_host_id": "x+""#,
+        );
+        assert_eq!(
+            cols,
+            [
+                "sparkplug_group_id",
+                "sparkplug_primary_host_id",
+                "sparkplug_edge_node_id"
+            ]
+        );
+        let (cols, _) = errors(
+            r#", "payload_format": "sparkplug", "sparkplug_group_id": "g", "sparkplug_edge_node_id": "e",
+               "clean_session": 0, "use_last_will": 1, "last_will_topic": "lw", "mqtt_qos": 1, "mqtt_retain": 1"#,
+        );
+        assert_eq!(
+            cols,
+            ["clean_session", "use_last_will", "mqtt_qos", "mqtt_retain"]
+        );
+        let (cols, dev) = errors(r#", "sparkplug_group_id": "g""#);
+        assert_eq!(cols, ["sparkplug_group_id"]);
+        assert!(dev.is_none());
+        let (cols, dev) = errors("");
+        assert!(cols.is_empty());
+        assert!(dev.unwrap().sparkplug.is_none());
     }
 }
