@@ -159,6 +159,7 @@ pub mod commands;
 mod conn;
 mod payload;
 mod publisher;
+mod sparkplug_node;
 mod tls;
 mod window;
 
@@ -174,6 +175,7 @@ use tagbus::{Alias, TagKey};
 pub use commands::{CommandPlan, CommandRoute};
 pub use payload::format_payload;
 pub use publisher::{spawn_publisher, PublisherHandle, PublisherOptions};
+pub use sparkplug_node::SparkplugPlan;
 
 /// Entries read from the stream per `XREADGROUP`.
 pub const READ_BATCH: usize = 512;
@@ -211,6 +213,8 @@ pub struct DevicePlan {
     pub routes: std::collections::HashMap<TagKey, Vec<Route>>,
     /// The command path: routes of the writable signals only.
     pub commands: CommandPlan,
+    /// `payload_format: sparkplug`: the edge node's devices and metrics.
+    pub sparkplug: Option<SparkplugPlan>,
 }
 
 impl DevicePlan {
@@ -299,11 +303,13 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
             });
         }
         let commands = command_plan(config, &device.alias, mqtt);
+        let sparkplug = sparkplug_node::plan(config, &device.alias, mqtt, &commands);
         plans.push(DevicePlan {
             alias: device.alias.clone(),
             device: mqtt.clone(),
             routes,
             commands,
+            sparkplug,
         });
     }
     if errors.is_empty() {

@@ -7,7 +7,8 @@ use tagbus::{TagValue, Value};
 /// `{"value":..,"ts":..,"quality":..,"flags":[..]}` (JSON; `nan` and infinities are `null`).
 pub fn format_payload(format: PayloadFormat, value: &TagValue) -> Vec<u8> {
     match format {
-        PayloadFormat::Csv => value.to_wcc_payload().into_bytes(),
+        // a Sparkplug device publishes protobuf payloads of its own (sparkplug_node.rs)
+        PayloadFormat::Csv | PayloadFormat::Sparkplug => value.to_wcc_payload().into_bytes(),
         PayloadFormat::Json => {
             // Written by hand to keep the documented key order.
             let v = match value.value {

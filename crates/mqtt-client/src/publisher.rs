@@ -91,25 +91,28 @@ pub fn spawn_publisher(
 }
 
 /// How a connection's life ended.
-enum End {
+pub(crate) enum End {
     Mqtt(ConnFailure),
     Redis(tagbus::TagBusError),
     Setup(MqttClientError),
 }
 
 /// What one publisher task keeps across its connections.
-struct Publisher {
-    plan: Arc<DevicePlan>,
-    opts: PublisherOptions,
+pub(crate) struct Publisher {
+    pub(crate) plan: Arc<DevicePlan>,
+    pub(crate) opts: PublisherOptions,
     client_id: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    stats: Stats,
+    pub(crate) stats: Stats,
     /// To the acknowledger: entry ids to `XACK`.
     ack_tx: mpsc::Sender<Vec<EntryId>>,
     /// QoS 2: the in-flight window, lowered when a broker drops a full window
     /// ([`Window::qos2_window_after_close`]).
     qos2_window: u16,
-    commands: Option<CommandsIo>,
+    pub(crate) commands: Option<CommandsIo>,
+    /// The Sparkplug edge node of a `payload_format: sparkplug` device (kept across
+    /// connections: bdSeq, the host's last STATE, the current values).
+    pub(crate) edge: Option<sparkplug::EdgeNode>,
 }
 
 async fn run(
@@ -158,6 +161,7 @@ async fn run(
         stats,
         ack_tx,
         commands,
+        edge: None,
     };
     loop {
         let started = Instant::now();
@@ -210,6 +214,9 @@ impl Publisher {
     /// One connection's life: connect, publish backlog + snapshot + live, until something
     /// fails. The I/O around the connection's [`Window`].
     async fn connection(&mut self) -> End {
+        if self.plan.sparkplug.is_some() {
+            return crate::sparkplug_node::connection(self).await;
+        }
         let plan = self.plan.clone();
         let d = &plan.device;
         // Redis first: without the stream there is nothing to send.
@@ -229,7 +236,7 @@ impl Publisher {
                 "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
         }
         let sizing = Sizing::new(d.qos, d.max_inflight, self.qos2_window);
-        let (conn, receive_max) = match self.connect(&sizing).await {
+        let (conn, receive_max) = match self.connect(&sizing, None).await {
             Ok(c) => c,
             Err(end) => return end,
         };
@@ -265,7 +272,11 @@ impl Publisher {
 
     /// Connects to the broker and waits for its CONNACK: the connection and the broker's
     /// Receive Maximum (MQTT 5).
-    async fn connect(&mut self, sizing: &Sizing) -> Result<(conn::Conn, Option<u16>), End> {
+    pub(crate) async fn connect(
+        &mut self,
+        sizing: &Sizing,
+        will: Option<conn::Will>,
+    ) -> Result<(conn::Conn, Option<u16>), End> {
         let alias = &self.plan.alias;
         let settings = ConnSettings {
             device: &self.plan.device,
@@ -274,6 +285,7 @@ impl Publisher {
             inflight: sizing.inflight_limit,
             trace: self.opts.trace_mqtt,
             label: alias.to_string(),
+            will,
         };
         let mut conn = conn::connect(&settings, self.tls.clone()).map_err(End::Setup)?;
         let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
@@ -301,7 +313,8 @@ impl Publisher {
         self.stats.add_connect();
         if let Some(io) = self.commands.as_mut() {
             let _ = io.tx.try_send(ToCommands::Connected { session_present });
-            if !conn.client.try_subscribe_commands(&io.topics) {
+            // a Sparkplug node takes commands as DCMD only (its own subscriptions)
+            if self.plan.sparkplug.is_none() && !conn.client.try_subscribe_commands(&io.topics) {
                 return Err(queue_full());
             }
         }
@@ -378,7 +391,7 @@ impl Publisher {
     }
 
     /// Counts and forwards entry ids to the acknowledger.
-    async fn hand_acks(&self, ids: Vec<EntryId>) {
+    pub(crate) async fn hand_acks(&self, ids: Vec<EntryId>) {
         if ids.is_empty() {
             return;
         }
@@ -512,14 +525,14 @@ impl Publisher {
     }
 }
 
-fn queue_full() -> End {
+pub(crate) fn queue_full() -> End {
     End::Mqtt(ConnFailure::Other(
         "the MQTT request queue is full or closed".into(),
     ))
 }
 
 /// The next command answer to publish; never ready without a command path.
-async fn next_answer(commands: &mut Option<CommandsIo>) -> Answer {
+pub(crate) async fn next_answer(commands: &mut Option<CommandsIo>) -> Answer {
     match commands.as_mut() {
         Some(io) => match io.answers.recv().await {
             Some(a) => a,

@@ -56,6 +56,8 @@ pub struct NodeSpec {
     pub edge_node: Id,
     pub primary_host: Option<Id>,
     pub devices: Vec<DeviceSpec>,
+    /// Drop a live value equal (value and flags) to the metric's current one.
+    pub drop_unchanged: bool,
 }
 
 /// A metric by position: `devices[device].metrics[metric]` of the [`NodeSpec`].
@@ -116,6 +118,18 @@ pub enum Action {
     Ignored(String),
 }
 
+/// Where values come from, which decides how they go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A value as it happens.
+    Live,
+    /// Read from the backlog after a (re)connect: historical when it is not newer than
+    /// what the metric's birth carried, else sent as live.
+    Backlog,
+    /// The current value read again after the births: sent only when newer than the birth's.
+    Snapshot,
+}
+
 /// Where the node is on the current connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -136,6 +150,8 @@ struct MetricState {
     datatype: DataType,
     /// The quality code last sent live for it.
     sent_quality: i32,
+    /// The value time the last birth carried (None: no value).
+    birth_ts: Option<u64>,
 }
 
 /// The edge node state machine (see the module docs).
@@ -230,6 +246,7 @@ impl EdgeNode {
                             value: None,
                             datatype: DataType::Double,
                             sent_quality: GOOD,
+                            birth_ts: None,
                         }
                     })
                     .collect()
@@ -439,13 +456,14 @@ impl EdgeNode {
             .collect()
     }
 
-    /// Values of metrics, in order: one DDATA per device when born (historical: replayed
-    /// from an outage, flagged `is_historical`, and not taken as the current value). Before
-    /// the births a live value only becomes the current one the births will carry.
+    /// Values of metrics, in order: one DDATA per device when born. A historical value
+    /// ([`Origin::Backlog`] not newer than the birth's) is flagged `is_historical` and not
+    /// taken as the current value. Before the births every value only becomes the current
+    /// one the births will carry.
     pub fn on_values(
         &mut self,
         values: impl IntoIterator<Item = (MetricRef, TagValue)>,
-        historical: bool,
+        origin: Origin,
         now_ms: u64,
     ) -> Vec<Action> {
         let born = self.phase == Phase::Born;
@@ -459,6 +477,18 @@ impl EdgeNode {
             else {
                 continue;
             };
+            let not_newer = state.birth_ts.is_some_and(|b| value.timestamp_ms <= b);
+            if born && origin == Origin::Snapshot && not_newer {
+                continue;
+            }
+            let historical = born && origin == Origin::Backlog && not_newer;
+            let unchanged = state
+                .value
+                .as_ref()
+                .is_some_and(|c| c.value == value.value && c.flags == value.flags);
+            if born && !historical && self.spec.drop_unchanged && unchanged {
+                continue;
+            }
             if born && state.datatype == DataType::Int64 && matches!(value.value, Value::Float(_)) {
                 rebirth = true;
             }
@@ -569,6 +599,7 @@ impl EdgeNode {
                     };
                     let code = s.value.as_ref().map_or(GOOD, |v| quality_code(&v.flags));
                     s.sent_quality = code;
+                    s.birth_ts = s.value.as_ref().map(|v| v.timestamp_ms);
                     Metric {
                         name: Some(name),
                         alias: Some(s.alias),
@@ -619,6 +650,7 @@ mod tests {
                     metrics: vec![m("flow", false)],
                 },
             ],
+            drop_unchanged: false,
         }
     }
 
@@ -674,9 +706,9 @@ mod tests {
     #[test]
     fn ddata_bytes_aliases_only() {
         let mut node = EdgeNode::new(spec(None));
-        node.on_values([(UA, v("23.5,1,"))], false, 5);
+        node.on_values([(UA, v("23.5,1,"))], Origin::Live, 5);
         node.connected(BdSeq::from_counter(1), 10); // NBIRTH seq 0, DBIRTH 1 and 2
-        let out = node.on_values([(UA, v("23.5,1000,"))], false, 2000);
+        let out = node.on_values([(UA, v("23.5,1000,"))], Origin::Live, 2000);
         let p = published(&out);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].0, "spBv1.0/plant/DDATA/gw1/rtu1");
@@ -692,8 +724,8 @@ mod tests {
             ]
         );
         // a bad value carries its quality; an Int64 metric its two's complement
-        let out = node.on_values([(UA, v("-1,1000,iv nt nolink"))], true, 2000);
-        let mut expected = vec![0x08, 0xd0, 0x0f, 0x12, 0x21, 0x10, 0x01, 0x18, 0xe8, 0x07];
+        let out = node.on_values([(UA, v("-1,1,iv nt nolink"))], Origin::Backlog, 2000);
+        let mut expected = vec![0x08, 0xd0, 0x0f, 0x12, 0x20, 0x10, 0x01, 0x18, 0x01];
         expected.extend_from_slice(&[0x28, 0x01]); // is_historical
         expected.extend_from_slice(&[0x4a, 0x0f, 0x0a, 0x07]);
         expected.extend_from_slice(b"Quality");
@@ -714,7 +746,11 @@ mod tests {
                 "spBv1.0/plant/DCMD/gw1/m1"
             ]
         );
-        node.on_values([(UA, v("231.5,100,")), (CB, v("1,200,gt"))], false, 300);
+        node.on_values(
+            [(UA, v("231.5,100,")), (CB, v("1,200,gt"))],
+            Origin::Live,
+            300,
+        );
         let out = node.connected(BdSeq::from_counter(8), 1000);
         let p = published(&out);
         let topics: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
@@ -750,7 +786,7 @@ mod tests {
 
         let out = node.on_values(
             [(FLOW, v("2,1,")), (UA, v("1.5,2,")), (CB, v("0,3,"))],
-            false,
+            Origin::Live,
             2000,
         );
         let p = published(&out);
@@ -775,7 +811,7 @@ mod tests {
         for i in 0..300u64 {
             all.extend(seqs(&node.on_values(
                 [(UA, v(&format!("{i}.5,1,")))],
-                false,
+                Origin::Live,
                 i,
             )));
         }
@@ -790,24 +826,34 @@ mod tests {
         let mut node = EdgeNode::new(spec(None));
         node.connected(BdSeq::from_counter(1), 0);
         let props = |out: Vec<Action>| published(&out)[0].1.metrics[0].properties.clone();
-        assert_eq!(props(node.on_values([(UA, v("1.5,1,"))], false, 1)), None);
         assert_eq!(
-            props(node.on_values([(UA, v("1.5,2,nt"))], false, 1)),
+            props(node.on_values([(UA, v("1.5,1,"))], Origin::Live, 1)),
+            None
+        );
+        assert_eq!(
+            props(node.on_values([(UA, v("1.5,2,nt"))], Origin::Live, 1)),
             Some(quality_property(68))
         );
         assert_eq!(
-            props(node.on_values([(UA, v("1.5,3,"))], false, 1)),
+            props(node.on_values([(UA, v("1.5,3,"))], Origin::Live, 1)),
             Some(quality_property(192))
         );
-        assert_eq!(props(node.on_values([(UA, v("1.5,4,"))], false, 1)), None);
+        assert_eq!(
+            props(node.on_values([(UA, v("1.5,4,"))], Origin::Live, 1)),
+            None
+        );
     }
 
     #[test]
     fn historical_values_are_flagged_and_not_current() {
         let mut node = EdgeNode::new(spec(None));
-        node.on_values([(UA, v("9.5,50,"))], false, 0);
+        node.on_values([(UA, v("9.5,50,"))], Origin::Live, 0);
         node.connected(BdSeq::from_counter(1), 100);
-        let out = node.on_values([(UA, v("1.5,10,")), (UA, v("2.5,20,"))], true, 100);
+        let out = node.on_values(
+            [(UA, v("1.5,10,")), (UA, v("2.5,20,"))],
+            Origin::Backlog,
+            100,
+        );
         let p = published(&out);
         assert_eq!(p.len(), 1, "one DDATA for the device");
         assert!(p[0].1.metrics.iter().all(|m| m.is_historical == Some(true)));
@@ -836,11 +882,43 @@ mod tests {
     }
 
     #[test]
+    fn backlog_and_snapshot_values_against_the_birth() {
+        let mut node = EdgeNode::new(NodeSpec {
+            drop_unchanged: true,
+            ..spec(None)
+        });
+        node.on_values([(UA, v("9.5,50,"))], Origin::Live, 0);
+        node.connected(BdSeq::from_counter(1), 100);
+        // the snapshot repeats the birth's value: nothing; a newer one goes out live
+        assert!(node
+            .on_values([(UA, v("9.5,50,"))], Origin::Snapshot, 100)
+            .is_empty());
+        let out = node.on_values(
+            [(UA, v("7.5,60,")), (UA, v("8.5,40,"))],
+            Origin::Backlog,
+            100,
+        );
+        let metrics = &published(&out)[0].1.metrics;
+        assert_eq!(
+            metrics.iter().map(|m| m.is_historical).collect::<Vec<_>>(),
+            [None, Some(true)]
+        );
+        // drop_unchanged: an equal live value is dropped, a flag change is not
+        assert!(node
+            .on_values([(UA, v("7.5,70,"))], Origin::Live, 100)
+            .is_empty());
+        assert_eq!(
+            published(&node.on_values([(UA, v("7.5,80,sb"))], Origin::Live, 100)).len(),
+            1
+        );
+    }
+
+    #[test]
     fn a_float_on_an_int64_metric_births_again_as_double() {
         let mut node = EdgeNode::new(spec(None));
-        node.on_values([(CB, v("1,1,"))], false, 0);
+        node.on_values([(CB, v("1,1,"))], Origin::Live, 0);
         node.connected(BdSeq::from_counter(1), 0);
-        let out = node.on_values([(CB, v("0.5,2,"))], false, 5);
+        let out = node.on_values([(CB, v("0.5,2,"))], Origin::Live, 5);
         let p = published(&out);
         assert_eq!(p[0].0, "spBv1.0/plant/NBIRTH/gw1");
         assert_eq!(p[1].1.metrics[1].datatype, Some(DataType::Double.code()));
@@ -856,7 +934,9 @@ mod tests {
         );
         assert!(node.connected(BdSeq::from_counter(1), 0).is_empty());
         assert_eq!(node.phase(), Phase::AwaitingHost);
-        assert!(node.on_values([(UA, v("1.5,1,"))], false, 1).is_empty());
+        assert!(node
+            .on_values([(UA, v("1.5,1,"))], Origin::Live, 1)
+            .is_empty());
         let out = node.on_state(br#"{"online":true,"timestamp":100}"#, 2);
         assert_eq!(seqs(&out), [0, 1, 2]);
         // an older STATE (a stale retained one) is ignored

@@ -17,8 +17,8 @@ pub mod quality;
 pub mod topic;
 
 pub use edge::{
-    Action, BdSeq, DeviceSpec, EdgeNode, Message, MetricRef, MetricSpec, NodeSpec, Phase, Qos,
-    Write,
+    Action, BdSeq, DeviceSpec, EdgeNode, Message, MetricRef, MetricSpec, NodeSpec, Origin, Phase,
+    Qos, Write,
 };
 pub use payload::{DataType, Metric, MetricValue, Payload};
 pub use topic::{Id, IdError, MessageType, StateTopic, Topic};
