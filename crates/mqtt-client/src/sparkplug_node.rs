@@ -294,10 +294,12 @@ impl<'a> Link<'a> {
                         }
                         None => return End::Redis(tagbus::TagBusError::ConnectionLost),
                     };
-                    if let Err(end) = self.act(&conn.client, edge, actions, &ids) {
-                        return end;
-                    }
-                    if !ids.is_empty() {
+                    let published = match self.act(&conn.client, edge, actions, &ids) {
+                        Ok(p) => p,
+                        Err(end) => return end,
+                    };
+                    // entries that made no message (unmapped, unchanged) are done now
+                    if !published && !ids.is_empty() {
                         self.p.hand_acks(ids).await;
                     }
                 }
@@ -366,15 +368,15 @@ impl<'a> Link<'a> {
     }
 
     /// Carries out the publishes of `actions`; `ids` (the stream entries the actions came
-    /// from) are acknowledged when the last of them is written, or at once when nothing
-    /// was published (the caller hands what is left).
+    /// from) are acknowledged when the last of them is written. `Ok(false)`: nothing was
+    /// published, the caller acknowledges `ids` itself.
     fn act(
         &mut self,
         client: &conn::Client,
         edge: &EdgeNode,
         actions: Vec<Action>,
         ids: &[EntryId],
-    ) -> Result<(), End> {
+    ) -> Result<bool, End> {
         let alias = &self.p.plan.alias;
         let mut published = false;
         for action in actions {
@@ -413,7 +415,7 @@ impl<'a> Link<'a> {
                 last.extend_from_slice(ids);
             }
         }
-        Ok(())
+        Ok(published)
     }
 
     /// A DCMD write handed to the command path as a command on the metric's route.
