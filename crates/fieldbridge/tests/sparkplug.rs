@@ -31,7 +31,8 @@ struct Host {
 
 impl Host {
     fn start(port: u16) -> Host {
-        let script = testrig::workspace_root().join("tests/peers/sparkplug/host.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/sparkplug/host.py");
         let mut host = Host {
             peer: LinePeer::start(&script, &[&port.to_string()]),
             seen: Vec::new(),
@@ -124,12 +125,16 @@ fn config(dir: &Path, redis_url: &str, port: u16, extra: J) -> PathBuf {
         .map(|i| json!({"signal_name": format!("S{i}"), "device_alias": "rtu1", "signal_alias": format!("s{i}"),
             "info_address": 100 + i, "type_id": "M_ME_NC_1"}))
         .collect();
-    signals.push(json!({"signal_name": "SP", "device_alias": "rtu1", "signal_alias": "sp",
-        "info_address": 200, "type_id": "C_SE_NC_1"}));
+    signals.push(
+        json!({"signal_name": "SP", "device_alias": "rtu1", "signal_alias": "sp",
+        "info_address": 200, "type_id": "C_SE_NC_1"}),
+    );
     signals.extend((0..5).map(|i| json!({"signal_name": format!("up {i}"), "device_alias": "cloud",
         "signal_alias": format!("u{i}"), "source_device_alias": "rtu1", "source_signal_alias": format!("s{i}")})));
-    signals.push(json!({"signal_name": "up sp", "device_alias": "cloud", "signal_alias": "setp",
-        "source_device_alias": "rtu1", "source_signal_alias": "sp", "writable": 1}));
+    signals.push(
+        json!({"signal_name": "up sp", "device_alias": "cloud", "signal_alias": "setp",
+        "source_device_alias": "rtu1", "source_signal_alias": "sp", "writable": 1}),
+    );
     let mut cloud = json!({"name": "Cloud", "device_alias": "cloud", "protocol": "mqtt", "ip": "127.0.0.1",
         "port": port, "client_id": "fb-sparkplug", "enable_threshold": 0, "keepalive_s": 10,
         "payload_format": "sparkplug", "sparkplug_group_id": "plant", "sparkplug_edge_node_id": "gw1"});
@@ -219,7 +224,11 @@ fn seqs_since_last_birth(host: &Host) -> Vec<u64> {
         .unwrap();
     host.seen[from..]
         .iter()
-        .filter(|v| v["topic"].as_str().is_some_and(|t| t.starts_with("spBv1.0/plant/")))
+        .filter(|v| {
+            v["topic"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("spBv1.0/plant/"))
+        })
         .filter(|v| !v["topic"].as_str().unwrap().contains("DEATH"))
         .map(|v| v["seq"].as_u64().unwrap())
         .collect()
@@ -258,8 +267,15 @@ fn births_aliases_seq_dcmd_rebirth_and_ndeath_after_sigkill() {
 
     let nbirth = host.nth(NBIRTH, 1, long);
     assert_eq!(nbirth["seq"], json!(0));
-    assert_eq!(metric(&nbirth, "bdSeq")["value"], json!(0), "first connection ever");
-    assert_eq!(metric(&nbirth, "Node Control/Rebirth")["value"], json!(false));
+    assert_eq!(
+        metric(&nbirth, "bdSeq")["value"],
+        json!(0),
+        "first connection ever"
+    );
+    assert_eq!(
+        metric(&nbirth, "Node Control/Rebirth")["value"],
+        json!(false)
+    );
     let dbirth = host.nth(DBIRTH, 1, long);
     assert_eq!(dbirth["seq"], json!(1));
     let names: Vec<&str> = dbirth["metrics"]
@@ -352,7 +368,10 @@ fn primary_host_gating_and_historical_replay_after_a_broker_outage() {
     p.wait_log("Sparkplug NCMD/DCMD/STATE subscribed", 1, long);
     std::thread::sleep(Duration::from_millis(1500));
     host.pump();
-    assert!(host.on(NBIRTH).is_empty(), "no birth before the host is online");
+    assert!(
+        host.on(NBIRTH).is_empty(),
+        "no birth before the host is online"
+    );
 
     host.send("online scada");
     let nbirth = host.nth(NBIRTH, 1, long);
@@ -384,8 +403,10 @@ fn primary_host_gating_and_historical_replay_after_a_broker_outage() {
     write(&redis, &outage);
     std::thread::sleep(Duration::from_secs(2));
     broker.restart();
+    // every CONNECT takes the next bdSeq, the attempts the dead broker refused too
     let nbirth = host.nth(NBIRTH, 2, long);
-    assert_eq!(metric(&nbirth, "bdSeq")["value"], json!(1), "a new session");
+    let session = metric(&nbirth, "bdSeq")["value"].as_u64().unwrap();
+    assert!(session >= 1, "a new session");
     let dbirth = host.nth(DBIRTH, 2, long);
     let last = |s: u64| 1_700_000_010_000u64 + 199 * 3 + s;
     for s in 0..3u64 {
@@ -414,12 +435,16 @@ fn primary_host_gating_and_historical_replay_after_a_broker_outage() {
     // the host goes offline: NDEATH, a new session that waits for it again
     host.send("offline scada");
     let ndeath = host.nth(NDEATH, 1, long);
-    assert_eq!(metric(&ndeath, "bdSeq")["value"], json!(1));
+    assert_eq!(metric(&ndeath, "bdSeq")["value"], json!(session));
     p.wait_log("Sparkplug NCMD/DCMD/STATE subscribed", 3, long);
     std::thread::sleep(Duration::from_millis(1000));
     host.pump();
-    assert_eq!(host.on(NBIRTH).len(), 2, "no birth while the host is offline");
+    assert_eq!(
+        host.on(NBIRTH).len(),
+        2,
+        "no birth while the host is offline"
+    );
     host.send("online scada");
     let nbirth = host.nth(NBIRTH, 3, long);
-    assert_eq!(metric(&nbirth, "bdSeq")["value"], json!(2));
+    assert!(metric(&nbirth, "bdSeq")["value"].as_u64().unwrap() > session);
 }
