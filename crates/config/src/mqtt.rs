@@ -3,7 +3,8 @@
 //! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive_s`, `clean_session`,
 //! `payload_format`, `tls_insecure`, `max_inflight`, and the command path: device
 //! `command_topic_template`, `command_max_age_ms`, `command_result_timeout_s`; signal
-//! `writable`, `command_topic`).
+//! `writable`, `command_topic`; the Sparkplug B edge node: `sparkplug_group_id`,
+//! `sparkplug_edge_node_id`, `sparkplug_primary_host_id`, docs/sparkplug.md).
 //!
 //! TLS file paths are only read here; whether the files exist is checked where they are
 //! used, when the mqtt-client applet starts on the gateway (a config is often validated on

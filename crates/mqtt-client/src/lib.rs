@@ -79,6 +79,13 @@
 //!   the old connection and sees it reused may take the new message for a duplicate. Use QoS 1
 //!   (or `clean_session: 1`) where a broker keeps such state across long outages.
 //!
+//! # Sparkplug B
+//! A device with `payload_format: sparkplug` is a Sparkplug B 3.0 edge node instead
+//! (`sparkplug_node.rs` drives the sans-IO node of the `sparkplug` crate; docs/sparkplug.md):
+//! births with every metric, DDATA by alias at QoS 0 (entries acknowledged once written to the
+//! socket), the NDEATH Will with a bdSeq counted in Redis, the backlog replayed as historical
+//! values after the births, DCMD through the command path below.
+//!
 //! # Commands from the cloud (docs/contracts.md, "Commands")
 //! The client also carries commands down: MQTT command topic -> `tag/<source_device_alias>/
 //! <source_signal_alias>/out` -> the driver (iec104-master, modbus-master) -> the driver's
