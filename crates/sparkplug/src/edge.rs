@@ -22,8 +22,10 @@
 //!    others are refused ([`Action::Ignored`]).
 //!
 //! A metric's datatype is fixed by its birth: Int64 for an integer value, Double for a
-//! float or no value yet. An integer later sent to a Double metric goes as a double; a
-//! float for an Int64 metric changes its datatype to Double and births everything again.
+//! float or no value yet (the tag bus writes a float always with a `.` or an exponent, so a
+//! signal's kind does not change). An integer later sent to a Double metric goes as a
+//! double; a float for an Int64 metric makes it Double for good: the DATA gathered before
+//! it goes out, then births of everything.
 
 use std::collections::HashMap;
 
@@ -152,6 +154,8 @@ struct MetricState {
     sent_quality: i32,
     /// The value time the last birth carried (None: no value).
     birth_ts: Option<u64>,
+    /// A float value was seen: its datatype is Double from the next birth on.
+    seen_float: bool,
 }
 
 /// The edge node state machine (see the module docs).
@@ -247,6 +251,7 @@ impl EdgeNode {
                             datatype: DataType::Double,
                             sent_quality: GOOD,
                             birth_ts: None,
+                            seen_float: false,
                         }
                     })
                     .collect()
@@ -466,10 +471,10 @@ impl EdgeNode {
         origin: Origin,
         now_ms: u64,
     ) -> Vec<Action> {
-        let born = self.phase == Phase::Born;
+        let mut out = Vec::new();
         let mut per_device: Vec<(usize, Vec<Metric>)> = Vec::new();
-        let mut rebirth = false;
         for (r, value) in values {
+            let born = self.phase == Phase::Born;
             let Some(state) = self
                 .metrics
                 .get_mut(r.device)
@@ -489,15 +494,33 @@ impl EdgeNode {
             if born && !historical && self.spec.drop_unchanged && unchanged {
                 continue;
             }
-            if born && state.datatype == DataType::Int64 && matches!(value.value, Value::Float(_)) {
-                rebirth = true;
+            if matches!(value.value, Value::Float(_)) {
+                state.seen_float = true;
             }
+            let retype = born && state.datatype == DataType::Int64 && state.seen_float;
             if !historical {
                 state.value = Some(value.clone());
             }
-            if !born || rebirth {
+            if !born {
                 continue;
             }
+            if retype {
+                // the DATA gathered so far, then births with the metric as Double; they
+                // carry a live value, a historical one follows them
+                let gathered = std::mem::take(&mut per_device);
+                out.extend(self.data(gathered, now_ms));
+                out.extend(self.births(now_ms));
+                if !historical {
+                    continue;
+                }
+            }
+            let Some(state) = self
+                .metrics
+                .get_mut(r.device)
+                .and_then(|d| d.get_mut(r.metric))
+            else {
+                continue;
+            };
             let code = quality_code(&value.flags);
             let properties = if code != GOOD || (!historical && state.sent_quality != GOOD) {
                 Some(quality_property(code))
@@ -520,9 +543,12 @@ impl EdgeNode {
                 None => per_device.push((r.device, vec![metric])),
             }
         }
-        if rebirth {
-            return self.births(now_ms);
-        }
+        out.extend(self.data(per_device, now_ms));
+        out
+    }
+
+    /// One DDATA per device of gathered metrics.
+    fn data(&mut self, per_device: Vec<(usize, Vec<Metric>)>, now_ms: u64) -> Vec<Action> {
         per_device
             .into_iter()
             .filter_map(|(device, metrics)| {
@@ -594,7 +620,7 @@ impl EdgeNode {
                 .zip(names)
                 .map(|(s, name)| {
                     s.datatype = match s.value.as_ref().map(|v| v.value) {
-                        Some(Value::Int(_)) => DataType::Int64,
+                        Some(Value::Int(_)) if !s.seen_float => DataType::Int64,
                         _ => DataType::Double,
                     };
                     let code = s.value.as_ref().map_or(GOOD, |v| quality_code(&v.flags));
@@ -918,11 +944,36 @@ mod tests {
         let mut node = EdgeNode::new(spec(None));
         node.on_values([(CB, v("1,1,"))], Origin::Live, 0);
         node.connected(BdSeq::from_counter(1), 0);
-        let out = node.on_values([(CB, v("0.5,2,"))], Origin::Live, 5);
+        let out = node.on_values(
+            [(UA, v("3,2,")), (CB, v("0.5,3,")), (UA, v("4,4,"))],
+            Origin::Live,
+            5,
+        );
         let p = published(&out);
-        assert_eq!(p[0].0, "spBv1.0/plant/NBIRTH/gw1");
-        assert_eq!(p[1].1.metrics[1].datatype, Some(DataType::Double.code()));
-        assert_eq!(p[1].1.metrics[1].value, Some(MetricValue::DoubleValue(0.5)));
+        let topics: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "spBv1.0/plant/DDATA/gw1/rtu1",
+                "spBv1.0/plant/NBIRTH/gw1",
+                "spBv1.0/plant/DBIRTH/gw1/rtu1",
+                "spBv1.0/plant/DBIRTH/gw1/m1",
+                "spBv1.0/plant/DDATA/gw1/rtu1"
+            ],
+            "nothing gathered before the rebirth is lost"
+        );
+        assert_eq!(p[0].1.metrics[0].value, Some(MetricValue::DoubleValue(3.0)));
+        assert_eq!(p[2].1.metrics[1].datatype, Some(DataType::Double.code()));
+        assert_eq!(p[2].1.metrics[1].value, Some(MetricValue::DoubleValue(0.5)));
+        // ua had no value at the first birth (Double, a placeholder); its first value typed it
+        assert_eq!(p[2].1.metrics[0].datatype, Some(DataType::Int64.code()));
+        assert_eq!(p[4].1.metrics[0].value, Some(MetricValue::LongValue(4)));
+        // an integer later stays Double, through births too
+        let out = node.on_values([(CB, v("2,5,"))], Origin::Live, 6);
+        assert_eq!(
+            published(&out)[0].1.metrics[0].value,
+            Some(MetricValue::DoubleValue(2.0))
+        );
     }
 
     #[test]
