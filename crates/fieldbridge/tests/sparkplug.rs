@@ -241,6 +241,27 @@ fn assert_consecutive(seqs: &[u64]) {
     }
 }
 
+/// Once the node's `session`th connection has subscribed: no NBIRTH beyond the `births`
+/// seen for 1.5 s, then the host goes online and the next NBIRTH comes; returns it.
+fn births_wait_for_the_host(
+    host: &mut Host,
+    p: &AppletProcess,
+    session: usize,
+    births: usize,
+) -> J {
+    let long = Duration::from_secs(40);
+    p.wait_log("Sparkplug NCMD/DCMD/STATE subscribed", session, long);
+    std::thread::sleep(Duration::from_millis(1500));
+    host.pump();
+    assert_eq!(
+        host.on(NBIRTH).len(),
+        births,
+        "no birth before the host is online"
+    );
+    host.send("online scada");
+    host.nth(NBIRTH, births + 1, long)
+}
+
 fn start_broker() -> Mosquitto {
     MosquittoBuilder::new()
         .config_line("max_queued_messages 0")
@@ -365,16 +386,7 @@ fn primary_host_gating_and_historical_replay_after_a_broker_outage() {
     let mut host = Host::start(broker.port());
     let p = publisher(&cfg, &redis, dir.path());
     let long = Duration::from_secs(40);
-    p.wait_log("Sparkplug NCMD/DCMD/STATE subscribed", 1, long);
-    std::thread::sleep(Duration::from_millis(1500));
-    host.pump();
-    assert!(
-        host.on(NBIRTH).is_empty(),
-        "no birth before the host is online"
-    );
-
-    host.send("online scada");
-    let nbirth = host.nth(NBIRTH, 1, long);
+    let nbirth = births_wait_for_the_host(&mut host, &p, 1, 0);
     assert_eq!(metric(&nbirth, "bdSeq")["value"], json!(0));
     let dbirth = host.nth(DBIRTH, 1, long);
     write(&redis, &[("s0".into(), "0.5,1700000000000,".into())]);
@@ -436,15 +448,6 @@ fn primary_host_gating_and_historical_replay_after_a_broker_outage() {
     host.send("offline scada");
     let ndeath = host.nth(NDEATH, 1, long);
     assert_eq!(metric(&ndeath, "bdSeq")["value"], json!(session));
-    p.wait_log("Sparkplug NCMD/DCMD/STATE subscribed", 3, long);
-    std::thread::sleep(Duration::from_millis(1000));
-    host.pump();
-    assert_eq!(
-        host.on(NBIRTH).len(),
-        2,
-        "no birth while the host is offline"
-    );
-    host.send("online scada");
-    let nbirth = host.nth(NBIRTH, 3, long);
+    let nbirth = births_wait_for_the_host(&mut host, &p, 3, 2);
     assert!(metric(&nbirth, "bdSeq")["value"].as_u64().unwrap() > session);
 }

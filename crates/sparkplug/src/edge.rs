@@ -707,6 +707,10 @@ mod tests {
             .collect()
     }
 
+    fn topics(actions: &[Action]) -> Vec<String> {
+        published(actions).into_iter().map(|(t, _)| t).collect()
+    }
+
     fn seqs(actions: &[Action]) -> Vec<u64> {
         published(actions)
             .iter()
@@ -779,9 +783,8 @@ mod tests {
         );
         let out = node.connected(BdSeq::from_counter(8), 1000);
         let p = published(&out);
-        let topics: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
-            topics,
+            topics(&out),
             [
                 "spBv1.0/plant/NBIRTH/gw1",
                 "spBv1.0/plant/DBIRTH/gw1/rtu1",
@@ -950,9 +953,8 @@ mod tests {
             5,
         );
         let p = published(&out);
-        let topics: Vec<&str> = p.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
-            topics,
+            topics(&out),
             [
                 "spBv1.0/plant/DDATA/gw1/rtu1",
                 "spBv1.0/plant/NBIRTH/gw1",
