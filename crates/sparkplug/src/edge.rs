@@ -288,6 +288,10 @@ impl EdgeNode {
         self.metrics.get(m.device)?.get(m.metric)
     }
 
+    fn state_mut(&mut self, m: MetricRef) -> Option<&mut MetricState> {
+        self.metrics.get_mut(m.device)?.get_mut(m.metric)
+    }
+
     fn node_topic(&self, kind: MessageType) -> Topic {
         Topic::node(&self.spec.group, kind, &self.spec.edge_node)
     }
@@ -473,13 +477,10 @@ impl EdgeNode {
     ) -> Vec<Action> {
         let mut out = Vec::new();
         let mut per_device: Vec<(usize, Vec<Metric>)> = Vec::new();
+        let drop_unchanged = self.spec.drop_unchanged;
         for (r, value) in values {
             let born = self.phase == Phase::Born;
-            let Some(state) = self
-                .metrics
-                .get_mut(r.device)
-                .and_then(|d| d.get_mut(r.metric))
-            else {
+            let Some(state) = self.state_mut(r) else {
                 continue;
             };
             let not_newer = state.birth_ts.is_some_and(|b| value.timestamp_ms <= b);
@@ -491,7 +492,7 @@ impl EdgeNode {
                 .value
                 .as_ref()
                 .is_some_and(|c| c.value == value.value && c.flags == value.flags);
-            if born && !historical && self.spec.drop_unchanged && unchanged {
+            if born && !historical && drop_unchanged && unchanged {
                 continue;
             }
             if matches!(value.value, Value::Float(_)) {
@@ -514,11 +515,7 @@ impl EdgeNode {
                     continue;
                 }
             }
-            let Some(state) = self
-                .metrics
-                .get_mut(r.device)
-                .and_then(|d| d.get_mut(r.metric))
-            else {
+            let Some(state) = self.state_mut(r) else {
                 continue;
             };
             let code = quality_code(&value.flags);
