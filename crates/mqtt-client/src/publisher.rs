@@ -111,7 +111,7 @@ pub(crate) struct Publisher {
     qos2_window: u16,
     pub(crate) commands: Option<CommandsIo>,
     /// The Sparkplug edge node of a `payload_format: sparkplug` device (kept across
-    /// connections: bdSeq, the host's last STATE, the current values).
+    /// connections: the host's last STATE, the current values, the metric datatypes).
     pub(crate) edge: Option<sparkplug::EdgeNode>,
 }
 
@@ -231,10 +231,6 @@ impl Publisher {
             Ok(c) => c,
             Err(e) => return End::Redis(e),
         };
-        if d.tls.as_ref().is_some_and(|t| t.insecure) {
-            tracing::warn!(device = %self.plan.alias, host = %d.host,
-                "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
-        }
         let sizing = Sizing::new(d.qos, d.max_inflight, self.qos2_window);
         let (conn, receive_max) = match self.connect(&sizing, None).await {
             Ok(c) => c,
@@ -278,6 +274,11 @@ impl Publisher {
         will: Option<conn::Will>,
     ) -> Result<(conn::Conn, Option<u16>), End> {
         let alias = &self.plan.alias;
+        let d = &self.plan.device;
+        if d.tls.as_ref().is_some_and(|t| t.insecure) {
+            tracing::warn!(device = %alias, host = %d.host,
+                "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
+        }
         let settings = ConnSettings {
             device: &self.plan.device,
             client_id: self.client_id.clone(),
