@@ -239,6 +239,24 @@ impl Publisher {
         let connected_at = Instant::now();
         let window = Window::new(d.qos, sizing.window(receive_max), d.enable_threshold);
 
+        let (items, _abort_reader) = self.start_feed(consumer);
+        let (end, window) = self.serve(conn, window, items, connected_at).await;
+        // Entries acknowledged by the broker before the end are XACKed (not published again);
+        // the others stay pending and come again on the next connection.
+        let closed = window.close();
+        self.hand_acks(closed.acks).await;
+        if !closed.pending.is_empty() {
+            tracing::debug!(device = %self.plan.alias, pending = closed.pending.len(),
+                "stream entries left pending; the next connection publishes them again");
+        }
+        end
+    }
+
+    /// Starts the stream reader on `consumer`: its items, and the guard that stops it.
+    pub(crate) fn start_feed(
+        &self,
+        consumer: tagbus::StreamConsumer,
+    ) -> (mpsc::Receiver<FeedItem>, AbortOnDrop) {
         let (item_tx, items) = mpsc::channel::<FeedItem>(ITEM_BATCHES);
         let reader = tokio::spawn(feed::run_feed(
             consumer,
@@ -253,17 +271,7 @@ impl Publisher {
             },
             item_tx,
         ));
-        let _abort_reader = AbortOnDrop(reader);
-        let (end, window) = self.serve(conn, window, items, connected_at).await;
-        // Entries acknowledged by the broker before the end are XACKed (not published again);
-        // the others stay pending and come again on the next connection.
-        let closed = window.close();
-        self.hand_acks(closed.acks).await;
-        if !closed.pending.is_empty() {
-            tracing::debug!(device = %self.plan.alias, pending = closed.pending.len(),
-                "stream entries left pending; the next connection publishes them again");
-        }
-        end
+        (items, AbortOnDrop(reader))
     }
 
     /// Connects to the broker and waits for its CONNACK: the connection and the broker's

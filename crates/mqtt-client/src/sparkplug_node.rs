@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use config::mqtt::{MqttDevice, Qos, Topic as MqttTopic};
 use config::{Config, SignalKind};
 use sparkplug::{Action, BdSeq, DeviceSpec, EdgeNode, MetricRef, MetricSpec, NodeSpec, Origin};
-use tagbus::feed::{self, print_line, FeedItem, FeedSetup};
+use tagbus::feed::{self, print_line, FeedItem};
 use tagbus::{Alias, EntryBody, EntryId, TagKey, TagValue, Value};
 use tokio::sync::mpsc;
 
@@ -32,7 +32,7 @@ use crate::commands::{CommandPlan, Incoming, ToCommands};
 use crate::conn::{self, ConnEvent, ConnFailure};
 use crate::publisher::{next_answer, queue_full, AbortOnDrop, End, Publisher, CONSUMER_NAME};
 use crate::window::Sizing;
-use crate::{QOS0_WINDOW, READ_BATCH};
+use crate::QOS0_WINDOW;
 
 /// The Sparkplug side of a device plan.
 #[derive(Debug, Clone)]
@@ -230,21 +230,7 @@ impl<'a> Link<'a> {
             }
             if feed.is_none() && edge.phase() == sparkplug::Phase::Born {
                 if let Some(consumer) = consumer.take() {
-                    let (tx, rx) = mpsc::channel::<FeedItem>(2);
-                    let reader = tokio::spawn(feed::run_feed(
-                        consumer,
-                        FeedSetup {
-                            redis_url: self.p.opts.redis_url.clone(),
-                            group: plan.group(),
-                            consumer: CONSUMER_NAME,
-                            state: self.p.stats.group_state().clone(),
-                            keys: plan.clone(),
-                            read_batch: READ_BATCH,
-                            trace: self.p.opts.trace_redis,
-                        },
-                        tx,
-                    ));
-                    feed = Some((rx, AbortOnDrop(reader)));
+                    feed = Some(self.p.start_feed(consumer));
                 }
             }
             let room = closing.is_none() && self.unwritten.len() < QOS0_WINDOW;
