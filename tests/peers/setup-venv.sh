@@ -12,5 +12,6 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-  'c104==2.2.1' 'pymodbus[serial]>=3.10,<4' 'paho-mqtt>=2,<3' 'redis>=5'
-"$venv/bin/python" -c 'import c104, pymodbus; print("peers ok: c104", c104.__version__ if hasattr(c104, "__version__") else "2.2.1", "pymodbus", pymodbus.__version__)'
+  'c104==2.2.1' 'pymodbus[serial]>=3.10,<4' 'paho-mqtt>=2,<3' 'redis>=5' \
+  'protobuf==7.36.2' 'grpcio-tools==1.85.1'
+"$venv/bin/python" -c 'import c104, pymodbus, google.protobuf, grpc_tools; print("peers ok: c104", c104.__version__ if hasattr(c104, "__version__") else "2.2.1", "pymodbus", pymodbus.__version__)'

@@ -4,7 +4,8 @@
 //! `payload_format`, `tls_insecure`, `max_inflight`, the uplink's `topic_alias`, `batch_ms`,
 //! `batch_max`, `batch_topic`, and the command path: device
 //! `command_topic_template`, `command_max_age_ms`, `command_result_timeout_s`; signal
-//! `writable`, `command_topic`).
+//! `writable`, `command_topic`; the Sparkplug B edge node: `sparkplug_group_id`,
+//! `sparkplug_edge_node_id`, `sparkplug_primary_host_id`, docs/sparkplug.md).
 //!
 //! TLS file paths are only read here; whether the files exist is checked where they are
 //! used, when the mqtt-client applet starts on the gateway (a config is often validated on
@@ -57,6 +58,9 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "batch_ms",
     "batch_max",
     "batch_topic",
+    "sparkplug_group_id",
+    "sparkplug_edge_node_id",
+    "sparkplug_primary_host_id",
 ];
 
 /// Signal columns of the MQTT protocol.
@@ -251,6 +255,8 @@ pub enum PayloadFormat {
     JsonBatch,
     /// Batches on the device's batch topic: one `topic,value,timestamp,quality` line per value.
     CsvBatch,
+    /// A Sparkplug B edge node (settings in [`MqttDevice::sparkplug`]).
+    Sparkplug,
 }
 
 impl PayloadFormat {
@@ -269,6 +275,7 @@ impl FromStr for PayloadFormat {
             "json" => Ok(PayloadFormat::Json),
             "json_batch" => Ok(PayloadFormat::JsonBatch),
             "csv_batch" => Ok(PayloadFormat::CsvBatch),
+            "sparkplug" => Ok(PayloadFormat::Sparkplug),
             _ => Err(()),
         }
     }
@@ -313,6 +320,17 @@ impl BatchSettings {
             None => Topic::new(&Self::DEFAULT_TOPIC.replace("<device_alias>", alias.as_str())),
         }
     }
+}
+
+/// The Sparkplug B edge node of a device with `payload_format: sparkplug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparkplugSettings {
+    /// `sparkplug_group_id`.
+    pub group: sparkplug::Id,
+    /// `sparkplug_edge_node_id`.
+    pub edge_node: sparkplug::Id,
+    /// `sparkplug_primary_host_id`: births wait for this host's STATE online.
+    pub primary_host: Option<sparkplug::Id>,
 }
 
 /// TLS files of a broker connection (`auth: tls`).
@@ -363,6 +381,8 @@ pub struct MqttDevice {
     pub topic_alias: bool,
     /// The batch payload formats' settings.
     pub batch: BatchSettings,
+    /// Some exactly when `payload_format` is `sparkplug`.
+    pub sparkplug: Option<SparkplugSettings>,
     /// `max_inflight` (default 20, mosquitto's `max_inflight_messages`): the most QoS 1/2
     /// publishes awaiting the broker's acknowledgement; with MQTT 5 the broker's Receive
     /// Maximum lowers it further.
@@ -568,7 +588,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let payload_format = r.parse_or(
         "payload_format",
         PayloadFormat::Csv,
-        "csv, json, json_batch or csv_batch",
+        "csv, json, json_batch, csv_batch or sparkplug",
     );
     let topic_alias = r.bool_or("topic_alias", false);
     if topic_alias == Some(true) && version.is_some_and(|v| v != MqttVersion::V5) {
@@ -650,6 +670,19 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
         }
     }
 
+    let sparkplug = read_sparkplug(
+        r,
+        payload_format == Some(PayloadFormat::Sparkplug),
+        &SparkplugChecks {
+            version,
+            clean_session,
+            use_last_will,
+            qos,
+            retain,
+            topic_alias,
+        },
+    );
+
     let (username, password) = match auth {
         Some(Auth::None) => (None, None),
         _ => (username, password),
@@ -679,6 +712,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
             max_values: u16::try_from(batch_max?).ok()?,
             topic: batch_topic?,
         },
+        sparkplug: sparkplug?,
         max_inflight: max_inflight?,
         commands: CommandSettings {
             topic_template: template?,
@@ -689,6 +723,108 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     .filter(|_| {
         lw_qos.is_some() && lw_retain.is_some() && use_last_will.is_some() && insecure.is_some()
     })
+}
+
+/// What a Sparkplug device row must also satisfy: the other columns it depends on.
+struct SparkplugChecks {
+    version: Option<MqttVersion>,
+    clean_session: Option<bool>,
+    use_last_will: Option<bool>,
+    qos: Option<Qos>,
+    retain: Option<bool>,
+    topic_alias: Option<bool>,
+}
+
+/// The Sparkplug columns: ids required and valid with `payload_format: sparkplug` (and the
+/// rules Sparkplug 3.0 puts on the connection), refused without it. `Some(None)`: not a
+/// Sparkplug device.
+fn read_sparkplug(
+    r: &mut RowReader<'_>,
+    enabled: bool,
+    c: &SparkplugChecks,
+) -> Option<Option<SparkplugSettings>> {
+    let id = |r: &mut RowReader<'_>, column: &'static str| -> Option<Option<sparkplug::Id>> {
+        let text = r.opt_string(column).map(|s| s.trim().to_owned());
+        match text.map(|t| sparkplug::Id::new(&t)) {
+            None => Some(None),
+            Some(_) if !enabled => {
+                r.error(Some(column), "only with payload_format: sparkplug");
+                None
+            }
+            Some(Ok(id)) => Some(Some(id)),
+            Some(Err(e)) => {
+                r.error(Some(column), e.to_string());
+                None
+            }
+        }
+    };
+    let group = id(r, "sparkplug_group_id");
+    let edge_node = id(r, "sparkplug_edge_node_id");
+    let primary_host = id(r, "sparkplug_primary_host_id");
+    if !enabled {
+        return group.and(edge_node).and(primary_host).map(|_| None);
+    }
+    let mut ok = true;
+    let mut refuse = |r: &mut RowReader<'_>, column: &str, why: &str| {
+        r.error(Some(column), format!("payload_format sparkplug: {why}"));
+        ok = false;
+    };
+    if c.version
+        .is_some_and(|v| !matches!(v, MqttVersion::V311 | MqttVersion::V5))
+    {
+        refuse(r, "mqtt_version", "needs MQTT 3.1.1 or 5");
+    }
+    if c.clean_session == Some(false) {
+        refuse(
+            r,
+            "clean_session",
+            "Sparkplug 3.0 requires a clean session (Clean Start with MQTT 5)",
+        );
+    }
+    if c.use_last_will == Some(true) {
+        refuse(
+            r,
+            "use_last_will",
+            "the Last Will is the NDEATH; leave use_last_will 0",
+        );
+    }
+    if c.qos.is_some_and(|q| q != Qos::AtMostOnce) {
+        refuse(
+            r,
+            "mqtt_qos",
+            "births and data are QoS 0 by the specification; leave mqtt_qos 0",
+        );
+    }
+    if c.topic_alias == Some(true) {
+        refuse(
+            r,
+            "topic_alias",
+            "Sparkplug DATA messages carry metric aliases already; leave topic_alias 0",
+        );
+    }
+    if c.retain == Some(true) {
+        refuse(
+            r,
+            "mqtt_retain",
+            "an edge node retains nothing; leave mqtt_retain 0",
+        );
+    }
+    for (column, value) in [
+        ("sparkplug_group_id", &group),
+        ("sparkplug_edge_node_id", &edge_node),
+    ] {
+        if matches!(value, Some(None)) {
+            refuse(r, column, "required");
+        }
+    }
+    match (group.flatten(), edge_node.flatten(), primary_host) {
+        (Some(group), Some(edge_node), Some(primary_host)) if ok => Some(Some(SparkplugSettings {
+            group,
+            edge_node,
+            primary_host,
+        })),
+        _ => None,
+    }
 }
 
 /// Reads the MQTT columns of a signal row; the source reference is checked by the caller.
@@ -924,5 +1060,66 @@ mod tests {
             assert_eq!(e.path.column.as_deref(), Some(column), "{cells}");
             assert!(e.message.contains(message), "{cells}: {}", e.message);
         }
+    }
+}
+
+#[cfg(test)]
+mod sparkplug_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::{validate, Applet, RawConfig};
+
+    fn errors(device: &str) -> (Vec<String>, Option<MqttDevice>) {
+        let text = format!(
+            r#"{{"devices": [{{"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b" {device}}}], "signals": []}}"#
+        );
+        let v = validate(&RawConfig::parse(&text).unwrap());
+        let cols = v
+            .errors_for(Applet::MqttClient)
+            .iter()
+            .map(|e| e.path.column.clone().unwrap_or_default())
+            .collect();
+        let dev = v.config.devices.first().and_then(|d| match &d.kind {
+            crate::DeviceKind::Mqtt(m) => Some(m.clone()),
+            _ => None,
+        });
+        (cols, dev)
+    }
+
+    #[test]
+    fn sparkplug_columns() {
+        let (cols, dev) = errors(
+            r#", "payload_format": "sparkplug", "sparkplug_group_id": "plant", "sparkplug_edge_node_id": "gw 1", "sparkplug_primary_host_id": "scada""#,
+        );
+        assert!(cols.is_empty(), "{cols:?}");
+        let s = dev.unwrap().sparkplug.unwrap();
+        assert_eq!((s.group.as_str(), s.edge_node.as_str()), ("plant", "gw 1"));
+        assert_eq!(s.primary_host.unwrap().as_str(), "scada");
+
+        let (cols, _) = errors(
+            r#", "payload_format": "sparkplug", "sparkplug_group_id": "a/b", "sparkplug_primary_host_id": "x+""#,
+        );
+        assert_eq!(
+            cols,
+            [
+                "sparkplug_group_id",
+                "sparkplug_primary_host_id",
+                "sparkplug_edge_node_id"
+            ]
+        );
+        let (cols, _) = errors(
+            r#", "payload_format": "sparkplug", "sparkplug_group_id": "g", "sparkplug_edge_node_id": "e",
+               "clean_session": 0, "use_last_will": 1, "last_will_topic": "lw", "mqtt_qos": 1, "mqtt_retain": 1"#,
+        );
+        assert_eq!(
+            cols,
+            ["clean_session", "use_last_will", "mqtt_qos", "mqtt_retain"]
+        );
+        let (cols, dev) = errors(r#", "sparkplug_group_id": "g""#);
+        assert_eq!(cols, ["sparkplug_group_id"]);
+        assert!(dev.is_none());
+        let (cols, dev) = errors("");
+        assert!(cols.is_empty());
+        assert!(dev.unwrap().sparkplug.is_none());
     }
 }

@@ -17,9 +17,11 @@
 //!   ([`command::CommandResult`] on `result/<device>/<signal>`).
 //! - [`stats`]: the hashes the MQTT publisher's counters and each `iec104-slave` device's
 //!   masters and counters are written to, for `fieldbridge status` and the status file.
+//! - [`sparkplug`]: the key of a Sparkplug edge node's persisted bdSeq counter.
 
 pub mod command;
 mod key;
+pub mod sparkplug;
 pub mod stats;
 mod value;
 

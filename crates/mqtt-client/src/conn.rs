@@ -172,6 +172,31 @@ impl Client {
         })
     }
 
+    /// Subscribes a Sparkplug edge node's topics (NCMD, DCMD, STATE) at QoS 1. Retained
+    /// messages are delivered on subscribe: the primary host's STATE is retained. MQTT 5: our
+    /// own publishes are not echoed. `false` when the request queue is full or closed.
+    pub(crate) fn try_subscribe_sparkplug(&self, topics: &[String]) -> bool {
+        topics.chunks(SUBSCRIBE_CHUNK).all(|chunk| match self {
+            Client::V4(c) => c
+                .try_subscribe_many(
+                    chunk.iter().map(|t| {
+                        rumqttc::SubscribeFilter::new(t.clone(), rumqttc::QoS::AtLeastOnce)
+                    }),
+                )
+                .is_ok(),
+            Client::V5(c) => c
+                .try_subscribe_many(chunk.iter().map(|t| {
+                    let mut f = rumqttc::v5::mqttbytes::v5::Filter::new(
+                        t.clone(),
+                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    );
+                    f.nolocal = true;
+                    f
+                }))
+                .is_ok(),
+        })
+    }
+
     /// Queues a command answer (MQTT 5: with the request's correlation data); not retained.
     pub(crate) fn try_publish_answer(
         &self,
@@ -220,6 +245,16 @@ pub(crate) struct ConnSettings<'a> {
     pub trace: bool,
     /// A label for logs and traces.
     pub label: String,
+    /// A Last Will in place of the device's (a Sparkplug NDEATH), never retained.
+    pub will: Option<Will>,
+}
+
+/// A binary Last Will.
+#[derive(Debug, Clone)]
+pub(crate) struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: Qos,
 }
 
 /// Starts a connection: returns the client and the receiver of its events. The event task
@@ -270,7 +305,14 @@ pub(crate) fn connect(
             } else if let Some(u) = &d.username {
                 o.set_credentials(u.clone(), "");
             }
-            if let Some(w) = &d.last_will {
+            if let Some(w) = &s.will {
+                o.set_last_will(rumqttc::LastWill::new(
+                    w.topic.as_str(),
+                    w.payload.clone(),
+                    qos4(w.qos),
+                    false,
+                ));
+            } else if let Some(w) = &d.last_will {
                 o.set_last_will(rumqttc::LastWill::new(
                     w.topic.as_str(),
                     w.message.clone(),
@@ -300,7 +342,15 @@ pub(crate) fn connect(
             if let Some(u) = &d.username {
                 o.set_credentials(u.clone(), d.password.as_ref().map_or("", |p| p.expose()));
             }
-            if let Some(w) = &d.last_will {
+            if let Some(w) = &s.will {
+                o.set_last_will(LastWill::new(
+                    w.topic.as_str(),
+                    w.payload.clone(),
+                    qos5(w.qos),
+                    false,
+                    None,
+                ));
+            } else if let Some(w) = &d.last_will {
                 o.set_last_will(LastWill::new(
                     w.topic.as_str(),
                     w.message.clone(),

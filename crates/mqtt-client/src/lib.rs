@@ -91,6 +91,13 @@
 //!   the old connection and sees it reused may take the new message for a duplicate. Use QoS 1
 //!   (or `clean_session: 1`) where a broker keeps such state across long outages.
 //!
+//! # Sparkplug B
+//! A device with `payload_format: sparkplug` is a Sparkplug B 3.0 edge node instead
+//! (`sparkplug_node.rs` drives the sans-IO node of the `sparkplug` crate; docs/sparkplug.md):
+//! births with every metric, DDATA by alias at QoS 0 (entries acknowledged once written to the
+//! socket), the NDEATH Will with a bdSeq counted in Redis, the backlog replayed as historical
+//! values after the births, DCMD through the command path below.
+//!
 //! # Commands from the cloud (docs/contracts.md, "Commands")
 //! The client also carries commands down: MQTT command topic -> `tag/<source_device_alias>/
 //! <source_signal_alias>/out` -> the driver (iec104-master, modbus-master) -> the driver's
@@ -175,6 +182,7 @@ mod conn;
 mod payload;
 mod publisher;
 mod report;
+mod sparkplug_node;
 mod tls;
 mod uplink;
 mod window;
@@ -191,6 +199,7 @@ use tagbus::{Alias, TagKey};
 pub use commands::{CommandPlan, CommandRoute};
 pub use payload::format_payload;
 pub use publisher::{spawn_publisher, PublisherHandle, PublisherOptions};
+pub use sparkplug_node::SparkplugPlan;
 
 /// Entries read from the stream per `XREADGROUP`.
 pub const READ_BATCH: usize = 512;
@@ -233,6 +242,8 @@ pub struct DevicePlan {
     pub commands: CommandPlan,
     /// The topic of the batches with a batch payload format (`batch_topic`).
     pub batch_topic: Option<Topic>,
+    /// `payload_format: sparkplug`: the edge node's devices and metrics.
+    pub sparkplug: Option<SparkplugPlan>,
 }
 
 impl DevicePlan {
@@ -322,12 +333,14 @@ pub fn plan(config: &Config) -> Result<Vec<DevicePlan>, Vec<MqttClientError>> {
                 continue;
             }
         };
+        let sparkplug = sparkplug_node::plan(config, &device.alias, mqtt, &commands);
         plans.push(DevicePlan {
             alias: device.alias.clone(),
             device: mqtt.clone(),
             routes,
             commands,
             batch_topic,
+            sparkplug,
         });
     }
     if errors.is_empty() {

@@ -9,7 +9,8 @@ use tagbus::{TagValue, Value};
 /// gathers batches of many: `crate::batch`). The formats: docs/payloads.md.
 pub fn format_payload(format: PayloadFormat, topic: &Topic, value: &TagValue) -> Vec<u8> {
     match format {
-        PayloadFormat::Csv => value.to_wcc_payload().into_bytes(),
+        // a Sparkplug device publishes protobuf payloads of its own (sparkplug_node.rs)
+        PayloadFormat::Csv | PayloadFormat::Sparkplug => value.to_wcc_payload().into_bytes(),
         PayloadFormat::Json => {
             // Written by hand to keep the documented key order.
             let v = json_number(value.value);

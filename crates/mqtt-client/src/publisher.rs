@@ -92,25 +92,28 @@ pub fn spawn_publisher(
 }
 
 /// How a connection's life ended.
-enum End {
+pub(crate) enum End {
     Mqtt(ConnFailure),
     Redis(tagbus::TagBusError),
     Setup(MqttClientError),
 }
 
 /// What one publisher task keeps across its connections.
-struct Publisher {
-    plan: Arc<DevicePlan>,
-    opts: PublisherOptions,
+pub(crate) struct Publisher {
+    pub(crate) plan: Arc<DevicePlan>,
+    pub(crate) opts: PublisherOptions,
     client_id: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    stats: Stats,
+    pub(crate) stats: Stats,
     /// To the acknowledger: entry ids to `XACK`.
     ack_tx: mpsc::Sender<Vec<EntryId>>,
     /// QoS 2: the in-flight window, lowered when a broker drops a full window
     /// ([`Window::qos2_window_after_close`]).
     qos2_window: u16,
-    commands: Option<CommandsIo>,
+    pub(crate) commands: Option<CommandsIo>,
+    /// The Sparkplug edge node of a `payload_format: sparkplug` device (kept across
+    /// connections: the host's last STATE, the current values, the metric datatypes).
+    pub(crate) edge: Option<sparkplug::EdgeNode>,
 }
 
 async fn run(
@@ -159,6 +162,7 @@ async fn run(
         stats,
         ack_tx,
         commands,
+        edge: None,
     };
     loop {
         let started = Instant::now();
@@ -213,6 +217,9 @@ impl Publisher {
     /// One connection's life: connect, publish backlog + snapshot + live, until something
     /// fails. The I/O around the connection's [`Window`].
     async fn connection(&mut self) -> End {
+        if self.plan.sparkplug.is_some() {
+            return crate::sparkplug_node::connection(self).await;
+        }
         let plan = self.plan.clone();
         let d = &plan.device;
         // Redis first: without the stream there is nothing to send.
@@ -227,12 +234,8 @@ impl Publisher {
             Ok(c) => c,
             Err(e) => return End::Redis(e),
         };
-        if d.tls.as_ref().is_some_and(|t| t.insecure) {
-            tracing::warn!(device = %self.plan.alias, host = %d.host,
-                "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
-        }
         let sizing = Sizing::new(d.qos, d.max_inflight, self.qos2_window);
-        let (conn, receive_max, topic_alias_max) = match self.connect(&sizing).await {
+        let (conn, receive_max, topic_alias_max) = match self.connect(&sizing, None).await {
             Ok(c) => c,
             Err(end) => return end,
         };
@@ -247,21 +250,7 @@ impl Publisher {
                 "topic aliases: up to the broker's Topic Alias Maximum");
         }
 
-        let (item_tx, items) = mpsc::channel::<FeedItem>(ITEM_BATCHES);
-        let reader = tokio::spawn(feed::run_feed(
-            consumer,
-            FeedSetup {
-                redis_url: self.opts.redis_url.clone(),
-                group: self.plan.group(),
-                consumer: CONSUMER_NAME,
-                state: self.stats.group_state().clone(),
-                keys: self.plan.clone(),
-                read_batch: READ_BATCH,
-                trace: self.opts.trace_redis,
-            },
-            item_tx,
-        ));
-        let _abort_reader = AbortOnDrop(reader);
+        let (items, _abort_reader) = self.start_feed(consumer);
         let (end, window) = self
             .serve(conn, window, &mut uplink, items, connected_at)
             .await;
@@ -276,13 +265,41 @@ impl Publisher {
         end
     }
 
+    /// Starts the stream reader on `consumer`: its items, and the guard that stops it.
+    pub(crate) fn start_feed(
+        &self,
+        consumer: tagbus::StreamConsumer,
+    ) -> (mpsc::Receiver<FeedItem>, AbortOnDrop) {
+        let (item_tx, items) = mpsc::channel::<FeedItem>(ITEM_BATCHES);
+        let reader = tokio::spawn(feed::run_feed(
+            consumer,
+            FeedSetup {
+                redis_url: self.opts.redis_url.clone(),
+                group: self.plan.group(),
+                consumer: CONSUMER_NAME,
+                state: self.stats.group_state().clone(),
+                keys: self.plan.clone(),
+                read_batch: READ_BATCH,
+                trace: self.opts.trace_redis,
+            },
+            item_tx,
+        ));
+        (items, AbortOnDrop(reader))
+    }
+
     /// Connects to the broker and waits for its CONNACK: the connection and the broker's
     /// Receive Maximum and Topic Alias Maximum (MQTT 5).
-    async fn connect(
+    pub(crate) async fn connect(
         &mut self,
         sizing: &Sizing,
+        will: Option<conn::Will>,
     ) -> Result<(conn::Conn, Option<u16>, Option<u16>), End> {
         let alias = &self.plan.alias;
+        let d = &self.plan.device;
+        if d.tls.as_ref().is_some_and(|t| t.insecure) {
+            tracing::warn!(device = %alias, host = %d.host,
+                "tls_insecure is set: the broker's certificate is NOT verified; anyone in the path can read and alter this traffic");
+        }
         let settings = ConnSettings {
             device: &self.plan.device,
             client_id: self.client_id.clone(),
@@ -290,6 +307,7 @@ impl Publisher {
             inflight: sizing.inflight_limit,
             trace: self.opts.trace_mqtt,
             label: alias.to_string(),
+            will,
         };
         let mut conn = conn::connect(&settings, self.tls.clone()).map_err(End::Setup)?;
         let first = tokio::time::timeout(conn::CONNECT_DEADLINE, conn.events.recv()).await;
@@ -318,7 +336,8 @@ impl Publisher {
         self.stats.add_connect();
         if let Some(io) = self.commands.as_mut() {
             let _ = io.tx.try_send(ToCommands::Connected { session_present });
-            if !conn.client.try_subscribe_commands(&io.topics) {
+            // a Sparkplug node takes commands as DCMD only (its own subscriptions)
+            if self.plan.sparkplug.is_none() && !conn.client.try_subscribe_commands(&io.topics) {
                 return Err(queue_full());
             }
         }
@@ -405,7 +424,7 @@ impl Publisher {
     }
 
     /// Counts and forwards entry ids to the acknowledger.
-    async fn hand_acks(&self, ids: Vec<EntryId>) {
+    pub(crate) async fn hand_acks(&self, ids: Vec<EntryId>) {
         if ids.is_empty() {
             return;
         }
@@ -601,7 +620,7 @@ impl Publisher {
     }
 }
 
-fn queue_full() -> End {
+pub(crate) fn queue_full() -> End {
     End::Mqtt(ConnFailure::Other(
         "the MQTT request queue is full or closed".into(),
     ))
@@ -616,7 +635,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// The next command answer to publish; never ready without a command path.
-async fn next_answer(commands: &mut Option<CommandsIo>) -> Answer {
+pub(crate) async fn next_answer(commands: &mut Option<CommandsIo>) -> Answer {
     match commands.as_mut() {
         Some(io) => match io.answers.recv().await {
             Some(a) => a,

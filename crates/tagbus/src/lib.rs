@@ -31,6 +31,7 @@
 /// [`stats`] here extends `contract::stats` with its Redis I/O.
 pub use contract::*;
 
+pub mod counter;
 pub mod feed;
 mod mark;
 mod reader;
