@@ -288,8 +288,10 @@ fn config(
         }
         s
     };
+    // t1 above the c104 master's t2 (10 s): it acknowledges after w (8) I frames or t2, and a
+    // quiet link (the tag bus lost: 6 NT events, then nothing) must not expire t1.
     let mut slave = json!({"name": "SCADA link", "device_alias": "scada", "protocol": "iec104-slave",
-        "ip": "127.0.0.1", "port": slave_port, "asdu_address": 1, "t1_s": 5, "t2_s": 1, "t3_s": 10,
+        "ip": "127.0.0.1", "port": slave_port, "asdu_address": 1, "t1_s": 15, "t2_s": 1, "t3_s": 10,
         "command_timeout_s": 5});
     for (k, v) in extra.as_object().unwrap() {
         slave[k] = v.clone();

@@ -61,6 +61,16 @@ fn batch(_: &str, p: &[u8]) -> usize {
     }
 }
 
+/// The metrics of a Sparkplug NDATA/DDATA payload (births carry the current values again:
+/// not counted).
+fn sparkplug_data(topic: &str, p: &[u8]) -> usize {
+    use prost::Message;
+    if !topic.contains("DATA/") {
+        return 0;
+    }
+    sparkplug::Payload::decode(p).map_or(0, |m| m.metrics.len())
+}
+
 /// The options, in table order.
 pub fn options() -> Vec<UplinkOption> {
     vec![
@@ -84,8 +94,13 @@ pub fn options() -> Vec<UplinkOption> {
             columns: json!({"payload_format": "csv_batch"}),
             count: batch,
         },
-        // sparkplug: {"payload_format": "sparkplug", "sparkplug_group_id": .., ..} with a
-        // counter of the metrics of an NDATA/DDATA payload.
+        UplinkOption {
+            name: "sparkplug",
+            // Sparkplug sends its data at QoS 0 (the specification's rule).
+            columns: json!({"payload_format": "sparkplug", "mqtt_qos": 0,
+                "sparkplug_group_id": "bench", "sparkplug_edge_node_id": "gw"}),
+            count: sparkplug_data,
+        },
     ]
 }
 
