@@ -43,8 +43,12 @@ macro_rules! pump_events {
 /// value at QoS 0; on a cellular uplink it also means fewer TCP segments.
 const REQUEST_BATCH: usize = 64;
 
-/// Largest packet we send or accept.
+/// Largest packet we accept (and, with MQTT 5, announce).
 const MAX_PACKET: usize = 256 * 1024;
+/// Largest packet we send with MQTT 3.x (with MQTT 5 the broker's Maximum Packet Size rules):
+/// a Sparkplug DBIRTH carries every metric of a device, about 40 bytes each, so 10,000
+/// metrics are some 400 KiB; mosquitto accepts up to 256 MiB by default.
+const MAX_OUTGOING_PACKET: usize = 4 * 1024 * 1024;
 /// Connect (TCP + TLS/WS + CONNACK) timeout.
 const CONNECT_TIMEOUT_S: u64 = 10;
 
@@ -298,7 +302,7 @@ pub(crate) fn connect(
                 .set_clean_session(d.clean_session)
                 .set_inflight(s.inflight.max(1))
                 .set_max_request_batch(REQUEST_BATCH)
-                .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+                .set_max_packet_size(MAX_PACKET, MAX_OUTGOING_PACKET)
                 .set_transport(transport);
             if let (Some(u), Some(p)) = (&d.username, &d.password) {
                 o.set_credentials(u.clone(), p.expose());
