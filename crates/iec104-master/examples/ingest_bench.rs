@@ -108,20 +108,6 @@ fn main() {
 }
 
 /// The TLS settings of a row presenting `own` of `pki`.
-fn tls_settings(pki: &TestPki, own: &testrig::PkiLeaf) -> config::tls104::Iec104Tls {
-    config::tls104::Iec104Tls {
-        ca_certificate: pki.ca_cert.clone(),
-        certificate: own.cert.clone(),
-        private_key: own.key.clone(),
-        peer_certificates: Vec::new(),
-        crl_file: None,
-        version_min: config::tls104::TlsVersion::V1_2,
-        version_max: config::tls104::TlsVersion::V1_3,
-        renewal: None,
-        expiry_warning_days: config::tls104::DEFAULT_EXPIRY_WARNING_DAYS,
-    }
-}
-
 /// The outstation's TLS: each connection accepted on `listener` secured with `acceptor` and
 /// relayed to the plaintext outstation at `to`.
 async fn tls_relay(
@@ -170,7 +156,7 @@ fn run(
         "protocol": "iec104-master", "ip": "127.0.0.1", "asdu_address": 1});
     let relay = pki.map(|pki| {
         let acceptor =
-            iec62351::TlsAcceptor::load("bench-outstation", &tls_settings(pki, &pki.server))
+            iec62351::TlsAcceptor::load("bench-outstation", &pki.iec104_tls(&pki.server))
                 .expect("the relay's TLS");
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -131,20 +131,6 @@ fn float_point(ioa: u32, value: f32) -> Point {
 
 /// The TLS settings of a device row presenting `own` (the slave's server or the master's
 /// client certificate) of `pki`.
-fn tls_settings(pki: &TestPki, own: &testrig::PkiLeaf) -> config::tls104::Iec104Tls {
-    config::tls104::Iec104Tls {
-        ca_certificate: pki.ca_cert.clone(),
-        certificate: own.cert.clone(),
-        private_key: own.key.clone(),
-        peer_certificates: Vec::new(),
-        crl_file: None,
-        version_min: config::tls104::TlsVersion::V1_2,
-        version_max: config::tls104::TlsVersion::V1_3,
-        renewal: None,
-        expiry_warning_days: config::tls104::DEFAULT_EXPIRY_WARNING_DAYS,
-    }
-}
-
 /// What one run of the applet needs (each run has a redis-server of its own).
 struct Run<'a> {
     bin: &'a Path,
@@ -275,7 +261,7 @@ async fn applet_run(run: &Run<'_>, pki: Option<&TestPki>, prefix: &str) -> Vec<(
     let cfg_path = dir.join(format!("{prefix}.json"));
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let transport = pki.map(|pki| {
-        let c = iec62351::TlsConnector::load("bench", &tls_settings(pki, &pki.client))
+        let c = iec62351::TlsConnector::load("bench", &pki.iec104_tls(&pki.client))
             .expect("the bench master's TLS");
         Arc::new(c) as Arc<dyn iec60870::transport::Connector>
     });

@@ -28,17 +28,12 @@ use tokio::time::timeout;
 const T: Duration = Duration::from_secs(10);
 const CA: CommonAddress = CommonAddress(7);
 
+/// The PKI's settings for `own`, pinned to one TLS version.
 fn tls(pki: &TestPki, own: &PkiLeaf, version: TlsVersion) -> Iec104Tls {
     Iec104Tls {
-        ca_certificate: pki.ca_cert.clone(),
-        certificate: own.cert.clone(),
-        private_key: own.key.clone(),
-        peer_certificates: Vec::new(),
-        crl_file: None,
         version_min: version,
         version_max: version,
-        renewal: None,
-        expiry_warning_days: 30,
+        ..pki.iec104_tls(own)
     }
 }
 

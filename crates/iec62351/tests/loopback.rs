@@ -19,20 +19,6 @@ use testrig::{PkiLeaf, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn tls(pki: &TestPki, own: &PkiLeaf) -> Iec104Tls {
-    Iec104Tls {
-        ca_certificate: pki.ca_cert.clone(),
-        certificate: own.cert.clone(),
-        private_key: own.key.clone(),
-        peer_certificates: Vec::new(),
-        crl_file: None,
-        version_min: TlsVersion::V1_2,
-        version_max: TlsVersion::V1_3,
-        renewal: None,
-        expiry_warning_days: 30,
-    }
-}
-
 struct Outcome {
     server: Result<TlsLink, std::io::Error>,
     client: Result<TlsLink, std::io::Error>,
@@ -92,8 +78,8 @@ fn events(log: &iec62351::SecurityLog) -> Vec<(K, u64)> {
 async fn mutual_authentication_tls13_and_tls12() {
     let pki = TestPki::generate();
     for v in [TlsVersion::V1_3, TlsVersion::V1_2] {
-        let mut s = tls(&pki, &pki.server);
-        let mut c = tls(&pki, &pki.client);
+        let mut s = pki.iec104_tls(&pki.server);
+        let mut c = pki.iec104_tls(&pki.client);
         s.version_max = v;
         c.version_min = v;
         c.version_max = v;
@@ -127,11 +113,11 @@ async fn the_server_refuses_bad_client_certificates() {
         (&pki.other_client, K::CertificateUnknown, false),
     ];
     for (leaf, kind, with_crl) in cases {
-        let mut s = tls(&pki, &pki.server);
+        let mut s = pki.iec104_tls(&pki.server);
         if with_crl {
             s.crl_file = Some(pki.crl_pem.clone());
         }
-        let mut c = tls(&pki, leaf);
+        let mut c = pki.iec104_tls(leaf);
         if leaf.common_name.contains("other") {
             c.ca_certificate = pki.ca_cert.clone();
         }
@@ -172,8 +158,8 @@ async fn the_client_refuses_bad_server_certificates() {
         (&pki.other_server, K::CertificateUnknown, None),
     ];
     for (leaf, kind, crl) in cases {
-        let s = tls(&pki, leaf);
-        let mut c = tls(&pki, &pki.client);
+        let s = pki.iec104_tls(leaf);
+        let mut c = pki.iec104_tls(&pki.client);
         c.crl_file = crl.map(Path::to_path_buf);
         let o = pair(&s, &c).await;
         assert!(o.client.is_err(), "{}", leaf.common_name);
@@ -202,11 +188,11 @@ async fn allow_list_by_fingerprint_and_by_file() {
         PeerCertificate::Sha256(pki.client.sha256),
         PeerCertificate::File(pki.client.cert.clone()),
     ] {
-        let mut s = tls(&pki, &pki.server);
+        let mut s = pki.iec104_tls(&pki.server);
         s.peer_certificates = vec![entry];
-        let o = pair(&s, &tls(&pki, &pki.client)).await;
+        let o = pair(&s, &pki.iec104_tls(&pki.client)).await;
         assert!(o.server.is_ok() && o.client.is_ok());
-        let o = pair(&s, &tls(&pki, &pki.client2)).await;
+        let o = pair(&s, &pki.iec104_tls(&pki.client2)).await;
         assert!(o.server.is_err());
         assert_eq!(events(o.acceptor.log()), vec![(K::CertificateUnknown, 1)]);
         assert!(o
@@ -219,9 +205,9 @@ async fn allow_list_by_fingerprint_and_by_file() {
             .contains("peer_certificates"));
     }
     // the master pins the outstation the same way
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.peer_certificates = vec![PeerCertificate::Sha256(pki.client2.sha256)];
-    let o = pair(&tls(&pki, &pki.server), &c).await;
+    let o = pair(&pki.iec104_tls(&pki.server), &c).await;
     assert!(o.client.is_err());
     assert_eq!(events(o.connector.log()), vec![(K::CertificateUnknown, 1)]);
 }
@@ -229,9 +215,9 @@ async fn allow_list_by_fingerprint_and_by_file() {
 #[tokio::test]
 async fn a_tls12_peer_is_refused_when_13_is_required() {
     let pki = TestPki::generate();
-    let mut s = tls(&pki, &pki.server);
+    let mut s = pki.iec104_tls(&pki.server);
     s.version_min = TlsVersion::V1_3;
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.version_max = TlsVersion::V1_2;
     let o = pair(&s, &c).await;
     assert!(o.server.is_err() && o.client.is_err());
@@ -242,7 +228,7 @@ async fn a_tls12_peer_is_refused_when_13_is_required() {
 #[tokio::test]
 async fn a_plaintext_peer_is_refused() {
     let pki = TestPki::generate();
-    let acceptor = TlsAcceptor::load("slave1", &tls(&pki, &pki.server)).unwrap();
+    let acceptor = TlsAcceptor::load("slave1", &pki.iec104_tls(&pki.server)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let a = acceptor.clone();
@@ -264,7 +250,7 @@ async fn a_plaintext_peer_is_refused() {
     assert!(detail.contains("plaintext"), "{detail}");
 
     // and the master refuses a plaintext outstation
-    let connector = TlsConnector::load("master1", &tls(&pki, &pki.client)).unwrap();
+    let connector = TlsConnector::load("master1", &pki.iec104_tls(&pki.client)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -282,7 +268,7 @@ async fn a_plaintext_peer_is_refused() {
 async fn expiring_certificates_are_warned_of() {
     let pki = TestPki::generate();
     // own certificate: at load
-    let acceptor = TlsAcceptor::load("slave1", &tls(&pki, &pki.expiring_server)).unwrap();
+    let acceptor = TlsAcceptor::load("slave1", &pki.iec104_tls(&pki.expiring_server)).unwrap();
     assert_eq!(events(acceptor.log()), vec![(K::CertificateExpiresSoon, 1)]);
     let last = acceptor.log().stats().last.unwrap();
     assert!(
@@ -295,7 +281,11 @@ async fn expiring_certificates_are_warned_of() {
     acceptor.check_own_certificate();
     assert_eq!(events(acceptor.log()), vec![(K::CertificateExpiresSoon, 1)]);
     // the peer's: after the handshake, which succeeds
-    let o = pair(&tls(&pki, &pki.server), &tls(&pki, &pki.expiring_client)).await;
+    let o = pair(
+        &pki.iec104_tls(&pki.server),
+        &pki.iec104_tls(&pki.expiring_client),
+    )
+    .await;
     assert!(o.server.is_ok());
     assert_eq!(
         events(o.acceptor.log()),
@@ -307,9 +297,9 @@ async fn expiring_certificates_are_warned_of() {
         "{}",
         last.detail
     );
-    let mut quiet = tls(&pki, &pki.server);
+    let mut quiet = pki.iec104_tls(&pki.server);
     quiet.expiry_warning_days = 5;
-    let o = pair(&quiet, &tls(&pki, &pki.expiring_client)).await;
+    let o = pair(&quiet, &pki.iec104_tls(&pki.expiring_client)).await;
     assert!(events(o.acceptor.log()).is_empty());
 }
 
@@ -319,7 +309,7 @@ async fn load_errors_name_the_column() {
     let pki = TestPki::generate();
     let key = pki.write_file("open.key", &std::fs::read(&pki.client.key).unwrap());
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.private_key = key.clone();
     let e = TlsConnector::load("m", &c).unwrap_err();
     assert!(
@@ -339,7 +329,7 @@ async fn load_errors_name_the_column() {
     assert!(!e.to_string().contains(body));
 
     // nor in the Debug of a loaded connector (a DeviceSpec may be logged with `?`)
-    let loaded = TlsConnector::load("m", &tls(&pki, &pki.client)).unwrap();
+    let loaded = TlsConnector::load("m", &pki.iec104_tls(&pki.client)).unwrap();
     let client_pem = std::fs::read_to_string(&pki.client.key).unwrap();
     let debug = format!("{loaded:?}");
     assert!(debug.contains("CN=fieldbridge client"), "{debug}");
@@ -347,22 +337,22 @@ async fn load_errors_name_the_column() {
         assert!(!debug.contains(line));
     }
 
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.private_key = pki.server.key.clone();
     let e = TlsConnector::load("m", &c).unwrap_err();
     assert!(e.to_string().contains("certificate and private_key"), "{e}");
 
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.crl_file = Some(pki.client.key.clone());
     let e = TlsConnector::load("m", &c).unwrap_err();
     assert!(e.to_string().starts_with("crl_file: "), "{e}");
 
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.ca_certificate = pki.dir().join("missing.pem");
     let e = TlsAcceptor::load("s", &c).unwrap_err();
     assert!(e.to_string().starts_with("ca_certificate: "), "{e}");
 
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.version_min = TlsVersion::V1_3;
     c.version_max = TlsVersion::V1_2;
     assert!(matches!(
@@ -376,7 +366,7 @@ async fn load_errors_name_the_column() {
 #[tokio::test]
 async fn key_update_under_traffic_loses_no_byte() {
     let pki = TestPki::generate();
-    let o = pair(&tls(&pki, &pki.server), &tls(&pki, &pki.client)).await;
+    let o = pair(&pki.iec104_tls(&pki.server), &pki.iec104_tls(&pki.client)).await;
     let mut client = o.client.unwrap();
     let mut server = o.server.unwrap();
     let total: usize = 2 * 1024 * 1024;
@@ -429,9 +419,9 @@ async fn key_update_under_traffic_loses_no_byte() {
 #[tokio::test]
 async fn no_key_update_on_tls12() {
     let pki = TestPki::generate();
-    let mut c = tls(&pki, &pki.client);
+    let mut c = pki.iec104_tls(&pki.client);
     c.version_max = TlsVersion::V1_2;
-    let o = pair(&tls(&pki, &pki.server), &c).await;
+    let o = pair(&pki.iec104_tls(&pki.server), &c).await;
     assert!(!o.client.unwrap().renew_keys());
     assert!(!o.server.unwrap().renew_keys());
 }

@@ -83,6 +83,22 @@ struct Ca {
 }
 
 impl TestPki {
+    /// The TLS settings of a device row presenting `own`, trusting this PKI's CA: TLS 1.2
+    /// to 1.3, no allow-list, no CRL, no renewal, the default expiry warning.
+    pub fn iec104_tls(&self, own: &PkiLeaf) -> config::tls104::Iec104Tls {
+        config::tls104::Iec104Tls {
+            ca_certificate: self.ca_cert.clone(),
+            certificate: own.cert.clone(),
+            private_key: own.key.clone(),
+            peer_certificates: Vec::new(),
+            crl_file: None,
+            version_min: config::tls104::TlsVersion::V1_2,
+            version_max: config::tls104::TlsVersion::V1_3,
+            renewal: None,
+            expiry_warning_days: config::tls104::DEFAULT_EXPIRY_WARNING_DAYS,
+        }
+    }
+
     /// Generates the whole PKI (ECDSA P-256 keys).
     pub fn generate() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
