@@ -617,6 +617,16 @@ fn invalid_config_exits_non_zero_with_every_error() {
     assert!(err.contains("function"), "{err}");
 }
 
+/// One Modbus TCP device `t1` on `port`, polled every 200 ms: `u16` (1234 on every poll) and
+/// `ctr` (changes on every poll).
+fn inverter_config(port: u16) -> Json {
+    json!({
+        "devices": [{"name": "Inverter", "device_alias": "t1", "protocol": "modbus-tcp",
+            "ip": "127.0.0.1", "port": port, "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
+        "signals": [sig("t1", "ctr", 3, 30, json!({})), sig("t1", "u16", 3, 0, json!({}))],
+    })
+}
+
 #[test]
 fn tcp_server_outage_marks_nt_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
@@ -624,11 +634,7 @@ fn tcp_server_outage_marks_nt_and_recovers() {
     let mut bus = Bus::new(&redis);
     let port = testrig::free_port();
     let peer = Peer::start(&["--tcp", &port.to_string()]);
-    let config = json!({
-        "devices": [{"name": "Inverter", "device_alias": "t1", "protocol": "modbus-tcp",
-            "ip": "127.0.0.1", "port": port, "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
-        "signals": [sig("t1", "ctr", 3, 30, json!({})), sig("t1", "u16", 3, 0, json!({}))],
-    });
+    let config = inverter_config(port);
     let applet = start_applet(dir.path(), &config, &redis.url());
     let t = Duration::from_secs(20);
     bus.wait("tag/t1/u16/in", t, good);
@@ -712,11 +718,7 @@ fn values_are_written_again_after_redis_restarts_empty() {
     let mut bus = Bus::new(&redis);
     let port = testrig::free_port();
     let _peer = Peer::start(&["--tcp", &port.to_string()]);
-    let config = json!({
-        "devices": [{"name": "Inverter", "device_alias": "t1", "protocol": "modbus-tcp",
-            "ip": "127.0.0.1", "port": port, "poll_interval_ms": 200, "timeout_ms": 500, "retries": 1}],
-        "signals": [sig("t1", "ctr", 3, 30, json!({})), sig("t1", "u16", 3, 0, json!({}))],
-    });
+    let config = inverter_config(port);
     let applet = start_applet(dir.path(), &config, &redis.url());
     let t = Duration::from_secs(20);
     let before = bus.wait("tag/t1/u16/in", t, good);
