@@ -11,6 +11,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
-use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
 use testrig::{Broker, BrokerKind, Feature, KillOnDrop, Listener, RedisServer, TestCerts};
 
 // ---------------------------------------------------------------- helpers
@@ -181,25 +182,8 @@ fn cloud_s0_config(dir: &Path, redis_url: &str, port: u16, topic: &str) -> PathB
     )
 }
 
-fn key(sig: &str) -> TagKey {
-    format!("tag/rtu1/{sig}/in").parse().unwrap()
-}
-
 fn write(redis_url: &str, values: &[(&str, &str)]) {
-    let batch: Vec<(TagKey, TagValue)> = values
-        .iter()
-        .map(|(s, v)| (key(s), v.parse().unwrap()))
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut w = TagWriter::new(&WriterConfig::new(redis_url)).unwrap();
-        for chunk in batch.chunks(500) {
-            w.write_batch(chunk).await.unwrap();
-        }
-    });
+    common::bus::write_rtu1(redis_url, values);
 }
 
 /// Writes `n` values `i,1700000000000+i,` to `s0`, `i` counting from 0.

@@ -9,12 +9,13 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
-use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
 use testrig::{Listener, MosquittoBuilder, RedisServer};
 
 /// Every message a subscriber got: (topic, payload, retain).
@@ -124,23 +125,7 @@ fn start_publisher(
 
 /// Writes `(signal, value)` through the tag bus, in order.
 fn write(redis_url: &str, values: &[(&str, &str)]) {
-    let batch: Vec<(TagKey, TagValue)> = values
-        .iter()
-        .map(|(s, v)| {
-            (
-                format!("tag/rtu1/{s}/in").parse().unwrap(),
-                v.parse().unwrap(),
-            )
-        })
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut w = TagWriter::new(&WriterConfig::new(redis_url)).unwrap();
-        w.write_batch(&batch).await.unwrap();
-    });
+    common::bus::write_rtu1(redis_url, values);
 }
 
 /// The publisher's counters of `device` as `fieldbridge status` reads them (the stats hash).

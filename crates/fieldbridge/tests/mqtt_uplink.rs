@@ -9,6 +9,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
-use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
+use tagbus::{TagKey, TagValue};
 use testrig::{CountingProxy, MosquittoBuilder, RedisServer};
 
 /// Signals of the field device `rtu1` in every test.
@@ -81,16 +83,7 @@ fn write_values(redis_url: &str, range: std::ops::Range<usize>) {
             )
         })
         .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut w = TagWriter::new(&WriterConfig::new(redis_url)).unwrap();
-        for chunk in batch.chunks(500) {
-            w.write_batch(chunk).await.unwrap();
-        }
-    });
+    common::bus::write_tags(redis_url, &batch);
 }
 
 /// One value as a subscriber decoded it.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::bus::Bus;
 use common::peer::LinePeer;
 use serde_json::{json, Value as J};
-use tagbus::{TagKey, TagValue, TagWriter, WriterConfig};
+use tagbus::TagValue;
 use testrig::{AppletProcess, Mosquitto, MosquittoBuilder, RedisServer};
 
 /// The Python host: every JSON line it printed so far.
@@ -161,25 +161,7 @@ fn publisher(cfg: &Path, redis: &RedisServer, dir: &Path) -> AppletProcess {
 
 /// Writes values like a driver (SET + PUBLISH + XADD): (signal of rtu1, CSV value).
 fn write(redis: &RedisServer, values: &[(String, String)]) {
-    let batch: Vec<(TagKey, TagValue)> = values
-        .iter()
-        .map(|(s, v)| {
-            (
-                format!("tag/rtu1/{s}/in").parse().unwrap(),
-                v.parse().unwrap(),
-            )
-        })
-        .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut w = TagWriter::new(&WriterConfig::new(redis.url())).unwrap();
-            for chunk in batch.chunks(500) {
-                w.write_batch(chunk).await.unwrap();
-            }
-        });
+    common::bus::write_rtu1(&redis.url(), values);
 }
 
 fn metric<'a>(msg: &'a J, name: &str) -> &'a J {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use tagbus::{CommandResult, TagValue, STREAM_KEY};
+use tagbus::{CommandResult, TagKey, TagValue, TagWriter, WriterConfig, STREAM_KEY};
 use testrig::{AppletProcess, RedisConn, RedisServer};
 
 pub struct Bus {
@@ -106,4 +106,33 @@ impl Bus {
         });
         text.parse().unwrap()
     }
+}
+
+/// Writes values like a driver does (SET + PUBLISH + XADD through the real `TagWriter`), in
+/// order, 500 per round trip.
+pub fn write_tags(redis_url: &str, values: &[(TagKey, TagValue)]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut w = TagWriter::new(&WriterConfig::new(redis_url)).unwrap();
+        for chunk in values.chunks(500) {
+            w.write_batch(chunk).await.unwrap();
+        }
+    });
+}
+
+/// Writes `(signal of rtu1, CSV value)` pairs, in order ([`write_tags`]).
+pub fn write_rtu1<S: AsRef<str>>(redis_url: &str, values: &[(S, S)]) {
+    let batch: Vec<(TagKey, TagValue)> = values
+        .iter()
+        .map(|(s, v)| {
+            (
+                format!("tag/rtu1/{}/in", s.as_ref()).parse().unwrap(),
+                v.as_ref().parse().unwrap(),
+            )
+        })
+        .collect();
+    write_tags(redis_url, &batch);
 }
