@@ -65,9 +65,11 @@ UPLINK_OPTIONS = [
     ("csvtopicaliases", "CSV + MQTT 5 topic aliases"),
     ("json_batch", "json_batch"),
     ("csv_batch", "csv_batch"),
+    ("json_batchzlib", "json_batch + zlib"),
+    ("csv_batchzlib", "csv_batch + zlib"),
     ("sparkplug", "Sparkplug B"),
 ]
-UPLINK_BATCHED = ("json_batch", "csv_batch")
+UPLINK_BATCHED = ("json_batch", "csv_batch", "json_batchzlib", "csv_batchzlib")
 
 
 def uplink_table(w, kv, targets):

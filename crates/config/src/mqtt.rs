@@ -2,7 +2,7 @@
 //! names and defaults are the WCC Lite MQTT tables', plus fieldbridge's additions
 //! (`transport`, `ws_path`, `ws_subprotocol`, `mqtt_version`, `keepalive_s`, `clean_session`,
 //! `payload_format`, `tls_insecure`, `max_inflight`, the uplink's `topic_alias`, `batch_ms`,
-//! `batch_max`, `batch_topic`, and the command path: device
+//! `batch_max`, `batch_topic`, `batch_compression`, and the command path: device
 //! `command_topic_template`, `command_max_age_ms`, `command_result_timeout_s`; signal
 //! `writable`, `command_topic`; the Sparkplug B edge node: `sparkplug_group_id`,
 //! `sparkplug_edge_node_id`, `sparkplug_primary_host_id`, docs/sparkplug.md).
@@ -58,6 +58,7 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "batch_ms",
     "batch_max",
     "batch_topic",
+    "batch_compression",
     "sparkplug_group_id",
     "sparkplug_edge_node_id",
     "sparkplug_primary_host_id",
@@ -297,8 +298,29 @@ pub const BATCH_MAX: IntColumn = IntColumn {
     default: Some(1_000),
 };
 
-/// How a batch payload format gathers values (`batch_ms`, `batch_max`, `batch_topic`); read
-/// for every device, used with [`PayloadFormat::is_batch`].
+/// `batch_compression`: how a finished batch payload is compressed (docs/payloads.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchCompression {
+    /// The batch as written (the default).
+    #[default]
+    None,
+    /// The zlib format (RFC 1950: a 2-byte header, deflate data, the Adler-32 of the batch).
+    Zlib,
+}
+
+impl FromStr for BatchCompression {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(BatchCompression::None),
+            "zlib" => Ok(BatchCompression::Zlib),
+            _ => Err(()),
+        }
+    }
+}
+
+/// How a batch payload format gathers values (`batch_ms`, `batch_max`, `batch_topic`,
+/// `batch_compression`); read for every device, used with [`PayloadFormat::is_batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSettings {
     /// A batch is published at the latest this long after its first value.
@@ -307,6 +329,8 @@ pub struct BatchSettings {
     pub max_values: u16,
     /// `batch_topic`; None: [`BatchSettings::DEFAULT_TOPIC`] with the device alias.
     pub topic: Option<Topic>,
+    /// How a finished batch is compressed.
+    pub compression: BatchCompression,
 }
 
 impl BatchSettings {
@@ -601,6 +625,15 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
     let batch_max = r.int(&BATCH_MAX);
     r.computed_default("batch_topic", BatchSettings::DEFAULT_TOPIC);
     let batch_topic = topic_from(r, "batch_topic");
+    let batch_compression = r.parse_or("batch_compression", BatchCompression::None, "none or zlib");
+    if batch_compression == Some(BatchCompression::Zlib)
+        && payload_format.is_some_and(|f| !f.is_batch())
+    {
+        r.error(
+            Some("batch_compression"),
+            "compresses batches: only with payload_format json_batch or csv_batch",
+        );
+    }
     let insecure = r.bool_or("tls_insecure", false);
     let max_inflight = r
         .int_or("max_inflight", i64::from(DEFAULT_MAX_INFLIGHT), 1, 65_535)
@@ -711,6 +744,7 @@ pub(crate) fn read_device(r: &mut RowReader<'_>) -> Option<MqttDevice> {
             linger: Duration::from_millis(u64::try_from(batch_ms?).ok()?),
             max_values: u16::try_from(batch_max?).ok()?,
             topic: batch_topic?,
+            compression: batch_compression?,
         },
         sparkplug: sparkplug?,
         max_inflight: max_inflight?,
@@ -953,9 +987,11 @@ mod tests {
         let text = r#"{"devices": [
             {"name": "R", "device_alias": "r", "protocol": "iec104-master", "ip": "h", "asdu_address": 1},
             {"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b", "mqtt_version": "5",
-             "topic_alias": 1, "payload_format": "csv_batch", "batch_ms": 250, "batch_max": 50},
+             "topic_alias": 1, "payload_format": "csv_batch", "batch_ms": 250, "batch_max": 50,
+             "batch_compression": "zlib"},
             {"name": "D", "device_alias": "d", "protocol": "mqtt", "ip": "b", "payload_format": "json_batch",
-             "batch_topic": "site/7/values"}
+             "batch_topic": "site/7/values"},
+            {"name": "E", "device_alias": "e", "protocol": "mqtt", "ip": "b", "batch_compression": "none"}
         ], "signals": []}"#;
         let v = validate(&RawConfig::parse(text).unwrap());
         assert!(v.errors.is_empty(), "{v:?}");
@@ -963,6 +999,7 @@ mod tests {
         let c = dev("c");
         assert!(c.topic_alias && c.payload_format == PayloadFormat::CsvBatch);
         assert_eq!((c.batch.linger.as_millis(), c.batch.max_values), (250, 50));
+        assert_eq!(c.batch.compression, BatchCompression::Zlib);
         assert_eq!(
             c.batch.topic_for(&"c".parse().unwrap()).unwrap().as_str(),
             "fieldbridge/c/batch"
@@ -973,23 +1010,38 @@ mod tests {
             (d.batch.linger.as_millis(), d.batch.max_values),
             (1000, 1000)
         );
+        assert_eq!(d.batch.compression, BatchCompression::None);
         assert_eq!(
             d.batch.topic_for(&"d".parse().unwrap()).unwrap().as_str(),
             "site/7/values"
         );
 
-        // topic aliases need MQTT 5; the batch ranges are checked
+        // topic aliases need MQTT 5; the batch ranges are checked; compression needs a
+        // batch format and a known name
         let bad = text
             .replace(r#""mqtt_version": "5","#, "")
             .replace(r#""batch_ms": 250"#, r#""batch_ms": 0"#)
             .replace(r#""batch_max": 50"#, r#""batch_max": 10001"#)
-            .replace("site/7/values", "site/+/values");
+            .replace(r#""zlib""#, r#""gzip""#)
+            .replace("site/7/values", "site/+/values")
+            .replace(
+                r#""batch_compression": "none""#,
+                r#""batch_compression": "zlib""#,
+            );
         let (cols, errors) = error_columns(&bad);
         assert_eq!(
             cols,
-            ["topic_alias", "batch_ms", "batch_max", "batch_topic"],
+            [
+                "topic_alias",
+                "batch_ms",
+                "batch_max",
+                "batch_compression",
+                "batch_topic",
+                "batch_compression"
+            ],
             "{errors}"
         );
+        assert!(errors.contains("none or zlib") && errors.contains("json_batch or csv_batch"));
     }
 
     #[test]

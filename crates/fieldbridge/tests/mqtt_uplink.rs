@@ -375,6 +375,139 @@ fn json_and_csv_batches_carry_every_value_on_the_batch_topic() {
     );
 }
 
+/// The payloads inflated by Python's `zlib.decompress` (CPython's zlib: a decoder
+/// independent of the publisher's), in order.
+fn inflate_with_python(payloads: &[&[u8]]) -> Vec<Vec<u8>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = "import sys, zlib\nfor line in sys.stdin:\n    print(zlib.decompress(bytes.fromhex(line.strip())).hex())\n";
+    let mut child = Command::new(testrig::peer_python())
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = String::new();
+    for p in payloads {
+        input.extend(p.iter().map(|b| format!("{b:02x}")));
+        input.push('\n');
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python zlib: {out:?}");
+    let hex_byte = |h: &[u8]| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.as_bytes().chunks(2).map(hex_byte).collect())
+        .collect()
+}
+
+#[test]
+fn zlib_batches_inflate_with_pythons_zlib_to_the_same_batches_in_fewer_bytes() {
+    let redis = RedisServer::start();
+    let broker = MosquittoBuilder::new().start();
+    let dir = tempfile::tempdir().unwrap();
+    let batch = |format: &str, topic: &str, zlib: bool| {
+        json!({"payload_format": format, "batch_topic": topic, "batch_ms": 500, "batch_max": 100,
+            "batch_compression": if zlib { "zlib" } else { "none" }})
+    };
+    let cfg = config(
+        dir.path(),
+        &redis.url(),
+        &[
+            (
+                "zj",
+                broker.port(),
+                batch("json_batch", "z/json", true),
+                "plant/zj",
+            ),
+            (
+                "zc",
+                broker.port(),
+                batch("csv_batch", "z/csv", true),
+                "plant/zc",
+            ),
+            (
+                "pc",
+                broker.port(),
+                batch("csv_batch", "p/csv", false),
+                "plant/zc",
+            ),
+        ],
+    );
+    let sub = Sub5::start(broker.port(), "z/#", "sub5-zlib");
+    let plain = Sub5::start(broker.port(), "p/#", "sub5-plain");
+    let p = start_publisher(&cfg, &redis.url(), dir.path());
+    p.wait_log("forwarding live values", 3, Duration::from_secs(15));
+    let n = 400;
+    write_values(&redis.url(), 0..n);
+    let plain_msgs = plain.wait_values(n, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (msgs, inflated) = loop {
+        let msgs = sub.msgs.lock().unwrap().clone();
+        let payloads: Vec<&[u8]> = msgs.iter().map(|(_, p)| p.as_slice()).collect();
+        let inflated = inflate_with_python(&payloads);
+        let got: usize = msgs
+            .iter()
+            .zip(&inflated)
+            .map(|((t, _), p)| decode(t, p).len())
+            .sum();
+        if got >= 2 * n {
+            break (msgs, inflated);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {got} of {} values",
+            2 * n
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let inflated_msgs: Messages = msgs
+        .iter()
+        .zip(inflated)
+        .map(|((t, _), p)| (t.clone(), p))
+        .collect();
+    for (topic, prefix) in [("z/json", "plant/zj"), ("z/csv", "plant/zc")] {
+        let mut got = values_under(&inflated_msgs, topic);
+        got.sort_by_key(|g| g.value);
+        let expected: Vec<Got> = (0..n).map(|i| Got::expected(prefix, i)).collect();
+        assert_eq!(got, expected, "{topic}");
+    }
+    // The same lines as the uncompressed device's, in a fraction of the bytes.
+    let bytes = |m: &Messages, topic: &str| -> usize {
+        m.iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, p)| p.len())
+            .sum()
+    };
+    let (zlib, csv) = (bytes(&msgs, "z/csv"), bytes(&plain_msgs, "p/csv"));
+    let lines = |m: &Messages, topic: &str| -> BTreeSet<String> {
+        m.iter()
+            .filter(|(t, _)| t == topic)
+            .flat_map(|(_, p)| {
+                String::from_utf8(p.clone())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert_eq!(lines(&inflated_msgs, "z/csv"), lines(&plain_msgs, "p/csv"));
+    println!(
+        "{n} values: csv_batch {csv} bytes ({:.1}/value), with zlib {zlib} ({:.1}/value)",
+        csv as f64 / n as f64,
+        zlib as f64 / n as f64
+    );
+    assert!(zlib * 3 < csv, "zlib {zlib} bytes, csv_batch {csv}");
+}
+
 #[test]
 fn a_broker_outage_with_batching_loses_nothing_and_keeps_each_signals_order() {
     let redis = RedisServer::start();

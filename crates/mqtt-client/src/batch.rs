@@ -12,10 +12,16 @@
 //! - `csv_batch`: one `topic,value,timestamp,quality` line per value, each ended by `\n`; the
 //!   topic is everything before the last three commas (a topic may hold commas, never a line
 //!   break: such a topic is refused by the plan).
+//!
+//! With `batch_compression: zlib` the finished payload is compressed into the zlib format
+//! (RFC 1950), what `zlib.decompress` (Python), `zlib.inflateSync` (Node.js) and
+//! `java.util.zip.Inflater` read.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
-use config::mqtt::{BatchSettings, PayloadFormat, Topic};
+use config::mqtt::{BatchCompression, BatchSettings, PayloadFormat, Topic};
+use flate2::write::ZlibEncoder;
 use tagbus::TagValue;
 
 use crate::payload::json_number;
@@ -54,7 +60,6 @@ impl BatchPayload {
 
     /// Adds the value of `topic`.
     pub(crate) fn push(&mut self, topic: &Topic, value: &TagValue) {
-        use std::io::Write;
         let b = &mut self.buf;
         if self.json {
             b.push(if self.values == 0 { b'[' } else { b',' });
@@ -94,6 +99,7 @@ impl BatchPayload {
 #[derive(Debug)]
 pub(crate) struct Batcher {
     format: PayloadFormat,
+    compression: BatchCompression,
     linger: Duration,
     max_values: usize,
     batch: BatchPayload,
@@ -106,6 +112,7 @@ impl Batcher {
     pub(crate) fn new(format: PayloadFormat, settings: &BatchSettings) -> Self {
         Self {
             format,
+            compression: settings.compression,
             linger: settings.linger,
             max_values: usize::from(settings.max_values.max(1)),
             batch: BatchPayload::new(format),
@@ -136,7 +143,31 @@ impl Batcher {
         self.opened.take()?;
         let batch = std::mem::replace(&mut self.batch, BatchPayload::new(self.format));
         let n = batch.len();
-        Some((batch.finish(), n))
+        Some((compress(self.compression, batch.finish()), n))
+    }
+}
+
+/// The zlib level: 6 (zlib's default) packs a batch of measurements to about a quarter of
+/// its size; 9 gains a few percent for several times the CPU.
+const ZLIB_LEVEL: u32 = 6;
+
+/// `payload` compressed as `compression` says.
+fn compress(compression: BatchCompression, payload: Vec<u8>) -> Vec<u8> {
+    match compression {
+        BatchCompression::None => payload,
+        BatchCompression::Zlib => {
+            let out = Vec::with_capacity(payload.len() / 3 + 64);
+            let mut z = ZlibEncoder::new(out, flate2::Compression::new(ZLIB_LEVEL));
+            match z.write_all(&payload).and_then(|()| z.finish()) {
+                Ok(compressed) => compressed,
+                // Writing into a Vec cannot fail; were it to, the values still go out, as
+                // written (a consumer sees a payload that is not zlib, nothing is lost).
+                Err(e) => {
+                    tracing::error!(error = %e, "zlib compression of a batch failed; sent uncompressed");
+                    payload
+                }
+            }
+        }
     }
 }
 
@@ -158,7 +189,44 @@ mod tests {
             linger: Duration::from_millis(ms),
             max_values: max,
             topic: None,
+            compression: BatchCompression::None,
         }
+    }
+
+    /// zlib as an independent reader sees it: the 2-byte header (CMF 0x78: deflate, 32 KiB
+    /// window; FCHECK makes it a multiple of 31), then what inflates to the batch.
+    #[test]
+    fn a_zlib_batch_inflates_to_the_csv_lines() {
+        use std::io::Read;
+        let t0 = Instant::now();
+        let zlib = BatchSettings {
+            compression: BatchCompression::Zlib,
+            ..settings(1000, 100)
+        };
+        let mut b = Batcher::new(PayloadFormat::CsvBatch, &zlib);
+        let mut plain = Batcher::new(PayloadFormat::CsvBatch, &settings(1000, 100));
+        for i in 0..100 {
+            let (topic, value) = (
+                t(&format!("tag/rtu1/ua{i}/in")),
+                v(&format!(
+                    "{:.3},{},",
+                    220.0 + f64::from(i) * 0.017,
+                    1796118651000_i64 + i64::from(i) * 10
+                )),
+            );
+            b.push(&topic, &value, t0);
+            plain.push(&topic, &value, t0);
+        }
+        let ((z, n), (csv, _)) = (b.take().unwrap(), plain.take().unwrap());
+        assert_eq!(n, 100);
+        assert_eq!(z[0], 0x78);
+        assert_eq!(u16::from_be_bytes([z[0], z[1]]) % 31, 0);
+        let mut inflated = Vec::new();
+        flate2::read::ZlibDecoder::new(&z[..])
+            .read_to_end(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated, csv);
+        assert!(z.len() * 3 < csv.len(), "{} of {}", z.len(), csv.len());
     }
 
     #[test]

@@ -61,6 +61,16 @@ fn batch(_: &str, p: &[u8]) -> usize {
     }
 }
 
+/// A zlib-compressed batch (`batch_compression: zlib`).
+fn zlib_batch(topic: &str, p: &[u8]) -> usize {
+    use std::io::Read;
+    let mut inflated = Vec::new();
+    match flate2::read::ZlibDecoder::new(p).read_to_end(&mut inflated) {
+        Ok(_) => batch(topic, &inflated),
+        Err(_) => 0,
+    }
+}
+
 /// The metrics of a Sparkplug NDATA/DDATA payload (births carry the current values again:
 /// not counted).
 fn sparkplug_data(topic: &str, p: &[u8]) -> usize {
@@ -93,6 +103,16 @@ pub fn options() -> Vec<UplinkOption> {
             name: "csv_batch",
             columns: json!({"payload_format": "csv_batch"}),
             count: batch,
+        },
+        UplinkOption {
+            name: "json_batch + zlib",
+            columns: json!({"payload_format": "json_batch", "batch_compression": "zlib"}),
+            count: zlib_batch,
+        },
+        UplinkOption {
+            name: "csv_batch + zlib",
+            columns: json!({"payload_format": "csv_batch", "batch_compression": "zlib"}),
+            count: zlib_batch,
         },
         UplinkOption {
             name: "sparkplug",
