@@ -157,7 +157,7 @@ fn compress(compression: BatchCompression, payload: Vec<u8>) -> Vec<u8> {
     match compression {
         BatchCompression::None => payload,
         BatchCompression::Zlib => {
-            let out = Vec::with_capacity(payload.len() / 3 + 64);
+            let out = Vec::with_capacity((payload.len() / 4).saturating_add(64));
             let mut z = ZlibEncoder::new(out, flate2::Compression::new(ZLIB_LEVEL));
             match z.write_all(&payload).and_then(|()| z.finish()) {
                 Ok(compressed) => compressed,
