@@ -8,8 +8,11 @@ use serde_json::{json, Value};
 
 /// An applet's part of the configuration: the top-level settings every applet uses
 /// (`redis_url`, `stream_max_len`), the device rows of its protocols and the signal rows of
-/// those devices, as written. Two equal parts run the same; a SIGHUP restarts an applet only
-/// when its part changed.
+/// those devices, as written; for a publisher (MQTT, IEC 104 slave) also the sources its
+/// signals name: each source signal row, and its device's `protocol` and `enable` (what a
+/// publisher's validation and mapping read of them; the type of a source decides what a
+/// slave sends and whether a deadband applies). Two equal parts run the same; a SIGHUP
+/// restarts an applet only when its part changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part(Value);
 
@@ -35,11 +38,50 @@ impl Part {
                     .is_some_and(|a| aliases.contains(a.trim()))
             })
             .collect();
+        let alias_of = |row: &config::Row, column: &str| {
+            row.get(column)
+                .and_then(cell_text)
+                .map(|a| a.trim().to_owned())
+        };
+        let sources: BTreeSet<(String, String)> = signals
+            .iter()
+            .filter_map(|row| {
+                Some((
+                    alias_of(row, "source_device_alias")?,
+                    alias_of(row, "source_signal_alias")?,
+                ))
+            })
+            .collect();
+        let source_devices: BTreeSet<&str> = sources.iter().map(|(d, _)| d.as_str()).collect();
+        let source_signals: Vec<&config::Row> = raw
+            .signals
+            .iter()
+            .filter(|row| {
+                alias_of(row, "device_alias")
+                    .zip(alias_of(row, "signal_alias"))
+                    .is_some_and(|pair| sources.contains(&pair))
+            })
+            .collect();
+        let source_device_rows: Vec<Value> = raw
+            .devices
+            .iter()
+            .filter(|row| {
+                alias_of(row, "device_alias").is_some_and(|a| source_devices.contains(a.as_str()))
+            })
+            .map(|row| {
+                json!({
+                    "device_alias": row.get("device_alias"),
+                    "protocol": row.get("protocol"),
+                    "enable": row.get("enable"),
+                })
+            })
+            .collect();
         Self(json!({
             "redis_url": raw.redis_url,
             "stream_max_len": raw.stream_max_len,
             "devices": devices,
             "signals": signals,
+            "sources": {"devices": source_device_rows, "signals": source_signals},
         }))
     }
 
@@ -282,6 +324,35 @@ mod tests {
         assert_ne!(
             before.get(Applet::Iec104Master),
             after.get(Applet::Iec104Master)
+        );
+        // A source a publisher forwards is part of the publisher's part: its signal row and
+        // its device's protocol and enable, nothing else of the device, no other signal.
+        let changed_source = BASE.replace(
+            r#""info_address": 100, "type_id": "M_SP_NA_1""#,
+            r#""info_address": 100, "type_id": "M_DP_NA_1""#,
+        );
+        let disabled_source = BASE.replace(
+            r#""protocol": "iec104-master", "ip""#,
+            r#""protocol": "iec104-master", "enable": 0, "ip""#,
+        );
+        let other_signal = BASE.replace(
+            r#""signals": ["#,
+            r#""signals": [{"device_alias": "rtu1", "signal_alias": "cb2", "info_address": 101, "type_id": "M_SP_NA_1"},"#,
+        );
+        for (what, text) in [("type", &changed_source), ("enable", &disabled_source)] {
+            assert_ne!(
+                before.get(Applet::MqttClient),
+                plan(text).get(Applet::MqttClient),
+                "{what}"
+            );
+        }
+        assert_eq!(
+            before.get(Applet::MqttClient),
+            plan(&other_signal).get(Applet::MqttClient)
+        );
+        assert_eq!(
+            before.get(Applet::ModbusMaster),
+            plan(&changed_source).get(Applet::ModbusMaster)
         );
         // A top-level setting is everybody's.
         let after = plan(&BASE.replacen('{', r#"{"redis_url": "redis://127.0.0.1:7000","#, 1));
