@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::commands::{Answer, CommandsIo, ToCommands};
 use crate::conn::{self, ConnEvent, ConnFailure, ConnSettings};
 use crate::uplink::Uplink;
-use crate::window::{Sizing, Window};
+use crate::window::{Picked, Sizing, Window};
 use crate::{format_payload, DevicePlan, MqttClientError, Route, Stats, READ_BATCH};
 
 /// The consumer name of every publisher in its group: fixed, so a restarted process finds
@@ -448,7 +448,7 @@ impl Publisher {
             Queued::Snapshot(key, value) => (key, value, None),
             Queued::Heartbeat(route) => {
                 if let Some(value) = window.heartbeat(&route, now) {
-                    self.send(client, uplink, &route, &value)?;
+                    self.send(client, uplink, &route, &value, now)?;
                     if uplink.batch_full() {
                         self.publish_batch(client, window, uplink)?;
                     }
@@ -477,16 +477,20 @@ impl Publisher {
         let routes = match id {
             Some(id) => {
                 let fanout = window.entry(id, &value, routes, now);
-                self.stats
-                    .add_dropped(u64::try_from(fanout.dropped).unwrap_or(u64::MAX));
-                self.stats
-                    .add_suppressed(u64::try_from(fanout.suppressed).unwrap_or(u64::MAX));
+                if fanout.dropped > 0 {
+                    self.stats
+                        .add_dropped(u64::try_from(fanout.dropped).unwrap_or(u64::MAX));
+                }
+                if fanout.suppressed > 0 {
+                    self.stats
+                        .add_suppressed(u64::try_from(fanout.suppressed).unwrap_or(u64::MAX));
+                }
                 fanout.routes
             }
-            None => window.snapshot(&value, routes, now).iter().collect(),
+            None => Picked::All(window.snapshot(&value, routes, now)),
         };
-        for route in routes {
-            self.send(client, uplink, route, &value)?;
+        for route in routes.iter() {
+            self.send(client, uplink, route, &value, now)?;
         }
         // A batch holds every route of an entry: it is due only after the entry.
         if uplink.batch_full() {
@@ -525,13 +529,14 @@ impl Publisher {
     }
 
     /// One PUBLISH of `value` on `route` to rumqttc's request queue, or the value into the
-    /// batch being gathered.
+    /// batch being gathered (at `now`).
     fn send(
         &self,
         client: &conn::Client,
         uplink: &mut Uplink,
         route: &Route,
         value: &TagValue,
+        now: Instant,
     ) -> Result<(), End> {
         let d = &self.plan.device;
         let topic = &route.topic;
@@ -539,7 +544,7 @@ impl Publisher {
             if route.log {
                 tracing::info!(device = %self.plan.alias, topic = %topic, value = %value.to_wcc_payload(), "publish (batched)");
             }
-            uplink.gather(topic, value, Instant::now());
+            uplink.gather(topic, value, now);
             self.stats.add_published(1);
             return Ok(());
         }
