@@ -175,17 +175,45 @@ fn bulk<'a>(c: &mut Cursor<'a>) -> Result<Option<Option<&'a [u8]>>, RespError> {
     }
 }
 
+/// Where a walk of a reply that is not whole yet stopped ([`reply_len_from`]): at the start of
+/// the first element not whole, with the elements still to walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Walk {
+    pos: usize,
+    pending: usize,
+}
+
+impl Walk {
+    /// The start of a reply.
+    pub(crate) const START: Walk = Walk { pos: 0, pending: 1 };
+}
+
+/// [`reply_len_from`] from the start.
+#[cfg(test)]
+pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, RespError> {
+    let mut walk = Walk::START;
+    reply_len_from(buf, &mut walk)
+}
+
 /// The length of the first whole reply in `buf` (any RESP2 shape), `None` while bytes are
 /// missing: a walk over the headers that decodes and allocates nothing, so a reply that
 /// arrives in several reads is decoded once, when it is whole (a 512-entry `XREADGROUP`
-/// reply is ~50 KB and often comes in 2-4 reads).
-pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, RespError> {
-    let mut c = Cursor { buf, pos: 0 };
+/// reply is ~50 KB and often comes in 2-4 reads). The walk goes on from `walk`, where the
+/// walk of a shorter `buf` (the same bytes, fewer of them) stopped, so each byte is walked
+/// once however many reads a reply takes. Start with [`Walk::START`]; `walk` is updated when
+/// bytes are missing.
+pub(crate) fn reply_len_from(buf: &[u8], walk: &mut Walk) -> Result<Option<usize>, RespError> {
+    let mut c = Cursor { buf, pos: walk.pos };
     // Elements still to walk: the reply itself, then the members of the arrays met.
-    let mut pending: usize = 1;
+    let mut pending = walk.pending;
     while let Some(left) = pending.checked_sub(1) {
+        let at = Walk {
+            pos: c.pos,
+            pending,
+        };
         pending = left;
         let Some((kind, text)) = c.line() else {
+            *walk = at;
             return Ok(None);
         };
         match kind {
@@ -199,6 +227,7 @@ pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, RespError> {
             b'$' => {
                 if let Some(n) = length(text, MAX_BULK)? {
                     if c.bytes(n).is_none() {
+                        *walk = at;
                         return Ok(None);
                     }
                     if c.pos == usize::MAX {
@@ -412,6 +441,16 @@ mod tests {
             assert_eq!(parse_read_reply(&bytes[..n]), Ok(None), "prefix {n}");
             assert_eq!(reply_len(&bytes[..n]), Ok(None), "prefix {n}");
         }
+        // Walked on from where each shorter prefix stopped: the same answers.
+        let mut walk = Walk::START;
+        for n in 0..bytes.len() {
+            assert_eq!(
+                reply_len_from(&bytes[..n], &mut walk),
+                Ok(None),
+                "prefix {n}"
+            );
+        }
+        assert_eq!(reply_len_from(&bytes, &mut walk), Ok(Some(bytes.len())));
         let mut extra = bytes.clone();
         extra.extend_from_slice(b"+OK\r\n");
         assert_eq!(parse_read_reply(&extra).unwrap().unwrap().1, bytes.len());
