@@ -629,23 +629,79 @@ impl Publisher {
     }
 }
 
-/// The plan's routes by source key, for the lookup of every value: the same map with a fast
-/// hasher (std's SipHash was a tenth of the publisher's CPU per value). Its keys are the
-/// configured ones; keys from the stream are only looked up, so they cannot load it.
-struct RouteIndex<'p>(HashMap<&'p TagKey, &'p [Route], BuildHasherDefault<KeyHasher>>);
+/// The plan's routes by source key, for the lookup of every value. Looking a value's key up
+/// in the plan's map took a tenth of the publisher's CPU per value: SipHash, and cache misses
+/// on the key strings it compares (scattered over the heap; thousands of keys do not stay in
+/// cache). Here a key's text is held inline in the table ([`InlineKey`]), hashed with a fast
+/// hasher, so a lookup reads the table and nothing else; the few keys too long for that are
+/// in a plain map. The keys are the configured ones; keys from the stream are only looked
+/// up, so they cannot load the table.
+struct RouteIndex<'p> {
+    inline: HashMap<InlineKey, &'p [Route], BuildHasherDefault<KeyHasher>>,
+    long: HashMap<&'p TagKey, &'p [Route], BuildHasherDefault<KeyHasher>>,
+}
 
 impl<'p> RouteIndex<'p> {
     fn new(plan: &'p DevicePlan) -> Self {
-        Self(
-            plan.routes
-                .iter()
-                .map(|(key, routes)| (key, routes.as_slice()))
-                .collect(),
-        )
+        let mut index = Self {
+            inline: HashMap::default(),
+            long: HashMap::default(),
+        };
+        for (key, routes) in &plan.routes {
+            match InlineKey::new(key) {
+                Some(k) => index.inline.insert(k, routes.as_slice()),
+                None => index.long.insert(key, routes.as_slice()),
+            };
+        }
+        index
     }
 
     fn get(&self, key: &TagKey) -> Option<&'p [Route]> {
-        self.0.get(key).copied()
+        match InlineKey::new(key) {
+            Some(k) => self.inline.get(&k).copied(),
+            None => self.long.get(key).copied(),
+        }
+    }
+}
+
+/// Room for `device/signal/direction` in an [`InlineKey`] (a table entry of 64 bytes).
+const INLINE_KEY: usize = 47;
+
+/// A key's `device/signal/direction` text, when it fits in [`INLINE_KEY`] bytes (aliases
+/// hold no `/`, so the text is the key).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct InlineKey {
+    len: u8,
+    bytes: [u8; INLINE_KEY],
+}
+
+impl InlineKey {
+    fn new(key: &TagKey) -> Option<Self> {
+        let mut k = Self {
+            len: 0,
+            bytes: [0; INLINE_KEY],
+        };
+        let mut at = 0usize;
+        let parts = [
+            key.device.as_str().as_bytes(),
+            b"/",
+            key.signal.as_str().as_bytes(),
+            b"/",
+            key.direction.as_str().as_bytes(),
+        ];
+        for part in parts {
+            let end = at.checked_add(part.len())?;
+            k.bytes.get_mut(at..end)?.copy_from_slice(part);
+            at = end;
+        }
+        k.len = u8::try_from(at).ok()?;
+        Some(k)
+    }
+}
+
+impl std::hash::Hash for InlineKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.bytes.get(..usize::from(self.len)).unwrap_or_default());
     }
 }
 
@@ -662,12 +718,18 @@ impl KeyHasher {
 
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            if let Some(w) = word.get_mut(..chunk.len()) {
-                w.copy_from_slice(chunk);
-            }
-            self.add(u64::from_le_bytes(word));
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(<[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            // The tail as a little-endian word (fewer than 8 bytes: nothing rotates out).
+            let word = tail
+                .iter()
+                .rev()
+                .fold(0u64, |w, b| w.rotate_left(8) | u64::from(*b));
+            self.add(word);
         }
     }
 
@@ -808,5 +870,36 @@ mod tests {
         assert_eq!(tags.len(), 128);
         let other: TagKey = "tag/rtu1/ua1/rin".parse().unwrap();
         assert_ne!(hasher.hash_one(&other), hashes[1]);
+    }
+
+    /// Every configured key is found, inline or not, and only those.
+    #[test]
+    fn the_route_index_finds_every_key_of_the_plan() {
+        let long = "s".repeat(60);
+        let text = format!(
+            r#"{{"devices": [{{"name": "C", "device_alias": "c", "protocol": "mqtt", "ip": "b"}},
+              {{"name": "R", "device_alias": "rtu1", "protocol": "iec104-master", "ip": "r", "asdu_address": 1}}],
+              "signals": [
+              {{"signal_name": "a", "device_alias": "rtu1", "signal_alias": "a", "info_address": 1, "type_id": "M_ME_NC_1"}},
+              {{"signal_name": "l", "device_alias": "rtu1", "signal_alias": "{long}", "info_address": 2, "type_id": "M_ME_NC_1"}},
+              {{"signal_name": "ma", "device_alias": "c", "signal_alias": "ma", "source_device_alias": "rtu1", "source_signal_alias": "a"}},
+              {{"signal_name": "ml", "device_alias": "c", "signal_alias": "ml", "source_device_alias": "rtu1", "source_signal_alias": "{long}"}}]}}"#
+        );
+        let v = config::validate(&config::RawConfig::parse(&text).unwrap());
+        assert!(v.errors.is_empty(), "{v:?}");
+        let plans = crate::plan(&v.config).unwrap();
+        let plan = &plans[0];
+        assert_eq!(plan.routes.len(), 2);
+        let index = RouteIndex::new(plan);
+        assert_eq!((index.inline.len(), index.long.len()), (1, 1));
+        for (key, routes) in &plan.routes {
+            assert_eq!(index.get(key), Some(routes.as_slice()), "{key}");
+        }
+        for other in ["tag/rtu1/a/rin", "tag/rtu1/b/in", "tag/rtu2/a/in"] {
+            assert_eq!(index.get(&other.parse().unwrap()), None, "{other}");
+        }
+        let short: TagKey = "tag/rtu1/a/in".parse().unwrap();
+        let k = InlineKey::new(&short).unwrap();
+        assert_eq!(&k.bytes[..usize::from(k.len)], b"rtu1/a/in");
     }
 }
