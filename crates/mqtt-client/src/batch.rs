@@ -24,7 +24,7 @@ use config::mqtt::{BatchCompression, BatchSettings, PayloadFormat, Topic};
 use flate2::write::ZlibEncoder;
 use tagbus::TagValue;
 
-use crate::payload::json_number;
+use crate::payload::{write_csv_value, write_integer, write_json_number};
 
 /// A batch is published before it grows beyond this many bytes (whatever `batch_max` says),
 /// well below the largest packet (`conn::MAX_PACKET`, 256 KiB) and brokers' usual limits.
@@ -60,6 +60,7 @@ impl BatchPayload {
 
     /// Adds the value of `topic`.
     pub(crate) fn push(&mut self, topic: &Topic, value: &TagValue) {
+        // Numbers are written straight into the batch (no text per value).
         let b = &mut self.buf;
         if self.json {
             b.push(if self.values == 0 { b'[' } else { b',' });
@@ -67,17 +68,22 @@ impl BatchPayload {
             // A topic is UTF-8 without NUL; serde_json escapes quotes, backslashes and
             // control characters.
             let _ = serde_json::to_writer(&mut *b, topic.as_str());
-            let _ = write!(
-                b,
-                ",\"value\":{},\"ts\":{},\"quality\":{}}}",
-                json_number(value.value),
-                value.timestamp_ms,
-                value.quality()
-            );
+            b.extend_from_slice(b",\"value\":");
+            write_json_number(b, value.value);
+            b.extend_from_slice(b",\"ts\":");
+            write_integer(b, value.timestamp_ms);
+            b.extend_from_slice(b",\"quality\":");
+            write_integer(b, value.quality());
+            b.push(b'}');
         } else {
+            // `topic,` and the WCC Lite payload `value,timestamp_ms,quality`.
             b.extend_from_slice(topic.as_str().as_bytes());
             b.push(b',');
-            b.extend_from_slice(value.to_wcc_payload().as_bytes());
+            write_csv_value(b, value.value);
+            b.push(b',');
+            write_integer(b, value.timestamp_ms);
+            b.push(b',');
+            write_integer(b, value.quality());
             b.push(b'\n');
         }
         self.values = self.values.saturating_add(1);

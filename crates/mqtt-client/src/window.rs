@@ -125,12 +125,36 @@ const BATCHES_AHEAD: usize = 2;
 /// QoS 0: batches handed to rumqttc and not yet written (a batch is up to 128 KiB).
 const QOS0_BATCHES: usize = 4;
 
+/// The routes a value goes out on, in their order: all of a key's routes (the usual case,
+/// nothing allocated per value) or those picked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Picked<'r> {
+    All(&'r [Route]),
+    Some(Vec<&'r Route>),
+}
+
+impl<'r> Picked<'r> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Picked::All(routes) => routes.len(),
+            Picked::Some(routes) => routes.len(),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'r Route> + '_ {
+        (0..self.len()).filter_map(|i| match self {
+            Picked::All(routes) => routes.get(i),
+            Picked::Some(routes) => routes.get(i).copied(),
+        })
+    }
+}
+
 /// An entry's publishes, from [`Window::entry`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Fanout<'r> {
     /// Publish the value on these routes, in this order, now (they count as handed over).
     /// Empty: nothing to publish, the entry is acknowledged already.
-    pub routes: Vec<&'r Route>,
+    pub routes: Picked<'r>,
     /// Topics skipped by `enable_threshold` (the same value and flags as last published).
     pub dropped: usize,
     /// Topics where the value was held back by the signal's deadband.
@@ -255,15 +279,28 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
         routes: &'r [Route],
         now: Instant,
     ) -> Fanout<'r> {
-        let mut to_send = Vec::with_capacity(routes.len());
+        // The routes picked, once one was left out (until then: all so far).
+        let mut picked: Option<Vec<&'r Route>> = None;
         let (mut dropped, mut suppressed) = (0usize, 0usize);
-        for route in routes {
-            match self.report.verdict(route, value, now) {
-                Verdict::Send => to_send.push(route),
+        for (i, route) in routes.iter().enumerate() {
+            let verdict = self.report.verdict(route, value, now);
+            if verdict != Verdict::Send && picked.is_none() {
+                picked = Some(routes.iter().take(i).collect());
+            }
+            match verdict {
+                Verdict::Send => {
+                    if let Some(p) = picked.as_mut() {
+                        p.push(route);
+                    }
+                }
                 Verdict::Repeat => dropped = dropped.saturating_add(1),
                 Verdict::Deadband => suppressed = suppressed.saturating_add(1),
             }
         }
+        let to_send = match picked {
+            None => Picked::All(routes),
+            Some(p) => Picked::Some(p),
+        };
         match to_send.len() {
             0 => self.done(Token::Entry(id)),
             1 => self.hand_over(Token::Entry(id)),
@@ -436,17 +473,18 @@ impl<Id: Clone + Eq + Hash> Window<Id> {
 
     /// One publish of entry `id` is acknowledged.
     fn done_entry(&mut self, id: Id) {
-        let left = match self.remaining.get_mut(&id) {
-            Some(n) => {
+        // An entry of one publish (the usual case) is not in `remaining`: nothing is hashed
+        // while no entry of several publishes is outstanding.
+        if !self.remaining.is_empty() {
+            if let Some(n) = self.remaining.get_mut(&id) {
                 *n = n.saturating_sub(1);
-                *n
+                if *n > 0 {
+                    return;
+                }
+                self.remaining.remove(&id);
             }
-            None => 0,
-        };
-        if left == 0 {
-            self.remaining.remove(&id);
-            self.acked.push(id);
         }
+        self.acked.push(id);
     }
 }
 
@@ -550,7 +588,7 @@ mod tests {
         let three = [route("site/x"), route("site/y"), route("site/z")];
         let mut w = Window::new(Qos::AtLeastOnce, 10, false);
         let fanout = w.entry(1, &value(5), &two, Instant::now());
-        assert_eq!(fanout.routes, vec![&two[0], &two[1]]);
+        assert_eq!(fanout.routes, Picked::All(&two[..]));
         assert_eq!(fanout.dropped, 0);
         assert_eq!(hand(&mut w, 2, 6, &three), 3);
         assert_eq!(w.outstanding(), 5);
@@ -576,13 +614,15 @@ mod tests {
         assert_eq!(hand(&mut w, 1, 5, &two), 2);
         // The same value on both topics: nothing to publish, acknowledged at once.
         let fanout = w.entry(2, &value(5), &two, Instant::now());
-        assert!(fanout.routes.is_empty());
+        assert_eq!(fanout.routes.len(), 0);
+        assert_eq!(fanout.routes.iter().count(), 0);
         assert_eq!(fanout.dropped, 2);
         assert_eq!(w.take_acks(), vec![2]);
         // A new value on topic a only, then the old one on both: b is a repeat.
         assert_eq!(hand(&mut w, 3, 6, &a_only), 1);
         let fanout = w.entry(4, &value(5), &two, Instant::now());
-        assert_eq!(fanout.routes, vec![&two[0]]);
+        assert_eq!(fanout.routes, Picked::Some(vec![&two[0]]));
+        assert_eq!(fanout.routes.iter().collect::<Vec<_>>(), vec![&two[0]]);
         assert_eq!(fanout.dropped, 1);
         // A quality change is never a repeat.
         let mut bad = value(5);
@@ -612,7 +652,7 @@ mod tests {
         // The snapshot is remembered: the same value on b is a repeat.
         assert_eq!(
             w.entry(9, &value(1), &two, Instant::now()).routes,
-            vec![&two[0]]
+            Picked::Some(vec![&two[0]])
         );
     }
 

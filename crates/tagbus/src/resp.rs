@@ -30,17 +30,40 @@ const MAX_BULK: usize = 16 * 1024 * 1024;
 const MAX_ARRAY: usize = 16 * 1024 * 1024;
 
 /// Appends the RESP encoding of a command (an array of bulk strings) to `out`.
+/// Reserved once: an `XACK` of a thousand ids is one command.
 pub(crate) fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
+    // `$<len>\r\n<arg>\r\n`: at most 20 digits and 5 more bytes around each argument.
+    let size = args.iter().fold(25, |n: usize, a| {
+        n.saturating_add(a.len()).saturating_add(25)
+    });
+    out.reserve(size);
     out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
+    push_decimal(out, args.len());
     out.extend_from_slice(b"\r\n");
     for a in args {
         out.push(b'$');
-        out.extend_from_slice(a.len().to_string().as_bytes());
+        push_decimal(out, a.len());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends the decimal digits of `n` (no text allocated per argument).
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut rest = n;
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        // `rest % 10` is a digit: `b'0' | digit` is its ASCII code.
+        *slot = b'0' | u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        start = start.saturating_sub(1);
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// A cursor over the reply bytes; every read returns `Ok(None)` when the bytes run out.
@@ -53,7 +76,7 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn line(&mut self) -> Option<(u8, &'a [u8])> {
         let rest = self.buf.get(self.pos..)?;
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let end = crlf(rest)?;
         let kind = *rest.first()?;
         // An empty line ("\r\n") has no type byte: it comes back as kind `\r`, which every
         // caller refuses as a protocol error (instead of waiting for bytes that fix nothing).
@@ -75,6 +98,19 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Where the first `\r\n` in `bytes` starts.
+fn crlf(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0usize;
+    loop {
+        let at = from.checked_add(bytes.get(from..)?.iter().position(|b| *b == b'\r')?)?;
+        let next = at.checked_add(1)?;
+        match bytes.get(next)? {
+            b'\n' => return Some(at),
+            _ => from = next,
+        }
+    }
+}
+
 /// The text of an error line (`-ERR ...`).
 fn server_error(text: &[u8]) -> RespError {
     RespError::Server(String::from_utf8_lossy(text).into_owned())
@@ -85,8 +121,21 @@ fn length(text: &[u8], max: usize) -> Result<Option<usize>, RespError> {
     if text == b"-1" {
         return Ok(None);
     }
-    let s = std::str::from_utf8(text).map_err(|_| RespError::Protocol("bad length"))?;
-    let n: usize = s.parse().map_err(|_| RespError::Protocol("bad length"))?;
+    // Digits read in place (what `str::parse::<usize>` accepts: an optional `+`, then digits).
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    if digits.is_empty() {
+        return Err(RespError::Protocol("bad length"));
+    }
+    let mut n: usize = 0;
+    for b in digits {
+        let digit = char::from(*b)
+            .to_digit(10)
+            .ok_or(RespError::Protocol("bad length"))?;
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(usize::try_from(digit).ok()?))
+            .ok_or(RespError::Protocol("bad length"))?;
+    }
     if n > max {
         return Err(RespError::Protocol("length too large"));
     }
@@ -126,17 +175,45 @@ fn bulk<'a>(c: &mut Cursor<'a>) -> Result<Option<Option<&'a [u8]>>, RespError> {
     }
 }
 
+/// Where a walk of a reply that is not whole yet stopped ([`reply_len_from`]): at the start of
+/// the first element not whole, with the elements still to walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Walk {
+    pos: usize,
+    pending: usize,
+}
+
+impl Walk {
+    /// The start of a reply.
+    pub(crate) const START: Walk = Walk { pos: 0, pending: 1 };
+}
+
+/// [`reply_len_from`] from the start.
+#[cfg(test)]
+pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, RespError> {
+    let mut walk = Walk::START;
+    reply_len_from(buf, &mut walk)
+}
+
 /// The length of the first whole reply in `buf` (any RESP2 shape), `None` while bytes are
 /// missing: a walk over the headers that decodes and allocates nothing, so a reply that
 /// arrives in several reads is decoded once, when it is whole (a 512-entry `XREADGROUP`
-/// reply is ~50 KB and often comes in 2-4 reads).
-pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, RespError> {
-    let mut c = Cursor { buf, pos: 0 };
+/// reply is ~50 KB and often comes in 2-4 reads). The walk goes on from `walk`, where the
+/// walk of a shorter `buf` (the same bytes, fewer of them) stopped, so each byte is walked
+/// once however many reads a reply takes. Start with [`Walk::START`]; `walk` is updated when
+/// bytes are missing.
+pub(crate) fn reply_len_from(buf: &[u8], walk: &mut Walk) -> Result<Option<usize>, RespError> {
+    let mut c = Cursor { buf, pos: walk.pos };
     // Elements still to walk: the reply itself, then the members of the arrays met.
-    let mut pending: usize = 1;
+    let mut pending = walk.pending;
     while let Some(left) = pending.checked_sub(1) {
+        let at = Walk {
+            pos: c.pos,
+            pending,
+        };
         pending = left;
         let Some((kind, text)) = c.line() else {
+            *walk = at;
             return Ok(None);
         };
         match kind {
@@ -150,6 +227,7 @@ pub(crate) fn reply_len(buf: &[u8]) -> Result<Option<usize>, RespError> {
             b'$' => {
                 if let Some(n) = length(text, MAX_BULK)? {
                     if c.bytes(n).is_none() {
+                        *walk = at;
                         return Ok(None);
                     }
                     if c.pos == usize::MAX {
@@ -284,6 +362,44 @@ mod tests {
             out,
             b"*4\r\n$4\r\nXACK\r\n$1\r\ns\r\n$1\r\ng\r\n$3\r\n1-0\r\n"
         );
+        let long = vec![b'x'; 1234];
+        let mut out = Vec::new();
+        encode_command(&[b"", &long], &mut out);
+        let mut expected = b"*2\r\n$0\r\n\r\n$1234\r\n".to_vec();
+        expected.extend_from_slice(&long);
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(out, expected);
+        for n in [0, 9, 10, 99, 100, 65_535, usize::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn lengths_read_like_str_parse() {
+        for text in ["0", "7", "+7", "512", "0012", "16777216"] {
+            assert_eq!(
+                length(text.as_bytes(), MAX_ARRAY),
+                Ok(Some(text.parse().unwrap())),
+                "{text}"
+            );
+        }
+        assert_eq!(length(b"-1", MAX_ARRAY), Ok(None));
+        for bad in [
+            "",
+            "+",
+            "-2",
+            "1x",
+            " 1",
+            "99999999999999999999999",
+            "16777217",
+        ] {
+            assert!(length(bad.as_bytes(), MAX_ARRAY).is_err(), "{bad}");
+        }
+        assert_eq!(crlf(b"a\rb\r\n"), Some(3));
+        assert_eq!(crlf(b"ab\r"), None);
+        assert_eq!(crlf(b"\r\r\n"), Some(1));
     }
 
     #[test]
@@ -325,6 +441,16 @@ mod tests {
             assert_eq!(parse_read_reply(&bytes[..n]), Ok(None), "prefix {n}");
             assert_eq!(reply_len(&bytes[..n]), Ok(None), "prefix {n}");
         }
+        // Walked on from where each shorter prefix stopped: the same answers.
+        let mut walk = Walk::START;
+        for n in 0..bytes.len() {
+            assert_eq!(
+                reply_len_from(&bytes[..n], &mut walk),
+                Ok(None),
+                "prefix {n}"
+            );
+        }
+        assert_eq!(reply_len_from(&bytes, &mut walk), Ok(Some(bytes.len())));
         let mut extra = bytes.clone();
         extra.extend_from_slice(b"+OK\r\n");
         assert_eq!(parse_read_reply(&extra).unwrap().unwrap().1, bytes.len());

@@ -68,29 +68,90 @@ impl TrimCounter {
 /// How often, at most, the consumer asks Redis whether the cap trimmed unread entries.
 pub const TRIM_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A stream entry id (`<ms>-<seq>`), as Redis gave it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EntryId(String);
+/// A stream entry id (`<ms>-<seq>`), as Redis gave it. Held inline, without an allocation
+/// per entry (the publishers read thousands per second): Redis' ids are at most
+/// [`INLINE_ID`] bytes; a longer text (never from Redis) is kept on the heap. Compared,
+/// ordered and hashed as its text.
+#[derive(Clone)]
+pub struct EntryId(IdText);
+
+/// Room for `<u64>-<u64>`.
+const INLINE_ID: usize = 41;
+
+#[derive(Clone)]
+enum IdText {
+    /// The first `len` bytes of `bytes` (whole UTF-8: a `&str` copied whole).
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_ID],
+    },
+    Heap(Box<str>),
+}
 
 impl EntryId {
     /// An id from its text (as Redis gives it).
     pub fn new(id: &str) -> Self {
-        Self(id.to_owned())
+        let mut bytes = [0u8; INLINE_ID];
+        match (bytes.get_mut(..id.len()), u8::try_from(id.len())) {
+            (Some(head), Ok(len)) => {
+                head.copy_from_slice(id.as_bytes());
+                Self(IdText::Inline { len, bytes })
+            }
+            _ => Self(IdText::Heap(id.into())),
+        }
     }
     /// The id text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            IdText::Inline { len, bytes } => bytes
+                .get(..usize::from(*len))
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
+            IdText::Heap(s) => s,
+        }
     }
     /// `(ms, seq)`, or `None` for a malformed id.
     pub fn parts(&self) -> Option<(u64, u64)> {
-        let (ms, seq) = self.0.split_once('-')?;
+        let (ms, seq) = self.as_str().split_once('-')?;
         Some((ms.parse().ok()?, seq.parse().ok()?))
     }
 }
 
 impl fmt::Display for EntryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EntryId").field(&self.as_str()).finish()
+    }
+}
+
+impl PartialEq for EntryId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for EntryId {}
+
+impl std::hash::Hash for EntryId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for EntryId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EntryId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -118,6 +179,8 @@ pub struct StreamEntry {
 struct PlainConn {
     io: Box<dyn ReadWrite>,
     buf: Vec<u8>,
+    /// How far the reply at the start of `buf` was walked (`resp::reply_len_from`).
+    walk: crate::resp::Walk,
 }
 
 trait ReadWrite: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -149,6 +212,7 @@ impl PlainConn {
         let mut conn = Self {
             io,
             buf: Vec::with_capacity(64 * 1024),
+            walk: crate::resp::Walk::START,
         };
         let settings = info.redis_settings();
         if let Some(password) = settings.password() {
@@ -180,11 +244,12 @@ impl PlainConn {
     ) -> Result<T, TagBusError> {
         use tokio::io::AsyncReadExt;
         loop {
-            // Decoded once, when the whole reply is in (see `resp::reply_len`).
-            if crate::resp::reply_len(&self.buf)
+            // Decoded once, when the whole reply is in (see `resp::reply_len_from`).
+            if crate::resp::reply_len_from(&self.buf, &mut self.walk)
                 .map_err(resp_error)?
                 .is_some()
             {
+                self.walk = crate::resp::Walk::START;
                 let Some((value, used)) = parse(&self.buf).map_err(resp_error)? else {
                     return Err(resp_error(crate::resp::RespError::Protocol(
                         "a whole reply of the wrong shape",
@@ -470,7 +535,7 @@ impl StreamConsumer {
         let Some(group) = group else { return Ok(0) };
         let last_delivered = map_get(group, "last-delivered-id")
             .and_then(as_string)
-            .map(EntryId);
+            .map(|s| EntryId::new(&s));
         let mut entries_read = map_get(group, "entries-read").and_then(as_u64);
         // A group created on a stream that never had an entry (MKSTREAM) and that has not read
         // one yet has `entries-read` nil and `last-delivered-id` 0-0: it read nothing.
@@ -479,7 +544,7 @@ impl StreamConsumer {
         {
             entries_read = Some(0);
         }
-        let (Some(first), Some(last)) = (first.map(EntryId), last_delivered) else {
+        let (Some(first), Some(last)) = (first.map(|s| EntryId::new(&s)), last_delivered) else {
             return Ok(0);
         };
         match (first.parts(), last.parts()) {
@@ -613,5 +678,41 @@ fn map_get<'a>(v: &'a RV, name: &str) -> Option<&'a RV> {
             .find(|(k, _)| as_bytes(k) == Some(name.as_bytes()))
             .map(|(_, v)| v),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_id_is_its_text_inline_or_not() {
+        let longest = format!("{}-{}", u64::MAX, u64::MAX);
+        let longer = format!("{longest}0");
+        for text in [
+            "0-0",
+            "1700000000000-12",
+            longest.as_str(),
+            longer.as_str(),
+            "",
+        ] {
+            let id = EntryId::new(text);
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id.to_string(), text);
+            assert_eq!(format!("{id:?}"), format!("EntryId({text:?})"));
+            assert_eq!(id, id.clone());
+        }
+        assert!(matches!(EntryId::new(&longest).0, IdText::Inline { .. }));
+        assert!(matches!(EntryId::new(&longer).0, IdText::Heap(_)));
+        assert_eq!(EntryId::new(&longest).parts(), Some((u64::MAX, u64::MAX)));
+        assert_eq!(EntryId::new("5-x").parts(), None);
+        // ordered, compared and hashed as the text, whichever way it is held
+        assert!(EntryId::new("1-10") < EntryId::new("1-9"));
+        assert!(EntryId::new(&longest) < EntryId::new(&longer));
+        let set: std::collections::HashSet<EntryId> = ["1-0", "1-0", &longer, &longer]
+            .into_iter()
+            .map(EntryId::new)
+            .collect();
+        assert_eq!(set.len(), 2);
     }
 }
