@@ -193,7 +193,7 @@ fn zlib(z: &mut Compress, input: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects)]
+#[allow(clippy::arithmetic_side_effects, clippy::print_stdout)]
 mod tests {
     use super::*;
 
