@@ -105,7 +105,7 @@ impl BatchPayload {
 pub(crate) struct Batcher {
     format: PayloadFormat,
     /// The zlib compressor of `batch_compression: zlib`, reset for every batch (its
-    /// window and tables, about 300 KiB, are set up once per connection, not per batch).
+    /// window and tables, about 260 KiB, are set up once per connection, not per batch).
     zlib: Option<Box<Compress>>,
     linger: Duration,
     max_values: usize,
