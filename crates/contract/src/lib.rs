@@ -31,7 +31,8 @@ pub use key::{
     TAG_PREFIX,
 };
 pub use value::{
-    now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, MAX_CSV_LEN, SCALED_DIGITS,
+    now_ms, scale, widen_f32, Flag, Flags, TagValue, Value, ValueError, WccPayload, MAX_CSV_LEN,
+    SCALED_DIGITS,
 };
 
 /// The Redis stream every `in` and `out` value is appended to.

@@ -318,7 +318,23 @@ impl TagValue {
 
     /// The WCC Lite MQTT payload: `value,timestamp_ms,quality`.
     pub fn to_wcc_payload(&self) -> String {
-        format!("{},{},{}", self.value, self.timestamp_ms, self.quality())
+        self.wcc_payload().to_string()
+    }
+
+    /// The WCC Lite MQTT payload as a [`fmt::Display`], to write it straight into a buffer
+    /// (a batch of many) without a `String` per value.
+    pub fn wcc_payload(&self) -> WccPayload<'_> {
+        WccPayload(self)
+    }
+}
+
+/// A value's WCC Lite MQTT payload, `value,timestamp_ms,quality` ([`TagValue::wcc_payload`]).
+pub struct WccPayload<'a>(&'a TagValue);
+
+impl fmt::Display for WccPayload<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        write!(f, "{},{},{}", v.value, v.timestamp_ms, v.quality())
     }
 }
 

@@ -17,13 +17,14 @@
 //! (RFC 1950), what `zlib.decompress` (Python), `zlib.inflateSync` (Node.js) and
 //! `java.util.zip.Inflater` read.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use config::mqtt::{BatchCompression, BatchSettings, PayloadFormat, Topic};
 use flate2::{Compress, FlushCompress, Status};
 use tagbus::TagValue;
 
-use crate::payload::{write_csv_value, write_integer, write_json_number};
+use crate::payload::{write_integer, write_json_number};
 
 /// A batch is published before it grows beyond this many bytes (whatever `batch_max` says),
 /// well below the largest packet (`conn::MAX_PACKET`, 256 KiB) and brokers' usual limits.
@@ -78,11 +79,7 @@ impl BatchPayload {
             // `topic,` and the WCC Lite payload `value,timestamp_ms,quality`.
             b.extend_from_slice(topic.as_str().as_bytes());
             b.push(b',');
-            write_csv_value(b, value.value);
-            b.push(b',');
-            write_integer(b, value.timestamp_ms);
-            b.push(b',');
-            write_integer(b, value.quality());
+            let _ = write!(b, "{}", value.wcc_payload());
             b.push(b'\n');
         }
         self.values = self.values.saturating_add(1);

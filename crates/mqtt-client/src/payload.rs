@@ -58,21 +58,6 @@ pub(crate) fn write_integer(out: &mut Vec<u8>, n: impl Into<u64>) {
     let _ = serde_json::to_writer(out, &n.into());
 }
 
-/// Appends a value as the CSV column (`Value`'s `Display`: what `TagValue::to_wcc_payload`
-/// writes) to `out`.
-pub(crate) fn write_csv_value(out: &mut Vec<u8>, value: Value) {
-    use std::io::Write;
-    match value {
-        // Integers print the same either way; floats keep `Display`'s form (`50.0`, `1e21`).
-        Value::Int(i) => {
-            let _ = serde_json::to_writer(out, &i);
-        }
-        Value::Float(_) => {
-            let _ = write!(out, "{value}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,9 +100,6 @@ mod tests {
                     .map_or_else(|| "null".to_owned(), |n| n.to_string()),
             };
             assert_eq!(String::from_utf8(json).unwrap(), expected, "{v:?}");
-            let mut csv = Vec::new();
-            write_csv_value(&mut csv, v);
-            assert_eq!(String::from_utf8(csv).unwrap(), v.to_string(), "{v:?}");
         }
         // A csv_batch line is the topic and the WCC Lite payload of the csv format.
         let t = Topic::new("tag/r/a/in").unwrap();
