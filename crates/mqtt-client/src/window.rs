@@ -142,10 +142,11 @@ impl<'r> Picked<'r> {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &'r Route> + '_ {
-        (0..self.len()).filter_map(|i| match self {
-            Picked::All(routes) => routes.get(i),
-            Picked::Some(routes) => routes.get(i).copied(),
-        })
+        let (all, some): (&'r [Route], &[&'r Route]) = match self {
+            Picked::All(routes) => (routes, &[]),
+            Picked::Some(routes) => (&[], routes),
+        };
+        all.iter().chain(some.iter().copied())
     }
 }
 
